@@ -1,0 +1,10 @@
+"""specdenoise: de-noising galaxy optical spectra with PCA, autoencoders and VAEs.
+
+Reproduces and extends Scourfield et al., "De-noising of galaxy optical spectra with
+autoencoders". Importing the package is cheap: heavy dependencies (TensorFlow, MLflow,
+great-expectations, bagpipes grids) load only inside the functions that need them.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

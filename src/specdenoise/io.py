@@ -1,0 +1,110 @@
+"""Atomic file output and safe, checked input.
+
+Outputs are written to a temporary file in the destination folder and renamed into place,
+so an interrupted or failed step never leaves a partial file. Arrays load with
+``allow_pickle=False``: no pickle is ever read from disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write arrays to an uncompressed ``.npz`` atomically."""
+    path = Path(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return path
+
+
+def load_npz(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` (no pickles); check ``required`` keys are present."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)}")
+    return out
+
+
+def save_table(path: str | Path, df: Any) -> Path:
+    """Write a pandas DataFrame to Parquet atomically."""
+    path = Path(path)
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.to_parquet(tmp, index=False)
+    return path
+
+
+def load_table(path: str | Path, required: tuple[str, ...] = ()) -> Any:
+    """Read a Parquet table written by :func:`save_table`; check ``required`` columns."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: not a readable Parquet table ({type(exc).__name__})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df
+
+
+def save_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON (sorted keys, 2-space indent) atomically."""
+    return save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def save_text(path: str | Path, text: str) -> Path:
+    """Write text atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
