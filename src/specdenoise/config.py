@@ -45,6 +45,9 @@ class UniverseConfig(_Section):
     poisson_coeff: float = Field(
         0.055, ge=0.0, description="object Poisson variance per unit flux (fit to the ppxf SDSS files)"
     )
+    calibration_error: float = Field(
+        0.04, ge=0.0, le=0.5, description="rms of smooth flux-calibration residuals (Legendre orders 1-3)"
+    )
     bad_pixel_fraction: float = Field(0.002, ge=0.0, lt=0.5)
     chunk_size: int = Field(2000, gt=0, description="spectra synthesised per chunk (memory bound)")
 

@@ -481,6 +481,9 @@ def draw_catalogue(cfg: UniverseConfig, n: int | None = None, progress: bool = F
     cls = np.where(em & agn_bpt, 3, np.where(em, 0, np.where(absorption, 1, 2)))
     cls = np.where(ptype == 3, 4, cls)
 
+    # ---- spectrophotometric calibration residuals (SDSS: a few per cent, smooth in wavelength)
+    calib = cfg.calibration_error / np.sqrt(3) * rng.standard_normal((n, 3))
+
     # ---- stellar quantities of record
     r_lum = basis_project(tables.r_band[:, None])[:, 0]
     df = pd.DataFrame(
@@ -511,6 +514,9 @@ def draw_catalogue(cfg: UniverseConfig, n: int | None = None, progress: bool = F
             "bpt_x_nlr": np.where(agn_on, bpt_x, np.nan),
             "bpt_y_nlr": np.where(agn_on, bpt_y, np.nan),
             "r_lum_fibre": r_lum * fib,
+            "calib_p1": calib[:, 0],
+            "calib_p2": calib[:, 1],
+            "calib_p3": calib[:, 2],
             "mass_weighted_age_gyr": (weights * basis.age_centres).sum(1) / weights.sum(1) / 1e9,
         }
     )

@@ -1,0 +1,48 @@
+# specdenoise - run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= default
+export GX_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"specdenoise needs Python 3.11, found {sys.version.split()[0]} at {sys.executable}"'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the pinned stack and the package (once)
+
+.PHONY: test
+test: install ## Run the test suite (unit, data, integration; not the slow tests)
+	$(BIN)/python -m pytest -n 2 -q
+
+.PHONY: test-all
+test-all: install ## Run every test, slow ones included
+	$(BIN)/python -m pytest -n 2 -q -m ''
+
+.PHONY: data
+data: install ## Run the data stages (dvc repro up to the data summary)
+	$(BIN)/dvc repro summary
+
+.PHONY: benchmark
+benchmark: install ## The main job: the full pipeline (dvc repro) on the embedded universe, then the summary
+	$(BIN)/dvc repro
+	@cat reports/data_summary.md
+
+.PHONY: clean
+clean: ## Remove generated data and reports (keeps .venv)
+	rm -rf data/raw data/interim data/processed reports/*.json reports/*.md .pytest_cache

@@ -1,0 +1,247 @@
+"""The ``specdenoise`` command line (Typer). One DVC stage = one command.
+
+Logs and progress go to stderr, results to stdout. Bad input gives a one-line ``error:``
+message naming the file, field or parameter and a non-zero exit, never a traceback or a
+partial output file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import SpecdenoiseError
+
+log = logging.getLogger("specdenoise")
+
+app = typer.Typer(
+    name="specdenoise",
+    help="De-noise galaxy optical spectra with PCA, autoencoders and VAEs (after Scourfield et al.).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Data stages: universe -> select -> observe -> preprocess -> noise -> validate.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Parameters file (validated).")]
+_STATE = {"progress": True}
+
+
+@app.callback()
+def _main(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")] = False,
+) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    for noisy_lib in ("great_expectations", "matplotlib", "numexpr"):
+        logging.getLogger(noisy_lib).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    _STATE["progress"] = not quiet and sys.stderr.isatty()
+
+
+def _params(path: Path):
+    from .config import load_params
+
+    return load_params(path)
+
+
+def _done(what: str, t0: float, **facts: object) -> None:
+    extra = ", ".join(f"{k}={v}" for k, v in facts.items())
+    log.info("%s done in %.1f s%s", what, time.perf_counter() - t0, f" ({extra})" if extra else "")
+
+
+@data_app.command("universe")
+def universe_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Output catalogue (Parquet) of the parent pool.")] = Path(
+        "data/raw/universe.parquet"
+    ),
+    n: Annotated[int | None, typer.Option(help="Override universe.n_galaxies (e.g. for a quick look).")] = None,
+) -> None:
+    """Draw the embedded galaxy universe: an MPA-JHU-like catalogue with known truth."""
+    from .io import save_table
+    from .universe import draw_catalogue
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    cat = draw_catalogue(p.universe, n=n)
+    save_table(out, cat)
+    mix = cat["class"].value_counts(normalize=True).round(4).to_dict()
+    _done("universe", t0, n=len(cat), out=str(out))
+    typer.echo(f"universe: {len(cat)} galaxies -> {out}; class mix {mix}")
+
+
+@data_app.command("select")
+def select_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    catalogue: Annotated[Path, typer.Option(help="Parent catalogue from `data universe`.")] = Path("data/raw/universe.parquet"),
+    out: Annotated[Path, typer.Option(help="Selected sample (Parquet).")] = Path("data/interim/sample.parquet"),
+    report: Annotated[Path, typer.Option(help="Selection report (JSON).")] = Path("reports/selection.json"),
+) -> None:
+    """Select galaxies in bins of H-alpha flux and fix the train/test split."""
+    from .io import load_table, save_json, save_table
+    from .select import FLUX_COLUMN, select_sample
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    cat = load_table(catalogue, required=("id", FLUX_COLUMN))
+    sample, rep = select_sample(cat, p.select)
+    for b in rep["bins"]:
+        if b["shortfall"]:
+            log.warning("bin %d (%.2f-%.2f): only %d of %d galaxies", b["bin"], b["log_flux_lo"], b["log_flux_hi"], b["selected"], p.select.per_bin)
+    save_json(report, rep)
+    save_table(out, sample)
+    _done("select", t0, n=len(sample))
+    typer.echo(f"select: {rep['n_selected']} galaxies ({rep['n_train']} train / {rep['n_test']} test), short bins {rep['short_bins']} -> {out}")
+
+
+@data_app.command("observe")
+def observe_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    sample: Annotated[Path, typer.Option(help="Sample from `data select` (or any catalogue).")] = Path("data/interim/sample.parquet"),
+    out: Annotated[Path, typer.Option(help="Observed-frame spectra (.npz).")] = Path("data/interim/observed.npz"),
+) -> None:
+    """Synthesise the observed-frame SDSS-like spectra (noise-free truth, noisy flux, ivar)."""
+    import numpy as np
+
+    from .io import load_table, save_npz
+    from .observe import observe
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    cat = load_table(sample, required=("id", "z"))
+    obs = observe(cat, p.universe, progress=_STATE["progress"])
+    split = np.asarray(cat["split"].astype(str).tolist() if "split" in cat.columns else ["train"] * len(cat), dtype="U8")
+    save_npz(out, **obs, split=split)
+    rate = len(cat) / max(time.perf_counter() - t0, 1e-9)
+    _done("observe", t0, n=len(cat), spectra_per_s=f"{rate:.0f}")
+    typer.echo(f"observe: {len(cat)} spectra x {obs['flux'].shape[1]} pixels ({rate:.0f} spectra/s) -> {out}")
+
+
+@data_app.command("preprocess")
+def preprocess_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    observed: Annotated[Path, typer.Option(help="Observed spectra from `data observe`.")] = Path("data/interim/observed.npz"),
+    out: Annotated[Path, typer.Option(help="Preprocessed spectra (.npz).")] = Path("data/processed/spectra.npz"),
+) -> None:
+    """Shift to the rest frame, resample onto the common grid (flux-conserving) and normalise."""
+    from .io import load_npz, save_npz
+    from .preprocess import preprocess
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    obs = load_npz(observed, required=("loglam", "flux", "ivar", "z", "id"))
+    pre = preprocess(obs, p.preprocess, source=str(observed))
+    if "split" in obs:
+        pre["split"] = obs["split"]
+    save_npz(out, **pre)
+    masked = float((pre["ivar"] == 0).any(axis=1).mean())
+    _done("preprocess", t0, n=len(pre["flux"]))
+    typer.echo(
+        f"preprocess: {pre['flux'].shape[0]} x {pre['flux'].shape[1]} ({p.preprocess.norm} norm), "
+        f"{100 * masked:.1f}% of spectra have masked bins -> {out}"
+    )
+
+
+@data_app.command("noise")
+def noise_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
+    out: Annotated[Path, typer.Option(help="Noise-added realisations (.npz).")] = Path("data/processed/noisy.npz"),
+) -> None:
+    """Add the paper's Gaussian noise (seeded realisations) and renormalise."""
+    from .io import load_npz, save_npz
+    from .noise import add_noise
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    pre = load_npz(spectra, required=("flux", "wave"))
+    res = add_noise(pre["flux"], pre["wave"], p.noise, p.preprocess.norm)
+    save_npz(out, **res)
+    _done("noise", t0, realisations=p.noise.n_realisations)
+    typer.echo(f"noise: {p.noise.n_realisations} realisation(s) of sigma={p.noise.sigma} ({p.noise.model}) -> {out}")
+
+
+@data_app.command("validate")
+def validate_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
+    noisy: Annotated[Path, typer.Option(help="Noise realisations.")] = Path("data/processed/noisy.npz"),
+    sample: Annotated[Path, typer.Option(help="Selected sample.")] = Path("data/interim/sample.parquet"),
+    selection: Annotated[Path, typer.Option(help="Selection report.")] = Path("reports/selection.json"),
+    report: Annotated[Path, typer.Option(help="Validation report (JSON) to write.")] = Path("reports/validation.json"),
+) -> None:
+    """Validate shapes, normalisation, catalogue ranges, bin counts and noise level (great-expectations)."""
+    import json
+
+    from .errors import DataError
+    from .io import load_npz, load_table, save_json
+    from .validate import check, run_validation
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    pre = load_npz(spectra, required=("flux", "ivar", "wave", "id"))
+    nz = load_npz(noisy, required=("noisy", "renorm", "sigma"))
+    smp = load_table(sample, required=("id", "z", "class", "log_mass", "Halpha_flux_meas", "bin", "split"))
+    try:
+        rep = json.loads(Path(selection).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{selection}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{selection}: not valid JSON ({exc.msg})") from None
+    res = run_validation(p, pre, nz, smp, rep)
+    save_json(report, res)
+    check(res, str(report))
+    n_exp = sum(len(s["results"]) for s in res["suites"].values())
+    _done("validate", t0, expectations=n_exp)
+    typer.echo(f"validate: {n_exp} expectations in {len(res['suites'])} suites passed -> {report}")
+
+
+@data_app.command("summary")
+def summary_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
+    noisy: Annotated[Path, typer.Option(help="Noise realisations.")] = Path("data/processed/noisy.npz"),
+    sample: Annotated[Path, typer.Option(help="Selected sample.")] = Path("data/interim/sample.parquet"),
+    out_json: Annotated[Path, typer.Option(help="Metrics (JSON).")] = Path("reports/data_summary.json"),
+    out_md: Annotated[Path, typer.Option(help="Tables next to the paper's (Markdown).")] = Path("reports/data_summary.md"),
+) -> None:
+    """Class mix (Table 1) and PCA variance of clean and noise-added spectra (Tables 2-3) next to the paper."""
+    from .io import load_npz, load_table, save_json, save_text
+    from .summary import data_summary, render_markdown
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    pre = load_npz(spectra, required=("flux", "truth", "split"))
+    nz = load_npz(noisy, required=("noisy", "renorm"))
+    smp = load_table(sample, required=("class",))
+    summ = data_summary(pre, nz, smp, p)
+    save_json(out_json, summ)
+    save_text(out_md, render_markdown(summ))
+    _done("summary", t0)
+    typer.echo(render_markdown(summ))
+
+
+def main() -> None:
+    """Console entry point: run the app, turning user errors into one-line messages."""
+    try:
+        app()
+    except SpecdenoiseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        raise SystemExit(130) from None
+    except MemoryError:
+        typer.echo("error: out of memory (lower universe.chunk_size or the sample size)", err=True)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
