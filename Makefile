@@ -28,11 +28,11 @@ install: $(STAMP) ## Create .venv and install the pinned stack and the package (
 
 .PHONY: test
 test: install ## Run the test suite (unit, data, integration; not the slow tests)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 .PHONY: test-all
 test-all: install ## Run every test, slow ones included
-	$(BIN)/python -m pytest -n 2 -q -m ''
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m ''
 
 .PHONY: data
 data: install ## Run the data stages (dvc repro up to the data summary)

@@ -1,0 +1,143 @@
+"""The data stages end to end through the real CLI and DVC, on a tiny params override."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TINY = {
+    "universe": {"n_galaxies": 4000, "chunk_size": 100},
+    "select": {"per_bin": 30, "n_test": 60},
+    "noise": {"n_realisations": 2},
+}
+
+
+def _env():
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(GX_ANALYTICS_ENABLED="false", DVC_NO_ANALYTICS="1")
+    return env
+
+
+def _tiny_params(dest: Path) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    dest.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run(args, cwd, check=True):
+    res = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{args} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A throw-away copy of the project (dvc.yaml, sources, tiny params) under git + DVC."""
+    d = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    shutil.copytree(ROOT / "src", d / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (d / "reports").mkdir()
+    _tiny_params(d / "params.yaml")
+    run(["git", "init", "-q"], d)
+    run([str(BIN / "dvc"), "init", "-q"], d)
+    first = run([str(BIN / "dvc"), "repro"], d)
+    (d / "first_repro.log").write_text(first.stdout)
+    return d
+
+
+def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
+    first = (project / "first_repro.log").read_text()
+    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary"):
+        assert f"Running stage '{stage}'" in first
+    spectra = np.load(project / "data/processed/spectra.npz", allow_pickle=False)
+    assert spectra["flux"].shape == (300, 825)
+    np.testing.assert_allclose(np.linalg.norm(spectra["flux"], axis=1), 1.0, rtol=1e-5)
+    noisy = np.load(project / "data/processed/noisy.npz", allow_pickle=False)
+    assert noisy["noisy"].shape == (2, 300, 825)
+    assert (project / "reports/validation.json").exists() and (project / "dvc.lock").exists()
+    second = run([str(BIN / "dvc"), "repro"], project)
+    assert "Running stage" not in second.stdout
+    assert "didn't change" in second.stdout or "up to date" in second.stdout.lower()
+
+
+def test_same_params_give_the_same_numbers(project, tmp_path):
+    out = tmp_path / "again.parquet"
+    run([str(BIN / "specdenoise"), "-q", "data", "universe", "--params", "params.yaml", "--out", str(out)], project)
+    import pandas as pd
+
+    a = pd.read_parquet(project / "data/raw/universe.parquet")
+    b = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_bad_params_give_one_line_error_and_no_output(project, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["universe"]["n_galaxys"] = 5
+    bad.write_text(yaml.safe_dump(params))
+    out = tmp_path / "u.parquet"
+    res = run([str(BIN / "specdenoise"), "data", "universe", "--params", str(bad), "--out", str(out)], project, check=False)
+    assert res.returncode == 2
+    err = res.stderr.strip().splitlines()
+    assert err == [f"error: {bad}: unknown key 'universe.n_galaxys'"]
+    assert "Traceback" not in res.stderr and not out.exists()
+
+
+def test_corrupt_and_missing_inputs_are_named(project, tmp_path):
+    corrupt = tmp_path / "observed.npz"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip")
+    out = tmp_path / "spectra.npz"
+    res = run([str(BIN / "specdenoise"), "data", "preprocess", "--params", "params.yaml", "--observed", str(corrupt), "--out", str(out)], project, check=False)
+    assert res.returncode == 2 and f"error: {corrupt}: not a readable .npz file" in res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()
+    res = run([str(BIN / "specdenoise"), "data", "select", "--params", "params.yaml", "--catalogue", str(tmp_path / "none.parquet")], project, check=False)
+    assert res.returncode == 2 and "none.parquet: file not found" in res.stderr
+
+
+def test_nan_flux_is_rejected_without_partial_output(project, tmp_path):
+    obs = dict(np.load(project / "data/interim/observed.npz", allow_pickle=False))
+    obs["flux"][4, 100] = np.nan
+    gid = int(obs["id"][4])
+    src = tmp_path / "nan.npz"
+    np.savez(src, **obs)
+    before = src.read_bytes()
+    out = tmp_path / "spectra.npz"
+    res = run([str(BIN / "specdenoise"), "data", "preprocess", "--observed", str(src), "--out", str(out)], project, check=False)
+    assert res.returncode == 2
+    assert f"galaxy id {gid}: 1 non-finite flux value(s)" in res.stderr
+    assert not out.exists() and src.read_bytes() == before  # input untouched
+    assert not list(tmp_path.glob(".spectra.npz.*"))  # no temp file left behind
+
+
+def test_failed_validation_names_the_expectation_and_writes_the_report(project, tmp_path):
+    pre = dict(np.load(project / "data/processed/spectra.npz", allow_pickle=False))
+    pre["flux"] = pre["flux"] * 1.5
+    bad = tmp_path / "spectra.npz"
+    np.savez(bad, **pre)
+    report = tmp_path / "validation.json"
+    res = run(
+        [str(BIN / "specdenoise"), "data", "validate", "--spectra", str(bad), "--report", str(report)],
+        project,
+        check=False,
+    )
+    assert res.returncode == 3
+    assert "validation failed (spectra: expect_column_values_to_be_between(norm_value) failed for 300 of 300 rows" in res.stderr
+    assert report.exists()
+
+
+def test_every_command_has_help(project):
+    for cmd in ([], ["data"], ["data", "universe"], ["data", "select"], ["data", "observe"], ["data", "preprocess"], ["data", "noise"], ["data", "validate"], ["data", "summary"]):
+        res = run([str(BIN / "specdenoise"), *cmd, "--help"], project)
+        assert "Usage" in res.stdout
