@@ -43,6 +43,10 @@ benchmark: install ## The main job: the full pipeline (dvc repro) on the embedde
 	$(BIN)/dvc repro
 	@cat reports/data_summary.md
 
+.PHONY: bench
+bench: install ## Performance benchmarks (results in reports/bench_*.json)
+	$(BIN)/specdenoise bench universe --n 100000 --out reports/bench_universe.json
+
 .PHONY: clean
 clean: ## Remove generated data and reports (keeps .venv)
 	rm -rf data/raw data/interim data/processed reports/*.json reports/*.md .pytest_cache

@@ -65,16 +65,24 @@ def universe_cmd(
     n: Annotated[int | None, typer.Option(help="Override universe.n_galaxies (e.g. for a quick look).")] = None,
 ) -> None:
     """Draw the embedded galaxy universe: an MPA-JHU-like catalogue with known truth."""
-    from .io import save_table
-    from .universe import draw_catalogue
+    from collections import Counter
+
+    from .io import save_table_chunks
+    from .universe import iter_catalogue, provenance
 
     t0 = time.perf_counter()
     p = _params(params)
-    cat = draw_catalogue(p.universe, n=n)
-    save_table(out, cat)
-    mix = cat["class"].value_counts(normalize=True).round(4).to_dict()
-    _done("universe", t0, n=len(cat), out=str(out))
-    typer.echo(f"universe: {len(cat)} galaxies -> {out}; class mix {mix}")
+    counts: Counter = Counter()
+
+    def chunks():
+        for df in iter_catalogue(p.universe, n=n):
+            counts.update(df["class"].astype(str))
+            yield df
+
+    total = save_table_chunks(out, chunks(), metadata=provenance(p.universe))["rows"]
+    mix = {k: round(v / total, 4) for k, v in counts.most_common()}
+    _done("universe", t0, n=total, out=str(out))
+    typer.echo(f"universe: {total} galaxies -> {out}; class mix {mix}")
 
 
 @data_app.command("select")
@@ -226,6 +234,28 @@ def summary_cmd(
     save_text(out_md, render_markdown(summ))
     _done("summary", t0)
     typer.echo(render_markdown(summ))
+
+
+bench_app = typer.Typer(help="Performance benchmarks (numbers into reports/, never asserted).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("universe")
+def bench_universe_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    n: Annotated[int, typer.Option(help="Galaxies to draw and synthesise.")] = 100_000,
+    out: Annotated[Path, typer.Option(help="JSON to write.")] = Path("reports/bench_universe.json"),
+) -> None:
+    """Time the universe end to end (catalogue + every spectrum, chunked) and its peak memory."""
+    import json
+
+    from .bench import bench_universe
+    from .io import save_json
+
+    p = _params(params)
+    res = bench_universe(p, n, progress=_STATE["progress"])
+    save_json(out, res)
+    typer.echo(json.dumps(res, indent=2))
 
 
 def main() -> None:

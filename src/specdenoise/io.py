@@ -70,6 +70,38 @@ def save_table(path: str | Path, df: Any) -> Path:
     return path
 
 
+def save_table_chunks(path: str | Path, chunks: Any, metadata: dict[str, str] | None = None) -> dict[str, int]:
+    """Stream DataFrame chunks into one Parquet file atomically; memory stays one chunk.
+
+    ``metadata`` (str -> str) is added to the file's schema metadata (provenance). Returns
+    ``{"rows": n}``. Every chunk must have the same columns and dtypes.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    rows = 0
+    with atomic_path(path, suffix=".parquet") as tmp:
+        writer = None
+        try:
+            for df in chunks:
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                if writer is None:
+                    schema = table.schema
+                    if metadata:
+                        meta = dict(schema.metadata or {})
+                        meta.update({k.encode(): v.encode() for k, v in metadata.items()})
+                        schema = schema.with_metadata(meta)
+                    writer = pq.ParquetWriter(tmp, schema)
+                    table = table.cast(schema)
+                writer.write_table(table)
+                rows += len(df)
+        finally:
+            if writer is not None:
+                writer.close()
+    return {"rows": rows}
+
+
 def load_table(path: str | Path, required: tuple[str, ...] = ()) -> Any:
     """Read a Parquet table written by :func:`save_table`; check ``required`` columns."""
     import pandas as pd

