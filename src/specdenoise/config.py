@@ -109,7 +109,14 @@ class NoiseConfig(_Section):
     model: Literal["gaussian"] = "gaussian"
     sigma: float = Field(0.04, gt=0.0)
     n_realisations: int = Field(3, gt=0)
-    renormalise: bool = True
+    renormalise: Literal["debiased", "naive", "none"] = Field(
+        "debiased",
+        description=(
+            "normalise again after adding noise: 'debiased' divides by the noise-corrected norm "
+            "sqrt(||x||^2 - sum sigma^2) (unit signal norm, keeps the flux scale of the target); "
+            "'naive' by the plain norm (shrinks the signal by sqrt(1 + n sigma^2)); 'none' skips it"
+        ),
+    )
     seed: int = Field(3, ge=0)
 
 

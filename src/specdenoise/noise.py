@@ -2,7 +2,10 @@
 
 A noise model gives the per-pixel sigma (in normalised flux units) of the noise it adds. The
 paper's model is uniform Gaussian noise of sigma = 0.04 normalised units, after which the
-spectra are normalised again; a DESI-like, wavelength-dependent model plugs into the same
+spectra are normalised again. A plain L2 renormalisation would divide every noisy spectrum by
+~sqrt(1 + 825 x 0.04^2) = 1.52 and so shrink its signal against the target; the default
+divides by the noise-debiased norm instead, which keeps the signal at unit norm (and so keeps
+Table 2's absolute variances); a DESI-like, wavelength-dependent model plugs into the same
 interface by subclassing :class:`NoiseModel` and registering in :data:`NOISE_MODELS`.
 
 Several seeded realisations are drawn (``noise.n_realisations``), each from its own child of
@@ -76,7 +79,7 @@ def add_noise(
     -------
     dict
         ``noisy`` (r, n, n_pix) float32; ``renorm`` (r, n), the factor each noisy spectrum
-        was divided by (1 without renormalisation), so ``noisy * renorm - flux`` is the noise
+        was divided by (see :func:`renormalisation`; 1 without renormalisation), so ``noisy * renorm - flux`` is the noise
         itself; ``sigma`` (n_pix,) the per-pixel sigma before renormalisation (for a model
         with per-spectrum sigma, its mean); ``seeds`` (r,) the entropy of each child seed.
     """
@@ -90,9 +93,8 @@ def add_noise(
         rng = np.random.default_rng(child)
         x, sig = model.realise(flux.astype(float), wave, rng)
         sig_mean = np.asarray(sig, dtype=float).mean(axis=0)
-        if cfg.renormalise:
-            k = normalise(x, norm_kind)
-            k = np.where(np.abs(k) > 0, k, 1.0)
+        if cfg.renormalise != "none":
+            k = renormalisation(x, np.broadcast_to(sig, x.shape), norm_kind, debias=cfg.renormalise == "debiased")
             x = x / k[:, None]
             renorm[r] = k
         noisy[r] = x
@@ -102,6 +104,22 @@ def add_noise(
         "sigma": sig_mean,
         "seeds": np.array([c.spawn_key[-1] for c in children], dtype=np.int64),
     }
+
+
+def renormalisation(x: np.ndarray, sigma: np.ndarray, norm_kind: str, debias: bool = True) -> np.ndarray:
+    """Factor that normalises noise-added spectra ``x`` (n, n_pix) again.
+
+    For the L2 norm the noise inflates ``||x||^2`` by ``sum(sigma^2)`` on average; with
+    ``debias`` the factor is ``sqrt(||x||^2 - sum(sigma^2))``, the estimated norm of the signal,
+    so a normalised spectrum keeps unit *signal* norm and the flux scale of its clean target.
+    Total-flux and median normalisations are unbiased under zero-mean noise and are used as
+    they are.
+    """
+    k = normalise(x, norm_kind)
+    if debias and norm_kind == "l2":
+        s2 = np.sum(np.asarray(sigma, dtype=float) ** 2, axis=-1)
+        k = np.sqrt(np.clip(k**2 - s2, 0.05 * k**2, None))
+    return np.where(np.abs(k) > 0, k, 1.0)
 
 
 def noisy_ivar(ivar: np.ndarray, sigma: np.ndarray, renorm: np.ndarray) -> np.ndarray:

@@ -68,6 +68,7 @@ def data_summary(pre: dict, noisy: dict, sample, params: Params) -> dict[str, An
         "pca_noisy_before_renorm": pca_variance(before[train]),
         "norm": params.preprocess.norm,
         "noise_sigma": params.noise.sigma,
+        "renormalise": params.noise.renormalise,
     }
 
 
@@ -80,7 +81,7 @@ def render_markdown(s: dict[str, Any]) -> str:
         v = s["class_counts"].get(c, 0)
         lines.append(f"| {c} | {v} | {100 * v / tot:.1f} | {pv} | {100 * pv / ptot:.1f} |")
     for title, key, ref, kind in (
-        ("Noise-added spectra (paper Table 2)", "pca_noisy_before_renorm", PAPER_TABLE2, "noisy"),
+        ("Noise-added spectra (paper Table 2)", "pca_noisy", PAPER_TABLE2, "noisy"),
         ("Original (clean) spectra (paper Table 3)", "pca_clean", PAPER_TABLE3, "clean"),
     ):
         p = s[key]
@@ -92,12 +93,12 @@ def render_markdown(s: dict[str, Any]) -> str:
             lines.append(f"| {k} | {row['variance']:.2g} | {row['cumulative_percent']:.2f} | {pv} |")
         lines.append(f"| n for 90 % | {p['n_for_90']} | | {PAPER_N90[kind]} | |")
         lines.append(f"| n for 99 % | {p['n_for_99']} | | {PAPER_N99[kind]} | |")
-    pn, pt = s["pca_noisy"], s["pca_truth"]
+    pn, pt = s["pca_noisy_before_renorm"], s["pca_truth"]
     lines += [
         "",
-        "Noise-added spectra after renormalisation: total variance "
-        f"{pn['total_variance']:.4g}, first component {pn['components']['1']['cumulative_percent']:.2f} % "
-        "(the percentages match the table above; Table 2's absolute variances correspond to the spectra before renormalisation).",
+        f"Noise-added spectra before renormalisation ({s['renormalise']} renormalisation is applied above): total variance "
+        f"{pn['total_variance']:.4g}, first component {pn['components']['1']['variance']:.2g} "
+        f"({pn['components']['1']['cumulative_percent']:.2f} %).",
         f"Noise-free truth (beyond the paper): first component {pt['components']['1']['cumulative_percent']:.2f} %, "
         f"90 % at {pt['n_for_90']} and 99 % at {pt['n_for_99']} components.",
         "",
