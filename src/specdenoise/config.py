@@ -128,6 +128,79 @@ class ValidateConfig(_Section):
     max_masked_fraction: float = Field(0.2, gt=0.0, le=1.0)
 
 
+class NetConfig(_Section):
+    """Fixed architecture of an autoencoder (used when ``search.trials`` is 0)."""
+
+    units: list[int] = Field([900, 800], min_length=1, max_length=6)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _units(self) -> "NetConfig":
+        if any(u <= 0 for u in self.units):
+            raise ValueError("units must be positive")
+        return self
+
+
+class TrainConfig(_Section):
+    """Model training (paper section 3): families, latent dimensions and the optimiser."""
+
+    families: list[Literal["pca", "wiener", "ae", "vae"]] = ["pca", "wiener", "ae", "vae"]
+    latent_dims: list[int] = Field([2, 4, 6, 10], min_length=1)
+    realisation: int = Field(0, ge=0, description="noise realisation used as the model input")
+    val_size: int = Field(2000, gt=0, description="validation spectra drawn from the training split")
+    seed: int = Field(4, ge=0)
+    weight_softening: float = Field(
+        2e-6, ge=0.0, description="w = 1 / (sigma^2 + softening), normalised units (paper eq. 3)"
+    )
+    batch_size: int = Field(64, gt=0)
+    learning_rate: float = Field(1e-4, gt=0.0)
+    max_epochs: int = Field(200, gt=0)
+    patience: int = Field(5, gt=0, description="epochs allowed without a min_rel_drop improvement")
+    min_rel_drop: float = Field(0.1, ge=0.0, lt=1.0)
+    lr_factor: float = Field(0.1, gt=0.0, lt=1.0)
+    monitor: Literal["loss", "val_loss"] = "val_loss"
+    fresh_noise: bool = Field(False, description="draw new noise every epoch instead of one realisation")
+    kl_weight: float = Field(1.0, ge=0.0, description="weight of the KL term of the VAE loss (paper: 1)")
+    ae: NetConfig = NetConfig()
+    vae: NetConfig = NetConfig()
+
+    @model_validator(mode="after")
+    def _dims(self) -> "TrainConfig":
+        if any(d <= 0 for d in self.latent_dims):
+            raise ValueError("latent_dims must be positive")
+        return self
+
+
+class SearchConfig(_Section):
+    """Random hyper-parameter search (paper section 3.2) with optuna's seeded random sampler."""
+
+    trials: int = Field(3, ge=0, description="trials per family and latent dimension (paper: 100)")
+    epochs: int = Field(25, gt=0, description="epochs per trial (paper: 25)")
+    seed: int = Field(5, ge=0)
+    dropout_max: float = Field(0.9, ge=0.0, lt=1.0)
+    dropout_step: float = Field(0.1, gt=0.0)
+    min_layers: int = Field(2, gt=0)
+    max_layers: int = Field(4, gt=0)
+    min_units: int = Field(100, gt=0)
+    max_units: int = Field(1000, gt=0)
+    units_step: int = Field(100, gt=0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SearchConfig":
+        if self.min_layers > self.max_layers or self.min_units > self.max_units:
+            raise ValueError("search ranges: min must not exceed max")
+        return self
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking and model registry."""
+
+    uri: str | None = Field(None, description="tracking URI; default sqlite:///<cwd>/mlflow.db (absolute)")
+    experiment: str = "specdenoise"
+    registered_model: str = "specdenoise-vae"
+    log_models: bool = True
+
+
 class Params(_Section):
     """The whole of ``params.yaml``."""
 
@@ -136,6 +209,9 @@ class Params(_Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     noise: NoiseConfig = NoiseConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    train: TrainConfig = TrainConfig()
+    search: SearchConfig = SearchConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
