@@ -236,6 +236,99 @@ def summary_cmd(
     typer.echo(render_markdown(summ))
 
 
+@app.command("train")
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model family: pca, wiener, ae or vae.")],
+    latent_dim: Annotated[int, typer.Option("--latent-dim", "-d", help="Latent dimension (rank for pca/wiener).")],
+    params: ParamsOpt = Path("params.yaml"),
+    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
+    noisy: Annotated[Path, typer.Option(help="Noise realisations.")] = Path("data/processed/noisy.npz"),
+    out: Annotated[Path | None, typer.Option(help="Output folder (default models/<family>_<dim>).")] = None,
+    tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Log the run to MLflow.")] = True,
+) -> None:
+    """Search hyper-parameters (AE/VAE), train, evaluate on the test set and log to MLflow."""
+    import shutil
+
+    from .errors import ConfigError
+    from .io import load_npz
+    from .models import get_family
+    from .train import train_one
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    get_family(model)
+    if latent_dim <= 0:
+        raise ConfigError(f"--latent-dim: must be positive, got {latent_dim}")
+    pre = load_npz(spectra, required=("flux", "ivar", "truth", "wave", "split"))
+    nz = load_npz(noisy, required=("noisy", "renorm", "sigma"))
+    final = out or Path("models") / f"{model}_{latent_dim}"
+    tmp = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        rec = train_one(model, latent_dim, p, pre, nz, tmp, tracking=tracking)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    m = rec["metrics"]
+    _done("train", t0, model=f"{model}-{latent_dim}d")
+    typer.echo(
+        f"train {model} {latent_dim}-D: test loss {m['test_loss']:.1f} (truth {m['test_loss_truth']:.1f}), "
+        f"gain {m['gain']:.1f}, {m.get('epochs', 0)} epochs, {m['train_seconds']:.1f} s -> {final}"
+    )
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    models_dir: Annotated[Path, typer.Option(help="Folder of trained models (<family>_<dim>/).")] = Path("models"),
+    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
+    noisy: Annotated[Path, typer.Option(help="Noise realisations.")] = Path("data/processed/noisy.npz"),
+    sample: Annotated[Path, typer.Option(help="Selected sample (for class labels).")] = Path("data/interim/sample.parquet"),
+    out: Annotated[Path, typer.Option(help="Evaluation metrics (JSON).")] = Path("reports/evaluation.json"),
+    out_md: Annotated[Path, typer.Option(help="Evaluation table (Markdown).")] = Path("reports/evaluation.md"),
+    figures_dir: Annotated[Path, typer.Option(help="Where figures go.")] = Path("reports/figures"),
+    tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Promote the champion in the MLflow registry.")] = True,
+) -> None:
+    """Compare every trained model, promote the best VAE to @champion and draw the figures."""
+    from .evaluate import collect, figures, render_markdown, summary_table
+    from .io import load_npz, load_table, save_json, save_text
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    records = collect(models_dir)
+    rows = summary_table(records)
+    pre = load_npz(spectra, required=("flux", "ivar", "truth", "wave", "split"))
+    nz = load_npz(noisy, required=("noisy", "renorm", "sigma"))
+    smp = load_table(sample, required=("class",))
+    paths = figures(records, models_dir, pre, nz, smp, p, figures_dir)
+    champion = None
+    if tracking:
+        import mlflow
+
+        from . import tracking as trk
+
+        exp_id = trk.setup(p.tracking)
+        champion = trk.set_champion(p.tracking)
+        with mlflow.start_run(experiment_id=exp_id, run_name="evaluate"):
+            mlflow.set_tag("role", "evaluate")
+            for path in paths:
+                mlflow.log_artifact(str(path), artifact_path="figures")
+            if champion:
+                mlflow.log_params({"champion_version": champion["version"], "champion_run": champion["run_id"]})
+    metrics = {f"{r['family']}_{r['latent_dim']}": {k: r[k] for k in ("test_loss", "test_loss_truth", "gain", "gain_truth")} for r in rows}
+    save_json(out, {"models": metrics, "champion": champion, "rows": rows})
+    csv = "family,latent_dim,test_loss,test_loss_truth\n" + "".join(
+        f"{r['family']},{r['latent_dim']},{r['test_loss']:.6g},{r['test_loss_truth']:.6g}\n" for r in rows
+    )
+    save_text(out.with_name("loss_vs_dim.csv"), csv)
+    text = render_markdown(rows, champion)
+    save_text(out_md, text)
+    _done("evaluate", t0, models=len(rows))
+    typer.echo(text)
+
+
 bench_app = typer.Typer(help="Performance benchmarks (numbers into reports/, never asserted).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
