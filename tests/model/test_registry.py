@@ -53,7 +53,8 @@ def test_register_alias_and_load_in_subprocess(store, tiny_processed, tiny_noisy
         runs = mlflow.search_runs(experiment_names=["test-registry"], filter_string="tags.family = 'pca'")
         lin = mlflow.pyfunc.load_model(f"runs:/{{runs.run_id.iloc[0]}}/model")
         assert np.asarray(lin.predict(x)).shape == (3, 825)
-        print("\nOK " + json.dumps(a[0, :3].tolist()))
+        print()
+        print("OK " + json.dumps(a[0, :3].tolist()))
         """
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=store, capture_output=True, text=True, timeout=300)

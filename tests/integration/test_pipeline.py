@@ -1,4 +1,4 @@
-"""The data stages end to end through the real CLI and DVC, on a tiny params override."""
+"""The pipeline end to end through the real CLI and DVC, on a tiny params override."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ TINY = {
     "universe": {"n_galaxies": 4000, "chunk_size": 100},
     "select": {"per_bin": 30, "n_test": 60},
     "noise": {"n_realisations": 2},
+    "train": {"latent_dims": [2, 3], "max_epochs": 2, "val_size": 50, "ae": {"units": [64, 32], "dropout": 0.1}, "vae": {"units": [64, 32], "dropout": 0.1}},
+    "search": {"trials": 1, "epochs": 1, "max_units": 200},
 }
 
 
@@ -59,14 +61,23 @@ def project(tmp_path_factory):
 
 def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     first = (project / "first_repro.log").read_text()
-    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary"):
+    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary", "evaluate"):
         assert f"Running stage '{stage}'" in first
+    for fam in ("pca", "wiener", "ae", "vae"):
+        for dim in (2, 3):
+            assert f"Running stage 'train@{fam}-{dim}'" in first
     spectra = np.load(project / "data/processed/spectra.npz", allow_pickle=False)
     assert spectra["flux"].shape == (300, 825)
     np.testing.assert_allclose(np.linalg.norm(spectra["flux"], axis=1), 1.0, rtol=1e-5)
     noisy = np.load(project / "data/processed/noisy.npz", allow_pickle=False)
     assert noisy["noisy"].shape == (2, 300, 825)
     assert (project / "reports/validation.json").exists() and (project / "dvc.lock").exists()
+    import json
+
+    ev = json.loads((project / "reports/evaluation.json").read_text())
+    assert len(ev["rows"]) == 8 and all(np.isfinite(r["test_loss"]) for r in ev["rows"])
+    assert ev["champion"]["model"] == "specdenoise-vae"
+    assert (project / "reports/figures/fig7_loss_vs_dim.png").exists()
     second = run([str(BIN / "dvc"), "repro"], project)
     assert "Running stage" not in second.stdout
     assert "didn't change" in second.stdout or "up to date" in second.stdout.lower()
