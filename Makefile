@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= default
+PORT ?= 5000
 export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
@@ -39,14 +40,18 @@ data: install ## Run the data stages (dvc repro up to the data summary)
 	$(BIN)/dvc repro summary
 
 .PHONY: benchmark
-benchmark: install ## The main job: the full pipeline (dvc repro) on the embedded universe, then the summary
+benchmark: install ## The main job: the full pipeline (dvc repro) on the embedded universe, then the results
 	$(BIN)/dvc repro
-	@cat reports/data_summary.md
+	@cat reports/data_summary.md reports/evaluation.md
 
 .PHONY: bench
 bench: install ## Performance benchmarks (results in reports/bench_*.json)
 	$(BIN)/specdenoise bench universe --n 100000 --out reports/bench_universe.json
 
+.PHONY: ui
+ui: install ## Serve the MLflow UI for this project's store on 127.0.0.1:$(PORT)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(PORT)
+
 .PHONY: clean
 clean: ## Remove generated data and reports (keeps .venv)
-	rm -rf data/raw data/interim data/processed reports/*.json reports/*.md .pytest_cache
+	rm -rf data/raw data/interim data/processed models reports/*.json reports/*.md reports/*.csv reports/figures .pytest_cache
