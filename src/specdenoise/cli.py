@@ -30,6 +30,12 @@ data_app = typer.Typer(help="Data stages: universe -> select -> observe -> prepr
 app.add_typer(data_app, name="data")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Parameters file (validated).")]
+SpectraOpt = Annotated[Path, typer.Option("--spectra", help="Preprocessed spectra (.npz from `data preprocess`).")]
+NoisyOpt = Annotated[Path, typer.Option("--noisy", help="Noise realisations (.npz from `data noise`).")]
+SampleOpt = Annotated[Path, typer.Option("--sample", help="Selected sample (Parquet from `data select`).")]
+SPECTRA = Path("data/processed/spectra.npz")
+NOISY = Path("data/processed/noisy.npz")
+SAMPLE = Path("data/interim/sample.parquet")
 _STATE = {"progress": True}
 
 
@@ -160,7 +166,7 @@ def preprocess_cmd(
 @data_app.command("noise")
 def noise_cmd(
     params: ParamsOpt = Path("params.yaml"),
-    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
+    spectra: SpectraOpt = SPECTRA,
     out: Annotated[Path, typer.Option(help="Noise-added realisations (.npz).")] = Path("data/processed/noisy.npz"),
 ) -> None:
     """Add the paper's Gaussian noise (seeded realisations) and renormalise."""
@@ -179,9 +185,9 @@ def noise_cmd(
 @data_app.command("validate")
 def validate_cmd(
     params: ParamsOpt = Path("params.yaml"),
-    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
-    noisy: Annotated[Path, typer.Option(help="Noise realisations.")] = Path("data/processed/noisy.npz"),
-    sample: Annotated[Path, typer.Option(help="Selected sample.")] = Path("data/interim/sample.parquet"),
+    spectra: SpectraOpt = SPECTRA,
+    noisy: NoisyOpt = NOISY,
+    sample: SampleOpt = SAMPLE,
     selection: Annotated[Path, typer.Option(help="Selection report.")] = Path("reports/selection.json"),
     report: Annotated[Path, typer.Option(help="Validation report (JSON) to write.")] = Path("reports/validation.json"),
 ) -> None:
@@ -214,9 +220,9 @@ def validate_cmd(
 @data_app.command("summary")
 def summary_cmd(
     params: ParamsOpt = Path("params.yaml"),
-    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
-    noisy: Annotated[Path, typer.Option(help="Noise realisations.")] = Path("data/processed/noisy.npz"),
-    sample: Annotated[Path, typer.Option(help="Selected sample.")] = Path("data/interim/sample.parquet"),
+    spectra: SpectraOpt = SPECTRA,
+    noisy: NoisyOpt = NOISY,
+    sample: SampleOpt = SAMPLE,
     out_json: Annotated[Path, typer.Option(help="Metrics (JSON).")] = Path("reports/data_summary.json"),
     out_md: Annotated[Path, typer.Option(help="Tables next to the paper's (Markdown).")] = Path("reports/data_summary.md"),
 ) -> None:
@@ -241,8 +247,8 @@ def train_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="Model family: pca, wiener, ae or vae.")],
     latent_dim: Annotated[int, typer.Option("--latent-dim", "-d", help="Latent dimension (rank for pca/wiener).")],
     params: ParamsOpt = Path("params.yaml"),
-    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
-    noisy: Annotated[Path, typer.Option(help="Noise realisations.")] = Path("data/processed/noisy.npz"),
+    spectra: SpectraOpt = SPECTRA,
+    noisy: NoisyOpt = NOISY,
     out: Annotated[Path | None, typer.Option(help="Output folder (default models/<family>_<dim>).")] = None,
     tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Log the run to MLflow.")] = True,
 ) -> None:
@@ -283,9 +289,9 @@ def train_cmd(
 def evaluate_cmd(
     params: ParamsOpt = Path("params.yaml"),
     models_dir: Annotated[Path, typer.Option(help="Folder of trained models (<family>_<dim>/).")] = Path("models"),
-    spectra: Annotated[Path, typer.Option(help="Preprocessed spectra.")] = Path("data/processed/spectra.npz"),
-    noisy: Annotated[Path, typer.Option(help="Noise realisations.")] = Path("data/processed/noisy.npz"),
-    sample: Annotated[Path, typer.Option(help="Selected sample (for class labels).")] = Path("data/interim/sample.parquet"),
+    spectra: SpectraOpt = SPECTRA,
+    noisy: NoisyOpt = NOISY,
+    sample: SampleOpt = SAMPLE,
     out: Annotated[Path, typer.Option(help="Evaluation metrics (JSON).")] = Path("reports/evaluation.json"),
     out_md: Annotated[Path, typer.Option(help="Evaluation table (Markdown).")] = Path("reports/evaluation.md"),
     figures_dir: Annotated[Path, typer.Option(help="Where figures go.")] = Path("reports/figures"),

@@ -175,6 +175,7 @@ class SearchConfig(_Section):
     """Random hyper-parameter search (paper section 3.2) with optuna's seeded random sampler."""
 
     trials: int = Field(3, ge=0, description="trials per family and latent dimension (paper: 100)")
+    include_baseline: bool = Field(True, description="first trial = the fixed train.<family> net")
     epochs: int = Field(25, gt=0, description="epochs per trial (paper: 25)")
     seed: int = Field(5, ge=0)
     dropout_max: float = Field(0.9, ge=0.0, lt=1.0)

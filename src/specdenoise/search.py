@@ -28,8 +28,29 @@ def suggest(trial, cfg) -> dict[str, Any]:
     return {"dropout": dropout, "units": units}
 
 
+def baseline_trial(fixed, cfg) -> dict[str, int] | None:
+    """Optuna parameters of the fixed ``train.<family>`` net, if it lies in the search space."""
+    units = list(fixed.units)
+    step = round(fixed.dropout / cfg.dropout_step)
+    ok = (
+        cfg.min_layers <= len(units) <= cfg.max_layers
+        and abs(step * cfg.dropout_step - fixed.dropout) < 1e-9
+        and fixed.dropout <= cfg.dropout_max
+        and all(cfg.min_units <= u <= cfg.max_units and (u - cfg.min_units) % cfg.units_step == 0 for u in units)
+        and all(b <= a for a, b in zip(units, units[1:]))
+    )
+    if not ok:
+        return None
+    return {"dropout_step": step, "n_layers": len(units), **{f"units_{i}": u for i, u in enumerate(units)}}
+
+
 def random_search(family: str, latent_dim: int, data, params: Params, seed: int, tracking: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run ``search.trials`` trials; return the best hyper-parameters and every trial's record."""
+    """Run ``search.trials`` trials; return the best hyper-parameters and every trial's record.
+
+    With ``search.include_baseline`` the first trial is the fixed ``train.<family>`` net (when
+    it lies in the search space), so that a short search can only improve on it; the other
+    trials are drawn at random.
+    """
     import logging
 
     import optuna
@@ -41,6 +62,10 @@ def random_search(family: str, latent_dim: int, data, params: Params, seed: int,
     cfg = params.search
     sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(direction="minimize", sampler=sampler)
+    if cfg.include_baseline:
+        base = baseline_trial(getattr(params.train, family), cfg)
+        if base is not None:
+            study.enqueue_trial(base)
     records: list[dict[str, Any]] = []
 
     def objective(trial):

@@ -131,3 +131,24 @@ def test_paper_schedule_drops_lr_then_stops():
     assert cb.lr_drops == [3]
     assert model.stop_training and cb.stopped_epoch == 5
     assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.1)
+
+
+def test_search_space_and_baseline_trial():
+    import optuna
+
+    from specdenoise.config import NetConfig, SearchConfig
+    from specdenoise.search import baseline_trial, suggest
+
+    cfg = SearchConfig()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    base = baseline_trial(NetConfig(units=[1000, 900], dropout=0.1), cfg)
+    assert base == {"dropout_step": 1, "n_layers": 2, "units_0": 1000, "units_1": 900}
+    study.enqueue_trial(base)
+    drawn = [suggest(study.ask(), cfg) for _ in range(40)]
+    assert drawn[0] == {"dropout": 0.1, "units": [1000, 900]}
+    for hp in drawn:
+        assert 0.0 <= hp["dropout"] <= 0.9 and round(hp["dropout"] * 10, 6) == int(round(hp["dropout"] * 10))
+        assert 2 <= len(hp["units"]) <= 4
+        assert all(100 <= u <= 1000 and u % 100 == 0 for u in hp["units"])
+        assert all(b <= a for a, b in zip(hp["units"], hp["units"][1:]))  # never wider than the previous
+    assert baseline_trial(NetConfig(units=[64, 32], dropout=0.1), cfg) is None  # outside the space
