@@ -18,6 +18,13 @@ import numpy as np
 from .config import Params
 
 
+#: Paper Tables 4 (AE) and 5 (VAE): latent dimension -> (dropout, units per layer).
+PAPER_HYPER = {
+    "ae": {2: (0.8, [900, 800, 400, 300]), 4: (0.5, [900, 900, 500, 400]), 6: (0.7, [1000, 900, 800, 800]), 10: (0.9, [900, 800, 800, 600])},
+    "vae": {2: (0.8, [1000, 900, 600, 200]), 4: (0.7, [1000, 1000, 700, 500]), 6: (0.5, [800, 800, 700, 600]), 10: (0.9, [900, 900, 600, 400])},
+}
+
+
 def collect(models_dir: Path) -> list[dict[str, Any]]:
     """Read ``<models_dir>/<family>_<dim>/record.json`` of every trained model."""
     from .errors import DataError
@@ -77,6 +84,16 @@ def render_markdown(rows: list[dict[str, Any]], champion: dict[str, Any] | None)
         )
     if rows:
         out += ["", f"Noise-added input: loss {rows[0]['input_loss']:.1f} against the observed target."]
+    neural = [r for r in rows if r["family"] in PAPER_HYPER and r["hyper"].get("units")]
+    if neural:
+        out += ["", "## Chosen hyper-parameters next to the paper's Tables 4 (AE) and 5 (VAE)", ""]
+        out += ["| family | dim | dropout | units | paper dropout | paper units |", "|---|---:|---:|---|---:|---|"]
+        for r in neural:
+            pd_, pu = PAPER_HYPER[r["family"]].get(r["latent_dim"], (None, None))
+            out.append(
+                f"| {r['family']} | {r['latent_dim']} | {r['hyper']['dropout']} | {r['hyper']['units']} | "
+                f"{pd_ if pd_ is not None else '-'} | {pu if pu else '-'} |"
+            )
     if champion:
         out += ["", f"Champion: `models:/{champion['model']}@champion` = version {champion['version']} (run {champion['run_id']}, test loss {champion['test_loss']:.1f})."]
     return "\n".join(out) + "\n"

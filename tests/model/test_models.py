@@ -152,3 +152,20 @@ def test_search_space_and_baseline_trial():
         assert all(100 <= u <= 1000 and u % 100 == 0 for u in hp["units"])
         assert all(b <= a for a, b in zip(hp["units"], hp["units"][1:]))  # never wider than the previous
     assert baseline_trial(NetConfig(units=[64, 32], dropout=0.1), cfg) is None  # outside the space
+
+
+def test_fresh_noise_training_draws_new_noise_each_epoch():
+    clean, noisy, sigma = _toy(n=300, n_pix=30, sigma=0.5)
+    data = _data(clean, noisy, sigma, n_val=50)
+    calls = []
+
+    def fresh(y, rng):
+        calls.append(rng.standard_normal())
+        return y + sigma * rng.standard_normal(y.shape)
+
+    data.noise = fresh
+    cfg = TrainConfig(max_epochs=4, fresh_noise=True, learning_rate=3e-3, batch_size=32)
+    m = get_family("ae")(3, {"units": [32, 16], "dropout": 0.0})
+    hist = m.fit(data, cfg, seed=1)
+    assert len(hist["loss"]) == 4
+    assert len(calls) >= 4 and len(set(calls)) == len(calls)  # a new draw every epoch
