@@ -47,6 +47,7 @@ benchmark: install ## The main job: the full pipeline (dvc repro) on the embedde
 .PHONY: bench
 bench: install ## Performance benchmarks (results in reports/bench_*.json)
 	$(BIN)/specdenoise bench universe --n 100000 --out reports/bench_universe.json
+	$(BIN)/specdenoise bench train --backends tensorflow,jax --out reports/bench_train.json
 
 .PHONY: ui
 ui: install ## Serve the MLflow UI for this project's store on 127.0.0.1:$(PORT)

@@ -64,3 +64,78 @@ def bench_universe(params: Params, n: int, chunk_size: int | None = None, progre
         "checksum": checksum,
         "machine": {"cpu_count": __import__("os").cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
     }
+
+
+#: The paper's largest architecture (Table 4, 6-D AE): 825-1000-900-800-800-latent, mirrored.
+PAPER_UNITS = [1000, 900, 800, 800]
+
+
+def time_training(family: str, spectra: str, noisy: str, n: int, epochs: int, latent_dim: int = 6, batch_size: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Seconds per epoch of a paper-size model on ``n`` real preprocessed spectra (this backend).
+
+    The first epoch (graph tracing / compilation) is reported separately from the mean of the
+    following ones.
+    """
+    import os
+
+    import keras
+
+    from .io import load_npz
+    from .losses import keras_weighted_mse, pixel_weights
+    from .models.neural import build_networks
+
+    pre = load_npz(spectra, required=("flux", "ivar"))
+    nz = load_npz(noisy, required=("noisy",))
+    x = nz["noisy"][0][:n].astype("float32")
+    y = np.concatenate([pre["flux"][:n], pixel_weights(pre["ivar"][:n], 2e-6)], axis=1).astype("float32")
+    keras.utils.set_random_seed(seed)
+    train, infer, _ = build_networks(x.shape[1], latent_dim, PAPER_UNITS, 0.5, family == "vae", seed=seed)
+    train.compile(optimizer=keras.optimizers.Adam(1e-4), loss=keras_weighted_mse(x.shape[1]))
+    times: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    train.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[Timer()])
+    t0 = time.perf_counter()
+    infer.predict(x, batch_size=1024, verbose=0)
+    t_inf = time.perf_counter() - t0
+    return {
+        "backend": keras.backend.backend(),
+        "family": family,
+        "n_spectra": n,
+        "n_parameters": int(train.count_params()),
+        "first_epoch_s": round(times[0], 3),
+        "seconds_per_epoch": round(float(np.mean(times[1:])) if len(times) > 1 else times[0], 3),
+        "inference_spectra_per_s": round(n / t_inf, 1),
+        "threads": os.cpu_count(),
+    }
+
+
+def bench_training(backends: list[str], families: list[str], spectra: str, noisy: str, n: int, epochs: int) -> list[dict[str, Any]]:
+    """Run :func:`time_training` for each backend in its own process (KERAS_BACKEND is per process)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    results = []
+    for backend in backends:
+        for family in families:
+            code = (
+                "import json, sys; from specdenoise.bench import time_training; "
+                f"print('RESULT ' + json.dumps(time_training({family!r}, {spectra!r}, {noisy!r}, {n}, {epochs})))"
+            )
+            env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+            if res.returncode != 0 or not lines:
+                tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
+                results.append({"backend": backend, "family": family, "error": tail[:300]})
+                continue
+            results.append(json.loads(lines[-1][len("RESULT ") :]))
+    return results

@@ -357,6 +357,27 @@ def bench_universe_cmd(
     typer.echo(json.dumps(res, indent=2))
 
 
+@bench_app.command("train")
+def bench_train_cmd(
+    spectra: SpectraOpt = SPECTRA,
+    noisy: NoisyOpt = NOISY,
+    backends: Annotated[str, typer.Option(help="Comma-separated Keras backends to time side by side.")] = "tensorflow,jax",
+    families: Annotated[str, typer.Option(help="Comma-separated families (ae, vae).")] = "ae,vae",
+    n: Annotated[int, typer.Option(help="Training spectra per epoch.")] = 8000,
+    epochs: Annotated[int, typer.Option(help="Epochs timed (the first, with tracing, is reported apart).")] = 4,
+    out: Annotated[Path, typer.Option(help="JSON to write.")] = Path("reports/bench_train.json"),
+) -> None:
+    """Seconds per epoch of the paper-size AE/VAE (825-1000-900-800-800-6) on each Keras backend."""
+    import json
+
+    from .bench import bench_training
+    from .io import save_json
+
+    res = bench_training([b.strip() for b in backends.split(",")], [f.strip() for f in families.split(",")], str(spectra), str(noisy), n, epochs)
+    save_json(out, res)
+    typer.echo(json.dumps(res, indent=2))
+
+
 def main() -> None:
     """Console entry point: run the app, turning user errors into one-line messages."""
     try:
