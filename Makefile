@@ -4,7 +4,6 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PROFILE ?= default
 PORT ?= 5000
 export GX_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
@@ -40,9 +39,12 @@ data: install ## Run the data stages (dvc repro up to the data summary)
 	$(BIN)/dvc repro summary
 
 .PHONY: benchmark
-benchmark: install ## The main job: the full pipeline (dvc repro) on the embedded universe, then the results
+benchmark: install ## The main job: the full pipeline (dvc repro) on the embedded universe, then the results [PROFILE=smoke|default|paper]
+ifdef PROFILE
+	$(BIN)/specdenoise profile $(PROFILE) --out params.yaml
+endif
 	$(BIN)/dvc repro
-	@cat reports/data_summary.md reports/evaluation.md
+	@cat reports/leaderboard.md
 
 .PHONY: bench
 bench: install ## Performance benchmarks (results in reports/bench_*.json)

@@ -335,6 +335,38 @@ def evaluate_cmd(
     typer.echo(text)
 
 
+@app.command("leaderboard")
+def leaderboard_cmd(
+    evaluation: Annotated[Path, typer.Option(help="Evaluation metrics from `specdenoise evaluate`.")] = Path("reports/evaluation.json"),
+    lines: Annotated[Path, typer.Option(help="Per-line metrics, when the line stage has run.")] = Path("reports/lines.json"),
+    bench_dir: Annotated[Path, typer.Option(help="Folder with bench_*.json for the footer.")] = Path("reports"),
+    out_md: Annotated[Path, typer.Option(help="Markdown leaderboard to write.")] = Path("reports/leaderboard.md"),
+    out_html: Annotated[Path, typer.Option(help="Standalone HTML leaderboard to write.")] = Path("reports/leaderboard.html"),
+) -> None:
+    """Print the leaderboard (one row per family x dimension) and write it as Markdown and HTML."""
+    from .io import save_text
+    from .leaderboard import build, render_html, render_markdown
+
+    board = build(evaluation, lines, bench_dir)
+    text = render_markdown(board)
+    save_text(out_md, text)
+    save_text(out_html, render_html(board))
+    typer.echo(text)
+
+
+@app.command("profile")
+def profile_cmd(
+    name: Annotated[str, typer.Argument(help="Profile: smoke, default or paper (profiles/<name>.yaml).")],
+    out: Annotated[Path, typer.Option(help="Parameters file to write.")] = Path("params.yaml"),
+) -> None:
+    """Write params.yaml for a profile (profiles/default.yaml merged with profiles/<name>.yaml)."""
+    from .config import profile_text
+    from .io import save_text
+
+    save_text(out, profile_text(name))
+    typer.echo(f"profile {name} -> {out}")
+
+
 bench_app = typer.Typer(help="Performance benchmarks (numbers into reports/, never asserted).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 

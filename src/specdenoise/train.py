@@ -146,6 +146,8 @@ def train_one(
             from . import tracking as trk
 
             trk.log_json(record, "record.json")
+            if history.get("loss"):
+                mlflow.log_figure(_history_figure(history, f"{family.upper()} {latent_dim}-D"), "loss_history.png")
             if params.tracking.log_models:
                 _log_model(model, model_dir, test["x"][:4], pred[:4], params)
             record["run_id"] = run.info.run_id
@@ -157,6 +159,22 @@ def train_one(
             import mlflow
 
             mlflow.end_run()
+
+
+def _history_figure(history: dict[str, list[float]], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(history["loss"], label="train")
+    if history.get("val_loss"):
+        ax.plot(history["val_loss"], ls="--", label="validation")
+    ax.set(title=title, xlabel="epoch", ylabel="loss (eq. 3)", yscale="log")
+    ax.legend()
+    plt.close(fig)
+    return fig
 
 
 def _mlflow_epoch_logger():

@@ -1,4 +1,4 @@
-"""The pipeline end to end through the real CLI and DVC, on a tiny params override."""
+"""The pipeline end to end through the real CLI and DVC on the smoke profile (a temporary copy)."""
 
 from __future__ import annotations
 
@@ -14,27 +14,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TINY = {
-    "universe": {"n_galaxies": 4000, "chunk_size": 100},
-    "select": {"per_bin": 30, "n_test": 60},
-    "noise": {"n_realisations": 2},
-    "train": {"latent_dims": [2, 3], "max_epochs": 2, "val_size": 50, "ae": {"units": [64, 32], "dropout": 0.1}, "vae": {"units": [64, 32], "dropout": 0.1}},
-    "search": {"trials": 1, "epochs": 1, "max_units": 200},
-}
-
-
 def _env():
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(GX_ANALYTICS_ENABLED="false", DVC_NO_ANALYTICS="1")
     return env
-
-
-def _tiny_params(dest: Path) -> None:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    dest.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def run(args, cwd, check=True):
@@ -46,12 +30,13 @@ def run(args, cwd, check=True):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A throw-away copy of the project (dvc.yaml, sources, tiny params) under git + DVC."""
+    """A throw-away copy of the project (dvc.yaml, sources, profiles) on the smoke profile, under git + DVC."""
     d = tmp_path_factory.mktemp("project")
     shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
     shutil.copytree(ROOT / "src", d / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(ROOT / "profiles", d / "profiles")
     (d / "reports").mkdir()
-    _tiny_params(d / "params.yaml")
+    run([str(BIN / "specdenoise"), "profile", "smoke", "--out", "params.yaml"], d)
     run(["git", "init", "-q"], d)
     run([str(BIN / "dvc"), "init", "-q"], d)
     first = run([str(BIN / "dvc"), "repro"], d)
@@ -61,10 +46,10 @@ def project(tmp_path_factory):
 
 def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     first = (project / "first_repro.log").read_text()
-    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary", "evaluate"):
+    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary", "evaluate", "leaderboard"):
         assert f"Running stage '{stage}'" in first
     for fam in ("pca", "wiener", "ae", "vae"):
-        for dim in (2, 3):
+        for dim in (2, 4):
             assert f"Running stage 'train@{fam}-{dim}'" in first
     spectra = np.load(project / "data/processed/spectra.npz", allow_pickle=False)
     assert spectra["flux"].shape == (300, 825)
@@ -78,6 +63,12 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     assert len(ev["rows"]) == 8 and all(np.isfinite(r["test_loss"]) for r in ev["rows"])
     assert ev["champion"]["model"] == "specdenoise-vae"
     assert (project / "reports/figures/fig7_loss_vs_dim.png").exists()
+    board = (project / "reports/leaderboard.md").read_text()
+    for fam in ("PCA", "WIENER", "AE", "VAE"):
+        for dim in (2, 4):
+            assert f"| {fam} {dim}-D" in board
+    assert "(champion)" in board
+    assert (project / "reports/leaderboard.html").read_text().startswith("<!doctype html>")
     second = run([str(BIN / "dvc"), "repro"], project)
     assert "Running stage" not in second.stdout
     assert "didn't change" in second.stdout or "up to date" in second.stdout.lower()

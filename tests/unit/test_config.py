@@ -56,3 +56,18 @@ def test_overrides_deep_merge(tmp_path):
     p = load_params(f, overrides={"universe": {"n_galaxies": 20}})
     assert p.universe.n_galaxies == 20 and p.universe.seed == 4
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+
+
+def test_profiles_are_valid_and_default_is_params_yaml():
+    from specdenoise.config import PROFILES_DIR, profile_text
+
+    import yaml
+
+    assert profile_text("default", ROOT / PROFILES_DIR) == (ROOT / "params.yaml").read_text()
+    smoke = parse_params(yaml.safe_load(profile_text("smoke", ROOT / PROFILES_DIR)))
+    paper = parse_params(yaml.safe_load(profile_text("paper", ROOT / PROFILES_DIR)))
+    assert smoke.universe.n_galaxies < 10_000 and smoke.train.max_epochs <= 5
+    assert paper.search.trials == 100 and paper.search.epochs == 25 and paper.train.max_epochs == 200
+    assert paper.train.min_rel_drop == 0.1 and paper.select.per_bin == 1000
+    with pytest.raises(ConfigError, match="profile 'fast'"):
+        profile_text("fast", ROOT / PROFILES_DIR)

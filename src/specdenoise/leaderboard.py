@@ -1,0 +1,130 @@
+"""The leaderboard: one row per model family x latent dimension, from recorded metrics only.
+
+Numbers come from ``reports/evaluation.json`` (written by the evaluate stage from each model's
+``metrics.json`` / MLflow run), optional per-line metrics (``reports/lines.json``, once the
+line stage exists) and optional benchmark files (``reports/bench_*.json``, the footer).
+Nothing is re-typed.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [
+    ("rank", "rank"),
+    ("model", "model"),
+    ("test_loss", "test loss (observed)"),
+    ("test_loss_truth", "test loss (truth)"),
+    ("gain", "gain over input"),
+    ("gain_truth", "gain (truth)"),
+    ("train_seconds", "train s"),
+    ("inference_spectra_per_s", "spectra/s"),
+    ("run_id", "MLflow run"),
+]
+
+
+def _read(path: Path) -> Any:
+    from .errors import DataError
+
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found (run `dvc repro evaluate` first)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
+def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = None) -> dict[str, Any]:
+    """Rows sorted by test loss against the observed target, champion marked, plus footer facts."""
+    ev = _read(evaluation)
+    champ = ev.get("champion") or {}
+    line_metrics = _read(lines) if lines is not None and lines.exists() else {}
+    rows = []
+    for r in sorted(ev["rows"], key=lambda r: r["test_loss"]):
+        row = {k: r.get(k) for k, _ in COLUMNS if k not in ("rank", "model")}
+        row["model"] = f"{r['family'].upper()} {r['latent_dim']}-D"
+        row["family"], row["latent_dim"] = r["family"], r["latent_dim"]
+        row["champion"] = bool(champ) and r.get("run_id") == champ.get("run_id")
+        key = f"{r['family']}_{r['latent_dim']}"
+        row["lines"] = line_metrics.get("models", {}).get(key, {})
+        rows.append(row)
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    footer: dict[str, Any] = {}
+    if bench_dir is not None:
+        for path in sorted(Path(bench_dir).glob("bench_*.json")):
+            footer[path.stem] = _read(path)
+    return {"rows": rows, "champion": champ, "line_names": line_metrics.get("lines", []), "footer": footer, "input_loss": ev["rows"][0].get("input_loss") if ev["rows"] else None}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    return str(v)
+
+
+def _cells(row: dict[str, Any], line_names: list[str]) -> list[str]:
+    cells = []
+    for k, _ in COLUMNS:
+        v = row.get(k)
+        if k == "model" and row["champion"]:
+            v = f"{v} (champion)"
+        if k == "run_id" and v:
+            v = v[:8]
+        cells.append(_fmt(v))
+    for name in line_names:
+        cells.append(_fmt(row["lines"].get(f"sigma_fill_{name}")))
+    return cells
+
+
+def render_markdown(board: dict[str, Any]) -> str:
+    heads = [h for _, h in COLUMNS] + [f"sigma_fill {n}" for n in board["line_names"]]
+    out = ["# specdenoise leaderboard", "", "Sorted by mean test loss (eq. 3) against the SDSS-like observed target.", ""]
+    out.append("| " + " | ".join(heads) + " |")
+    out.append("|" + "|".join("---" for _ in heads) + "|")
+    for row in board["rows"]:
+        out.append("| " + " | ".join(_cells(row, board["line_names"])) + " |")
+    if board["input_loss"] is not None:
+        out += ["", f"Noise-added input: test loss {board['input_loss']:,.0f}."]
+    if board["champion"]:
+        c = board["champion"]
+        out.append(f"Champion: `models:/{c['model']}@champion` (version {c['version']}).")
+    if not board["line_names"]:
+        out.append("Line metrics (sigma, sigma_fill, CRB) appear once the emission-line stage runs.")
+    out += _footer_lines(board["footer"])
+    return "\n".join(out) + "\n"
+
+
+def _footer_lines(footer: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if "bench_universe" in footer:
+        b = footer["bench_universe"]
+        lines.append(f"Universe: {b['n_galaxies']:,} galaxies with spectra in {b['total_s']} s ({b['spectra_per_s_end_to_end']} spectra/s, peak {b['peak_rss_gb']} GB).")
+    if "bench_train" in footer:
+        for b in footer["bench_train"]:
+            if "error" not in b:
+                lines.append(f"Training ({b['backend']}, {b['family'].upper()}, {b['n_parameters']:,} parameters): {b['seconds_per_epoch']} s/epoch on {b['n_spectra']} spectra.")
+    return ["", "## Benchmarks", "", *[f"- {ln}" for ln in lines]] if lines else []
+
+
+def render_html(board: dict[str, Any]) -> str:
+    """A standalone HTML page (no external assets)."""
+    heads = [h for _, h in COLUMNS] + [f"sigma_fill {n}" for n in board["line_names"]]
+    body = []
+    for row in board["rows"]:
+        cls = ' class="champion"' if row["champion"] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row, board["line_names"])) + "</tr>")
+    foot = "".join(f"<li>{html.escape(x[2:])}</li>" for x in _footer_lines(board["footer"]) if x.startswith("- "))
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>specdenoise leaderboard</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}tr.champion{background:#fff3c4}</style></head><body>"
+        "<h1>specdenoise leaderboard</h1><p>Sorted by mean test loss (eq. 3) against the SDSS-like observed target.</p>"
+        "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead><tbody>"
+        + "".join(body) + "</tbody></table>" + (f"<h2>Benchmarks</h2><ul>{foot}</ul>" if foot else "") + "</body></html>\n"
+    )
