@@ -294,7 +294,7 @@ def evaluate_cmd(
     sample: SampleOpt = SAMPLE,
     out: Annotated[Path, typer.Option(help="Evaluation metrics (JSON).")] = Path("reports/evaluation.json"),
     out_md: Annotated[Path, typer.Option(help="Evaluation table (Markdown).")] = Path("reports/evaluation.md"),
-    figures_dir: Annotated[Path, typer.Option(help="Where figures go.")] = Path("reports/figures"),
+    figures_dir: Annotated[Path, typer.Option(help="Where figures go.")] = Path("reports/figures/models"),
     tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Promote the champion in the MLflow registry.")] = True,
 ) -> None:
     """Compare every trained model, promote the best VAE to @champion and draw the figures."""
@@ -332,6 +332,102 @@ def evaluate_cmd(
     text = render_markdown(rows, champion)
     save_text(out_md, text)
     _done("evaluate", t0, models=len(rows))
+    typer.echo(text)
+
+
+@app.command("templates")
+def templates_cmd(
+    out: Annotated[Path, typer.Option(help="Template file (ppxf sps_util .npz layout).")] = Path("data/external/emiles_ppxf826.npz"),
+) -> None:
+    """Build the E-MILES template library from the ppxf 8.2.6 source distribution (once)."""
+    from .templates import build_emiles
+
+    prov = build_emiles(out)
+    typer.echo(f"templates: {prov['n_spectra']} E-MILES SSPs ({prov['source']}, sha256 {prov['sha256'][:12]}) -> {out}")
+
+
+@app.command("lines")
+def lines_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    spectra: SpectraOpt = SPECTRA,
+    noisy: NoisyOpt = NOISY,
+    sample: SampleOpt = SAMPLE,
+    models_dir: Annotated[Path, typer.Option(help="Folder of trained models (<family>_<dim>/).")] = Path("models"),
+    templates: Annotated[Path, typer.Option(help="E-MILES templates from `specdenoise templates`.")] = Path("data/external/emiles_ppxf826.npz"),
+    out: Annotated[Path, typer.Option(help="Line metrics (JSON).")] = Path("reports/lines.json"),
+    table: Annotated[Path, typer.Option(help="Table 6 (Markdown).")] = Path("reports/table6.md"),
+    figures_dir: Annotated[Path, typer.Option(help="Where Fig. 9 goes.")] = Path("reports/figures/lines"),
+    tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Log per-line metrics to each model's MLflow run.")] = True,
+) -> None:
+    """Measure emission lines on the test set for every model; sigma, sigma_fill, CRB; Table 6 and Fig. 9."""
+    import json
+
+    import numpy as np
+
+    from .io import load_npz, load_table, save_json, save_text
+    from .lines import TABLE6_LINES, evaluate_lines, figure9, make_fast_fitter, table6_markdown
+    from .models import load_model
+    from .preprocess import rest_grid
+    from .train import training_data
+
+    t0 = time.perf_counter()
+    p = _params(params)
+    pre = load_npz(spectra, required=("flux", "ivar", "truth", "wave", "split", "norm"))
+    nz = load_npz(noisy, required=("noisy", "renorm", "sigma"))
+    smp = load_table(sample, required=tuple(f"{ln}_flux" for ln in TABLE6_LINES))
+    _, test = training_data(pre, nz, p)
+    idx = test["index"]
+    norm = pre["norm"][idx]
+    edges, _ = rest_grid(p.preprocess)
+    fit = make_fast_fitter(templates, edges, p.lines.sigma_kms, p.lines.n_components)
+    sets = {"observed": test["y"], "noisy": test["x"]}
+    run_ids = {}
+    for mdir in sorted(Path(models_dir).glob("*/model")):
+        key = mdir.parent.name
+        fam, _, dim = key.rpartition("_")
+        if p.lines.dims and int(dim) not in p.lines.dims:
+            continue
+        sets[key] = load_model(mdir).denoise(test["x"])
+        meta = mdir.parent / "metrics.json"
+        if meta.exists():
+            run_ids[key] = json.loads(meta.read_text()).get("run_id")
+    truth = {ln: smp[f"{ln}_flux"].to_numpy()[idx] for ln in TABLE6_LINES}
+    t_fit = time.perf_counter()
+    res = evaluate_lines(sets, fit, truth, edges, norm, float(np.mean(nz["sigma"])), TABLE6_LINES, p.lines.sigma_kms, p.lines.n_bins, p.lines.seed)
+    fit_s = time.perf_counter() - t_fit
+    fits = res.pop("fits")
+    n_spec = sum(len(v) for v in sets.values())
+    models = {}
+    for key, row in res["sets"].items():
+        flat = {}
+        for ln, m in row.items():
+            for ref, tag in (("vs_observed", ""), ("vs_truth", "_truth")):
+                if ref in m:
+                    for stat in ("sigma", "sigma_fill", "frac_fit", "bias"):
+                        flat[f"{stat}_{ln}{tag}"] = m[ref][stat]
+        models[key] = flat
+    out_obj = {"lines": list(TABLE6_LINES), "models": models, "details": res["sets"], "fit_fraction_observed": res["fit_fraction_observed"],
+               "fast_fitter_spectra_per_s": n_spec / fit_s, "n_test": int(len(idx))}
+    save_json(out, out_obj)
+    text = "# Table 6: line-flux scatter (dex) against the fit to the observed target\n\n" + table6_markdown(res)
+    text += "\n## Against the true line fluxes of the universe\n\n" + table6_markdown(res, "vs_truth")
+    save_text(table, text)
+    obs_fit = fits["observed"]
+    show = [k for k in ("noisy", "pca_4", "ae_4", "vae_4") if k in fits] or [k for k in fits if k != "observed"][:3]
+    figure9(res, {ln: (obs_fit[ln]["flux"] * norm, obs_fit[ln]["ok"]) for ln in TABLE6_LINES}, {k: fits[k] for k in show}, norm, figures_dir / "fig9_line_fluxes.png", p.lines.n_bins)
+    if tracking and run_ids:
+        from mlflow import MlflowClient
+
+        from . import tracking as trk
+
+        trk.setup(p.tracking)
+        client = MlflowClient()
+        for key, rid in run_ids.items():
+            if rid and key in models:
+                for name, value in models[key].items():
+                    if value == value:  # not NaN
+                        client.log_metric(rid, name, float(value))
+    _done("lines", t0, spectra=n_spec, fast_fit_per_s=f"{n_spec / fit_s:.0f}")
     typer.echo(text)
 
 

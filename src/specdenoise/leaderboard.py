@@ -53,6 +53,10 @@ def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = 
         rows.append(row)
     for i, row in enumerate(rows, 1):
         row["rank"] = i
+    for key, label in (("noisy", "noise-added input"), ("crb", "Cramer-Rao bound")):
+        if key in line_metrics.get("models", {}):
+            rows.append({"rank": None, "model": label, "champion": False, "lines": line_metrics["models"][key],
+                         "test_loss": ev["rows"][0].get("input_loss") if key == "noisy" and ev["rows"] else None})
     footer: dict[str, Any] = {}
     if bench_dir is not None:
         for path in sorted(Path(bench_dir).glob("bench_*.json")):
@@ -96,6 +100,12 @@ def render_markdown(board: dict[str, Any]) -> str:
         out.append(f"Champion: `models:/{c['model']}@champion` (version {c['version']}).")
     if not board["line_names"]:
         out.append("Line metrics (sigma, sigma_fill, CRB) appear once the emission-line stage runs.")
+    else:
+        out.append(
+            "sigma_fill: scatter (dex) of log line flux against the fit to the observed target over filled bins (paper Table 6). "
+            "The Cramer-Rao row is an unbiased single-line measurement at the input noise with no prior; de-noisers use the "
+            "population prior and can beat it."
+        )
     out += _footer_lines(board["footer"])
     return "\n".join(out) + "\n"
 

@@ -46,7 +46,7 @@ def project(tmp_path_factory):
 
 def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     first = (project / "first_repro.log").read_text()
-    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary", "evaluate", "leaderboard"):
+    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary", "evaluate", "templates", "lines", "leaderboard"):
         assert f"Running stage '{stage}'" in first
     for fam in ("pca", "wiener", "ae", "vae"):
         for dim in (2, 4):
@@ -62,13 +62,17 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     ev = json.loads((project / "reports/evaluation.json").read_text())
     assert len(ev["rows"]) == 8 and all(np.isfinite(r["test_loss"]) for r in ev["rows"])
     assert ev["champion"]["model"] == "specdenoise-vae"
-    assert (project / "reports/figures/fig7_loss_vs_dim.png").exists()
+    assert (project / "reports/figures/models/fig7_loss_vs_dim.png").exists()
     board = (project / "reports/leaderboard.md").read_text()
     for fam in ("PCA", "WIENER", "AE", "VAE"):
         for dim in (2, 4):
             assert f"| {fam} {dim}-D" in board
     assert "(champion)" in board
     assert (project / "reports/leaderboard.html").read_text().startswith("<!doctype html>")
+    lines = json.loads((project / "reports/lines.json").read_text())
+    assert {"pca_2", "vae_4", "noisy", "crb"} <= set(lines["models"])
+    assert "sigma_fill Halpha" in board and "Cramer-Rao bound" in board
+    assert (project / "reports/table6.md").exists() and (project / "reports/figures/lines/fig9_line_fluxes.png").exists()
     second = run([str(BIN / "dvc"), "repro"], project)
     assert "Running stage" not in second.stdout
     assert "didn't change" in second.stdout or "up to date" in second.stdout.lower()
