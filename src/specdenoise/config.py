@@ -207,7 +207,7 @@ class LinesConfig(_Section):
 
     fitter: Literal["fast", "ppxf"] = Field("fast", description="fast vectorised fitter or pPXF")
     sigma_kms: float = Field(60.0, gt=0.0, description="fixed intrinsic line sigma of the fast fitter")
-    n_components: int = Field(6, gt=0, description="E-MILES principal components in the continuum")
+    n_components: int = Field(12, gt=0, description="E-MILES principal components in the continuum")
     n_bins: int = Field(10, gt=1, description="bins in reference flux for sigma_fill (paper: 10)")
     dims: list[int] | None = Field(None, description="latent dimensions to score (None = all trained)")
     ppxf_max_spectra: int = Field(100, ge=0, description="test spectra also fitted with pPXF (agreement check)")

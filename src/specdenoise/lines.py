@@ -248,21 +248,46 @@ PAPER_TABLE6 = {
 }  # fmt: skip
 
 
-def make_fast_fitter(templates_path, edges: np.ndarray, sigma_kms: float = 60.0, n_components: int = 6):
-    """The fast fitter as a function ``flux (n, n_pix) -> fit_lines result``.
+def make_fast_fitter(templates_path, edges: np.ndarray, sigma_kms: float = 60.0, n_components: int = 12):
+    """The fast fitter as a function ``flux (n, n_pix) -> {line: {"flux", "err", "ok"}}``.
 
-    Continuum: E-MILES principal components times Legendre polynomials, fitted on line-free
-    bins; then fixed-width Gaussian lines (with residual Balmer troughs) in windows.
+    With templates: one global linear least-squares fit per spectrum of the continuum (E-MILES
+    principal components times Legendre polynomials, see :func:`continuum_design`) *jointly*
+    with a pixel-integrated Gaussian of fixed width for every modelled emission line. Fitting
+    jointly, rather than masking the lines, lets the broad Balmer absorption wings constrain the
+    stellar absorption under the narrow emission. Every spectrum shares the design matrix, so a
+    batch is one matrix product with its pseudo-inverse (~500,000 spectra/s here).
+    Without templates (``templates_path=None``): windowed fits with local continua and Balmer
+    absorption troughs (:func:`fit_lines`).
     """
+    if templates_path is None:
+        windows = build_windows(edges, sigma_kms, absorption=True)
+        return lambda flux: fit_lines(flux, None, edges, windows)
     from .templates import continuum_basis
 
-    design = continuum_design(continuum_basis(templates_path, edges, n_components))
-    mask = line_mask(edges)
-    windows = build_windows(edges, sigma_kms, absorption=True)
+    cont = continuum_design(continuum_basis(templates_path, edges, n_components))
+    names = list(LINES)
+    sig = np.hypot(sigma_kms, SIGMA_INST_KMS) / C_KMS
+    gauss = np.stack([_gauss_bins(edges, LINES[n][0], LINES[n][0] * sig) for n in names], axis=1)
+    design = np.concatenate([cont, gauss], axis=1)
+    pinv = np.linalg.pinv(design)
+    diag = np.einsum("ij,ij->i", pinv, pinv)  # diag((A^T A)^-1) for uniform weights
+    n_cont, dof = cont.shape[1], max(design.shape[0] - design.shape[1], 1)
 
     def fit(flux: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-        cont = fit_continuum(flux, design, mask)
-        return fit_lines(flux, None, edges, windows, continuum=cont)
+        flux = np.asarray(flux, dtype=np.float64)
+        finite = np.all(np.isfinite(flux), axis=1)
+        x = np.where(finite[:, None], flux, 0.0)
+        coef = x @ pinv.T
+        resid_var = np.sum((x - coef @ design.T) ** 2, axis=1) / dof
+        out = {}
+        for j, name in enumerate(names):
+            if name not in FIT_LINES:
+                continue
+            f = coef[:, n_cont + j]
+            e = np.sqrt(resid_var * diag[n_cont + j])
+            out[name] = {"flux": f, "err": e, "ok": finite & np.isfinite(f) & (f > 0)}
+        return out
 
     return fit
 

@@ -98,12 +98,13 @@ def load_templates(path: Path) -> dict[str, np.ndarray]:
     return load_npz(path, required=("templates", "lam", "ages", "metals", "fwhm"))
 
 
-def continuum_basis(path: Path, edges: np.ndarray, n_components: int = 8, sigma_kms: float = 120.0) -> np.ndarray:
+def continuum_basis(path: Path, edges: np.ndarray, n_components: int = 8, sigmas_kms: tuple[float, ...] = (120.0,)) -> np.ndarray:
     """Principal components of the E-MILES SSPs on a rest-frame grid, for linear continuum fits.
 
-    Each SSP is broadened by a Gaussian of ``sigma_kms`` (a typical stellar dispersion),
-    averaged over the bins with ``edges`` and normalised; the first ``n_components`` principal
-    components (plus the mean) span the continuum shapes. Returns (n_components + 1, n_pix).
+    Each SSP is broadened by Gaussians of each of ``sigmas_kms`` (the range of stellar velocity
+    dispersions), averaged over the bins with ``edges`` and normalised; the first
+    ``n_components`` principal components (plus the mean) of all of them span the continuum
+    shapes, line depths at different dispersions included. Returns (n_components + 1, n_pix).
     """
     from scipy.ndimage import gaussian_filter1d
 
@@ -113,8 +114,7 @@ def continuum_basis(path: Path, edges: np.ndarray, n_components: int = 8, sigma_
     lam = t["lam"]
     flat = t["templates"].reshape(len(lam), -1).T  # (n_ssp, n_lam)
     step = np.median(np.diff(lam))
-    sig_pix = 5500.0 * sigma_kms / 299_792.458 / step
-    flat = gaussian_filter1d(flat, sig_pix, axis=1)
+    flat = np.concatenate([gaussian_filter1d(flat, 5500.0 * s / 299_792.458 / step, axis=1) for s in sigmas_kms])
     lam_edges = np.concatenate([[lam[0] - step / 2], 0.5 * (lam[1:] + lam[:-1]), [lam[-1] + step / 2]])
     res, _, _ = resample(edges, lam_edges, flat)
     res /= np.linalg.norm(res, axis=1, keepdims=True)
