@@ -1,14 +1,13 @@
 """Emission-line fluxes (paper section 4.3) with a fast, vectorised linear fitter.
 
 The fast fitter works on the common rest-frame grid shared by every preprocessed spectrum, so
-one design matrix serves a whole batch. Lines close together are fitted jointly in a window
-(H-alpha with [NII], the [SII] and [OII] doublets, [OIII]4363 with H-gamma); each window's model
-is a straight-line continuum, pixel-integrated Gaussian emission lines of fixed width
-(``lines.sigma_kms`` with the SDSS instrumental 65 km/s in quadrature; the 825-bin grid is
-~276 km/s per bin, so integration over each bin matters) and, under Balmer lines, a broad
-Gaussian absorption trough. Amplitudes come from weighted linear least squares solved for all
-spectra at once (batched normal equations). A line counts as fitted when its flux is finite and
-positive; a failed fit is flagged and kept out of the statistics.
+one design matrix serves a whole batch (:func:`make_fast_fitter`): an E-MILES template continuum
+fitted jointly with pixel-integrated Gaussian lines of fixed width (``lines.sigma_kms`` with the
+SDSS instrumental 65 km/s in quadrature; the 825-bin grid is ~276 km/s per bin, so integration
+over each bin matters). Without templates, :func:`fit_lines` fits windows of nearby lines
+(H-alpha with [NII], the doublets) with a straight-line continuum and, under Balmer lines, a
+broad Gaussian absorption trough, by batched weighted least squares. A line counts as fitted
+when its flux is finite and positive; a failed fit is flagged and kept out of the statistics.
 
 Metrics (for each line, model and dimension):
 ``sigma`` the standard deviation of log10(F_model / F_reference) over lines fitted in both;
@@ -107,30 +106,12 @@ def continuum_design(basis: np.ndarray, mult_deg: int = 3, add_deg: int = 2) -> 
     return np.stack(cols, axis=1)
 
 
-def line_mask(edges: np.ndarray, half_width: float = 12.0) -> np.ndarray:
-    """True for bins within ``half_width`` A (plus half a bin) of any modelled emission line."""
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    widths = np.diff(edges)
-    mask = np.zeros(len(centres), dtype=bool)
-    for w, _ in LINES.values():
-        mask |= np.abs(centres - w) < half_width + widths / 2
-    return mask
-
-
-def fit_continuum(flux: np.ndarray, design: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Least-squares continuum of every spectrum on the line-free bins, shape (n, n_pix)."""
-    good = ~mask
-    coef = np.linalg.lstsq(design[good], np.asarray(flux, dtype=np.float64)[:, good].T, rcond=None)[0]
-    return (design @ coef).T
-
-
 def fit_lines(
     flux: np.ndarray,
     ivar: np.ndarray | None,
     edges: np.ndarray,
     windows: list[Window] | None = None,
     sigma_kms: float = 100.0,
-    continuum: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Fit emission-line fluxes of many spectra on a common rest-frame grid.
 
@@ -143,10 +124,6 @@ def fit_lines(
     edges : ndarray, shape (n_pix + 1,)
         Rest-frame bin edges in A.
 
-    continuum : ndarray, shape (n, n_pix), optional
-        A continuum model subtracted first (e.g. :func:`fit_continuum` with E-MILES templates);
-        the windows then model only a residual offset and slope (no absorption troughs).
-
     Returns
     -------
     dict
@@ -154,10 +131,8 @@ def fit_lines(
         (n,) its 1-sigma error from the fit (residual-scaled), ``ok`` (n,) bool.
     """
     if windows is None:
-        windows = build_windows(edges, sigma_kms, absorption=continuum is None)
+        windows = build_windows(edges, sigma_kms)
     flux = np.asarray(flux, dtype=np.float64)
-    if continuum is not None:
-        flux = flux - continuum
     n = len(flux)
     w_all = np.ones_like(flux) if ivar is None else np.asarray(ivar, dtype=np.float64)
     out: dict[str, dict[str, np.ndarray]] = {}
