@@ -365,7 +365,7 @@ def lines_cmd(
     import numpy as np
 
     from .io import load_npz, load_table, save_json, save_text
-    from .lines import TABLE6_LINES, evaluate_lines, figure9, make_fast_fitter, table6_markdown
+    from .lines import TABLE6_LINES, evaluate_lines, figure9, fitter_agreement, make_fast_fitter, table6_markdown
     from .models import load_model
     from .preprocess import rest_grid
     from .train import training_data
@@ -418,7 +418,7 @@ def lines_cmd(
         # a seeded random subset across all flux bins (the test set is sorted by bin)
         k = min(p.lines.ppxf_max_spectra, len(idx))
         sub = np.sort(np.random.default_rng(p.lines.seed).choice(len(idx), size=k, replace=False))
-        out_obj["ppxf_agreement"] = _ppxf_agreement(fast, ppxf_fitter, test["y"][sub], test["truth"][sub], norm[sub], {ln: truth[ln][sub] for ln in TABLE6_LINES})
+        out_obj["ppxf_agreement"] = fitter_agreement(fast, ppxf_fitter, test["y"][sub], test["truth"][sub], norm[sub], {ln: truth[ln][sub] for ln in TABLE6_LINES})
     save_json(out, out_obj)
     text = "# Table 6: line-flux scatter (dex) against the fit to the observed target\n\n" + table6_markdown(res)
     text += "\n## Against the true line fluxes of the universe\n\n" + table6_markdown(res, "vs_truth")
@@ -440,40 +440,6 @@ def lines_cmd(
                         client.log_metric(rid, name, float(value))
     _done("lines", t0, spectra=n_spec, fast_fit_per_s=f"{n_spec / fit_s:.0f}")
     typer.echo(text)
-
-
-def _ppxf_agreement(fast, ppxf_fitter, observed, truth, norm, true_flux) -> dict:
-    """Fast fitter vs pPXF on the same spectra: median and scatter of log10(fast / pPXF), both
-    on the observed spectra and on their noise-free truth, each fitter's median and scatter
-    against the true fluxes (lines above 3e-17), and each fitter's throughput."""
-    import numpy as np
-
-    out: dict = {"n_spectra": int(len(observed))}
-    for name, spec in (("observed", observed), ("truth_spectrum", truth)):
-        t0 = time.perf_counter()
-        a = fast(spec)
-        t_fast = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        b = ppxf_fitter(spec)
-        t_ppxf = time.perf_counter() - t0
-        per_line = {}
-        for line in ("Halpha", "Hbeta", "Hdelta", "OIII_5007", "NII_6583", "SII_6716"):
-            m = a[line]["ok"] & b[line]["ok"]
-            r = np.log10(a[line]["flux"][m] / b[line]["flux"][m]) if m.any() else np.array([np.nan])
-            per_line[line] = {"median_dex": float(np.median(r)), "scatter_dex": float(np.std(r)), "n_both": int(m.sum()),
-                              "frac_ok_fast": float(a[line]["ok"].mean()), "frac_ok_ppxf": float(b[line]["ok"].mean())}
-            if line in true_flux:
-                t = true_flux[line]
-                for tag, res in (("fast", a), ("ppxf", b)):
-                    mm = res[line]["ok"] & (t > 3)
-                    d = np.log10(res[line]["flux"][mm] * norm[mm] / t[mm]) if mm.any() else np.array([np.nan])
-                    per_line[line][f"{tag}_vs_true_median_dex"] = float(np.median(d))
-                    per_line[line][f"{tag}_vs_true_scatter_dex"] = float(np.std(d))
-        out[name] = per_line
-        if name == "observed":
-            out["fast_spectra_per_s"] = len(spec) / max(t_fast, 1e-9)
-            out["ppxf_spectra_per_s"] = len(spec) / max(t_ppxf, 1e-9)  # cached fits make re-runs faster
-    return out
 
 
 @app.command("leaderboard")
