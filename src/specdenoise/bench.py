@@ -139,3 +139,59 @@ def bench_training(backends: list[str], families: list[str], spectra: str, noisy
                 continue
             results.append(json.loads(lines[-1][len("RESULT ") :]))
     return results
+
+
+def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
+    """Measured dense float32 matmul throughput of this machine (GFLOP/s, best of ``repeats``)."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_path: str, model_dir: str | None, templates: str | None, n_ppxf: int = 20) -> dict[str, Any]:
+    """Side-by-side rates: preprocessing, inference vs the matmul roofline, fast vs pPXF lines."""
+    from .io import load_npz
+    from .preprocess import preprocess, rest_grid
+
+    out: dict[str, Any] = {"matmul_gflops": round(matmul_gflops(), 1)}
+    obs = load_npz(observed_path, required=("loglam", "flux", "ivar", "z", "id"))
+    t0 = time.perf_counter()
+    preprocess(obs, params.preprocess)
+    out["preprocess_spectra_per_s"] = round(len(obs["flux"]) / (time.perf_counter() - t0), 1)
+    pre = load_npz(spectra_path, required=("flux", "wave"))
+    x = load_npz(noisy_path, required=("noisy",))["noisy"][0]
+    if model_dir:
+        from .models import load_model
+
+        model = load_model(model_dir)
+        model.denoise(x[:64])  # warm-up (graph tracing)
+        t0 = time.perf_counter()
+        model.denoise(x)
+        dt = time.perf_counter() - t0
+        rate = len(x) / dt
+        flops = 2 * model.n_parameters()  # dense layers: ~2 FLOP per weight per spectrum
+        out["inference"] = {
+            "model": str(model_dir),
+            "spectra_per_s": round(rate, 1),
+            "gflops_achieved": round(rate * flops / 1e9, 2),
+            "roofline_ratio": round(rate * flops / 1e9 / out["matmul_gflops"], 3),
+        }
+    if templates:
+        from .lines import make_fast_fitter
+        from .ppxf_fit import PpxfFitter
+
+        edges, wave = rest_grid(params.preprocess)
+        fast = make_fast_fitter(templates, edges, params.lines.sigma_kms, params.lines.n_components)
+        t0 = time.perf_counter()
+        fast(pre["flux"])
+        fast_rate = len(pre["flux"]) / (time.perf_counter() - t0)
+        slow = PpxfFitter(templates, wave, cache_dir=None, n_jobs=2)
+        t0 = time.perf_counter()
+        slow(pre["flux"][:n_ppxf])
+        ppxf_rate = n_ppxf / (time.perf_counter() - t0)
+        out["lines"] = {"fast_spectra_per_s": round(fast_rate, 1), "ppxf_spectra_per_s": round(ppxf_rate, 2), "speedup": round(fast_rate / ppxf_rate, 0)}
+    return out

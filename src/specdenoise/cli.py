@@ -318,7 +318,7 @@ def evaluate_cmd(
         exp_id = trk.setup(p.tracking)
         champion = trk.set_champion(p.tracking)
         with mlflow.start_run(experiment_id=exp_id, run_name="evaluate"):
-            mlflow.set_tag("role", "evaluate")
+            mlflow.set_tags({"role": "evaluate", "benchmark": trk.benchmark_tag(p)})
             for path in paths:
                 mlflow.log_artifact(str(path), artifact_path="figures")
             if champion:
@@ -492,6 +492,30 @@ def bench_universe_cmd(
 
     p = _params(params)
     res = bench_universe(p, n, progress=_STATE["progress"])
+    save_json(out, res)
+    typer.echo(json.dumps(res, indent=2))
+
+
+@bench_app.command("pipeline")
+def bench_pipeline_cmd(
+    params: ParamsOpt = Path("params.yaml"),
+    observed: Annotated[Path, typer.Option(help="Observed spectra (for the preprocessing rate).")] = Path("data/interim/observed.npz"),
+    spectra: SpectraOpt = SPECTRA,
+    noisy: NoisyOpt = NOISY,
+    model: Annotated[Path | None, typer.Option(help="Saved model for the inference roofline.")] = Path("models/vae_6/model"),
+    templates: Annotated[Path | None, typer.Option(help="E-MILES templates for the line-fit rates.")] = Path("data/external/emiles_ppxf826.npz"),
+    n_ppxf: Annotated[int, typer.Option(help="Spectra fitted with pPXF (uncached) for its rate.")] = 20,
+    out: Annotated[Path, typer.Option(help="JSON to write.")] = Path("reports/bench_pipeline.json"),
+) -> None:
+    """Preprocessing rate, inference spectra/s against the measured matmul roofline, fast vs pPXF line fits."""
+    import json
+
+    from .bench import bench_pipeline
+    from .io import save_json
+
+    p = _params(params)
+    res = bench_pipeline(p, str(observed), str(spectra), str(noisy), str(model) if model and model.exists() else None,
+                         str(templates) if templates and templates.exists() else None, n_ppxf)
     save_json(out, res)
     typer.echo(json.dumps(res, indent=2))
 

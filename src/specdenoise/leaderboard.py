@@ -115,6 +115,15 @@ def _footer_lines(footer: dict[str, Any]) -> list[str]:
     if "bench_universe" in footer:
         b = footer["bench_universe"]
         lines.append(f"Universe: {b['n_galaxies']:,} galaxies with spectra in {b['total_s']} s ({b['spectra_per_s_end_to_end']} spectra/s, peak {b['peak_rss_gb']} GB).")
+    if "bench_pipeline" in footer:
+        b = footer["bench_pipeline"]
+        lines.append(f"Preprocessing: {b['preprocess_spectra_per_s']:,} spectra/s; dense matmul {b['matmul_gflops']} GFLOP/s.")
+        if "inference" in b:
+            i = b["inference"]
+            lines.append(f"Inference ({i['model']}): {i['spectra_per_s']:,} spectra/s = {i['gflops_achieved']} GFLOP/s, roofline ratio {i['roofline_ratio']}.")
+        if "lines" in b:
+            ln = b["lines"]
+            lines.append(f"Line fitting: fast {ln['fast_spectra_per_s']:,} spectra/s vs pPXF {ln['ppxf_spectra_per_s']} spectra/s ({ln['speedup']:.0f}x).")
     if "bench_train" in footer:
         for b in footer["bench_train"]:
             if "error" not in b:

@@ -68,6 +68,16 @@ def environment() -> dict[str, Any]:
     }
 
 
+def benchmark_tag(params) -> str:
+    """Id shared by every run of one benchmark (same parameters): filter the MLflow UI's
+    compare view with ``tags.benchmark = '<id>'`` to see PCA/Wiener/AE/VAE side by side."""
+    import hashlib
+    import json
+
+    dump = json.dumps(params.model_dump(by_alias=True), sort_keys=True, default=str)
+    return hashlib.sha256(dump.encode()).hexdigest()[:12]
+
+
 def pip_requirements() -> list[str]:
     """Explicit requirements logged with every model (exact versions of this environment)."""
     from importlib.metadata import version

@@ -112,7 +112,8 @@ def train_one(
 
         exp_id = trk.setup(params.tracking, root)
         run = mlflow.start_run(experiment_id=exp_id, run_name=f"{family}-{latent_dim}d")
-        mlflow.set_tags({"family": family, "latent_dim": str(latent_dim), "role": "final", "noise_model": params.noise.model})
+        mlflow.set_tags({"family": family, "latent_dim": str(latent_dim), "role": "final", "noise_model": params.noise.model,
+                         "benchmark": trk.benchmark_tag(params)})
         mlflow.log_params({"family": family, "latent_dim": latent_dim, "n_train": data.meta["n_train"], "n_val": data.meta["n_val"], **{f"train.{k}": v for k, v in tc.model_dump().items() if k not in ("ae", "vae", "families", "latent_dims")}})
         trk.log_json(trk.environment(), "environment.json")
     try:

@@ -68,3 +68,8 @@ def test_register_alias_and_load_in_subprocess(store, tiny_processed, tiny_noisy
 
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("OK ")][-1]
     assert np.allclose(local[0, :3], json.loads(line[3:]), atol=1e-4)
+    # every final run of one benchmark carries the same grouping tag
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["test-registry"], filter_string="tags.role = 'final'")
+    assert set(runs["tags.benchmark"]) == {tracking.benchmark_tag(params)}
