@@ -90,13 +90,8 @@ def add_noise(
     renorm = np.ones((cfg.n_realisations, n))
     sig_mean = np.zeros(n_pix)
     for r, child in enumerate(children):
-        rng = np.random.default_rng(child)
-        x, sig = model.realise(flux.astype(float), wave, rng)
+        x, sig, renorm[r] = draw_noisy(model, flux, wave, cfg, norm_kind, np.random.default_rng(child))
         sig_mean = np.asarray(sig, dtype=float).mean(axis=0)
-        if cfg.renormalise != "none":
-            k = renormalisation(x, np.broadcast_to(sig, x.shape), norm_kind, debias=cfg.renormalise == "debiased")
-            x = x / k[:, None]
-            renorm[r] = k
         noisy[r] = x
     return {
         "noisy": noisy,
@@ -104,6 +99,22 @@ def add_noise(
         "sigma": sig_mean,
         "seeds": np.array([c.spawn_key[-1] for c in children], dtype=np.int64),
     }
+
+
+def draw_noisy(
+    model: NoiseModel, clean: np.ndarray, wave: np.ndarray, cfg: NoiseConfig, norm_kind: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One noise-added, renormalised version of ``clean`` (n, n_pix).
+
+    Returns ``(noisy, sigma, renorm)``: the spectra, the per-pixel sigma of the added noise and
+    the factor each spectrum was divided by (1 when ``cfg.renormalise`` is "none").
+    """
+    x, sig = model.realise(np.asarray(clean, dtype=float), wave, rng)
+    k = np.ones(len(x))
+    if cfg.renormalise != "none":
+        k = renormalisation(x, np.broadcast_to(sig, x.shape), norm_kind, debias=cfg.renormalise == "debiased")
+        x = x / k[:, None]
+    return x, sig, k
 
 
 def renormalisation(x: np.ndarray, sigma: np.ndarray, norm_kind: str, debias: bool = True) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from .config import Params
 from .losses import pixel_weights, weighted_mse
 from .models import DenoisingModel, TrainingData, get_family
-from .noise import make_noise_model, renormalisation
+from .noise import draw_noisy, make_noise_model
 
 
 def training_data(pre: dict, noisy: dict, params: Params) -> tuple[TrainingData, dict[str, np.ndarray]]:
@@ -47,10 +47,7 @@ def training_data(pre: dict, noisy: dict, params: Params) -> tuple[TrainingData,
     sigma = np.asarray(noisy["sigma"], dtype=np.float64)
 
     def fresh(clean: np.ndarray, g: np.random.Generator) -> np.ndarray:
-        xn, sig = model.realise(clean.astype(np.float64), wave, g)
-        if params.noise.renormalise != "none":
-            xn = xn / renormalisation(xn, sig, params.preprocess.norm, params.noise.renormalise == "debiased")[:, None]
-        return xn
+        return draw_noisy(model, clean, wave, params.noise, params.preprocess.norm, g)[0]
 
     data = TrainingData(x[trn], y[trn], w[trn], x[val], y[val], w[val], wave, sigma, noise=fresh, meta={"n_train": len(trn), "n_val": len(val)})
     test = {"x": x[test_idx], "y": y[test_idx], "w": w[test_idx], "truth": pre["truth"][test_idx].astype(np.float32), "index": test_idx}

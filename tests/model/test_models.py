@@ -169,3 +169,17 @@ def test_fresh_noise_training_draws_new_noise_each_epoch():
     hist = m.fit(data, cfg, seed=1)
     assert len(hist["loss"]) == 4
     assert len(calls) >= 4 and len(set(calls)) == len(calls)  # a new draw every epoch
+
+
+def test_training_data_fresh_noise_matches_the_noise_stage(tiny_params, tiny_processed, tiny_noisy):
+    """Fresh per-epoch noise is drawn exactly as the noise stage draws its realisations."""
+    from specdenoise.noise import add_noise
+    from specdenoise.train import training_data
+
+    params = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"val_size": 20})})
+    data, _ = training_data(tiny_processed, tiny_noisy, params)
+    seq = np.random.SeedSequence(123).spawn(1)[0]
+    fresh = data.noise(tiny_processed["flux"], np.random.default_rng(seq))
+    cfg = params.noise.model_copy(update={"n_realisations": 1, "seed": 123})
+    ref = add_noise(tiny_processed["flux"], tiny_processed["wave"], cfg, params.preprocess.norm)["noisy"][0]
+    np.testing.assert_allclose(fresh, ref, rtol=1e-5, atol=1e-6)
