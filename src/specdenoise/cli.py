@@ -541,6 +541,21 @@ def bench_train_cmd(
     typer.echo(json.dumps(res, indent=2))
 
 
+# Commands defined in modules of their own: each module has ``register(app, data_app)``, which
+# adds its Typer commands (imports stay light: heavy libraries load inside the commands).
+_EXTENSIONS: tuple[str, ...] = ()
+
+
+def _register_extensions() -> None:
+    import importlib
+
+    for name in _EXTENSIONS:
+        importlib.import_module(f".{name}", __package__).register(app, data_app)
+
+
+_register_extensions()
+
+
 def main() -> None:
     """Console entry point: run the app, turning user errors into one-line messages."""
     try:
