@@ -1,1 +1,128 @@
-"""Survey spectrum readers: SDSS spec-lite / DR7 spSpec, DESI coadds, MPA-JHU catalogues."""
+"""Survey spectrum readers: SDSS spec-lite / DR7 spSpec, DESI coadds, MPA-JHU catalogues.
+
+:func:`read_spectra` opens any supported FITS file, recognises its format from its HDUs and
+returns a list of :class:`Spectrum` (observed-frame air wavelengths in A, flux in
+1e-17 erg/s/cm^2/A, inverse variance, redshift, id, provenance):
+
+==============================  =====================================================  ===========================
+format                          recognised by                                          reader
+==============================  =====================================================  ===========================
+SDSS DR8+ ``spec`` / spec-lite  a ``COADD`` table with ``flux``/``loglam``/``ivar``    :func:`.sdss.read_sdss_spec`
+SDSS DR7 ``spSpec``             a 2-D primary image with ``COEFF0``/``COEFF1``         :func:`.sdss.read_sdss_spspec`
+DESI coadd                      ``B_FLUX`` / ``R_FLUX`` / ``Z_FLUX`` HDUs              :func:`.desi.read_desi_coadd`
+==============================  =====================================================  ===========================
+
+Anything else, a corrupt or truncated FITS file, or a file that lacks a required HDU or
+column, raises :class:`~specdenoise.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from .spectrum import Spectrum, vac_to_air
+
+__all__ = ["Spectrum", "vac_to_air", "read_spectra", "detect_format", "open_fits", "FORMATS"]
+
+#: Formats :func:`read_spectra` recognises.
+FORMATS = ("sdss-spec", "sdss-spspec", "desi-coadd")
+_DESI_HDUS = {"B_FLUX", "R_FLUX", "Z_FLUX"}
+
+
+@contextlib.contextmanager
+def open_fits(path: str | Path) -> Iterator[Any]:
+    """Open a FITS file fully (every header and data unit read now) or raise :class:`DataError`.
+
+    A truncated file, a header that is not FITS or a data unit shorter than its header says
+    becomes a one-line ``DataError`` naming the file instead of an astropy warning followed by
+    garbage or a late exception.
+    """
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a FITS file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AstropyUserWarning)
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
+            try:
+                for hdu in hdul:
+                    _ = hdu.data  # force the read: truncation shows here
+            except BaseException:
+                hdul.close()
+                raise
+    except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, AstropyUserWarning) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable FITS file ({msg})") from None
+    try:
+        yield hdul
+    finally:
+        hdul.close()
+
+
+def detect_format(hdul: Any) -> str | None:
+    """The format of an opened FITS file (one of :data:`FORMATS`), or None if unknown."""
+    names = {h.name.upper() for h in hdul}
+    if names & _DESI_HDUS:
+        return "desi-coadd"
+    for hdu in list(hdul)[1:2] + [h for h in hdul if h.name.upper() == "COADD"]:
+        cols = {c.lower() for c in getattr(getattr(hdu, "columns", None), "names", None) or []}
+        if {"flux", "loglam"} <= cols:
+            return "sdss-spec"
+    hdr = hdul[0].header
+    if hdr.get("NAXIS", 0) == 2 and "COEFF0" in hdr and "COEFF1" in hdr:
+        return "sdss-spspec"
+    return None
+
+
+def read_spectra(path: str | Path) -> list[Spectrum]:
+    """Read every spectrum of a survey FITS file, whatever its (supported) format.
+
+    Parameters
+    ----------
+    path : str or Path
+        An SDSS ``spec``/``spec-lite`` or ``spSpec`` file, or a DESI coadd (``.fits`` or
+        ``.fits.gz``).
+
+    Returns
+    -------
+    list of Spectrum
+        Observed-frame spectra: ``wave`` (n_pix,) air A, ``flux`` (n_pix,) in
+        1e-17 erg/s/cm^2/A, ``ivar`` (n_pix,) with 0 on masked pixels, ``z``, ``id`` and
+        ``meta`` (``source``, ``survey``, ``format``, ``wave_medium``, ...).
+
+    Raises
+    ------
+    DataError
+        Missing, corrupt, truncated or unrecognised file, or a missing HDU / column; the
+        message names the file.
+    """
+    path = Path(path)
+    with open_fits(path) as hdul:
+        fmt = detect_format(hdul)
+        if fmt == "sdss-spec":
+            from .sdss import read_sdss_spec
+
+            return read_sdss_spec(path, hdul)
+        if fmt == "sdss-spspec":
+            from .sdss import read_sdss_spspec
+
+            return read_sdss_spspec(path, hdul)
+        if fmt == "desi-coadd":
+            from .desi import read_desi_coadd
+
+            return read_desi_coadd(path)
+        hdus = ", ".join(f"{i}:{h.name or '?'}" for i, h in enumerate(hdul))
+        raise DataError(
+            f"{path}: unrecognised spectrum format (HDUs {hdus}); expected an SDSS spec/spec-lite "
+            "(COADD table), an SDSS DR7 spSpec (primary image with COEFF0/COEFF1) or a DESI coadd (B/R/Z_FLUX)"
+        )
