@@ -214,9 +214,47 @@ class LinesConfig(_Section):
     seed: int = Field(6, ge=0)
 
 
+class DownloadConfig(_Section):
+    """Where ``specdenoise data download-sdss`` / ``download-mpajhu`` fetch from, and how."""
+
+    sdss_base_url: str = Field(
+        "https://data.sdss.org/sas/dr17/sdss/spectro/redux/26/spectra/lite",
+        description="SAS spec-lite folder; files at {base}/PPPP/spec-PPPP-MMMMM-FFFF.fits",
+    )
+    mpajhu_base_url: str = Field("https://wwwmpa.mpa-garching.mpg.de/SDSS/DR7/Data", description="MPA-JHU DR7 files")
+    workers: int = Field(4, ge=1, le=64, description="parallel downloads")
+    retries: int = Field(3, ge=0, le=20, description="retries of a transient failure (404 is never retried)")
+    backoff_s: float = Field(1.0, ge=0.0, description="wait before retry k: backoff_s * 2**k seconds")
+    timeout_s: float = Field(60.0, gt=0.0, description="connect / read timeout")
+
+
+class DataConfig(_Section):
+    """Where the data come from: the embedded universe or real SDSS spectra + MPA-JHU catalogues."""
+
+    source: Literal["universe", "sdss"] = Field(
+        "universe", description="'sdss': `data universe` / `data observe` read MPA-JHU + spec-lite files"
+    )
+    sdss_dir: str = Field("data/external/sdss/spectra", description="spec-lite files spec-PPPP-MMMMM-FFFF.fits")
+    mpajhu_dir: str = Field("data/external/mpajhu", description="MPA-JHU DR7 catalogue files")
+    z_min: float = Field(0.024, ge=0.0, description="parent pool redshift range (source sdss)")
+    z_max: float = Field(0.05, gt=0.0, le=1.0)
+    main_sample_only: bool = Field(True, description="keep SDSS main-galaxy targets only (PRIMTARGET bit 64)")
+    require_spectra: bool = Field(
+        False, description="keep only galaxies whose spec-lite file is already in sdss_dir (offline subsets)"
+    )
+    download: DownloadConfig = DownloadConfig()
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "DataConfig":
+        if self.z_min >= self.z_max:
+            raise ValueError(f"z_min ({self.z_min}) must be below z_max ({self.z_max})")
+        return self
+
+
 class Params(_Section):
     """The whole of ``params.yaml``."""
 
+    data: DataConfig = DataConfig()
     universe: UniverseConfig = UniverseConfig()
     select: SelectConfig = SelectConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
