@@ -78,6 +78,10 @@ def universe_cmd(
 
     t0 = time.perf_counter()
     p = _params(params)
+    if p.data.source == "sdss":
+        from .cli_survey import sdss_universe
+
+        return sdss_universe(p, out)
     counts: Counter = Counter()
 
     def chunks():
@@ -129,6 +133,10 @@ def observe_cmd(
 
     t0 = time.perf_counter()
     p = _params(params)
+    if p.data.source == "sdss":
+        from .cli_survey import sdss_observe
+
+        return sdss_observe(p, sample, out)
     cat = load_table(sample, required=("id", "z"))
     obs = observe(cat, p.universe, progress=_STATE["progress"])
     split = np.asarray(cat["split"].astype(str).tolist() if "split" in cat.columns else ["train"] * len(cat), dtype="U8")
@@ -543,7 +551,7 @@ def bench_train_cmd(
 
 # Commands defined in modules of their own: each module has ``register(app, data_app)``, which
 # adds its Typer commands (imports stay light: heavy libraries load inside the commands).
-_EXTENSIONS: tuple[str, ...] = ()
+_EXTENSIONS: tuple[str, ...] = ("cli_survey",)
 
 
 def _register_extensions() -> None:
