@@ -51,6 +51,7 @@ def open_fits(path: str | Path) -> Iterator[Any]:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a FITS file")
     try:
+        _check_gzip(path)
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
@@ -67,6 +68,28 @@ def open_fits(path: str | Path) -> Iterator[Any]:
         yield hdul
     finally:
         hdul.close()
+
+
+def _check_gzip(path: Path) -> None:
+    """Decompress a gzip file to its end (streaming, no memory kept) so truncation is caught.
+
+    astropy silently drops the HDUs beyond the cut of a truncated ``.gz``; gzip itself raises
+    ``EOFError`` (truncated) or ``BadGzipFile`` / ``zlib.error`` (corrupt).
+    """
+    import gzip
+    import zlib
+
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return
+    try:
+        with gzip.open(path, "rb") as gz:
+            while gz.read(1 << 24):
+                pass
+    except zlib.error as exc:
+        raise OSError(f"corrupt gzip stream: {exc}") from None
+    except EOFError:
+        raise OSError("truncated gzip file") from None
 
 
 def detect_format(hdul: Any) -> str | None:
