@@ -285,7 +285,7 @@ def parent_sample(cat: Any, z_min: float, z_max: float, main_only: bool = True) 
         The kept rows, duplicates (repeat observations of one plate-mjd-fiber) dropped,
         index reset.
     """
-    keep = cat["z"].between(z_min, z_max).to_numpy()
+    keep = cat["z"].between(z_min, z_max).to_numpy().copy()
     if "z_warning" in cat:
         keep &= cat["z_warning"].to_numpy() == 0
     if "spectrotype" in cat:
