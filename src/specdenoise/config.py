@@ -251,6 +251,14 @@ class DataConfig(_Section):
         return self
 
 
+class UncertaintyConfig(_Section):
+    """Per-pixel predictive uncertainty and its calibration (see :mod:`specdenoise.uncertainty`)."""
+
+    n_samples: int = Field(50, ge=2, description="VAE posterior samples decoded per spectrum")
+    seed: int = Field(7, ge=0, description="seed of the posterior samples")
+    window: int = Field(5, ge=0, description="pixels pooled on each side when fitting the per-pixel scale")
+
+
 class Params(_Section):
     """The whole of ``params.yaml``."""
 
@@ -264,6 +272,7 @@ class Params(_Section):
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
     lines: LinesConfig = LinesConfig()
+    uncertainty: UncertaintyConfig = UncertaintyConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -49,7 +49,7 @@ def training_data(pre: dict, noisy: dict, params: Params) -> tuple[TrainingData,
     def fresh(clean: np.ndarray, g: np.random.Generator) -> np.ndarray:
         return draw_noisy(model, clean, wave, params.noise, params.preprocess.norm, g)[0]
 
-    data = TrainingData(x[trn], y[trn], w[trn], x[val], y[val], w[val], wave, sigma, noise=fresh, meta={"n_train": len(trn), "n_val": len(val)})
+    data = TrainingData(x[trn], y[trn], w[trn], x[val], y[val], w[val], wave, sigma, noise=fresh, meta={"n_train": len(trn), "n_val": len(val), "val_index": val})
     test = {"x": x[test_idx], "y": y[test_idx], "w": w[test_idx], "truth": pre["truth"][test_idx].astype(np.float32), "index": test_idx}
     return data, test
 
@@ -135,6 +135,10 @@ def train_one(
             metrics["seconds_per_epoch"] = history["seconds_per_epoch"][0]
         model_dir = out_dir / "model"
         model.save(model_dir)
+        from .denoiser import training_record
+
+        # the preprocessing (and noise) the model was trained with travels with it (Denoiser)
+        save_json(model_dir / "preprocess.json", training_record(params))
         record = {"family": family, "latent_dim": latent_dim, "hyper": model.hyper, "metrics": metrics, "trials": trials, "history": history}
         if run is not None:
             import mlflow
@@ -148,6 +152,8 @@ def train_one(
                 mlflow.log_figure(_history_figure(history, f"{family.upper()} {latent_dim}-D"), "loss_history.png")
             if params.tracking.log_models:
                 _log_model(model, model_dir, test["x"][:4], pred[:4], params)
+                # the whole saved model (VAE encoder included) + preprocess.json, for Denoiser.load
+                mlflow.log_artifacts(str(model_dir), "specdenoise_model")
             record["run_id"] = run.info.run_id
         save_json(out_dir / "metrics.json", {"family": family, "latent_dim": latent_dim, **metrics, "run_id": record.get("run_id")})
         save_json(out_dir / "record.json", record)
