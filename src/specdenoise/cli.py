@@ -455,6 +455,7 @@ def leaderboard_cmd(
     evaluation: Annotated[Path, typer.Option(help="Evaluation metrics from `specdenoise evaluate`.")] = Path("reports/evaluation.json"),
     lines: Annotated[Path, typer.Option(help="Per-line metrics, when the line stage has run.")] = Path("reports/lines.json"),
     bench_dir: Annotated[Path, typer.Option(help="Folder with bench_*.json for the footer.")] = Path("reports"),
+    uncertainty: Annotated[Path, typer.Option(help="Coverage metrics, when the uncertainty stage has run.")] = Path("reports/uncertainty.json"),
     out_md: Annotated[Path, typer.Option(help="Markdown leaderboard to write.")] = Path("reports/leaderboard.md"),
     out_html: Annotated[Path, typer.Option(help="Standalone HTML leaderboard to write.")] = Path("reports/leaderboard.html"),
 ) -> None:
@@ -462,7 +463,7 @@ def leaderboard_cmd(
     from .io import save_text
     from .leaderboard import build, render_html, render_markdown
 
-    board = build(evaluation, lines, bench_dir)
+    board = build(evaluation, lines, bench_dir, uncertainty)
     text = render_markdown(board)
     save_text(out_md, text)
     save_text(out_html, render_html(board))

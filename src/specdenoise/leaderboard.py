@@ -22,6 +22,8 @@ COLUMNS = [
     ("gain_truth", "gain (truth)"),
     ("train_seconds", "train s"),
     ("inference_spectra_per_s", "spectra/s"),
+    ("coverage_1sigma", "1-sigma coverage %"),
+    ("coverage_2sigma", "2-sigma coverage %"),
     ("run_id", "MLflow run"),
 ]
 
@@ -37,9 +39,14 @@ def _read(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
-def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = None) -> dict[str, Any]:
-    """Rows sorted by test loss against the observed target, champion marked, plus footer facts."""
+def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = None, uncertainty: Path | None = None) -> dict[str, Any]:
+    """Rows sorted by test loss against the observed target, champion marked, plus footer facts.
+
+    ``uncertainty`` (``reports/uncertainty.json``, when present) adds the test-set fraction of
+    true pixels within the calibrated 1 and 2 sigma (percent).
+    """
     ev = _read(evaluation)
+    unc = _read(uncertainty).get("models", {}) if uncertainty is not None and Path(uncertainty).exists() else {}
     champ = ev.get("champion") or {}
     line_metrics = _read(lines) if lines is not None and lines.exists() else {}
     rows = []
@@ -50,6 +57,10 @@ def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = 
         row["champion"] = bool(champ) and r.get("run_id") == champ.get("run_id")
         key = f"{r['family']}_{r['latent_dim']}"
         row["lines"] = line_metrics.get("models", {}).get(key, {})
+        after = (unc.get(key) or {}).get("after") or {}
+        for k in ("within_1sigma", "within_2sigma"):
+            if after.get(k) is not None:
+                row[f"coverage_{k[7:]}"] = round(100 * after[k], 1)
         rows.append(row)
     for i, row in enumerate(rows, 1):
         row["rank"] = i
@@ -98,6 +109,8 @@ def render_markdown(board: dict[str, Any]) -> str:
     if board["champion"]:
         c = board["champion"]
         out.append(f"Champion: `models:/{c['model']}@champion` (version {c['version']}).")
+    if any(r.get("coverage_1sigma") is not None for r in board["rows"]):
+        out.append("Coverage: % of true test pixels within the calibrated 1 / 2 sigma (ideal 68.3 / 95.4; `reports/uncertainty.md`).")
     if not board["line_names"]:
         out.append("Line metrics (sigma, sigma_fill, CRB) appear once the emission-line stage runs.")
     else:
