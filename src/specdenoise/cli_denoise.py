@@ -331,7 +331,8 @@ def bench_denoise(files: list[Path], model: str, params: Any, worker_counts: lis
 
     The model is loaded on every worker before timing (``warm``), so the rate is the steady
     state of reading, preprocessing, de-noising (with uncertainty) and writing FITS; the
-    end-to-end time including cluster start-up and model loading is reported too.
+    end-to-end time including cluster start-up and model loading is reported too, and so is
+    the 1-minute load average before each run (other work on the machine skews the speed-up).
     """
     import os
     import shutil
@@ -357,6 +358,7 @@ def bench_denoise(files: list[Path], model: str, params: Any, worker_counts: lis
         options = {"model": model, "add_noise": None, "seed": 0, "max_masked": 0.5, "calibration": None}
         for n in worker_counts:
             out = Path(tmp) / f"out{n}"
+            load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
             cluster = local_cluster(n)
             from distributed import Client, as_completed
@@ -371,7 +373,7 @@ def bench_denoise(files: list[Path], model: str, params: Any, worker_counts: lis
             n_spec = sum(len(r["spectra"]) for r in recs if r["status"] == "ok")
             results.append({"workers": n, "n_files": len(paths), "n_spectra": n_spec, "n_bad": sum(r["status"] == "bad" for r in recs),
                             "seconds": round(t2 - t1, 3), "spectra_per_s": round(n_spec / (t2 - t1), 1),
-                            "seconds_end_to_end": round(t2 - t0, 3)})  # fmt: skip
+                            "seconds_end_to_end": round(t2 - t0, 3), "load_avg_1min_before": round(load_before, 2)})  # fmt: skip
             log.info("bench denoise: %d worker(s): %.1f spectra/s", n, n_spec / (t2 - t1))
     base = results[0]["spectra_per_s"] if results else None
     for r in results:
