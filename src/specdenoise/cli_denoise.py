@@ -264,8 +264,8 @@ def run_batch(inputs: list[Path], out_dir: Path, model: str, params: Any, calibr
     args = (str(out_dir.resolve()), model_s, pdict, cal_s, root_s, options)
     n_workers = 0
     if batches and (scheduler or workers > 0):
-        records += _run_dask(batches, args, scheduler, workers)
-        n_workers = workers if not scheduler else -1
+        recs, n_workers = _run_dask(batches, args, scheduler, workers)
+        records += recs
     else:
         for b in batches:
             records += process_batch(b, *args)
@@ -296,7 +296,7 @@ def local_cluster(workers: int) -> Any:
                         scheduler_port=0, silence_logs=logging.WARNING, env=env)  # fmt: skip
 
 
-def _run_dask(batches: list[list[str]], args: tuple, scheduler: str | None, workers: int) -> list[dict[str, Any]]:
+def _run_dask(batches: list[list[str]], args: tuple, scheduler: str | None, workers: int) -> tuple[list[dict[str, Any]], int]:
     from distributed import Client, as_completed
 
     from .errors import DataError
@@ -312,6 +312,7 @@ def _run_dask(batches: list[list[str]], args: tuple, scheduler: str | None, work
             cluster = local_cluster(workers)
             client = Client(cluster)
         with client:
+            n_workers = len(client.scheduler_info().get("workers", {}))
             futures = {client.submit(process_batch, b, *args, pure=False): b for b in batches}
             out: list[dict[str, Any]] = []
             for fut in as_completed(futures):
@@ -320,7 +321,7 @@ def _run_dask(batches: list[list[str]], args: tuple, scheduler: str | None, work
                 except Exception as exc:  # a worker died: report its files, keep the rest
                     msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                     out += [{"input": f, "status": "bad", "error": f"{f}: worker failed ({msg})", "outputs": []} for f in futures[fut]]
-            return out
+            return out, n_workers
     finally:
         if cluster is not None:
             cluster.close()
