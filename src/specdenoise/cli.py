@@ -259,6 +259,10 @@ def train_cmd(
     noisy: NoisyOpt = NOISY,
     out: Annotated[Path | None, typer.Option(help="Output folder (default models/<family>_<dim>).")] = None,
     tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Log the run to MLflow.")] = True,
+    registered_model: Annotated[
+        str | None, typer.Option(help="Register VAEs under this name (default tracking.registered_model).")
+    ] = None,
+    sample_tag: Annotated[str, typer.Option("--sample", help="Value of the run's 'sample' tag (e.g. main, desi).")] = "main",
 ) -> None:
     """Search hyper-parameters (AE/VAE), train, evaluate on the test set and log to MLflow."""
     import shutil
@@ -270,6 +274,8 @@ def train_cmd(
 
     t0 = time.perf_counter()
     p = _params(params)
+    if registered_model:
+        p = p.model_copy(update={"tracking": p.tracking.model_copy(update={"registered_model": registered_model})})
     get_family(model)
     if latent_dim <= 0:
         raise ConfigError(f"--latent-dim: must be positive, got {latent_dim}")
@@ -279,7 +285,7 @@ def train_cmd(
     tmp = final.with_name(f".{final.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        rec = train_one(model, latent_dim, p, pre, nz, tmp, tracking=tracking)
+        rec = train_one(model, latent_dim, p, pre, nz, tmp, tracking=tracking, sample=sample_tag)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -456,6 +462,7 @@ def leaderboard_cmd(
     lines: Annotated[Path, typer.Option(help="Per-line metrics, when the line stage has run.")] = Path("reports/lines.json"),
     bench_dir: Annotated[Path, typer.Option(help="Folder with bench_*.json for the footer.")] = Path("reports"),
     uncertainty: Annotated[Path, typer.Option(help="Coverage metrics, when the uncertainty stage has run.")] = Path("reports/uncertainty.json"),
+    mzr: Annotated[Path, typer.Option(help="Mass-metallicity metrics, when the mzr stage has run.")] = Path("reports/mzr.json"),
     out_md: Annotated[Path, typer.Option(help="Markdown leaderboard to write.")] = Path("reports/leaderboard.md"),
     out_html: Annotated[Path, typer.Option(help="Standalone HTML leaderboard to write.")] = Path("reports/leaderboard.html"),
 ) -> None:
@@ -463,7 +470,7 @@ def leaderboard_cmd(
     from .io import save_text
     from .leaderboard import build, render_html, render_markdown
 
-    board = build(evaluation, lines, bench_dir, uncertainty)
+    board = build(evaluation, lines, bench_dir, uncertainty, mzr)
     text = render_markdown(board)
     save_text(out_md, text)
     save_text(out_html, render_html(board))
@@ -552,7 +559,7 @@ def bench_train_cmd(
 
 # Commands defined in modules of their own: each module has ``register(app, data_app)``, which
 # adds its Typer commands (imports stay light: heavy libraries load inside the commands).
-_EXTENSIONS: tuple[str, ...] = ("cli_survey", "cli_denoise")
+_EXTENSIONS: tuple[str, ...] = ("cli_survey", "cli_mzr", "cli_denoise")
 
 
 def _register_extensions() -> None:

@@ -259,6 +259,35 @@ class UncertaintyConfig(_Section):
     window: int = Field(5, ge=0, description="pixels pooled on each side when fitting the per-pixel scale")
 
 
+class DesiConfig(_Section):
+    """DESI-like spectra for the mass-metallicity test (paper section 5)."""
+
+    z: float = Field(0.1, gt=0.0, lt=0.5, description="redshift every galaxy is moved to")
+    package: str = Field("fastspecfit==3.6.1", description="PyPI package whose test data hold the real DESI coadds")
+    coadds: list[str] = Field(
+        ["coadd-4-80613-thru20210324.fits", "coadd-special-dark-27247.fits"],
+        min_length=1,
+        description="coadd files (fastspecfit/test/data/) whose sigma(lambda) shapes are averaged",
+    )
+    envelope: float = Field(
+        0.04, gt=0.0, description="normalised-units upper envelope of the noise for the sample's median galaxy (paper sec. 2)"
+    )
+    seed: int = Field(13, ge=0)
+
+
+class MzrConfig(_Section):
+    """The mass-metallicity test: star-forming sample, DESI-like spectra, O3N2 metallicities."""
+
+    select: SelectConfig = SelectConfig(
+        log_flux_min=1.4, log_flux_max=3.2, classes=["emission_line"], seed=12
+    )
+    desi: DesiConfig = DesiConfig()
+    latent_dim: int = Field(6, gt=0, description="latent dimension of the re-trained VAE (paper: 6)")
+    registered_model: str = Field("specdenoise-vae-desi", description="MLflow registered model of the DESI VAE")
+    snr_min: float = Field(15.0, gt=0.0, description="H-alpha S/N needed for a metallicity (Scholte & Saintonge 2023)")
+    n_mass_bins: int = Field(8, gt=1, description="mass bins for percentiles and the SFR trend at fixed mass")
+
+
 class Params(_Section):
     """The whole of ``params.yaml``."""
 
@@ -273,6 +302,7 @@ class Params(_Section):
     tracking: TrackingConfig = TrackingConfig()
     lines: LinesConfig = LinesConfig()
     uncertainty: UncertaintyConfig = UncertaintyConfig()
+    mzr: MzrConfig = MzrConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

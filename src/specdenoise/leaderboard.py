@@ -39,11 +39,12 @@ def _read(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
-def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = None, uncertainty: Path | None = None) -> dict[str, Any]:
+def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = None, uncertainty: Path | None = None, mzr: Path | None = None) -> dict[str, Any]:
     """Rows sorted by test loss against the observed target, champion marked, plus footer facts.
 
     ``uncertainty`` (``reports/uncertainty.json``, when present) adds the test-set fraction of
-    true pixels within the calibrated 1 and 2 sigma (percent).
+    true pixels within the calibrated 1 and 2 sigma (percent). ``mzr`` (``reports/mzr.json``,
+    when present) adds the mass-metallicity table of the DESI-like test.
     """
     ev = _read(evaluation)
     unc = _read(uncertainty).get("models", {}) if uncertainty is not None and Path(uncertainty).exists() else {}
@@ -72,7 +73,26 @@ def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = 
     if bench_dir is not None:
         for path in sorted(Path(bench_dir).glob("bench_*.json")):
             footer[path.stem] = _read(path)
-    return {"rows": rows, "champion": champ, "line_names": line_metrics.get("lines", []), "footer": footer, "input_loss": ev["rows"][0].get("input_loss") if ev["rows"] else None}
+    mz = _read(mzr) if mzr is not None and Path(mzr).exists() else {}
+    mzr_rows = [{"set": k, **{m: v.get(m) for m in ("fraction_measurable", "scatter", "median_error", "sfr_rho")}} for k, v in sorted(mz.get("sets", {}).items(), key=lambda kv: MZR_ORDER.index(kv[0]) if kv[0] in MZR_ORDER else 99)]
+    return {"rows": rows, "champion": champ, "line_names": line_metrics.get("lines", []), "footer": footer,
+            "input_loss": ev["rows"][0].get("input_loss") if ev["rows"] else None,
+            "mzr": {"rows": mzr_rows, "model_uri": mz.get("model_uri"), "truth": mz.get("truth", {})}}  # fmt: skip
+
+
+MZR_ORDER = ["original", "desi", "denoised", "denoised_calibrated"]
+MZR_HEADS = ["spectra", "measurable %", "MZR scatter (dex)", "median error (dex)", "SFR rho"]
+
+
+def _mzr_cells(row: dict[str, Any]) -> list[str]:
+    frac = row.get("fraction_measurable")
+    return [row["set"], _fmt(None if frac is None else round(100 * frac, 1)), _fmt(row.get("scatter")), _fmt(row.get("median_error")), _fmt(row.get("sfr_rho"))]
+
+
+def _mzr_title(board: dict[str, Any]) -> str:
+    t = board["mzr"].get("truth") or {}
+    truth = f"; truth: scatter {t['scatter']:.3f}, SFR rho {t['sfr_rho']:+.2f}" if t.get("scatter") is not None else ""
+    return f"Mass-metallicity test (DESI-like, `{board['mzr']['model_uri']}`; paper: 0.09 original / poor DESI-like / 0.12 de-noised{truth})"
 
 
 def _fmt(v: Any) -> str:
@@ -119,6 +139,9 @@ def render_markdown(board: dict[str, Any]) -> str:
             "The Cramer-Rao row is an unbiased single-line measurement at the input noise with no prior; de-noisers use the "
             "population prior and can beat it."
         )
+    if board.get("mzr", {}).get("rows"):
+        out += ["", "## " + _mzr_title(board), "", "| " + " | ".join(MZR_HEADS) + " |", "|" + "|".join("---" for _ in MZR_HEADS) + "|"]
+        out += ["| " + " | ".join(_mzr_cells(r)) + " |" for r in board["mzr"]["rows"]]
     out += _footer_lines(board["footer"])
     return "\n".join(out) + "\n"
 
@@ -152,11 +175,16 @@ def render_html(board: dict[str, Any]) -> str:
         cls = ' class="champion"' if row["champion"] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row, board["line_names"])) + "</tr>")
     foot = "".join(f"<li>{html.escape(x[2:])}</li>" for x in _footer_lines(board["footer"]) if x.startswith("- "))
+    mzr_html = ""
+    if board.get("mzr", {}).get("rows"):
+        mzr_html = (f"<h2>{html.escape(_mzr_title(board))}</h2><table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in MZR_HEADS)
+                    + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _mzr_cells(r)) + "</tr>" for r in board["mzr"]["rows"])
+                    + "</tbody></table>")  # fmt: skip
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>specdenoise leaderboard</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}tr.champion{background:#fff3c4}</style></head><body>"
         "<h1>specdenoise leaderboard</h1><p>Sorted by mean test loss (eq. 3) against the SDSS-like observed target.</p>"
         "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead><tbody>"
-        + "".join(body) + "</tbody></table>" + (f"<h2>Benchmarks</h2><ul>{foot}</ul>" if foot else "") + "</body></html>\n"
+        + "".join(body) + "</tbody></table>" + mzr_html + (f"<h2>Benchmarks</h2><ul>{foot}</ul>" if foot else "") + "</body></html>\n"
     )

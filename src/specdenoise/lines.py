@@ -249,18 +249,23 @@ def make_fast_fitter(templates_path, edges: np.ndarray, sigma_kms: float = 60.0,
     diag = np.einsum("ij,ij->i", pinv, pinv)  # diag((A^T A)^-1) for uniform weights
     n_cont, dof = cont.shape[1], max(design.shape[0] - design.shape[1], 1)
 
-    def fit(flux: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    def fit(flux: np.ndarray, sigma: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """Fit ``flux`` (n, n_pix). Errors come from the residuals, or, given ``sigma``
+        ((n, n_pix) or (n_pix,), same units as ``flux``), from propagating it through the fit."""
         flux = np.asarray(flux, dtype=np.float64)
         finite = np.all(np.isfinite(flux), axis=1)
         x = np.where(finite[:, None], flux, 0.0)
         coef = x @ pinv.T
-        resid_var = np.sum((x - coef @ design.T) ** 2, axis=1) / dof
+        if sigma is None:
+            resid_var = np.sum((x - coef @ design.T) ** 2, axis=1) / dof
+        else:
+            var = np.broadcast_to(np.asarray(sigma, dtype=np.float64) ** 2, x.shape)
         out = {}
         for j, name in enumerate(names):
             if name not in FIT_LINES:
                 continue
             f = coef[:, n_cont + j]
-            e = np.sqrt(resid_var * diag[n_cont + j])
+            e = np.sqrt(resid_var * diag[n_cont + j]) if sigma is None else np.sqrt(var @ pinv[n_cont + j] ** 2)
             out[name] = {"flux": f, "err": e, "ok": finite & np.isfinite(f) & (f > 0)}
         return out
 

@@ -24,6 +24,20 @@ from .models import DenoisingModel, TrainingData, get_family
 from .noise import draw_noisy, make_noise_model
 
 
+def split_indices(split: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the training, validation (``train.val_size`` drawn from the training split
+    with ``train.seed``) and test spectra."""
+    from .errors import DataError
+
+    tc = params.train
+    split = np.asarray(split).astype(str)
+    train_idx = np.flatnonzero(split == "train")
+    if tc.val_size >= len(train_idx):
+        raise DataError(f"train.val_size: {tc.val_size} is not below the {len(train_idx)} training spectra")
+    perm = np.random.default_rng(tc.seed).permutation(train_idx)
+    return np.sort(perm[tc.val_size :]), np.sort(perm[: tc.val_size]), np.flatnonzero(split == "test")
+
+
 def training_data(pre: dict, noisy: dict, params: Params) -> tuple[TrainingData, dict[str, np.ndarray]]:
     """Split preprocessed spectra into training / validation data and test arrays."""
     from .errors import DataError
@@ -31,14 +45,7 @@ def training_data(pre: dict, noisy: dict, params: Params) -> tuple[TrainingData,
     tc = params.train
     if tc.realisation >= noisy["noisy"].shape[0]:
         raise DataError(f"train.realisation: {tc.realisation} but only {noisy['noisy'].shape[0]} noise realisation(s) exist")
-    split = np.asarray(pre["split"]).astype(str)
-    train_idx = np.flatnonzero(split == "train")
-    test_idx = np.flatnonzero(split == "test")
-    if tc.val_size >= len(train_idx):
-        raise DataError(f"train.val_size: {tc.val_size} is not below the {len(train_idx)} training spectra")
-    rng = np.random.default_rng(tc.seed)
-    perm = rng.permutation(train_idx)
-    val, trn = np.sort(perm[: tc.val_size]), np.sort(perm[tc.val_size :])
+    trn, val, test_idx = split_indices(pre["split"], params)
     x = noisy["noisy"][tc.realisation].astype(np.float32)
     y = pre["flux"].astype(np.float32)
     w = pixel_weights(pre["ivar"], tc.weight_softening)
@@ -92,8 +99,11 @@ def train_one(
     out_dir: Path,
     tracking: bool = True,
     root: Path | None = None,
+    sample: str = "main",
 ) -> dict[str, Any]:
-    """Search (neural families), fit, evaluate, save and log one model; return its record."""
+    """Search (neural families), fit, evaluate, save and log one model; return its record.
+
+    ``sample`` tags the MLflow run (``main`` for the paper's sample, ``desi`` for the DESI-like one)."""
     from .io import save_json
 
     data, test = training_data(pre, noisy, params)
@@ -109,7 +119,7 @@ def train_one(
 
         exp_id = trk.setup(params.tracking, root)
         run = mlflow.start_run(experiment_id=exp_id, run_name=f"{family}-{latent_dim}d")
-        mlflow.set_tags({"family": family, "latent_dim": str(latent_dim), "role": "final", "noise_model": params.noise.model,
+        mlflow.set_tags({"family": family, "latent_dim": str(latent_dim), "role": "final", "noise_model": params.noise.model if sample == "main" else sample, "sample": sample,
                          "benchmark": trk.benchmark_tag(params)})
         mlflow.log_params({"family": family, "latent_dim": latent_dim, "n_train": data.meta["n_train"], "n_val": data.meta["n_val"], **{f"train.{k}": v for k, v in tc.model_dump().items() if k not in ("ae", "vae", "families", "latent_dims")}})
         trk.log_json(trk.environment(), "environment.json")
