@@ -37,7 +37,7 @@ def test_read_real_desi_coadds(coadds):
         wb, ib = h["B_WAVELENGTH"].data, h["B_IVAR"].data[0]
         wr, ir = h["R_WAVELENGTH"].data, h["R_IVAR"].data[0]
     j = int(np.searchsorted(wb, 5780.0))
-    jr = int(np.searchsorted(wr, wb[j]))
+    jr = int(np.argmin(np.abs(wr - wb[j])))
     from specdenoise.readers.spectrum import vac_to_air
 
     k = int(np.argmin(np.abs(s.wave - vac_to_air(np.array([wb[j]]))[0])))
