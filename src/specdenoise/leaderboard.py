@@ -160,6 +160,10 @@ def _footer_lines(footer: dict[str, Any]) -> list[str]:
         if "lines" in b:
             ln = b["lines"]
             lines.append(f"Line fitting: fast {ln['fast_spectra_per_s']:,} spectra/s vs pPXF {ln['ppxf_spectra_per_s']} spectra/s ({ln['speedup']:.0f}x).")
+    if "bench_denoise" in footer:
+        b = footer["bench_denoise"]
+        rates = ", ".join(f"{r['spectra_per_s']} spectra/s with {r['workers']} worker(s)" for r in b.get("results", []))
+        lines.append(f"`specdenoise denoise` (read, preprocess, de-noise with sigma, write FITS; {b.get('family', '').upper()} {b.get('latent_dim')}-D) on a local Dask cluster: {rates}.")
     if "bench_train" in footer:
         for b in footer["bench_train"]:
             if "error" not in b:
