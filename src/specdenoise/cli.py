@@ -263,6 +263,9 @@ def train_cmd(
         str | None, typer.Option(help="Register VAEs under this name (default tracking.registered_model).")
     ] = None,
     sample_tag: Annotated[str, typer.Option("--sample", help="Value of the run's 'sample' tag (e.g. main, desi).")] = "main",
+    hyper_from: Annotated[
+        Path | None, typer.Option(help="record.json of a trained model: re-train its architecture, no search.")
+    ] = None,
 ) -> None:
     """Search hyper-parameters (AE/VAE), train, evaluate on the test set and log to MLflow."""
     import shutil
@@ -277,6 +280,18 @@ def train_cmd(
     if registered_model:
         p = p.model_copy(update={"tracking": p.tracking.model_copy(update={"registered_model": registered_model})})
     get_family(model)
+    hyper = None
+    if hyper_from is not None:
+        import json
+
+        from .errors import DataError
+
+        try:
+            hyper = json.loads(hyper_from.read_text())["hyper"]
+        except FileNotFoundError:
+            raise DataError(f"{hyper_from}: file not found (train that model first)") from None
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DataError(f"{hyper_from}: not a training record with a 'hyper' field") from None
     if latent_dim <= 0:
         raise ConfigError(f"--latent-dim: must be positive, got {latent_dim}")
     pre = load_npz(spectra, required=("flux", "ivar", "truth", "wave", "split"))
@@ -285,7 +300,7 @@ def train_cmd(
     tmp = final.with_name(f".{final.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        rec = train_one(model, latent_dim, p, pre, nz, tmp, tracking=tracking, sample=sample_tag)
+        rec = train_one(model, latent_dim, p, pre, nz, tmp, tracking=tracking, sample=sample_tag, progress=_STATE["progress"], hyper=hyper)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

@@ -96,14 +96,12 @@ def sfr_offset(log_mass: np.ndarray, log_sfr: np.ndarray, n_bins: int) -> np.nda
 
 def scatter_stats(log_mass: np.ndarray, oh: np.ndarray, log_sfr: np.ndarray, ref: dict[str, float], n_bins: int) -> dict[str, float]:
     """Scatter about the reference relation and its SFR dependence at fixed mass."""
-    from scipy.stats import spearmanr
-
     if len(oh) < 5:
         return {"n": int(len(oh)), "scatter": float("nan"), "scatter_mad": float("nan"), "bias": float("nan"),
                 "sfr_rho": float("nan"), "sfr_slope": float("nan")}  # fmt: skip
     resid = oh - curti(log_mass, **ref)
     dsfr = sfr_offset(log_mass, log_sfr, max(2, min(n_bins, len(oh) // 10)))
-    rho = spearmanr(resid, dsfr).statistic
+    rho = _spearman(resid, dsfr)
     slope = np.polyfit(dsfr, resid, 1)[0] if np.std(dsfr) > 0 else float("nan")
     return {
         "n": int(len(oh)),
@@ -113,6 +111,14 @@ def scatter_stats(log_mass: np.ndarray, oh: np.ndarray, log_sfr: np.ndarray, ref
         "sfr_rho": float(rho),
         "sfr_slope": float(slope),
     }
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if len(a) < 5 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
 
 
 def evaluate_mzr(
@@ -163,6 +169,7 @@ def evaluate_mzr(
         d = per[k]["oh"][both] - first["oh"][both]
         out["sets"][k]["vs_original_median"] = float(np.median(d)) if both.any() else float("nan")
         out["sets"][k]["vs_original_scatter"] = float(np.std(d)) if both.sum() > 1 else float("nan")
+        out["sets"][k]["vs_original_rho"] = _spearman(per[k]["oh"][both], first["oh"][both])
     truth_ref = fit_reference(log_mass, oh_true)
     out["truth"] = {"reference": truth_ref, **scatter_stats(log_mass, oh_true, log_sfr, truth_ref, n_bins)}
     out["_arrays"] = {k: {"oh": r["oh"], "measurable": r["measurable"]} for k, r in per.items()}

@@ -8,11 +8,15 @@ validation loss. Every trial is a nested MLflow run under the search's run.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from .config import Params
+
+
+log = logging.getLogger("specdenoise")
 
 
 def suggest(trial, cfg) -> dict[str, Any]:
@@ -93,6 +97,7 @@ def random_search(family: str, latent_dim: int, data, params: Params, seed: int,
 
                 mlflow.end_run()
         records.append({"trial": trial.number, **hyper, "final_val_loss": value})
+        log.info("search %s-%dd: trial %d/%d units %s dropout %.1f -> val loss %.4g", family, latent_dim, trial.number + 1, cfg.trials, hyper["units"], hyper["dropout"], value)
         return value if np.isfinite(value) else float("inf")
 
     study.optimize(objective, n_trials=cfg.trials)

@@ -100,8 +100,13 @@ def train_one(
     tracking: bool = True,
     root: Path | None = None,
     sample: str = "main",
+    progress: bool = False,
+    hyper: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Search (neural families), fit, evaluate, save and log one model; return its record.
+
+    ``hyper`` (e.g. another model's chosen hyper-parameters) skips the search: the model is
+    re-trained with that architecture, as the paper re-trains its VAE on DESI-like spectra.
 
     ``sample`` tags the MLflow run (``main`` for the paper's sample, ``desi`` for the DESI-like one)."""
     from .io import save_json
@@ -125,8 +130,9 @@ def train_one(
         trk.log_json(trk.environment(), "environment.json")
     try:
         t0 = time.perf_counter()
-        hyper: dict[str, Any] = {}
-        if family in ("ae", "vae"):
+        given = hyper is not None
+        hyper = dict(hyper or {})
+        if family in ("ae", "vae") and not given:
             fixed = getattr(tc, family)
             hyper = {"units": list(fixed.units), "dropout": fixed.dropout}
             if params.search.trials > 0:
@@ -137,6 +143,8 @@ def train_one(
         model = cls(latent_dim, hyper)
         t1 = time.perf_counter()
         callbacks = [_mlflow_epoch_logger()] if (tracking and family in ("ae", "vae")) else []
+        if progress and family in ("ae", "vae"):
+            callbacks.append(_epoch_bar(f"{family}-{latent_dim}d", tc.max_epochs))
         history = model.fit(data, tc, seed=seed, callbacks=callbacks)
         fit_s = time.perf_counter() - t1
         metrics, pred = evaluate(model, test)
@@ -189,6 +197,26 @@ def _history_figure(history: dict[str, list[float]], title: str):
     ax.legend()
     plt.close(fig)
     return fig
+
+
+def _epoch_bar(desc: str, total: int):
+    """A tqdm bar over epochs (stderr) showing the losses; closes when training stops early."""
+    import keras
+    from tqdm.auto import tqdm
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.bar.set_postfix({k: f"{logs[k]:.4g}" for k in ("loss", "val_loss") if k in logs})
+            self.bar.update(1)
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochBar()
 
 
 def _mlflow_epoch_logger():

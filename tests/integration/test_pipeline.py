@@ -46,7 +46,7 @@ def project(tmp_path_factory):
 
 def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     first = (project / "first_repro.log").read_text()
-    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary", "evaluate", "templates", "lines", "leaderboard"):
+    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary", "evaluate", "uncertainty", "templates", "lines", "leaderboard"):
         assert f"Running stage '{stage}'" in first
     for fam in ("pca", "wiener", "ae", "vae"):
         for dim in (2, 4):
@@ -147,3 +147,31 @@ def test_every_command_has_help(project):
     for cmd in ([], ["data"], ["data", "universe"], ["data", "select"], ["data", "observe"], ["data", "preprocess"], ["data", "noise"], ["data", "validate"], ["data", "summary"]):
         res = run([str(BIN / "specdenoise"), *cmd, "--help"], project)
         assert "Usage" in res.stdout
+
+
+def test_mzr_stages_and_dvc_views(project):
+    """The DESI-like MZR test runs on the tiny sample; metrics, plots and experiments are visible to DVC."""
+    import json
+
+    first = (project / "first_repro.log").read_text()
+    for stage in ("sf_select", "sf_observe", "sf_preprocess", "desi_noise", "desi", "train_desi", "mzr"):
+        assert f"Running stage '{stage}'" in first
+    mz = json.loads((project / "reports/mzr.json").read_text())
+    assert set(mz["sets"]) == {"original", "desi", "denoised", "denoised_calibrated"}
+    assert mz["model_uri"] == "models:/specdenoise-vae-desi@champion"
+    assert mz["champion"]["model"] == "specdenoise-vae-desi"
+    orig, desi = mz["sets"]["original"], mz["sets"]["desi"]
+    assert 0 < orig["fraction_measurable"] <= 1 and np.isfinite(orig["scatter"])
+    assert desi["fraction_measurable"] < orig["fraction_measurable"]  # DESI-like spectra lose most metallicities
+    assert (project / "reports/figures/mzr/fig10_mzr.png").stat().st_size > 10_000
+    assert "Mass-metallicity test" in (project / "reports/leaderboard.md").read_text()
+    metrics = json.loads(run([str(BIN / "dvc"), "metrics", "show", "--json"], project).stdout)
+    flat = json.dumps(metrics)
+    assert "test_loss" in flat and "mzr_original_scatter" in flat
+    plots = json.loads(run([str(BIN / "dvc"), "plots", "show", "--json"], project).stdout)
+    assert any("loss_vs_dim.csv" in k for k in json.dumps(plots).split('"'))
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "smoke"], project)
+    exp = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], project).stdout)[0]["data"]
+    assert {"train", "mzr"} <= set(exp["params"]["params.yaml"]["data"])
+    assert "test_loss" in json.dumps(exp["metrics"]) and "mzr_denoised_scatter" in json.dumps(exp["metrics"])

@@ -51,13 +51,20 @@ def open_fits(path: str | Path) -> Iterator[Any]:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a FITS file")
     try:
-        _check_gzip(path)
+        gz = _check_gzip(path)
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
             try:
-                for hdu in hdul:
-                    _ = hdu.data  # force the read: truncation shows here
+                if gz:
+                    for hdu in hdul:
+                        _ = hdu.data  # force the read: truncation shows here
+                else:  # cheap: every data unit must end inside the file (no table parsing)
+                    size = path.stat().st_size
+                    for i, hdu in enumerate(hdul):
+                        info = hdu.fileinfo()
+                        if info and info["datLoc"] + info["datSpan"] > size:
+                            raise OSError(f"truncated: HDU {i} needs {info['datLoc'] + info['datSpan']} bytes, the file has {size}")
             except BaseException:
                 hdul.close()
                 raise
@@ -70,7 +77,7 @@ def open_fits(path: str | Path) -> Iterator[Any]:
         hdul.close()
 
 
-def _check_gzip(path: Path) -> None:
+def _check_gzip(path: Path) -> bool:
     """Decompress a gzip file to its end (streaming, no memory kept) so truncation is caught.
 
     astropy silently drops the HDUs beyond the cut of a truncated ``.gz``; gzip itself raises
@@ -81,7 +88,7 @@ def _check_gzip(path: Path) -> None:
 
     with open(path, "rb") as fh:
         if fh.read(2) != b"\x1f\x8b":
-            return
+            return False
     try:
         with gzip.open(path, "rb") as gz:
             while gz.read(1 << 24):
@@ -90,6 +97,7 @@ def _check_gzip(path: Path) -> None:
         raise OSError(f"corrupt gzip stream: {exc}") from None
     except EOFError:
         raise OSError("truncated gzip file") from None
+    return True
 
 
 def detect_format(hdul: Any) -> str | None:
