@@ -17,6 +17,14 @@ TINY = {
     "noise": {"n_realisations": 2, "seed": 9},
 }
 
+#: A small, fast-converging VAE (no search) for tests that need a trained de-noiser.
+TINY_VAE_OVERRIDES = {
+    "train": {"val_size": 60, "max_epochs": 40, "learning_rate": 1e-3, "batch_size": 32, "patience": 8,
+              "vae": {"units": [64, 32], "dropout": 0.0}},
+    "search": {"trials": 0},
+    "uncertainty": {"n_samples": 20, "seed": 3, "window": 8},
+}  # fmt: skip
+
 
 @pytest.fixture(scope="session")
 def tiny_params() -> Params:

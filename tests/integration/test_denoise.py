@@ -19,14 +19,11 @@ import pytest
 
 from specdenoise.config import parse_params
 
+from conftest import TINY_VAE_OVERRIDES
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "specdenoise")
-PARAMS = {
-    "train": {"val_size": 60, "max_epochs": 40, "learning_rate": 1e-3, "batch_size": 32, "patience": 8,
-              "vae": {"units": [64, 32], "dropout": 0.0}},
-    "search": {"trials": 0},
-    "uncertainty": {"n_samples": 20, "seed": 3, "window": 8},
-}  # fmt: skip
+PARAMS = TINY_VAE_OVERRIDES
 
 
 def _ppxf_spectra() -> list[Path]:

@@ -9,15 +9,12 @@ import numpy as np
 import pytest
 
 from specdenoise.config import parse_params
+
+from conftest import TINY_VAE_OVERRIDES
 from specdenoise.errors import DataError
 from specdenoise.uncertainty import LEVEL_1SIGMA, Calibration, calibrate, coverage
 
-PARAMS = {
-    "train": {"val_size": 60, "max_epochs": 40, "learning_rate": 1e-3, "batch_size": 32, "patience": 8,
-              "vae": {"units": [64, 32], "dropout": 0.0}},
-    "search": {"trials": 0},
-    "uncertainty": {"n_samples": 20, "seed": 3, "window": 8},
-}  # fmt: skip
+PARAMS = TINY_VAE_OVERRIDES
 
 
 def test_calibration_recovers_a_known_gaussian_scale():
