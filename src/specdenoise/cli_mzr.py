@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-log = logging.getLogger("specdenoise")
-
 mzr_app = typer.Typer(
     help="Mass-metallicity test: star-forming sample -> DESI-like spectra -> VAE -> O3N2 MZR (Fig. 10).",
     no_args_is_help=True,
 )
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Parameters file (validated).")]
-
-
-def _params(path: Path):
-    from .config import load_params
-
-    return load_params(path)
-
-
-def _done(what: str, t0: float) -> None:
-    log.info("%s done in %.1f s", what, time.perf_counter() - t0)
 
 
 @mzr_app.command("select")
@@ -38,6 +25,8 @@ def select_cmd(
     """Star-forming galaxies in bins of H-alpha flux (mzr.select) with their train/test split."""
     from .io import load_table, save_json, save_table
     from .select import FLUX_COLUMN, select_sample
+
+    from .cli import _done, _params
 
     t0 = time.perf_counter()
     p = _params(params)
@@ -59,6 +48,8 @@ def desi_noise_cmd(
     from .desi import fetch_coadds, noise_shape, provenance_json
     from .io import save_npz, save_text
 
+    from .cli import _done, _params
+
     t0 = time.perf_counter()
     p = _params(params)
     prov = fetch_coadds(p.mzr.desi, out.parent)
@@ -79,6 +70,8 @@ def desi_cmd(
     """Move every galaxy to z = mzr.desi.z (dimming + redshift) and add DESI-like noise."""
     from .desi import desi_like
     from .io import load_npz, save_npz
+
+    from .cli import _done, _params
 
     t0 = time.perf_counter()
     p = _params(params)
@@ -109,6 +102,8 @@ def evaluate_cmd(
     from .denoiser import Denoiser
     from .io import load_npz, load_table, save_json, save_text
     from .mzr import TITLES, figure10, render_markdown, run
+
+    from .cli import _done, _params
 
     t0 = time.perf_counter()
     p = _params(params)

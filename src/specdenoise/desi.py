@@ -91,6 +91,7 @@ def noise_shape(paths: list[Path]) -> dict[str, np.ndarray]:
         (1e-17 erg/s/cm^2/A).
     """
     from .readers.desi import read_desi_coadd
+    from .readers.spectrum import sigma_from_ivar
 
     shapes, med, wave = [], [], None
     for p in paths:
@@ -99,7 +100,7 @@ def noise_shape(paths: list[Path]) -> dict[str, np.ndarray]:
             wave = s.wave
         elif len(s.wave) != len(wave) or not np.allclose(s.wave, wave):
             raise DataError(f"{p}: wavelength grid differs from {paths[0]}")
-        sig = np.where(s.ivar > 0, 1.0 / np.sqrt(np.where(s.ivar > 0, s.ivar, 1.0)), np.nan)
+        sig = sigma_from_ivar(s.ivar)
         good = np.isfinite(sig)
         if good.sum() < 0.5 * len(sig):
             raise DataError(f"{p}: fewer than half the pixels have a positive inverse variance")
@@ -185,7 +186,8 @@ def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: Preprocess
         envelope of the median galaxy; ``z_desi``.
     """
     from .observe import sdss_loglam
-    from .preprocess import edges_from_centres_log, preprocess, resample
+    from .preprocess import edges_from_centres_log, preprocess, resample, rest_grid
+    from .readers.spectrum import sigma_from_ivar
 
     loglam = np.asarray(observed["loglam"], dtype=float)
     truth = np.asarray(observed["truth"], dtype=float)
@@ -206,7 +208,7 @@ def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: Preprocess
     wave_obs = 10**out_loglam
     model = DesiNoise.from_file(noise_file, 1.0)
     unit_sig = model.sigma(wave_obs, 1)[0]
-    n_edges, _ = _rest_edges(pcfg)
+    n_edges, _ = rest_grid(pcfg)
     _, unit_ivar_rest, _ = resample(n_edges, out_edges, np.ones((1, len(out_loglam))), 1.0 / unit_sig[None, :] ** 2, shift=np.array([1 + cfg.z]))
     unit_rest = (1 + cfg.z) / np.sqrt(unit_ivar_rest[0])  # rest-frame f_lambda sigma per 825-grid bin, A = 1
     env_unit = np.percentile(unit_rest / np.median(pre_clean["norm"]), 90)
@@ -217,7 +219,7 @@ def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: Preprocess
     pre = preprocess({**base, "flux": flux, "ivar": 1.0 / sig**2}, pcfg, source="DESI-like")
     from .noise import renormalisation
 
-    sig_n = np.where(pre["ivar"] > 0, 1.0 / np.sqrt(np.where(pre["ivar"] > 0, pre["ivar"], 1.0)), 0.0)
+    sig_n = sigma_from_ivar(pre["ivar"], fill=0.0)
     d = renormalisation(pre["flux"], sig_n, pcfg.norm, debias=True)
     x = pre["flux"] / d[:, None]
     clean_n = pre_clean["flux"] * (pre_clean["norm"] / (pre["norm"] * d))[:, None]
@@ -238,12 +240,6 @@ def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: Preprocess
         "envelope_median": np.float64(cfg.envelope),
         "z_desi": np.float64(cfg.z),
     }
-
-
-def _rest_edges(pcfg: PreprocessConfig):
-    from .preprocess import rest_grid
-
-    return rest_grid(pcfg)
 
 
 def provenance_json(prov: dict[str, Any], shape: dict[str, np.ndarray]) -> str:

@@ -120,10 +120,7 @@ def _cells(row: dict[str, Any], line_names: list[str]) -> list[str]:
 def render_markdown(board: dict[str, Any]) -> str:
     heads = [h for _, h in COLUMNS] + [f"sigma_fill {n}" for n in board["line_names"]]
     out = ["# specdenoise leaderboard", "", "Sorted by mean test loss (eq. 3) against the SDSS-like observed target.", ""]
-    out.append("| " + " | ".join(heads) + " |")
-    out.append("|" + "|".join("---" for _ in heads) + "|")
-    for row in board["rows"]:
-        out.append("| " + " | ".join(_cells(row, board["line_names"])) + " |")
+    out += _md_table(heads, [_cells(row, board["line_names"]) for row in board["rows"]])
     if board["input_loss"] is not None:
         out += ["", f"Noise-added input: test loss {board['input_loss']:,.0f}."]
     if board["champion"]:
@@ -140,8 +137,7 @@ def render_markdown(board: dict[str, Any]) -> str:
             "population prior and can beat it."
         )
     if board.get("mzr", {}).get("rows"):
-        out += ["", "## " + _mzr_title(board), "", "| " + " | ".join(MZR_HEADS) + " |", "|" + "|".join("---" for _ in MZR_HEADS) + "|"]
-        out += ["| " + " | ".join(_mzr_cells(r)) + " |" for r in board["mzr"]["rows"]]
+        out += ["", "## " + _mzr_title(board), "", *_md_table(MZR_HEADS, [_mzr_cells(r) for r in board["mzr"]["rows"]])]
     out += _footer_lines(board["footer"])
     return "\n".join(out) + "\n"
 
@@ -171,24 +167,31 @@ def _footer_lines(footer: dict[str, Any]) -> list[str]:
     return ["", "## Benchmarks", "", *[f"- {ln}" for ln in lines]] if lines else []
 
 
+def _md_table(heads: list[str], rows: list[list[str]]) -> list[str]:
+    """Lines of a Markdown table."""
+    return ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|", *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _html_table(heads: list[str], rows: list[list[str]], highlight: list[bool] | None = None) -> str:
+    """An HTML table; rows flagged in ``highlight`` get ``class="champion"``."""
+    flags = highlight or [False] * len(rows)
+    cls = {True: ' class="champion"', False: ""}
+    body = "".join(f"<tr{cls[hi]}>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r, hi in zip(rows, flags))
+    return "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead><tbody>" + body + "</tbody></table>"
+
+
 def render_html(board: dict[str, Any]) -> str:
     """A standalone HTML page (no external assets)."""
     heads = [h for _, h in COLUMNS] + [f"sigma_fill {n}" for n in board["line_names"]]
-    body = []
-    for row in board["rows"]:
-        cls = ' class="champion"' if row["champion"] else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row, board["line_names"])) + "</tr>")
+    main = _html_table(heads, [_cells(row, board["line_names"]) for row in board["rows"]], [row["champion"] for row in board["rows"]])
     foot = "".join(f"<li>{html.escape(x[2:])}</li>" for x in _footer_lines(board["footer"]) if x.startswith("- "))
     mzr_html = ""
     if board.get("mzr", {}).get("rows"):
-        mzr_html = (f"<h2>{html.escape(_mzr_title(board))}</h2><table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in MZR_HEADS)
-                    + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _mzr_cells(r)) + "</tr>" for r in board["mzr"]["rows"])
-                    + "</tbody></table>")  # fmt: skip
+        mzr_html = f"<h2>{html.escape(_mzr_title(board))}</h2>" + _html_table(MZR_HEADS, [_mzr_cells(r) for r in board["mzr"]["rows"]])
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>specdenoise leaderboard</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}tr.champion{background:#fff3c4}</style></head><body>"
         "<h1>specdenoise leaderboard</h1><p>Sorted by mean test loss (eq. 3) against the SDSS-like observed target.</p>"
-        "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead><tbody>"
-        + "".join(body) + "</tbody></table>" + mzr_html + (f"<h2>Benchmarks</h2><ul>{foot}</ul>" if foot else "") + "</body></html>\n"
+        + main + mzr_html + (f"<h2>Benchmarks</h2><ul>{foot}</ul>" if foot else "") + "</body></html>\n"
     )

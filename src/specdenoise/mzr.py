@@ -231,8 +231,9 @@ FIGURE_SETS = ("original", "desi", "denoised")
 def _sigma_from_ivar(ivar: np.ndarray) -> np.ndarray:
     """Per-pixel sigma from inverse variance; masked pixels (filled by interpolation in
     preprocessing) get the largest sigma of their spectrum."""
-    ivar = np.asarray(ivar, dtype=float)
-    sig = np.where(ivar > 0, 1.0 / np.sqrt(np.where(ivar > 0, ivar, 1.0)), np.nan)
+    from .readers.spectrum import sigma_from_ivar
+
+    sig = sigma_from_ivar(ivar)
     worst = np.nanmax(np.where(np.isfinite(sig), sig, np.nan), axis=1, keepdims=True)
     return np.where(np.isfinite(sig), sig, worst)
 
