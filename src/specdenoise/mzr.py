@@ -233,7 +233,7 @@ def _sigma_from_ivar(ivar: np.ndarray) -> np.ndarray:
     preprocessing) get the largest sigma of their spectrum."""
     from .readers.spectrum import sigma_from_ivar
 
-    sig = sigma_from_ivar(ivar)
+    sig = sigma_from_ivar(np.asarray(ivar, dtype=float))
     worst = np.nanmax(np.where(np.isfinite(sig), sig, np.nan), axis=1, keepdims=True)
     return np.where(np.isfinite(sig), sig, worst)
 

@@ -35,8 +35,11 @@ def vac_to_air(wave_vac: np.ndarray) -> np.ndarray:
 
 
 def sigma_from_ivar(ivar: np.ndarray, fill: float = np.nan) -> np.ndarray:
-    """Per-pixel sigma = ivar^-1/2 (any shape); ``fill`` where ``ivar <= 0`` (masked)."""
-    ivar = np.asarray(ivar, dtype=float)
+    """Per-pixel sigma = ivar^-1/2 (any shape, in the input's float precision); ``fill`` where
+    ``ivar <= 0`` (masked)."""
+    ivar = np.asarray(ivar)
+    if ivar.dtype.kind != "f":
+        ivar = ivar.astype(float)
     good = ivar > 0
     return np.where(good, 1.0 / np.sqrt(np.where(good, ivar, 1.0)), fill)
 
