@@ -33,21 +33,21 @@ def tiny_params() -> Params:
 
 @pytest.fixture(scope="session")
 def tiny_catalogue(tiny_params):
-    from specdenoise.universe import draw_catalogue
+    from specdenoise.sources.universe import draw_catalogue
 
     return draw_catalogue(tiny_params.universe)
 
 
 @pytest.fixture(scope="session")
 def tiny_sample(tiny_catalogue, tiny_params):
-    from specdenoise.select import select_sample
+    from specdenoise.data.select import select_sample
 
     return select_sample(tiny_catalogue, tiny_params.select)
 
 
 @pytest.fixture(scope="session")
 def tiny_observed(tiny_sample, tiny_params):
-    from specdenoise.observe import observe
+    from specdenoise.sources.observe import observe
 
     sample, _ = tiny_sample
     obs = observe(sample, tiny_params.universe)
@@ -57,7 +57,7 @@ def tiny_observed(tiny_sample, tiny_params):
 
 @pytest.fixture(scope="session")
 def tiny_processed(tiny_observed, tiny_params):
-    from specdenoise.preprocess import preprocess
+    from specdenoise.data.preprocess import preprocess
 
     pre = preprocess(tiny_observed, tiny_params.preprocess)
     pre["split"] = tiny_observed["split"]
@@ -66,6 +66,6 @@ def tiny_processed(tiny_observed, tiny_params):
 
 @pytest.fixture(scope="session")
 def tiny_noisy(tiny_processed, tiny_params):
-    from specdenoise.noise import add_noise
+    from specdenoise.data.noise import add_noise
 
     return add_noise(tiny_processed["flux"], tiny_processed["wave"], tiny_params.noise, tiny_params.preprocess.norm)

@@ -13,7 +13,7 @@ __all__ = ["__version__", "Denoiser"]
 def __getattr__(name: str):
     # lazy export: `from specdenoise import Denoiser` loads no TensorFlow until a model is loaded
     if name == "Denoiser":
-        from .denoiser import Denoiser
+        from specdenoise.survey.denoiser import Denoiser
 
         return Denoiser
     raise AttributeError(f"module 'specdenoise' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ConfigError
+from specdenoise.errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -23,7 +23,7 @@ class _Section(BaseModel):
 
 
 class UniverseConfig(_Section):
-    """The embedded synthetic galaxy population (see :mod:`specdenoise.universe`)."""
+    """The embedded synthetic galaxy population (see :mod:`specdenoise.sources.universe`)."""
 
     n_galaxies: int = Field(100_000, gt=0, description="galaxies in the parent pool")
     seed: int = Field(1, ge=0)
@@ -252,7 +252,7 @@ class DataConfig(_Section):
 
 
 class UncertaintyConfig(_Section):
-    """Per-pixel predictive uncertainty and its calibration (see :mod:`specdenoise.uncertainty`)."""
+    """Per-pixel predictive uncertainty and its calibration (see :mod:`specdenoise.evaluation.uncertainty`)."""
 
     n_samples: int = Field(50, ge=2, description="VAE posterior samples decoded per spectrum")
     seed: int = Field(7, ge=0, description="seed of the posterior samples")

@@ -8,7 +8,7 @@ from survey_fixtures import mpajhu_rows, write_mpajhu, write_spec_lite
 
 from specdenoise.config import parse_params
 from specdenoise.errors import DataError
-from specdenoise.readers.mpajhu import parent_sample, read_mpajhu
+from specdenoise.survey.readers.mpajhu import parent_sample, read_mpajhu
 
 
 def test_join_columns_classes_and_bad_values(tmp_path):
@@ -74,9 +74,9 @@ def _sdss_params(tmp_path, **extra):
 
 
 def test_sdss_source_catalogue_and_observed(tmp_path):
-    from specdenoise.observe import sdss_loglam
-    from specdenoise.preprocess import preprocess
-    from specdenoise.readers.sdss_source import build_catalogue, observe_sdss
+    from specdenoise.sources.observe import sdss_loglam
+    from specdenoise.data.preprocess import preprocess
+    from specdenoise.sources.sdss import build_catalogue, observe_sdss
 
     write_mpajhu(tmp_path / "mpa")
     p = _sdss_params(tmp_path)
@@ -95,7 +95,7 @@ def test_sdss_source_catalogue_and_observed(tmp_path):
     assert obs["flux"].shape == (3, len(loglam)) and obs["id"].tolist() == cat2["id"].tolist()
     np.testing.assert_array_equal(obs["truth"], obs["flux"])
     # flux conserved by the resampling: mean flux density over 5000-9000 A agrees with the file's
-    from specdenoise.readers import read_spectra
+    from specdenoise.survey.readers import read_spectra
 
     (s,) = read_spectra(tmp_path / "spectra" / f"spec-{cat2.plate[0]:04d}-{cat2.mjd[0]:05d}-{cat2.fiber[0]:04d}.fits")
     w = 10**loglam

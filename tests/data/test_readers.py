@@ -10,7 +10,7 @@ import pytest
 from survey_fixtures import ppxf_sdss_file, write_spec_lite, write_spspec
 
 from specdenoise.errors import DataError
-from specdenoise.readers import Spectrum, detect_format, open_fits, read_spectra, vac_to_air
+from specdenoise.survey.readers import Spectrum, detect_format, open_fits, read_spectra, vac_to_air
 
 HALPHA_VAC, HALPHA_AIR = 6564.61, 6562.80
 
@@ -181,9 +181,9 @@ def test_desi_coadd_dispatch(tmp_path, monkeypatch):
     with open_fits(p) as h:
         assert detect_format(h) == "desi-coadd"
     calls = []
-    fake = types.ModuleType("specdenoise.readers.desi")
+    fake = types.ModuleType("specdenoise.survey.readers.desi")
     fake.read_desi_coadd = lambda path: calls.append(path) or ["desi"]
-    monkeypatch.setitem(sys.modules, "specdenoise.readers.desi", fake)
+    monkeypatch.setitem(sys.modules, "specdenoise.survey.readers.desi", fake)
     assert read_spectra(p) == ["desi"] and calls == [p]
 
 

@@ -10,7 +10,7 @@ from specdenoise.config import DesiConfig
 
 @pytest.fixture(scope="module")
 def coadds(tmp_path_factory):
-    from specdenoise.desi import fetch_coadds
+    from specdenoise.data.desi import fetch_coadds
 
     cfg = DesiConfig()
     dest = tmp_path_factory.mktemp("desi")
@@ -19,7 +19,7 @@ def coadds(tmp_path_factory):
 
 
 def test_read_real_desi_coadds(coadds):
-    from specdenoise.readers import read_spectra
+    from specdenoise.survey.readers import read_spectra
 
     cfg, dest, prov = coadds
     assert set(prov["files"]) >= set(cfg.coadds) and len(prov["wheel_sha256"]) == 64
@@ -38,14 +38,14 @@ def test_read_real_desi_coadds(coadds):
         wr, ir = h["R_WAVELENGTH"].data, h["R_IVAR"].data[0]
     j = int(np.searchsorted(wb, 5780.0))
     jr = int(np.argmin(np.abs(wr - wb[j])))
-    from specdenoise.readers.spectrum import vac_to_air
+    from specdenoise.survey.readers.spectrum import vac_to_air
 
     k = int(np.argmin(np.abs(s.wave - vac_to_air(np.array([wb[j]]))[0])))
     assert s.ivar[k] == pytest.approx(ib[j] + ir[jr], rel=1e-5)
 
 
 def test_noise_shape_from_real_coadds(coadds):
-    from specdenoise.desi import noise_shape
+    from specdenoise.data.desi import noise_shape
 
     cfg, dest, _ = coadds
     sh = noise_shape([dest / c for c in cfg.coadds])

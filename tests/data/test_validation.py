@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from specdenoise.errors import ValidationFailed
-from specdenoise.validate import check, failure_summary, run_validation
+from specdenoise.data.validate import check, failure_summary, run_validation
 
 
 @pytest.fixture(scope="module")

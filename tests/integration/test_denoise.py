@@ -39,8 +39,8 @@ def project(tmp_path_factory, tiny_processed, tiny_noisy):
     import yaml
 
     from specdenoise import tracking
-    from specdenoise.train import train_one
-    from specdenoise.uncertainty import run_uncertainty
+    from specdenoise.training.train import train_one
+    from specdenoise.evaluation.uncertainty import run_uncertainty
 
     proj = tmp_path_factory.mktemp("proj")
     (proj / "params.yaml").write_text(yaml.safe_dump(PARAMS))
@@ -99,7 +99,7 @@ def test_denoise_real_sdss_file_with_add_noise(project):
 
 def test_batch_in_process_reports_bad_files_and_resumes(project, tmp_path):
     """The same contract as the Dask test below, in this process (fast)."""
-    from specdenoise.cli_denoise import run_batch
+    from specdenoise.cli.denoise import run_batch
 
     inputs = [*_ppxf_spectra(), tmp_path / "missing.fits", tmp_path / "empty.fits"]
     (tmp_path / "empty.fits").write_bytes(b"")

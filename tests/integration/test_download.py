@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from specdenoise.download import Target, download_many, fetch, mpajhu_targets, read_targets, sdss_targets, spec_filename
+from specdenoise.survey.download import Target, download_many, fetch, mpajhu_targets, read_targets, sdss_targets, spec_filename
 from specdenoise.errors import DataError
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from specdenoise.config import TrainConfig
 from specdenoise.errors import ConfigError
-from specdenoise.losses import kl_divergence, pixel_weights, weighted_mse
+from specdenoise.models.losses import kl_divergence, pixel_weights, weighted_mse
 from specdenoise.models import FAMILIES, TrainingData, get_family, load_model
 from specdenoise.models.linear import wiener_operator
 
@@ -137,7 +137,7 @@ def test_search_space_and_baseline_trial():
     import optuna
 
     from specdenoise.config import NetConfig, SearchConfig
-    from specdenoise.search import baseline_trial, suggest
+    from specdenoise.models.search import baseline_trial, suggest
 
     cfg = SearchConfig()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -173,8 +173,8 @@ def test_fresh_noise_training_draws_new_noise_each_epoch():
 
 def test_training_data_fresh_noise_matches_the_noise_stage(tiny_params, tiny_processed, tiny_noisy):
     """Fresh per-epoch noise is drawn exactly as the noise stage draws its realisations."""
-    from specdenoise.noise import add_noise
-    from specdenoise.train import training_data
+    from specdenoise.data.noise import add_noise
+    from specdenoise.training.train import training_data
 
     params = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"val_size": 20})})
     data, _ = training_data(tiny_processed, tiny_noisy, params)

@@ -21,7 +21,7 @@ def store(tmp_path, monkeypatch):
 
 def test_register_alias_and_load_in_subprocess(store, tiny_processed, tiny_noisy):
     from specdenoise import tracking
-    from specdenoise.train import train_one
+    from specdenoise.training.train import train_one
 
     params = parse_params(
         {

@@ -12,7 +12,7 @@ from specdenoise.config import parse_params
 
 from conftest import TINY_VAE_OVERRIDES
 from specdenoise.errors import DataError
-from specdenoise.uncertainty import LEVEL_1SIGMA, Calibration, calibrate, coverage
+from specdenoise.evaluation.uncertainty import LEVEL_1SIGMA, Calibration, calibrate, coverage
 
 PARAMS = TINY_VAE_OVERRIDES
 
@@ -56,7 +56,7 @@ def test_calibration_record_round_trip_and_bad_records(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory, tiny_processed, tiny_noisy):
-    from specdenoise.train import train_one
+    from specdenoise.training.train import train_one
 
     params = parse_params(PARAMS)
     root = tmp_path_factory.mktemp("unc")
@@ -67,7 +67,7 @@ def tiny_models(tmp_path_factory, tiny_processed, tiny_noisy):
 
 def test_vae_coverage_is_off_before_and_near_68_percent_after_calibration(tiny_models, tiny_processed, tiny_noisy):
     from specdenoise.models import load_model
-    from specdenoise.uncertainty import assess, split_arrays
+    from specdenoise.evaluation.uncertainty import assess, split_arrays
 
     params, root = tiny_models
     val, test = split_arrays(tiny_processed, tiny_noisy, params)
@@ -86,13 +86,13 @@ def test_vae_coverage_is_off_before_and_near_68_percent_after_calibration(tiny_m
     assert entry["validation_after"]["within_1sigma"] == pytest.approx(LEVEL_1SIGMA, abs=0.01)
     assert entry["after"]["within_2sigma"] > after + 0.15
     # the posterior sigma is spectrum-specific, the calibration is not
-    _, spread = __import__("specdenoise.uncertainty", fromlist=["x"]).posterior_predict(model, test["x"][:5], 20, 3)
+    _, spread = __import__("specdenoise.evaluation.uncertainty", fromlist=["x"]).posterior_predict(model, test["x"][:5], 20, 3)
     assert np.std(spread[:, 100] / spread[:, 100].mean()) > 0.01
 
 
 def test_stage_writes_calibrations_that_the_denoiser_uses(tiny_models, tiny_processed, tiny_noisy):
-    from specdenoise.denoiser import Denoiser
-    from specdenoise.uncertainty import run_uncertainty
+    from specdenoise.survey.denoiser import Denoiser
+    from specdenoise.evaluation.uncertainty import run_uncertainty
 
     params, root = tiny_models
     rep = run_uncertainty(params, tiny_processed, tiny_noisy, root / "models", root / "calibration")

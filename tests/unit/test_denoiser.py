@@ -17,7 +17,7 @@ from specdenoise.errors import DataError
 @pytest.fixture(scope="module")
 def pca_dir(tmp_path_factory, tiny_processed, tiny_noisy):
     """A PCA de-noiser trained on the tiny universe, saved as train.py saves it."""
-    from specdenoise.train import train_one
+    from specdenoise.training.train import train_one
 
     params = parse_params({"train": {"val_size": 40}, "search": {"trials": 0}})
     root = tmp_path_factory.mktemp("den")

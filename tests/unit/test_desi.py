@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from specdenoise.config import DesiConfig, PreprocessConfig
-from specdenoise.desi import DesiNoise, desi_like, dimming
+from specdenoise.data.desi import DesiNoise, desi_like, dimming
 from specdenoise.io import save_npz
-from specdenoise.observe import sdss_loglam
-from specdenoise.readers.desi import merge_arms
+from specdenoise.sources.observe import sdss_loglam
+from specdenoise.survey.readers.desi import merge_arms
 
 
 def test_merge_arms_inverse_variance():

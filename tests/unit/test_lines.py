@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from specdenoise.config import PreprocessConfig
-from specdenoise.grids import LINES
-from specdenoise.lines import (
+from specdenoise.physics.grids import LINES
+from specdenoise.evaluation.lines import (
     _gauss_bins,
     build_windows,
     crb_flux_error,
@@ -13,7 +13,7 @@ from specdenoise.lines import (
     fit_lines,
     scatter_metrics,
 )
-from specdenoise.preprocess import rest_grid
+from specdenoise.data.preprocess import rest_grid
 
 EDGES, CENTRES = rest_grid(PreprocessConfig())
 
@@ -82,12 +82,12 @@ def test_sigma_fill_uses_the_papers_filled_bins():
 def test_ppxf_recovers_an_injected_line(tmp_path):
     """pPXF (E-MILES templates) measures an injected H-alpha line: flux difference = injected."""
     tpl = _templates_or_skip(tmp_path)
-    from specdenoise.ppxf_fit import PpxfFitter
-    from specdenoise.templates import load_templates
+    from specdenoise.evaluation.ppxf_fit import PpxfFitter
+    from specdenoise.physics.templates import load_templates
 
     t = load_templates(tpl)
     # a continuum from one E-MILES SSP (10 Gyr, solar), resampled onto the grid
-    from specdenoise.preprocess import resample
+    from specdenoise.data.preprocess import resample
 
     lam = t["lam"]
     step = np.median(np.diff(lam))
@@ -111,7 +111,7 @@ def _templates_or_skip(tmp_path):
     tpl = Path(__file__).resolve().parents[2] / "data/external/emiles_ppxf826.npz"
     if tpl.exists():
         return tpl
-    from specdenoise.templates import build_emiles
+    from specdenoise.physics.templates import build_emiles
 
     try:
         tpl = tmp_path / "emiles.npz"
@@ -123,9 +123,9 @@ def _templates_or_skip(tmp_path):
 
 def test_template_fast_fitter_recovers_lines_on_a_stellar_continuum(tmp_path):
     """Lines on an absorption-line stellar continuum (a 2.5 Gyr E-MILES SSP) are recovered."""
-    from specdenoise.lines import make_fast_fitter
-    from specdenoise.preprocess import resample
-    from specdenoise.templates import load_templates
+    from specdenoise.evaluation.lines import make_fast_fitter
+    from specdenoise.data.preprocess import resample
+    from specdenoise.physics.templates import load_templates
 
     tpl = _templates_or_skip(tmp_path)
     t = load_templates(tpl)

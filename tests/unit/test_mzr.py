@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specdenoise.mzr import curti, evaluate_mzr, fit_reference, metallicities, o3n2, pp04_o3n2, scatter_stats
+from specdenoise.evaluation.mzr import curti, evaluate_mzr, fit_reference, metallicities, o3n2, pp04_o3n2, scatter_stats
 
 
 def test_o3n2_and_eq6_by_hand():

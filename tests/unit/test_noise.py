@@ -3,7 +3,7 @@ import pytest
 
 from specdenoise.config import NoiseConfig
 from specdenoise.errors import ConfigError
-from specdenoise.noise import GaussianNoise, add_noise, make_noise_model, noisy_ivar
+from specdenoise.data.noise import GaussianNoise, add_noise, make_noise_model, noisy_ivar
 
 
 def _clean(n=400, n_pix=825, seed=0):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from specdenoise.config import UniverseConfig
-from specdenoise.observe import observe, sdss_loglam, synthesise_truth
-from specdenoise.universe import draw_catalogue
+from specdenoise.sources.observe import observe, sdss_loglam, synthesise_truth
+from specdenoise.sources.universe import draw_catalogue
 
 
 @pytest.fixture(scope="module")

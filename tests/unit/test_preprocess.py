@@ -4,7 +4,7 @@ import spectres
 
 from specdenoise.config import PreprocessConfig
 from specdenoise.errors import DataError
-from specdenoise.preprocess import check_spectra, edges_from_centres_log, normalise, preprocess, resample, rest_grid
+from specdenoise.data.preprocess import check_spectra, edges_from_centres_log, normalise, preprocess, resample, rest_grid
 
 
 def _spectrum(seed=0, n=600):

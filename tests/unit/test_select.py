@@ -4,7 +4,7 @@ import pytest
 
 from specdenoise.config import SelectConfig
 from specdenoise.errors import DataError
-from specdenoise.select import assign_bins, bin_edges, select_sample
+from specdenoise.data.select import assign_bins, bin_edges, select_sample
 
 
 def _catalogue(n=30000, seed=0):

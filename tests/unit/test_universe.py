@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from specdenoise.config import UniverseConfig
-from specdenoise.grids import LINE_NAMES, load_nebular_ratios, load_stellar_basis
-from specdenoise.universe import CLASSES, cardelli, draw_catalogue, kewley01, mzr, sfms
+from specdenoise.physics.grids import LINE_NAMES, load_nebular_ratios, load_stellar_basis
+from specdenoise.sources.universe import CLASSES, cardelli, draw_catalogue, kewley01, mzr, sfms
 
 
 @pytest.fixture(scope="module")

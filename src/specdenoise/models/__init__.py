@@ -7,10 +7,10 @@ leaderboard find it through :func:`get_family` and :data:`FAMILIES`.
 
 from __future__ import annotations
 
-from .base import FAMILIES, DenoisingModel, TrainingData, get_family, load_model, register
+from specdenoise.models.base import FAMILIES, DenoisingModel, TrainingData, get_family, load_model, register
 
 # import the built-in families so that they register themselves
-from . import linear as _linear  # noqa: E402,F401
-from . import neural as _neural  # noqa: E402,F401
+from specdenoise.models import linear as _linear  # noqa: E402,F401
+from specdenoise.models import neural as _neural  # noqa: E402,F401
 
 __all__ = ["FAMILIES", "DenoisingModel", "TrainingData", "get_family", "load_model", "register"]

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from specdenoise.errors import ConfigError, DataError
 
 FAMILIES: dict[str, type["DenoisingModel"]] = {}
 

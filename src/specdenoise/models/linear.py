@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DenoisingModel, TrainingData, register
+from specdenoise.models.base import DenoisingModel, TrainingData, register
 
 
 def _save_arrays(path: Path, **arrays: np.ndarray) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DenoisingModel, TrainingData, register
+from specdenoise.models.base import DenoisingModel, TrainingData, register
 
 LEAKY_SLOPE = 0.3
 
@@ -189,7 +189,7 @@ class _KerasDenoiser(DenoisingModel):
 
     def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
         keras = _keras()
-        from ..losses import keras_weighted_mse
+        from specdenoise.models.losses import keras_weighted_mse
 
         seed_everything(seed)
         n_pix = data.y.shape[1]

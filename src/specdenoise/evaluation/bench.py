@@ -1,0 +1,197 @@
+"""Performance benchmarks (``make bench``): rates measured side by side in one run.
+
+Benchmarks, not tests: they report numbers into ``reports/bench.json`` and never assert a
+speed. Peak memory is the resident-set high-water mark of this process (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from typing import Any
+
+import numpy as np
+
+from specdenoise.config import Params
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
+
+
+def bench_universe(params: Params, n: int, chunk_size: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Draw an ``n``-galaxy pool and synthesise every spectrum chunk by chunk (results discarded).
+
+    Returns timings (s), rates (spectra/s) and the peak resident memory (GB).
+    """
+    from tqdm.auto import tqdm
+
+    from specdenoise.sources.observe import observe_noise, sdss_loglam, synthesise_truth
+    from specdenoise.sources.universe import iter_catalogue
+
+    cfg = params.universe
+    chunk = chunk_size or cfg.chunk_size
+    loglam = sdss_loglam()
+    t_cat = t_spec = 0.0
+    checksum = 0.0
+    t0 = time.perf_counter()
+    with tqdm(total=n, desc="universe spectra", unit="spec", disable=not progress, leave=False) as bar:
+        cats = iter_catalogue(cfg, n=n)
+        while True:
+            t1 = time.perf_counter()
+            cat = next(cats, None)
+            t_cat += time.perf_counter() - t1
+            if cat is None:
+                break
+            t1 = time.perf_counter()
+            for start in range(0, len(cat), chunk):
+                rows = cat.iloc[start : start + chunk]
+                truth = synthesise_truth(rows, loglam)
+                flux, _ = observe_noise(truth, rows, cfg, loglam)
+                checksum += float(np.sum(flux[:, ::97]))
+                bar.update(len(rows))
+            t_spec += time.perf_counter() - t1
+    total = time.perf_counter() - t0
+    return {
+        "n_galaxies": n,
+        "chunk_size": chunk,
+        "catalogue_s": round(t_cat, 2),
+        "spectra_s": round(t_spec, 2),
+        "total_s": round(total, 2),
+        "spectra_per_s_end_to_end": round(n / total, 1),
+        "peak_rss_gb": round(_peak_rss_gb(), 3),
+        "checksum": checksum,
+        "machine": {"cpu_count": __import__("os").cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+    }
+
+
+#: The paper's largest architecture (Table 4, 6-D AE): 825-1000-900-800-800-latent, mirrored.
+PAPER_UNITS = [1000, 900, 800, 800]
+
+
+def time_training(family: str, spectra: str, noisy: str, n: int, epochs: int, latent_dim: int = 6, batch_size: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Seconds per epoch of a paper-size model on ``n`` real preprocessed spectra (this backend).
+
+    The first epoch (graph tracing / compilation) is reported separately from the mean of the
+    following ones.
+    """
+    import os
+
+    import keras
+
+    from specdenoise.io import load_npz
+    from specdenoise.models.losses import keras_weighted_mse, pixel_weights
+    from specdenoise.models.neural import build_networks
+
+    pre = load_npz(spectra, required=("flux", "ivar"))
+    nz = load_npz(noisy, required=("noisy",))
+    x = nz["noisy"][0][:n].astype("float32")
+    y = np.concatenate([pre["flux"][:n], pixel_weights(pre["ivar"][:n], 2e-6)], axis=1).astype("float32")
+    keras.utils.set_random_seed(seed)
+    train, infer, _ = build_networks(x.shape[1], latent_dim, PAPER_UNITS, 0.5, family == "vae", seed=seed)
+    train.compile(optimizer=keras.optimizers.Adam(1e-4), loss=keras_weighted_mse(x.shape[1]))
+    times: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    train.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[Timer()])
+    t0 = time.perf_counter()
+    infer.predict(x, batch_size=1024, verbose=0)
+    t_inf = time.perf_counter() - t0
+    return {
+        "backend": keras.backend.backend(),
+        "family": family,
+        "n_spectra": n,
+        "n_parameters": int(train.count_params()),
+        "first_epoch_s": round(times[0], 3),
+        "seconds_per_epoch": round(float(np.mean(times[1:])) if len(times) > 1 else times[0], 3),
+        "inference_spectra_per_s": round(n / t_inf, 1),
+        "threads": os.cpu_count(),
+    }
+
+
+def bench_training(backends: list[str], families: list[str], spectra: str, noisy: str, n: int, epochs: int) -> list[dict[str, Any]]:
+    """Run :func:`time_training` for each backend in its own process (KERAS_BACKEND is per process)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    results = []
+    for backend in backends:
+        for family in families:
+            code = (
+                "import json, sys; from specdenoise.evaluation.bench import time_training; "
+                f"print('RESULT ' + json.dumps(time_training({family!r}, {spectra!r}, {noisy!r}, {n}, {epochs})))"
+            )
+            env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+            if res.returncode != 0 or not lines:
+                tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
+                results.append({"backend": backend, "family": family, "error": tail[:300]})
+                continue
+            results.append(json.loads(lines[-1][len("RESULT ") :]))
+    return results
+
+
+def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
+    """Measured dense float32 matmul throughput of this machine (GFLOP/s, best of ``repeats``)."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_path: str, model_dir: str | None, templates: str | None, n_ppxf: int = 20) -> dict[str, Any]:
+    """Side-by-side rates: preprocessing, inference vs the matmul roofline, fast vs pPXF lines."""
+    from specdenoise.io import load_npz
+    from specdenoise.data.preprocess import preprocess, rest_grid
+
+    out: dict[str, Any] = {"matmul_gflops": round(matmul_gflops(), 1)}
+    obs = load_npz(observed_path, required=("loglam", "flux", "ivar", "z", "id"))
+    t0 = time.perf_counter()
+    preprocess(obs, params.preprocess)
+    out["preprocess_spectra_per_s"] = round(len(obs["flux"]) / (time.perf_counter() - t0), 1)
+    pre = load_npz(spectra_path, required=("flux", "wave"))
+    x = load_npz(noisy_path, required=("noisy",))["noisy"][0]
+    if model_dir:
+        from specdenoise.models import load_model
+
+        model = load_model(model_dir)
+        model.denoise(x[:64])  # warm-up (graph tracing)
+        t0 = time.perf_counter()
+        model.denoise(x)
+        dt = time.perf_counter() - t0
+        rate = len(x) / dt
+        flops = 2 * model.n_parameters()  # dense layers: ~2 FLOP per weight per spectrum
+        out["inference"] = {
+            "model": str(model_dir),
+            "spectra_per_s": round(rate, 1),
+            "gflops_achieved": round(rate * flops / 1e9, 2),
+            "roofline_ratio": round(rate * flops / 1e9 / out["matmul_gflops"], 3),
+        }
+    if templates:
+        from specdenoise.evaluation.lines import make_fast_fitter
+        from specdenoise.evaluation.ppxf_fit import PpxfFitter
+
+        edges, wave = rest_grid(params.preprocess)
+        fast = make_fast_fitter(templates, edges, params.lines.sigma_kms, params.lines.n_components)
+        t0 = time.perf_counter()
+        fast(pre["flux"])
+        fast_rate = len(pre["flux"]) / (time.perf_counter() - t0)
+        slow = PpxfFitter(templates, wave, cache_dir=None, n_jobs=2)
+        t0 = time.perf_counter()
+        slow(pre["flux"][:n_ppxf])
+        ppxf_rate = n_ppxf / (time.perf_counter() - t0)
+        out["lines"] = {"fast_spectra_per_s": round(fast_rate, 1), "ppxf_spectra_per_s": round(ppxf_rate, 2), "speedup": round(fast_rate / ppxf_rate, 0)}
+    return out

@@ -1,0 +1,457 @@
+"""The Python API: load a trained de-noiser and apply it to your own spectra.
+
+Example (a real SDSS spectrum shipped with ppxf; any supported survey file works)::
+
+    from specdenoise import Denoiser
+    from specdenoise.survey.readers import read_spectra
+
+    spec = read_spectra("spec-0266-51602-0001.fits")[0]
+    den = Denoiser.load("models:/specdenoise-vae@champion")
+    res = den.denoise(spec.wave, spec.flux, spec.ivar, spec.z)
+    res.wave, res.denoised, res.sigma, res.mask   # rest-frame A, normalised flux, 1 sigma, uncovered
+
+The preprocessing (rest-frame grid, normalisation, ``min_coverage``) and the noise model
+(``noise.renormalise``, used with ``add_noise``) are those the model was trained with: every
+training run writes them to ``preprocess.json`` in the saved model directory and logs the
+whole directory to its MLflow run as ``specdenoise_model/``. Models trained before that
+record existed fall back to the ``preprocess`` / ``noise`` sections of the parameters file,
+with a warning (and ``provenance["preprocess_source"]`` says so).
+
+Uncertainty: with a calibration (the ``uncertainty`` stage writes one per model, see
+:mod:`specdenoise.evaluation.uncertainty`) ``sigma`` is calibrated so that 68 % of true pixels lie within
+it on held-out data; without one, a VAE gives its raw posterior spread
+(``calibrated=False``) and other families give NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from specdenoise.config import NoiseConfig, Params, PreprocessConfig
+from specdenoise.errors import DataError
+
+log = logging.getLogger("specdenoise.survey.denoiser")
+
+RECORD = "preprocess.json"
+MODEL_ARTIFACT = "specdenoise_model"
+CALIBRATION = "calibration.json"
+
+
+def training_record(params: Params) -> dict[str, Any]:
+    """What must travel with a trained model so that new spectra are preprocessed identically."""
+    from specdenoise import __version__
+    from specdenoise.tracking import benchmark_tag
+
+    return {
+        "preprocess": params.preprocess.model_dump(),
+        "noise": params.noise.model_dump(),
+        "params_hash": benchmark_tag(params),
+        "specdenoise_version": __version__,
+    }
+
+
+@dataclass
+class DenoiseResult:
+    """De-noised spectra on the model's rest-frame grid.
+
+    Arrays are (n, n_pix) for a batch, or (n_pix,) (scalars for ``norm``, ``z``) when a single
+    spectrum was passed. Flux arrays are in normalised units: multiply by ``norm`` for
+    rest-frame 1e-17 erg/s/cm^2/A.
+
+    Attributes
+    ----------
+    wave : ndarray, shape (n_pix,)
+        Rest-frame bin centres, A (air).
+    input : ndarray
+        Preprocessed spectrum fed to the model (noise-added when ``add_noise`` was given).
+    ivar : ndarray
+        Inverse variance of ``input`` (normalised units; 0 where masked).
+    denoised : ndarray
+        Model output.
+    sigma : ndarray
+        Per-pixel 1-sigma uncertainty of ``denoised`` (NaN when unavailable).
+    mask : ndarray of bool
+        True where the observed spectrum covers less than ``min_coverage`` of the bin (outside
+        the observed range or bad pixels): input there is interpolated, output is not data.
+    norm : ndarray, shape (n,)
+        Normalisation factor divided out (rest-frame 1e-17 erg/s/cm^2/A).
+    z : ndarray, shape (n,)
+    clean : ndarray or None
+        With ``add_noise``: the preprocessed spectrum before the noise was added (in the units
+        of ``denoised``).
+    calibrated : bool
+        Whether ``sigma`` is calibrated on held-out data.
+    """
+
+    wave: np.ndarray
+    input: np.ndarray
+    ivar: np.ndarray
+    denoised: np.ndarray
+    sigma: np.ndarray
+    mask: np.ndarray
+    norm: np.ndarray
+    z: np.ndarray
+    clean: np.ndarray | None = None
+    calibrated: bool = False
+    ids: list[str] = field(default_factory=list)
+
+    @property
+    def masked_fraction(self) -> np.ndarray:
+        """Fraction of masked bins per spectrum, shape (n,) (scalar for one spectrum)."""
+        return np.mean(self.mask, axis=-1)
+
+
+class Denoiser:
+    """A trained de-noising model plus everything needed to apply it to new spectra.
+
+    Parameters
+    ----------
+    model : DenoisingModel
+        Any family (:func:`specdenoise.models.load_model`).
+    preprocess : PreprocessConfig
+        Grid, normalisation and ``min_coverage`` of training.
+    noise : NoiseConfig
+        Noise model of training (``add_noise`` uses its ``model`` and ``renormalise``).
+    calibration : Calibration, optional
+    provenance : dict, optional
+        ``model_uri``, ``model_name``, ``model_version``, ``run_id``, ``params_hash``, ...
+    """
+
+    def __init__(self, model: Any, preprocess: PreprocessConfig, noise: NoiseConfig, calibration: Any = None, provenance: dict[str, Any] | None = None) -> None:
+        from specdenoise.data.preprocess import rest_grid
+
+        self.model = model
+        self.preprocess_cfg = preprocess
+        self.noise_cfg = noise
+        self.calibration = calibration
+        self.provenance = dict(provenance or {})
+        self.edges, self.wave = rest_grid(preprocess)
+        if calibration is not None and len(calibration.scale) != preprocess.n_pix:
+            raise DataError(f"calibration: {len(calibration.scale)} pixels but the model has {preprocess.n_pix}")
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, uri: str | Path, params: Params | str | Path | None = None, calibration: str | Path | None = None, root: Path | None = None) -> "Denoiser":
+        """Load a de-noiser.
+
+        Parameters
+        ----------
+        uri : str or Path
+            ``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/<run_id>[/...]``
+            or a saved model directory (``models/<family>_<dim>/model``).
+        params : Params or path, optional
+            Parameters (default ``params.yaml`` when it exists): the MLflow store
+            (``tracking``), and the preprocessing fallback for models without a record.
+        calibration : path, optional
+            A calibration file (``calibration/<family>_<dim>.json``); by default the model's
+            own (``calibration.json`` in its run or directory, or the DVC layout's
+            ``calibration/<family>_<dim>.json`` beside ``models/``).
+        root : Path, optional
+            Project folder of the default MLflow store (default: the current folder).
+
+        Raises
+        ------
+        DataError
+            Unknown URI, model, alias, version or run; a missing or corrupt model.
+        """
+        from specdenoise.config import load_params
+        from specdenoise.evaluation.uncertainty import Calibration
+
+        if params is None:
+            params = load_params("params.yaml") if Path("params.yaml").exists() else Params()
+        elif not isinstance(params, Params):
+            params = load_params(params)
+        text = str(uri)
+        prov: dict[str, Any] = {"model_uri": text}
+        if text.startswith(("models:/", "runs:/")):
+            model, record, cal_obj, info = _load_mlflow(text, params, root)
+            prov.update(info)
+        else:
+            path = Path(text)
+            if not path.is_dir():
+                raise DataError(f"model '{text}': not a models:/ or runs:/ URI nor an existing model directory")
+            model, record, cal_obj = _load_dir(path)
+            prov.update(_local_provenance(path))
+        if record is None:
+            log.warning("model %s carries no %s (trained before it was recorded): using the preprocess/noise "
+                        "sections of the parameters file", text, RECORD)  # fmt: skip
+            pre_cfg, noise_cfg = params.preprocess, params.noise
+            prov["preprocess_source"] = "params (legacy model without preprocess.json)"
+        else:
+            try:
+                pre_cfg = PreprocessConfig.model_validate(record["preprocess"])
+                noise_cfg = NoiseConfig.model_validate(record["noise"])
+            except Exception as exc:  # pydantic ValidationError or a missing key
+                raise DataError(f"model '{text}': {RECORD} is not a valid preprocessing record ({type(exc).__name__})") from None
+            prov["preprocess_source"] = RECORD
+            prov.setdefault("params_hash", record.get("params_hash"))
+        if calibration is not None:
+            cal = Calibration.load(calibration)
+            prov["calibration"] = str(calibration)
+        elif cal_obj is not None:
+            cal = Calibration.from_json(cal_obj[0], cal_obj[1])
+            prov["calibration"] = cal_obj[1]
+        else:
+            cal = None
+        prov.setdefault("family", model.family)
+        prov.setdefault("latent_dim", model.latent_dim)
+        return cls(model, pre_cfg, noise_cfg, cal, prov)
+
+    # ------------------------------------------------------------------ applying
+    def prepare(self, wave: Any, flux: Any, ivar: Any, z: Any, ids: Sequence[str] | None = None, source: str = "input") -> dict[str, Any]:
+        """Rest-frame, resample and normalise observed spectra exactly as in training.
+
+        Parameters
+        ----------
+        wave : array (k,) or sequence of arrays
+            Observed-frame air wavelengths (A), strictly increasing; one grid shared by all
+            spectra, or one per spectrum (then ``flux`` / ``ivar`` are sequences too).
+        flux, ivar : array (k,) or (n, k), or sequences of 1-D arrays
+            Flux density (1e-17 erg/s/cm^2/A) and its inverse variance (0 = bad pixel).
+        z : float or array (n,)
+        ids : sequence of str, optional
+            Names used in error messages.
+
+        Returns
+        -------
+        dict
+            :func:`specdenoise.data.preprocess.preprocess` output (``flux``, ``ivar``, ``norm``,
+            ``coverage``, ...) plus ``mask`` (n, n_pix) and ``single`` (bool).
+        """
+        from specdenoise.data.preprocess import preprocess
+
+        ragged = isinstance(wave, (list, tuple)) and len(wave) > 0 and np.ndim(wave[0]) == 1
+        if ragged:
+            n = len(wave)
+            if not (isinstance(flux, (list, tuple)) and isinstance(ivar, (list, tuple)) and len(flux) == n and len(ivar) == n):
+                raise DataError(f"{source}: {n} wavelength arrays need as many flux and ivar arrays")
+            zs = np.broadcast_to(np.asarray(z, dtype=float), (n,))
+            names = list(ids) if ids is not None else [str(i) for i in range(n)]
+            parts = [self.prepare(wave[i], flux[i], ivar[i], zs[i], [names[i]], source) for i in range(n)]
+            out = {k: np.concatenate([p[k] for p in parts]) for k in ("flux", "ivar", "norm", "coverage", "z", "mask", "id")}
+            out["wave"], out["single"] = parts[0]["wave"], False
+            return out
+        wave = np.asarray(wave, dtype=float)
+        flux = np.asarray(flux, dtype=float)
+        ivar = np.asarray(ivar, dtype=float)
+        single = flux.ndim == 1
+        flux2, ivar2 = np.atleast_2d(flux), np.atleast_2d(ivar)
+        n = len(flux2)
+        if wave.ndim != 1:
+            raise DataError(f"{source}: wave must be 1-D (one grid for all spectra), got shape {wave.shape}")
+        if np.any(wave <= 0) or not np.all(np.isfinite(wave)):
+            raise DataError(f"{source}: wavelengths must be finite and positive (A)")
+        zs = np.asarray(z, dtype=float).reshape(-1)
+        if zs.size == 1:
+            zs = np.full(n, zs[0])
+        names = np.asarray(list(ids) if ids is not None else [str(i) for i in range(n)])
+        obs = {"loglam": np.log10(wave), "flux": flux2, "ivar": ivar2, "z": zs, "id": names}
+        pre = preprocess(obs, self.preprocess_cfg, source=source)
+        pre["mask"] = pre["coverage"] < self.preprocess_cfg.min_coverage
+        pre["single"] = single
+        return pre
+
+    def denoise(self, wave: Any, flux: Any, ivar: Any, z: Any, add_noise: float | None = None, seed: int = 0, ids: Sequence[str] | None = None, source: str = "input") -> DenoiseResult:
+        """Preprocess, (optionally add noise,) de-noise and attach the uncertainty.
+
+        Parameters
+        ----------
+        wave, flux, ivar, z
+            As for :meth:`prepare` (one spectrum or a batch).
+        add_noise : float, optional
+            Add Gaussian noise of this sigma (normalised units, the paper's 0.04) to the
+            preprocessed spectra and renormalise as in training; ``clean`` is then returned.
+        seed : int
+            Seed of the added noise.
+
+        Returns
+        -------
+        DenoiseResult
+        """
+        pre = self.prepare(wave, flux, ivar, z, ids, source)
+        res = self.finish(pre, add_noise, seed)
+        if pre["single"]:
+            for name in ("input", "ivar", "denoised", "sigma", "mask", "clean"):
+                v = getattr(res, name)
+                if v is not None:
+                    setattr(res, name, v[0])
+            res.norm, res.z = float(res.norm[0]), float(res.z[0])
+        return res
+
+    def finish(self, pre: dict[str, Any], add_noise: float | None = None, seed: int = 0) -> DenoiseResult:
+        """De-noise spectra already prepared by :meth:`prepare` (batch form, (n, n_pix)).
+
+        With ``add_noise`` each spectrum's noise is drawn from its own generator seeded by
+        ``(seed, crc32(id))``, so a spectrum gets the same noise whatever batch it is in.
+        """
+        import zlib
+
+        clean = pre["flux"].astype(np.float32)
+        x, ivar_in = clean, pre["ivar"]
+        ids = [str(i) for i in pre["id"]]
+        if add_noise is not None:
+            from specdenoise.data.noise import draw_noisy, make_noise_model, noisy_ivar
+
+            if not (add_noise > 0 and np.isfinite(add_noise)):
+                raise DataError(f"add_noise: sigma must be positive, got {add_noise}")
+            ncfg = self.noise_cfg.model_copy(update={"sigma": float(add_noise)})
+            nm = make_noise_model(ncfg)
+            x = np.empty_like(clean)
+            ivar_in = np.empty_like(clean)
+            for i, sid in enumerate(ids):
+                rng = np.random.default_rng([int(seed), zlib.crc32(sid.encode())])
+                xi, sig, renorm = draw_noisy(nm, clean[i : i + 1], self.wave, ncfg, self.preprocess_cfg.norm, rng)
+                x[i] = xi[0]
+                ivar_in[i] = noisy_ivar(pre["ivar"][i : i + 1], sig, renorm)[0]
+        denoised, sigma, calibrated = self.predict(x)
+        return DenoiseResult(self.wave, x, ivar_in, denoised, sigma, pre["mask"], pre["norm"], pre["z"],
+                             clean if add_noise is not None else None, calibrated, ids)  # fmt: skip
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """De-noise preprocessed spectra ``x`` (n, n_pix); return ``(denoised, sigma, calibrated)``."""
+        from specdenoise.evaluation.uncertainty import has_posterior, posterior_predict
+
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.preprocess_cfg.n_pix:
+            raise DataError(f"input: expected (n, {self.preprocess_cfg.n_pix}) preprocessed spectra, got {x.shape}")
+        cal = self.calibration
+        if has_posterior(self.model) and (cal is None or cal.method == "vae-posterior"):
+            n_samples, seed = (cal.n_samples, cal.seed) if cal is not None else (50, 0)
+            pred, spread = posterior_predict(self.model, x, n_samples, seed)
+            if cal is None:
+                return pred, spread, False
+            return pred, spread * cal.scale[None, :].astype(np.float32), True
+        pred = self.model.denoise(x)
+        if cal is not None and cal.method == "residual":
+            return pred, np.broadcast_to(cal.scale.astype(np.float32), pred.shape).copy(), True
+        return pred, np.full_like(pred, np.nan), False
+
+
+# ---------------------------------------------------------------------- resolution helpers
+def _load_dir(path: Path) -> tuple[Any, dict | None, tuple[dict, str] | None]:
+    from specdenoise.models import load_model
+
+    model = load_model(path)
+    record = _read_json(path / RECORD)
+    cal = None
+    for cand in (path / CALIBRATION, _dvc_calibration(path)):
+        if cand is not None and cand.exists():
+            cal = (_read_json(cand), str(cand))
+            break
+    return model, record, cal
+
+
+def _dvc_calibration(path: Path) -> Path | None:
+    """``models/<key>/model`` -> ``calibration/<key>.json`` beside ``models/`` (the DVC layout)."""
+    path = path.resolve()
+    if path.name != "model" or len(path.parents) < 3:
+        return None
+    return path.parents[2] / "calibration" / f"{path.parent.name}.json"
+
+
+def _local_provenance(path: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {"model_name": path.resolve().parent.name if path.name == "model" else path.resolve().name}
+    metrics = _read_json(path.parent / "metrics.json") or {}
+    if metrics.get("run_id"):
+        info["run_id"] = metrics["run_id"]
+    return info
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
+def _load_mlflow(uri: str, params: Params, root: Path | None) -> tuple[Any, dict | None, tuple[dict, str] | None, dict[str, Any]]:
+    """Resolve ``models:/`` or ``runs:/`` to a run and load its ``specdenoise_model`` artifact."""
+    import logging as _logging
+
+    from specdenoise.tracking import tracking_uri
+
+    for name in ("mlflow", "alembic"):
+        _logging.getLogger(name).setLevel(_logging.WARNING)
+    store = tracking_uri(params.tracking, root)
+    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists():
+        raise DataError(f"model '{uri}': MLflow store {store} does not exist (set tracking.uri or run from the project folder)")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    info: dict[str, Any] = {"tracking_uri": store}
+    try:
+        if uri.startswith("models:/"):
+            body = uri[len("models:/") :].strip("/")
+            if "@" in body:
+                name, alias = body.split("@", 1)
+                mv = client.get_model_version_by_alias(name, alias)
+            elif "/" in body:
+                name, version = body.rsplit("/", 1)
+                if not version.isdigit():
+                    raise DataError(f"model '{uri}': version must be a number, got '{version}'")
+                mv = client.get_model_version(name, version)
+            else:
+                raise DataError(f"model '{uri}': expected models:/<name>@<alias> or models:/<name>/<version>")
+            run_id = mv.run_id
+            info.update(model_name=name, model_version=int(mv.version))
+        else:
+            run_id = uri[len("runs:/") :].strip("/").split("/")[0]
+            if not run_id:
+                raise DataError(f"model '{uri}': expected runs:/<run_id>[/path]")
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        msg = str(getattr(exc, "message", exc)).splitlines()[0]
+        raise DataError(f"model '{uri}': {msg} (store {store})") from None
+    info["run_id"] = run_id
+    info["params_hash"] = run.data.tags.get("benchmark")
+    info.setdefault("model_name", run.data.tags.get("mlflow.runName"))
+    top = {a.path for a in client.list_artifacts(run_id)}
+    cal = None
+    with tempfile.TemporaryDirectory(prefix="specdenoise-model-") as tmp:
+        if MODEL_ARTIFACT in top:
+            import mlflow.artifacts
+
+            local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_ARTIFACT, dst_path=tmp, tracking_uri=store))
+            model, record, _ = _load_dir(local)
+        else:
+            legacy = _legacy_dir(run_id, root)
+            if legacy is None:
+                raise DataError(f"model '{uri}': run {run_id} has no '{MODEL_ARTIFACT}' artifact (trained before it was logged) "
+                                "and no models/*/metrics.json here names it; retrain or pass the model directory")  # fmt: skip
+            log.warning("run %s predates the %s artifact: loading the saved model %s that names it", run_id, MODEL_ARTIFACT, legacy)
+            model, record, cal = _load_dir(legacy)
+            info["model_dir"] = str(legacy)
+        if CALIBRATION in top:
+            import mlflow.artifacts
+
+            text = mlflow.artifacts.load_text(f"{run.info.artifact_uri.rstrip('/')}/{CALIBRATION}")
+            cal = (json.loads(text), f"runs:/{run_id}/{CALIBRATION}")
+    return model, record, cal, info
+
+
+def _legacy_dir(run_id: str, root: Path | None) -> Path | None:
+    base = (root or Path.cwd()) / "models"
+    for metrics in sorted(base.glob("*/metrics.json")):
+        try:
+            if json.loads(metrics.read_text()).get("run_id") == run_id and (metrics.parent / "model").is_dir():
+                return metrics.parent / "model"
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
+def set_threads(n: int) -> None:
+    """Limit TensorFlow / BLAS threads of this process (Dask workers use 1 each)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[var] = str(n)

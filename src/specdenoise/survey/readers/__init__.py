@@ -1,0 +1,159 @@
+"""Survey spectrum readers: SDSS spec-lite / DR7 spSpec, DESI coadds, MPA-JHU catalogues.
+
+:func:`read_spectra` opens any supported FITS file, recognises its format from its HDUs and
+returns a list of :class:`Spectrum` (observed-frame air wavelengths in A, flux in
+1e-17 erg/s/cm^2/A, inverse variance, redshift, id, provenance):
+
+==============================  =====================================================  ===========================
+format                          recognised by                                          reader
+==============================  =====================================================  ===========================
+SDSS DR8+ ``spec`` / spec-lite  a ``COADD`` table with ``flux``/``loglam``/``ivar``    :func:`.sdss.read_sdss_spec`
+SDSS DR7 ``spSpec``             a 2-D primary image with ``COEFF0``/``COEFF1``         :func:`.sdss.read_sdss_spspec`
+DESI coadd                      ``B_FLUX`` / ``R_FLUX`` / ``Z_FLUX`` HDUs              :func:`.desi.read_desi_coadd`
+==============================  =====================================================  ===========================
+
+Anything else, a corrupt or truncated FITS file, or a file that lacks a required HDU or
+column, raises :class:`~specdenoise.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from specdenoise.errors import DataError
+from specdenoise.survey.readers.spectrum import Spectrum, vac_to_air
+
+__all__ = ["Spectrum", "vac_to_air", "read_spectra", "detect_format", "open_fits", "FORMATS"]
+
+#: Formats :func:`read_spectra` recognises.
+FORMATS = ("sdss-spec", "sdss-spspec", "desi-coadd")
+_DESI_HDUS = {"B_FLUX", "R_FLUX", "Z_FLUX"}
+
+
+@contextlib.contextmanager
+def open_fits(path: str | Path) -> Iterator[Any]:
+    """Open a FITS file fully (every header and data unit read now) or raise :class:`DataError`.
+
+    A truncated file, a header that is not FITS or a data unit shorter than its header says
+    becomes a one-line ``DataError`` naming the file instead of an astropy warning followed by
+    garbage or a late exception.
+    """
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a FITS file")
+    try:
+        gz = _check_gzip(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AstropyUserWarning)
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
+            try:
+                if gz:
+                    for hdu in hdul:
+                        _ = hdu.data  # force the read: truncation shows here
+                else:  # cheap: every data unit must end inside the file (no table parsing)
+                    size = path.stat().st_size
+                    for i, hdu in enumerate(hdul):
+                        info = hdu.fileinfo()
+                        if info and info["datLoc"] + info["datSpan"] > size:
+                            raise OSError(f"truncated: HDU {i} needs {info['datLoc'] + info['datSpan']} bytes, the file has {size}")
+            except BaseException:
+                hdul.close()
+                raise
+    except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, AstropyUserWarning) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable FITS file ({msg})") from None
+    try:
+        yield hdul
+    finally:
+        hdul.close()
+
+
+def _check_gzip(path: Path) -> bool:
+    """Decompress a gzip file to its end (streaming, no memory kept) so truncation is caught.
+
+    astropy silently drops the HDUs beyond the cut of a truncated ``.gz``; gzip itself raises
+    ``EOFError`` (truncated) or ``BadGzipFile`` / ``zlib.error`` (corrupt).
+    """
+    import gzip
+    import zlib
+
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return False
+    try:
+        with gzip.open(path, "rb") as gz:
+            while gz.read(1 << 24):
+                pass
+    except zlib.error as exc:
+        raise OSError(f"corrupt gzip stream: {exc}") from None
+    except EOFError:
+        raise OSError("truncated gzip file") from None
+    return True
+
+
+def detect_format(hdul: Any) -> str | None:
+    """The format of an opened FITS file (one of :data:`FORMATS`), or None if unknown."""
+    names = {h.name.upper() for h in hdul}
+    if names & _DESI_HDUS:
+        return "desi-coadd"
+    for hdu in list(hdul)[1:2] + [h for h in hdul if h.name.upper() == "COADD"]:
+        cols = {c.lower() for c in getattr(getattr(hdu, "columns", None), "names", None) or []}
+        if {"flux", "loglam"} <= cols:
+            return "sdss-spec"
+    hdr = hdul[0].header
+    if hdr.get("NAXIS", 0) == 2 and "COEFF0" in hdr and "COEFF1" in hdr:
+        return "sdss-spspec"
+    return None
+
+
+def read_spectra(path: str | Path) -> list[Spectrum]:
+    """Read every spectrum of a survey FITS file, whatever its (supported) format.
+
+    Parameters
+    ----------
+    path : str or Path
+        An SDSS ``spec``/``spec-lite`` or ``spSpec`` file, or a DESI coadd (``.fits`` or
+        ``.fits.gz``).
+
+    Returns
+    -------
+    list of Spectrum
+        Observed-frame spectra: ``wave`` (n_pix,) air A, ``flux`` (n_pix,) in
+        1e-17 erg/s/cm^2/A, ``ivar`` (n_pix,) with 0 on masked pixels, ``z``, ``id`` and
+        ``meta`` (``source``, ``survey``, ``format``, ``wave_medium``, ...).
+
+    Raises
+    ------
+    DataError
+        Missing, corrupt, truncated or unrecognised file, or a missing HDU / column; the
+        message names the file.
+    """
+    path = Path(path)
+    with open_fits(path) as hdul:
+        fmt = detect_format(hdul)
+        if fmt == "sdss-spec":
+            from specdenoise.survey.readers.sdss import read_sdss_spec
+
+            return read_sdss_spec(path, hdul)
+        if fmt == "sdss-spspec":
+            from specdenoise.survey.readers.sdss import read_sdss_spspec
+
+            return read_sdss_spspec(path, hdul)
+        if fmt == "desi-coadd":
+            from specdenoise.survey.readers.desi import read_desi_coadd
+
+            return read_desi_coadd(path)
+        hdus = ", ".join(f"{i}:{h.name or '?'}" for i, h in enumerate(hdul))
+        raise DataError(
+            f"{path}: unrecognised spectrum format (HDUs {hdus}); expected an SDSS spec/spec-lite "
+            "(COADD table), an SDSS DR7 spSpec (primary image with COEFF0/COEFF1) or a DESI coadd (B/R/Z_FLUX)"
+        )

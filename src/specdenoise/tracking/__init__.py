@@ -1,0 +1,123 @@
+"""MLflow tracking and model registry, configured at run time (never at import time).
+
+* Backend: ``sqlite:///<project>/mlflow.db`` (absolute, so runs launched from DVC
+  experiments in temporary folders land in the same store), artifacts under
+  ``<project>/mlartifacts``; ``tracking.uri`` or ``MLFLOW_TRACKING_URI`` override it.
+* One experiment per task (``tracking.experiment``); search trials are nested runs.
+* Registry: the VAE runs register versions of ``tracking.registered_model``; the version
+  with the lowest test loss gets the alias ``champion`` (aliases, not deprecated stages).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from specdenoise.config import TrackingConfig
+
+CHAMPION = "champion"
+
+
+def tracking_uri(cfg: TrackingConfig, root: Path | None = None) -> str:
+    if cfg.uri:
+        return cfg.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = (root or Path.cwd()).resolve()
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def setup(cfg: TrackingConfig, root: Path | None = None) -> str:
+    """Point MLflow at the store and return the experiment id (created if missing)."""
+    import logging
+
+    import mlflow
+
+    for name in ("mlflow", "alembic", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    uri = tracking_uri(cfg, root)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = None
+    if uri.startswith("sqlite:///"):
+        artifacts = Path(uri[len("sqlite:///") :]).parent.joinpath("mlartifacts").resolve().as_uri()
+    return mlflow.create_experiment(cfg.experiment, artifact_location=artifacts)
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts logged with every run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pkgs = {}
+    for name in ("specdenoise", "numpy", "scikit-learn", "keras", "tensorflow", "jax", "mlflow", "dvc", "optuna"):
+        try:
+            pkgs[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "packages": pkgs,
+    }
+
+
+def benchmark_tag(params) -> str:
+    """Id shared by every run of one benchmark (same parameters): filter the MLflow UI's
+    compare view with ``tags.benchmark = '<id>'`` to see PCA/Wiener/AE/VAE side by side."""
+    import hashlib
+    import json
+
+    dump = json.dumps(params.model_dump(by_alias=True), sort_keys=True, default=str)
+    return hashlib.sha256(dump.encode()).hexdigest()[:12]
+
+
+def pip_requirements() -> list[str]:
+    """Explicit requirements logged with every model (exact versions of this environment)."""
+    from importlib.metadata import version
+
+    names = ["numpy", "keras", "tensorflow", "mlflow", "scikit-learn"]
+    return [f"{n}=={version(n)}" for n in names]
+
+
+def log_json(obj: Any, name: str) -> None:
+    import mlflow
+
+    mlflow.log_text(json.dumps(obj, indent=2, sort_keys=True, default=str), name)
+
+
+def set_champion(cfg: TrackingConfig, metric: str = "test_loss", family: str = "vae") -> dict[str, Any] | None:
+    """Give the alias ``champion`` to the registered version with the lowest ``metric``.
+
+    Only versions whose runs logged ``metric`` are compared. Returns the champion's version,
+    run id and metric, or ``None`` when no version exists. Other versions are left as they are.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{cfg.registered_model}'")
+    except MlflowException:
+        return None
+    best = None
+    for v in versions:
+        if not v.run_id:
+            continue
+        run = client.get_run(v.run_id)
+        if run.data.tags.get("family") != family or metric not in run.data.metrics:
+            continue
+        value = run.data.metrics[metric]
+        if best is None or value < best[0]:
+            best = (value, v)
+    if best is None:
+        return None
+    value, version = best
+    client.set_registered_model_alias(cfg.registered_model, CHAMPION, version.version)
+    return {"model": cfg.registered_model, "version": int(version.version), "run_id": version.run_id, metric: value}
