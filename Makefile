@@ -26,8 +26,13 @@ $(STAMP): pyproject.toml requirements.lock
 .PHONY: install
 install: $(STAMP) ## Create .venv and install the pinned stack and the package (once)
 
+.PHONY: lint
+lint: install ## Lint and check the formatting (ruff) of src/ and tests/
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
 .PHONY: test
-test: install ## Run the test suite (unit, data, integration; not the slow tests)
+test: install lint ## Run the test suite (unit, data, integration; not the slow tests)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 .PHONY: test-all

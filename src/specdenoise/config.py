@@ -3,15 +3,26 @@
 Every section forbids unknown keys, so a typo in ``params.yaml`` is an error that names the
 key, never a silently ignored setting. Every random choice in the pipeline takes its seed
 from here.
+
+The pydantic defaults are the default profile (``profiles/default.yaml``): ``Params()`` and
+``load_params("profiles/default.yaml")`` are equal, and :func:`resolve_params` is the one way
+commands and the API find their parameters.
+
+Model families own their settings: a family class (see :mod:`specdenoise.models.base`)
+declares ``settings_model`` (e.g. :class:`NetConfig` for the AE and VAE), and
+:class:`TrainConfig` accepts a ``train.<family>:`` section for every registered family that
+has one, validated by that model. A new family is therefore one module plus its params
+section; this file needs no edit.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from specdenoise.errors import ConfigError
 
@@ -128,11 +139,21 @@ class ValidateConfig(_Section):
     max_masked_fraction: float = Field(0.2, gt=0.0, le=1.0)
 
 
-class NetConfig(_Section):
-    """Fixed architecture of an autoencoder (used when ``search.trials`` is 0)."""
+class FamilySettings(_Section):
+    """Base of a model family's ``train.<family>`` settings (unknown keys are errors).
 
-    units: list[int] = Field([900, 800], min_length=1, max_length=6)
-    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    A family declares its subclass as ``settings_model`` (a ClassVar of
+    :class:`~specdenoise.models.base.DenoisingModel`); every field needs a default, since a
+    section left out of ``params.yaml`` takes the defaults.
+    """
+
+
+class NetConfig(FamilySettings):
+    """Fixed architecture of an autoencoder: ``train.ae`` / ``train.vae`` (used when ``search.trials`` is 0,
+    and as trial 0 of the search with ``search.include_baseline``)."""
+
+    units: list[int] = Field([1000, 900], min_length=1, max_length=6, description="dense layer widths of the encoder")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate after every dense layer")
 
     @model_validator(mode="after")
     def _units(self) -> "NetConfig":
@@ -141,10 +162,61 @@ class NetConfig(_Section):
         return self
 
 
-class TrainConfig(_Section):
-    """Model training (paper section 3): families, latent dimensions and the optimiser."""
+def _family_registry() -> dict[str, Any]:
+    """The registered model families, ``name -> class`` (built-in ones registered first).
 
-    families: list[Literal["pca", "wiener", "ae", "vae"]] = ["pca", "wiener", "ae", "vae"]
+    Imported here, not at module top: the families' modules import this one (their settings
+    models, :class:`Params`), so a top-level import would be circular.
+    """
+    import specdenoise.models  # noqa: F401  (registers the built-in families)
+    from specdenoise.models.base import FAMILIES
+
+    return FAMILIES
+
+
+def _unknown_family(name: str, registry: dict[str, Any]) -> str:
+    return f"unknown model family '{name}' (known: {', '.join(sorted(registry))})"
+
+
+def _nested_errors(err: ValidationError, prefix: tuple[Any, ...]) -> list[InitErrorDetails]:
+    """The line errors of ``err`` with ``prefix`` prepended to their locations."""
+    out: list[InitErrorDetails] = []
+    for e in err.errors():
+        detail: InitErrorDetails = {"type": e["type"], "loc": (*prefix, *e["loc"]), "input": e.get("input")}
+        if "ctx" in e:
+            detail["ctx"] = e["ctx"]
+        try:  # a built-in error type stays itself; any other keeps its type name and message
+            ValidationError.from_exception_data("check", [detail])
+        except (KeyError, TypeError, ValueError):
+            detail = {"type": PydanticCustomError(e["type"], e["msg"]), "loc": detail["loc"], "input": detail["input"]}
+        out.append(detail)
+    return out
+
+
+def _registered_family(name: str) -> str:
+    registry = _family_registry()
+    if name not in registry:
+        raise PydanticCustomError("unknown_family", _unknown_family(name, registry))
+    return name
+
+
+#: a registered model family name (checked when validated, so later registrations count)
+FamilyName = Annotated[str, AfterValidator(_registered_family)]
+
+
+class TrainConfig(_Section):
+    """Model training (paper section 3): families, latent dimensions and the optimiser.
+
+    Besides its fields it holds one ``train.<family>`` section per registered family with a
+    ``settings_model`` (``ae`` and ``vae``: :class:`NetConfig`), validated by that model;
+    a section left out takes the model's defaults. Read one with :meth:`settings` or as an
+    attribute (``params.train.ae``).
+    """
+
+    # extra keys are family sections, checked by _family_sections (anything else is an error)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=False)
+
+    families: list[FamilyName] = Field(["pca", "wiener", "ae", "vae"], description="registered model family names to train")
     latent_dims: list[int] = Field([2, 4, 6, 10], min_length=1)
     realisation: int = Field(0, ge=0, description="noise realisation used as the model input")
     val_size: int = Field(2000, gt=0, description="validation spectra drawn from the training split")
@@ -154,15 +226,51 @@ class TrainConfig(_Section):
     )
     batch_size: int = Field(64, gt=0)
     learning_rate: float = Field(1e-4, gt=0.0)
-    max_epochs: int = Field(200, gt=0)
+    max_epochs: int = Field(60, gt=0, description="paper: 200")
     patience: int = Field(5, gt=0, description="epochs allowed without a min_rel_drop improvement")
-    min_rel_drop: float = Field(0.1, ge=0.0, lt=1.0)
+    min_rel_drop: float = Field(0.01, ge=0.0, lt=1.0, description="paper: 0.1")
     lr_factor: float = Field(0.1, gt=0.0, lt=1.0)
     monitor: Literal["loss", "val_loss"] = "val_loss"
     fresh_noise: bool = Field(False, description="draw new noise every epoch instead of one realisation")
     kl_weight: float = Field(1.0, ge=0.0, description="weight of the KL term of the VAE loss (paper: 1)")
-    ae: NetConfig = NetConfig()
-    vae: NetConfig = NetConfig()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _family_sections(cls, data: Any, handler: Any) -> "TrainConfig":
+        """Validate every ``train.<family>`` section with its family's ``settings_model``.
+
+        Sections are stored in registration order, one per registered family with settings
+        (defaults where ``params.yaml`` leaves one out); any other unknown key is an error.
+        Errors of the ordinary fields come first, then those of the sections.
+        """
+        if not isinstance(data, dict):
+            return handler(data)
+        registry = _family_registry()
+        fields = {k: v for k, v in data.items() if k in cls.model_fields}
+        given = {k: v for k, v in data.items() if k not in cls.model_fields}
+        errors: list[InitErrorDetails] = []
+        for key, value in given.items():
+            fam = registry.get(key)
+            if fam is None:
+                errors.append({"type": "extra_forbidden", "loc": (key,), "input": value})
+            elif getattr(fam, "settings_model", None) is None:
+                errors.append({"type": PydanticCustomError("family_settings", "model family '{family}' takes no settings", {"family": key}), "loc": (key,), "input": value})
+        sections: dict[str, Any] = {}
+        for name, fam in registry.items():
+            model = getattr(fam, "settings_model", None)
+            if model is None:
+                continue
+            try:
+                sections[name] = model.model_validate(given.get(name, {}))
+            except ValidationError as err:
+                errors.extend(_nested_errors(err, (name,)))
+        try:
+            result = handler({**fields, **sections})
+        except ValidationError as err:
+            errors = _nested_errors(err, ()) + errors
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return result
 
     @model_validator(mode="after")
     def _dims(self) -> "TrainConfig":
@@ -170,13 +278,54 @@ class TrainConfig(_Section):
             raise ValueError("latent_dims must be positive")
         return self
 
+    def settings(self, family: str) -> BaseModel | None:
+        """The ``train.<family>`` settings of a registered family.
+
+        Parameters
+        ----------
+        family : str
+            A registered family name (``ae``, ``vae``, ...).
+
+        Returns
+        -------
+        BaseModel or None
+            An instance of the family's ``settings_model`` (its defaults when the family was
+            registered after this configuration was read); None for a family without settings.
+
+        Raises
+        ------
+        ConfigError
+            ``family`` is not registered.
+        """
+        registry = _family_registry()
+        fam = registry.get(family)
+        if fam is None:
+            raise ConfigError(f"train.families: {_unknown_family(family, registry)}")
+        model = getattr(fam, "settings_model", None)
+        if model is None:
+            return None
+        extra = self.__pydantic_extra__ or {}
+        return extra[family] if family in extra else model()
+
+    def __getattr__(self, name: str) -> Any:
+        # ``params.train.<family>``: stored sections come from pydantic's extras; a family
+        # registered after this configuration was read gets its settings' defaults
+        try:
+            return super().__getattr__(name)  # type: ignore[misc]
+        except AttributeError:
+            if not name.startswith("_"):
+                fam = _family_registry().get(name)
+                if fam is not None and getattr(fam, "settings_model", None) is not None:
+                    return self.settings(name)
+            raise
+
 
 class SearchConfig(_Section):
     """Random hyper-parameter search (paper section 3.2) with optuna's seeded random sampler."""
 
-    trials: int = Field(3, ge=0, description="trials per family and latent dimension (paper: 100)")
+    trials: int = Field(2, ge=0, description="trials per family and latent dimension (paper: 100)")
     include_baseline: bool = Field(True, description="first trial = the fixed train.<family> net")
-    epochs: int = Field(25, gt=0, description="epochs per trial (paper: 25)")
+    epochs: int = Field(6, gt=0, description="epochs per trial (paper: 25)")
     seed: int = Field(5, ge=0)
     dropout_max: float = Field(0.9, ge=0.0, lt=1.0)
     dropout_step: float = Field(0.1, gt=0.0)
@@ -297,7 +446,9 @@ class Params(_Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     noise: NoiseConfig = NoiseConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
-    train: TrainConfig = TrainConfig()
+    # a factory: building TrainConfig looks up the registered families, which must not
+    # happen while this module is being imported
+    train: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
     lines: LinesConfig = LinesConfig()
@@ -329,6 +480,30 @@ def parse_params(data: dict[str, Any] | None, source: str = "params") -> Params:
         return Params.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err, source)) from None
+
+
+def resolve_params(path: str | Path | None = None) -> Params:
+    """The parameters every command and API uses.
+
+    Parameters
+    ----------
+    path : str or Path or None
+        A parameters file. None: ``params.yaml`` in the current folder if it exists, else
+        the built-in defaults (equal to ``profiles/default.yaml``).
+
+    Returns
+    -------
+    Params
+
+    Raises
+    ------
+    ConfigError
+        An explicit ``path`` that does not exist ("<path>: parameters file not found"), or a
+        file that is not valid YAML or not valid parameters.
+    """
+    if path is None:
+        return load_params(DEFAULT_PARAMS) if DEFAULT_PARAMS.is_file() else Params()
+    return load_params(path)
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> Params:

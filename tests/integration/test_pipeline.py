@@ -143,12 +143,6 @@ def test_failed_validation_names_the_expectation_and_writes_the_report(project, 
     assert report.exists()
 
 
-def test_every_command_has_help(project):
-    for cmd in ([], ["data"], ["data", "universe"], ["data", "select"], ["data", "observe"], ["data", "preprocess"], ["data", "noise"], ["data", "validate"], ["data", "summary"]):
-        res = run([str(BIN / "specdenoise"), *cmd, "--help"], project)
-        assert "Usage" in res.stdout
-
-
 def test_mzr_stages_and_dvc_views(project):
     """The DESI-like MZR test runs on the tiny sample; metrics, plots and experiments are visible to DVC."""
     import json

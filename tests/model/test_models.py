@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -183,3 +185,121 @@ def test_training_data_fresh_noise_matches_the_noise_stage(tiny_params, tiny_pro
     cfg = params.noise.model_copy(update={"n_realisations": 1, "seed": 123})
     ref = add_noise(tiny_processed["flux"], tiny_processed["wave"], cfg, params.preprocess.norm)["noisy"][0]
     np.testing.assert_allclose(fresh, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "family, iterative, searchable, has_posterior, registry_candidate, flavour, settings",
+    [
+        ("pca", False, False, False, False, "pyfunc", None),
+        ("wiener", False, False, False, False, "pyfunc", None),
+        ("ae", True, True, False, False, "keras", "NetConfig"),
+        ("vae", True, True, True, True, "keras", "NetConfig"),
+    ],
+)
+def test_capabilities_are_class_attributes(family, iterative, searchable, has_posterior, registry_candidate, flavour, settings):
+    from specdenoise.config import load_params
+
+    cls = get_family(family)
+    assert (cls.iterative, cls.searchable, cls.has_posterior, cls.registry_candidate, cls.mlflow_flavour) == (
+        iterative, searchable, has_posterior, registry_candidate, flavour)  # fmt: skip
+    assert (cls.settings_model.__name__ if cls.settings_model else None) == settings
+    # default_hyper: the train.<family> section, exactly as training built it before
+    for path in ("params.yaml", "profiles/paper.yaml"):
+        tc = load_params(Path(__file__).resolve().parents[2] / path).train
+        expected = {"units": list(getattr(tc, family).units), "dropout": getattr(tc, family).dropout} if settings else {}
+        assert cls.default_hyper(tc) == expected
+    if not cls.has_posterior:
+        with pytest.raises(NotImplementedError, match="draws no posterior samples"):
+            cls(2).posterior(np.zeros((1, 5), np.float32), 5, 0)
+
+
+def test_closed_form_families_take_the_iterative_arguments_and_ignore_them():
+    clean, noisy, sigma = _toy(n=300, n_pix=20)
+    data = _data(clean, noisy, sigma)
+    for family in ("pca", "wiener"):
+        a, b = get_family(family)(3), get_family(family)(3)
+        assert a.fit(data, TrainConfig(), seed=0) == {} == b.fit(data, TrainConfig(), seed=0, callbacks=[], epochs=2)
+        np.testing.assert_array_equal(a.denoise(noisy[:10]), b.denoise(noisy[:10]))
+        assert a.native_model() is None
+
+
+def _reference_posterior(model, x, n_samples, seed, batch=512):
+    """The posterior sampling that lived in evaluation/uncertainty.py (posterior_predict), verbatim."""
+    import keras
+
+    x = np.asarray(x, dtype=np.float32)
+    dec = model.model.get_layer("decoder")
+    rng = np.random.default_rng(seed)
+    pred = np.empty_like(x)
+    spread = np.empty_like(x)
+    for a in range(0, len(x), batch):
+        xb = x[a : a + batch]
+        mean, log_var = (keras.ops.convert_to_numpy(t) for t in model.encoder(xb, training=False))
+        pred[a : a + len(xb)] = keras.ops.convert_to_numpy(dec(mean, training=False))
+        eps = rng.standard_normal((n_samples, *mean.shape)).astype(np.float32)
+        z = (mean[None] + np.exp(0.5 * log_var)[None] * eps).reshape(-1, mean.shape[1])
+        out = keras.ops.convert_to_numpy(dec(z, training=False)).reshape(n_samples, len(xb), -1)
+        spread[a : a + len(xb)] = out.std(axis=0, ddof=1)
+    return pred, spread
+
+
+def test_vae_posterior_is_the_former_sampling_bit_for_bit(tmp_path):
+    import shutil
+
+    from specdenoise.errors import DataError
+
+    clean, noisy, sigma = _toy(n=300, n_pix=30)
+    m = get_family("vae")(2, {"units": [32, 16], "dropout": 0.2})
+    m.fit(_data(clean, noisy, sigma, n_val=50), TrainConfig(max_epochs=2), seed=7)
+    x = noisy[:20]
+    for batch in (512, 7):  # one batch, and several (the draws run on across batches)
+        pred, spread = m.posterior(x, 10, 3, batch=batch)
+        ref_pred, ref_spread = _reference_posterior(m, x, 10, 3, batch=batch)
+        np.testing.assert_array_equal(pred, ref_pred)
+        np.testing.assert_array_equal(spread, ref_spread)
+    np.testing.assert_allclose(pred, m.denoise(x), atol=1e-5)
+    assert spread.shape == x.shape and np.all(spread > 0)
+    # the same after a save / load round trip
+    m.save(tmp_path / "vae")
+    again = load_model(tmp_path / "vae")
+    assert again.posterior_ready()
+    np.testing.assert_array_equal(again.posterior(x, 10, 3)[1], m.posterior(x, 10, 3)[1])
+    assert m.native_model() is m.model
+    with pytest.raises(DataError, match="at least 2 posterior samples"):
+        m.posterior(x, 1, 3)
+    # a VAE saved without its encoder de-noises but draws no samples
+    shutil.copytree(tmp_path / "vae", tmp_path / "vae_noenc")
+    (tmp_path / "vae_noenc" / "encoder.keras").unlink()
+    bare = load_model(tmp_path / "vae_noenc")
+    assert type(bare).has_posterior and not bare.posterior_ready()
+    with pytest.raises(DataError, match="no encoder loaded"):
+        bare.posterior(x, 10, 3)
+
+
+def test_search_uses_the_family_space_and_reports_every_trial():
+    import contextlib
+
+    from specdenoise.config import NetConfig, Params, SearchConfig
+    from specdenoise.models.search import baseline_trial, random_search
+
+    tc = TrainConfig(ae={"units": [200, 100], "dropout": 0.1}, max_epochs=2, batch_size=64)
+    cfg = SearchConfig(trials=2, epochs=1, max_units=200)
+    cls = get_family("ae")
+    assert cls.baseline_trial(tc, cfg) == baseline_trial(NetConfig(units=[200, 100], dropout=0.1), cfg)
+    params = Params(train=tc, search=cfg)
+    clean, noisy, sigma = _toy(n=200, n_pix=20)
+    logged = []
+
+    @contextlib.contextmanager
+    def trial(number, hyper):
+        yield lambda history, value: logged.append((number, dict(hyper), len(history["loss"]), value))
+
+    best, records = random_search("ae", 2, _data(clean, noisy, sigma, n_val=50), params, seed=1, trial=trial)
+    assert [r["trial"] for r in records] == [0, 1] and [n for n, *_ in logged] == [0, 1]
+    assert {k: records[0][k] for k in ("dropout", "units")} == {"dropout": 0.1, "units": [200, 100]}  # the baseline
+    assert all(epochs == 1 for *_, epochs, _ in logged)
+    assert [v for *_, v in logged] == [r["final_val_loss"] for r in records]
+    chosen = min(records, key=lambda r: r["final_val_loss"])
+    assert best == {"dropout": chosen["dropout"], "units": chosen["units"]}
+    with pytest.raises(ConfigError, match="'pca' has no hyper-parameter search space"):
+        random_search("pca", 2, None, params, seed=1)

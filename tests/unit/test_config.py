@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from specdenoise.config import deep_merge, load_params, parse_params
+from specdenoise.config import NetConfig, Params, TrainConfig, deep_merge, load_params, parse_params, resolve_params
 from specdenoise.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +28,14 @@ def test_repository_params_are_valid_and_paper_defaults():
         ({"universe": {"z_min": 0.06}}, "z_min (0.06) must be below z_max"),
         ({"select": {"n_test": 50000}}, "n_test (50000)"),
         ({"noise": {"sigma": 0}}, "noise.sigma"),
+        # family sections (train.<family>) are validated by the family's settings model
+        ({"train": {"ae": {"dropout": 1.5}}}, "train.ae.dropout: Input should be less than 1 (got 1.5)"),
+        ({"train": {"vae": {"unitz": [10]}}}, "unknown key 'train.vae.unitz'"),
+        ({"train": {"vae": {"units": [10, 0]}}}, "train.vae: Value error, units must be positive"),
+        ({"train": {"foo": {"units": [10]}}}, "unknown key 'train.foo'"),
+        ({"train": {"pca": {"width": 3}}}, "train.pca: model family 'pca' takes no settings"),
+        ({"train": {"families": ["pca", "gan"]}}, "train.families.1: unknown model family 'gan' (known: ae, pca, vae, wiener)"),
+        ({"train": {"max_epochs": 0, "ae": {"dropout": 2}}}, "train.max_epochs: Input should be greater than 0 (got 0) (+1 more)"),
     ],
 )
 def test_bad_params_name_the_key(data, fragment):
@@ -71,3 +79,51 @@ def test_profiles_are_valid_and_default_is_params_yaml():
     assert paper.train.min_rel_drop == 0.1 and paper.select.per_bin == 1000
     with pytest.raises(ConfigError, match="profile 'fast'"):
         profile_text("fast", ROOT / PROFILES_DIR)
+
+
+def test_pydantic_defaults_are_the_default_profile_and_params_yaml():
+    defaults = Params().model_dump(by_alias=True)
+    assert defaults == load_params(ROOT / "profiles" / "default.yaml").model_dump(by_alias=True)
+    assert defaults == load_params(ROOT / "params.yaml").model_dump(by_alias=True)
+
+
+def test_family_sections_keep_the_dump_and_attribute_access():
+    p = load_params(ROOT / "params.yaml")
+    tc = p.train
+    assert tc.ae == tc.settings("ae") == getattr(tc, "ae") == NetConfig(units=[1000, 900], dropout=0.1)
+    assert tc.settings("pca") is None and not hasattr(tc, "pca")
+    with pytest.raises(ConfigError, match="unknown model family 'gan'"):
+        tc.settings("gan")
+    # the dump (hashed into the MLflow `benchmark` tag) has the same keys, in the same order, as
+    # when ae / vae were hard fields
+    assert list(tc.model_dump()) == [
+        "families", "latent_dims", "realisation", "val_size", "seed", "weight_softening", "batch_size", "learning_rate",
+        "max_epochs", "patience", "min_rel_drop", "lr_factor", "monitor", "fresh_noise", "kl_weight", "ae", "vae",
+    ]  # fmt: skip
+    assert tc.model_dump()["vae"] == {"units": [1000, 900], "dropout": 0.1}
+    # sections come out in registration order whatever the input order; left-out ones are defaults
+    t = TrainConfig(vae={"units": [64, 32], "dropout": 0.0}, ae=NetConfig(units=[8]))
+    assert list(t.model_dump())[-2:] == ["ae", "vae"] and t.ae.units == [8] and t.vae.units == [64, 32]
+    assert TrainConfig(families=["vae"]).ae == NetConfig()
+    assert tc.model_copy(update={"val_size": 3}).vae == tc.vae
+
+
+def test_resolve_params(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # nothing here: the built-in defaults, which are the default profile
+    assert resolve_params() == Params()
+    assert resolve_params(None).model_dump() == load_params(ROOT / "profiles" / "default.yaml").model_dump()
+    # params.yaml in the current folder wins
+    (tmp_path / "params.yaml").write_text("train:\n  max_epochs: 7\n  vae: {units: [64, 32]}\n")
+    p = resolve_params()
+    assert p.train.max_epochs == 7 and p.train.vae.units == [64, 32] and p.train.vae.dropout == 0.1
+    # an explicit file, str or Path
+    other = tmp_path / "other.yaml"
+    other.write_text("search:\n  trials: 0\n")
+    assert resolve_params(other).search.trials == 0 and resolve_params(str(other)).train.max_epochs == 60
+    # an explicit file that does not exist is an error, never the defaults
+    with pytest.raises(ConfigError, match=r"^nope.yaml: parameters file not found$"):
+        resolve_params("nope.yaml")
+    (tmp_path / "bad.yaml").write_text("train:\n  max_epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"^bad.yaml: unknown key 'train.max_epoch'$"):
+        resolve_params("bad.yaml")

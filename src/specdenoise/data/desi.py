@@ -36,8 +36,15 @@ from typing import Any
 import numpy as np
 
 from specdenoise.config import DesiConfig, PreprocessConfig
+from specdenoise.data.artefacts import DesiSet, Observed
+from specdenoise.data.noise import NoiseModel, renormalisation
+from specdenoise.data.preprocess import edges_from_centres_log, preprocess, resample, rest_grid
 from specdenoise.errors import DataError
-from specdenoise.data.noise import NoiseModel
+from specdenoise.io import atomic_path, load_npz, save_npz, save_text
+from specdenoise.physics.relations import luminosity_distance_cm
+from specdenoise.sources.observe import sdss_loglam
+from specdenoise.survey.readers.desi import read_desi_coadd
+from specdenoise.survey.readers.spectrum import sigma_from_ivar
 
 COADD_DIR = "fastspecfit/test/data/"
 
@@ -47,8 +54,6 @@ def fetch_coadds(cfg: DesiConfig, dest: Path) -> dict[str, Any]:
 
     Returns the provenance: package, wheel sha256, and the sha256 of every extracted file.
     """
-    from specdenoise.io import atomic_path
-
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", cfg.package, "-d", tmp, "-q"]
@@ -90,9 +95,6 @@ def noise_shape(paths: list[Path]) -> dict[str, np.ndarray]:
         shape of each coadd; ``sigma_median`` (c,) each coadd's median per-pixel sigma
         (1e-17 erg/s/cm^2/A).
     """
-    from specdenoise.survey.readers.desi import read_desi_coadd
-    from specdenoise.survey.readers.spectrum import sigma_from_ivar
-
     shapes, med, wave = [], [], None
     for p in paths:
         s = read_desi_coadd(p)[0]
@@ -139,8 +141,6 @@ class DesiNoise(NoiseModel):
 
     @classmethod
     def from_file(cls, path: Path, amplitude: float = 1.0) -> "DesiNoise":
-        from specdenoise.io import load_npz
-
         d = load_npz(path, required=("wave", "shape"))
         return cls(d["wave"], d["shape"], amplitude)
 
@@ -151,8 +151,6 @@ def dimming(z0: np.ndarray, z1: float) -> np.ndarray:
     f_new(lambda (1 + z1)) = f_old(lambda (1 + z0)) x D_L(z0)^2 (1 + z0) / (D_L(z1)^2 (1 + z1)),
     with Planck18 luminosity distances.
     """
-    from specdenoise.sources.universe import luminosity_distance_cm
-
     z0 = np.asarray(z0, dtype=float)
     d0 = luminosity_distance_cm(z0)
     d1 = luminosity_distance_cm(np.array([z1]))[0]
@@ -185,10 +183,6 @@ def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: Preprocess
         ``amplitude`` (A, 1e-17 erg/s/cm^2/A sqrt(A)); ``envelope_median`` the realised
         envelope of the median galaxy; ``z_desi``.
     """
-    from specdenoise.sources.observe import sdss_loglam
-    from specdenoise.data.preprocess import edges_from_centres_log, preprocess, resample, rest_grid
-    from specdenoise.survey.readers.spectrum import sigma_from_ivar
-
     loglam = np.asarray(observed["loglam"], dtype=float)
     truth = np.asarray(observed["truth"], dtype=float)
     z0 = np.asarray(observed["z"], dtype=float)
@@ -217,8 +211,6 @@ def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: Preprocess
     flux, sig = model.realise(clean, wave_obs, np.random.default_rng(cfg.seed))
     sig = np.broadcast_to(sig, clean.shape)
     pre = preprocess({**base, "flux": flux, "ivar": 1.0 / sig**2}, pcfg, source="DESI-like")
-    from specdenoise.data.noise import renormalisation
-
     sig_n = sigma_from_ivar(pre["ivar"], fill=0.0)
     d = renormalisation(pre["flux"], sig_n, pcfg.norm, debias=True)
     x = pre["flux"] / d[:, None]
@@ -245,3 +237,20 @@ def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: Preprocess
 def provenance_json(prov: dict[str, Any], shape: dict[str, np.ndarray]) -> str:
     """Provenance of the noise shape, as JSON text."""
     return json.dumps({**prov, "sigma_median_per_coadd": shape["sigma_median"].tolist(), "n_pix": int(len(shape["wave"]))}, indent=2)
+
+
+def run_noise_shape(cfg: DesiConfig, out: Path) -> str:
+    """The ``desi_noise`` stage: the coadds from the wheel into ``out``'s folder, their noise shape to ``out``."""
+    prov = fetch_coadds(cfg, out.parent)
+    shape = noise_shape([out.parent / c for c in cfg.coadds])
+    save_npz(out, **shape)
+    save_text(out.with_suffix(".json"), provenance_json(prov, shape))
+    return f"mzr desi-noise: {len(cfg.coadds)} DESI coadds from {prov['wheel']}, median sigma {shape['sigma_median'].round(3).tolist()} -> {out}"
+
+
+def run(cfg: DesiConfig, pcfg: PreprocessConfig, observed: Path, noise_file: Path, out: Path) -> str:
+    """The ``desi`` stage: DESI-like versions of the observed (noise-free) spectra to ``out``."""
+    res = DesiSet.from_arrays(desi_like(Observed.load(observed), cfg, pcfg, noise_file))
+    res.save(out)
+    return (f"mzr desi: {len(res.id)} spectra at z={cfg.z}, median dimming {float(np.median(res.dimming)):.3f}, "
+            f"noise amplitude {float(res.amplitude):.3g} ({float(res.amplitude / res.amplitude_coadds):.1f}x the real coadds) -> {out}")

@@ -15,13 +15,15 @@ Several seeded realisations are drawn (``noise.n_realisations``), each from its 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from specdenoise.config import NoiseConfig
-from specdenoise.errors import ConfigError
+from specdenoise.data.artefacts import NoisySet, Spectra
 from specdenoise.data.preprocess import normalise
+from specdenoise.errors import ConfigError
 
 
 class NoiseModel(ABC):
@@ -144,3 +146,10 @@ def noisy_ivar(ivar: np.ndarray, sigma: np.ndarray, renorm: np.ndarray) -> np.nd
     """
     var = np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), np.inf) + np.asarray(sigma) ** 2
     return np.where(np.isfinite(var), 1.0 / var, 0.0) * renorm[:, None] ** 2
+
+
+def run(cfg: NoiseConfig, norm_kind: str, spectra: Path, out: Path) -> str:
+    """The ``noise`` stage: seeded noise realisations of the spectra at ``spectra`` to ``out``; returns a summary line."""
+    pre = Spectra.load(spectra)
+    NoisySet.from_arrays(add_noise(pre.flux, pre.wave, cfg, norm_kind)).save(out)
+    return f"noise: {cfg.n_realisations} realisation(s) of sigma={cfg.sigma} ({cfg.model}) -> {out}"

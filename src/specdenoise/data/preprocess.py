@@ -19,11 +19,13 @@ it against :func:`spectres.spectres`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from specdenoise.config import PreprocessConfig
+from specdenoise.data.artefacts import Observed, Spectra
 from specdenoise.errors import DataError
 
 
@@ -227,3 +229,15 @@ def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: s
     if "truth_raw" in out:
         out["truth"] = (out.pop("truth_raw") / norm[:, None]).astype(np.float32)
     return out
+
+
+def run(cfg: PreprocessConfig, observed: Path, out: Path) -> str:
+    """The ``preprocess`` stage: :class:`Observed` at ``observed`` to :class:`Spectra` at ``out``; returns a summary line."""
+    obs = Observed.load(observed)
+    pre = preprocess(obs, cfg, source=str(observed))
+    if obs.split is not None:
+        pre["split"] = obs.split
+    Spectra.from_arrays(pre, str(out)).save(out)
+    masked = float((pre["ivar"] == 0).any(axis=1).mean())
+    return (f"preprocess: {pre['flux'].shape[0]} x {pre['flux'].shape[1]} ({cfg.norm} norm), "
+            f"{100 * masked:.1f}% of spectra have masked bins -> {out}")  # fmt: skip

@@ -9,12 +9,15 @@ same seed; the rest is the training set (validation splits are drawn at training
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from specdenoise.config import SelectConfig
+from specdenoise.data.artefacts import CATALOGUE_COLUMNS
 from specdenoise.errors import DataError
+from specdenoise.io import load_table, save_json, save_table
 
 FLUX_COLUMN = "Halpha_flux_meas"
 
@@ -111,3 +114,15 @@ def select_sample(cat, cfg: SelectConfig) -> tuple[Any, dict[str, Any]]:
         report["class_counts_sample"] = {str(k): int(v) for k, v in sample["class"].value_counts().items()}
         report["class_counts_pool"] = {str(k): int(v) for k, v in cat["class"].value_counts().items()}
     return sample, report
+
+
+def run(cfg: SelectConfig, catalogue: Path, out: Path, report: Path, columns: tuple[str, ...] = CATALOGUE_COLUMNS) -> dict[str, Any]:
+    """The ``select`` stages (``data select``, ``mzr select``): the sample to ``out``, the report to ``report``.
+
+    ``columns`` are the catalogue columns the caller needs beyond selection. Returns the report.
+    """
+    cat = load_table(catalogue, required=tuple(dict.fromkeys((*CATALOGUE_COLUMNS, *columns))))
+    sample, rep = select_sample(cat, cfg)
+    save_json(report, rep)
+    save_table(out, sample)
+    return rep

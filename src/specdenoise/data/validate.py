@@ -17,15 +17,19 @@ expectation, the column and how many rows failed; the full report is written fir
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from specdenoise.config import Params
-from specdenoise.errors import ValidationFailed
+from specdenoise.data.artefacts import SAMPLE_COLUMNS, Spectra, load_noisy
 from specdenoise.data.preprocess import normalise
-from specdenoise.sources.universe import CLASSES
+from specdenoise.errors import DataError, ValidationFailed
+from specdenoise.io import load_table, save_json
+from specdenoise.physics.relations import CLASSES
 
 
 def _tables(params: Params, spectra: dict, noisy: dict, sample, report: dict) -> dict[str, Any]:
@@ -190,3 +194,21 @@ def _plain(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
     return v
+
+
+def run(params: Params, spectra: Path, noisy: Path, sample: Path, selection: Path, report: Path) -> str:
+    """The ``validate`` stage: write the report, then raise :class:`ValidationFailed` when a suite failed."""
+    pre = Spectra.load(spectra).require("id", source=str(spectra))
+    nz = load_noisy(noisy)
+    smp = load_table(sample, required=SAMPLE_COLUMNS)
+    try:
+        rep = json.loads(Path(selection).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{selection}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{selection}: not valid JSON ({exc.msg})") from None
+    res = run_validation(params, pre, nz, smp, rep)
+    save_json(report, res)
+    check(res, str(report))
+    n_exp = sum(len(s["results"]) for s in res["suites"].values())
+    return f"validate: {n_exp} expectations in {len(res['suites'])} suites passed -> {report}"

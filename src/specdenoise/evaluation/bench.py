@@ -6,14 +6,37 @@ speed. Peak memory is the resident-set high-water mark of this process (``ru_max
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import platform
 import resource
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from specdenoise import __version__
 from specdenoise.config import Params
+from specdenoise.data.preprocess import preprocess, rest_grid
+from specdenoise.evaluation.linefit import make_fast_fitter
+from specdenoise.evaluation.ppxf_fit import PpxfFitter
+from specdenoise.io import load_npz
+from specdenoise.models import load_model
+from specdenoise.models.losses import keras_weighted_mse, pixel_weights
+from specdenoise.models.neural import build_networks
+from specdenoise.sources.observe import observe_noise, sdss_loglam, synthesise_truth
+from specdenoise.sources.universe import iter_catalogue
+from specdenoise.survey import batch
+from specdenoise.tracking import is_model_uri
+
+log = logging.getLogger("specdenoise.bench")
 
 
 def _peak_rss_gb() -> float:
@@ -25,10 +48,6 @@ def bench_universe(params: Params, n: int, chunk_size: int | None = None, progre
 
     Returns timings (s), rates (spectra/s) and the peak resident memory (GB).
     """
-    from tqdm.auto import tqdm
-
-    from specdenoise.sources.observe import observe_noise, sdss_loglam, synthesise_truth
-    from specdenoise.sources.universe import iter_catalogue
 
     cfg = params.universe
     chunk = chunk_size or cfg.chunk_size
@@ -76,13 +95,9 @@ def time_training(family: str, spectra: str, noisy: str, n: int, epochs: int, la
     The first epoch (graph tracing / compilation) is reported separately from the mean of the
     following ones.
     """
-    import os
 
     import keras
 
-    from specdenoise.io import load_npz
-    from specdenoise.models.losses import keras_weighted_mse, pixel_weights
-    from specdenoise.models.neural import build_networks
 
     pre = load_npz(spectra, required=("flux", "ivar"))
     nz = load_npz(noisy, required=("noisy",))
@@ -118,10 +133,6 @@ def time_training(family: str, spectra: str, noisy: str, n: int, epochs: int, la
 
 def bench_training(backends: list[str], families: list[str], spectra: str, noisy: str, n: int, epochs: int) -> list[dict[str, Any]]:
     """Run :func:`time_training` for each backend in its own process (KERAS_BACKEND is per process)."""
-    import json
-    import os
-    import subprocess
-    import sys
 
     results = []
     for backend in backends:
@@ -154,8 +165,6 @@ def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
 
 def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_path: str, model_dir: str | None, templates: str | None, n_ppxf: int = 20) -> dict[str, Any]:
     """Side-by-side rates: preprocessing, inference vs the matmul roofline, fast vs pPXF lines."""
-    from specdenoise.io import load_npz
-    from specdenoise.data.preprocess import preprocess, rest_grid
 
     out: dict[str, Any] = {"matmul_gflops": round(matmul_gflops(), 1)}
     obs = load_npz(observed_path, required=("loglam", "flux", "ivar", "z", "id"))
@@ -165,7 +174,6 @@ def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_
     pre = load_npz(spectra_path, required=("flux", "wave"))
     x = load_npz(noisy_path, required=("noisy",))["noisy"][0]
     if model_dir:
-        from specdenoise.models import load_model
 
         model = load_model(model_dir)
         model.denoise(x[:64])  # warm-up (graph tracing)
@@ -181,8 +189,6 @@ def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_
             "roofline_ratio": round(rate * flops / 1e9 / out["matmul_gflops"], 3),
         }
     if templates:
-        from specdenoise.evaluation.lines import make_fast_fitter
-        from specdenoise.evaluation.ppxf_fit import PpxfFitter
 
         edges, wave = rest_grid(params.preprocess)
         fast = make_fast_fitter(templates, edges, params.lines.sigma_kms, params.lines.n_components)
@@ -195,3 +201,56 @@ def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_
         ppxf_rate = n_ppxf / (time.perf_counter() - t0)
         out["lines"] = {"fast_spectra_per_s": round(fast_rate, 1), "ppxf_spectra_per_s": round(ppxf_rate, 2), "speedup": round(fast_rate / ppxf_rate, 0)}
     return out
+
+
+def bench_denoise(files: list[Path], model: str, params: Any, worker_counts: list[int], copies: int, batch_size: int, root: Path | None = None) -> dict[str, Any]:
+    """Throughput of ``denoise`` with 1, 2, ... local Dask workers on ``copies`` x ``files``.
+
+    The model is loaded on every worker before timing (``warm``), so the rate is the steady
+    state of reading, preprocessing, de-noising (with uncertainty) and writing FITS; the
+    end-to-end time including cluster start-up and model loading is reported too, and so is
+    the 1-minute load average before each run (other work on the machine skews the speed-up).
+    """
+    root_s = str((root or Path.cwd()).resolve())
+    pdict = params.model_dump(by_alias=True)
+    model_s = model if is_model_uri(model) else str(Path(model).resolve())
+    den = batch.get_denoiser(model_s, pdict, None, root_s)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="specdenoise-bench-") as tmp:
+        inp = Path(tmp) / "in"
+        inp.mkdir()
+        paths = []
+        for k in range(copies):
+            for f in files:
+                dst = inp / f"{batch.file_stem(f)}-{k:04d}.fits"
+                shutil.copyfile(f, dst)
+                paths.append(str(dst))
+        batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+        options = {"model": model, "add_noise": None, "seed": 0, "max_masked": 0.5, "calibration": None}
+        for n in worker_counts:
+            out = Path(tmp) / f"out{n}"
+            load_before = os.getloadavg()[0]
+            t0 = time.perf_counter()
+            cluster = batch.local_cluster(n)
+            from distributed import Client, as_completed
+
+            with Client(cluster) as client:
+                client.run(batch.warm, model_s, pdict, None, root_s)
+                t1 = time.perf_counter()
+                futs = [client.submit(batch.process_batch, b, str(out), model_s, pdict, None, root_s, options, pure=False) for b in batches]
+                recs = [r for f in as_completed(futs) for r in f.result()]
+                t2 = time.perf_counter()
+            cluster.close()
+            n_spec = sum(len(r["spectra"]) for r in recs if r["status"] == "ok")
+            results.append({"workers": n, "n_files": len(paths), "n_spectra": n_spec, "n_bad": sum(r["status"] == "bad" for r in recs),
+                            "seconds": round(t2 - t1, 3), "spectra_per_s": round(n_spec / (t2 - t1), 1),
+                            "seconds_end_to_end": round(t2 - t0, 3), "load_avg_1min_before": round(load_before, 2)})  # fmt: skip
+            log.info("bench denoise: %d worker(s): %.1f spectra/s", n, n_spec / (t2 - t1))
+    base = results[0]["spectra_per_s"] if results else None
+    for r in results:
+        r["speedup"] = round(r["spectra_per_s"] / base, 2) if base else None
+    return {"model": model, "family": den.provenance.get("family"), "latent_dim": den.provenance.get("latent_dim"),
+            "calibrated_sigma": den.calibration is not None, "inputs": [str(f) for f in files], "copies": copies, "batch_size": batch_size,
+            "cpu_count": os.cpu_count(), "specdenoise": __version__, "results": results}  # fmt: skip
+
+

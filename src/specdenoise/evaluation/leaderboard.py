@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from specdenoise.errors import DataError
+
 COLUMNS = [
     ("rank", "rank"),
     ("model", "model"),
@@ -29,8 +31,6 @@ COLUMNS = [
 
 
 def _read(path: Path) -> Any:
-    from specdenoise.errors import DataError
-
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:

@@ -21,9 +21,24 @@ for the universe's true metallicities are given for context.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.optimize import least_squares
+
+from specdenoise.config import Params
+from specdenoise.data.artefacts import MZR_SAMPLE_COLUMNS, DesiSet, Spectra
+from specdenoise.data.preprocess import rest_grid
+from specdenoise.errors import DataError
+from specdenoise.evaluation.linefit import make_fast_fitter
+from specdenoise.evaluation.stats import spearman
+from specdenoise.io import atomic_path, load_table, save_json, save_text
+from specdenoise.survey.denoiser import Denoiser
+from specdenoise.survey.readers.spectrum import sigma_from_ivar
+from specdenoise.tracking import set_champion, setup
+from specdenoise.tracking.runs import log_stage_run
+from specdenoise.training.splits import split_indices
 
 LN10 = np.log(10.0)
 MZR_LINES = ("Halpha", "Hbeta", "OIII_5007", "NII_6583")
@@ -75,8 +90,6 @@ def curti(log_mass: np.ndarray, z0: float, log_m0: float, gamma: float, beta: fl
 
 def fit_reference(log_mass: np.ndarray, oh: np.ndarray) -> dict[str, float]:
     """Fit :func:`curti` to (log_mass, oh); robust (soft-L1) least squares."""
-    from scipy.optimize import least_squares
-
     x, y = np.asarray(log_mass, float), np.asarray(oh, float)
     p0 = np.array([np.percentile(y, 90), 10.0, 0.3, 1.2])
     res = least_squares(
@@ -101,7 +114,7 @@ def scatter_stats(log_mass: np.ndarray, oh: np.ndarray, log_sfr: np.ndarray, ref
                 "sfr_rho": float("nan"), "sfr_slope": float("nan")}  # fmt: skip
     resid = oh - curti(log_mass, **ref)
     dsfr = sfr_offset(log_mass, log_sfr, max(2, min(n_bins, len(oh) // 10)))
-    rho = _spearman(resid, dsfr)
+    rho = spearman(resid, dsfr)
     slope = np.polyfit(dsfr, resid, 1)[0] if np.std(dsfr) > 0 else float("nan")
     return {
         "n": int(len(oh)),
@@ -111,14 +124,6 @@ def scatter_stats(log_mass: np.ndarray, oh: np.ndarray, log_sfr: np.ndarray, ref
         "sfr_rho": float(rho),
         "sfr_slope": float(slope),
     }
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    if len(a) < 5 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)
 
 
 def evaluate_mzr(
@@ -152,8 +157,6 @@ def evaluate_mzr(
     first = per[names[0]]
     m = first["measurable"]
     if m.sum() < 10:
-        from specdenoise.errors import DataError
-
         raise DataError(f"mzr: only {int(m.sum())} galaxies have a measurable metallicity in the '{names[0]}' spectra")
     ref = fit_reference(log_mass[m], first["oh"][m])
     out: dict[str, Any] = {"reference": {"form": "Curti et al. 2020 (as Scholte & Saintonge 2023)", "fitted_to": names[0], **ref},
@@ -169,7 +172,7 @@ def evaluate_mzr(
         d = per[k]["oh"][both] - first["oh"][both]
         out["sets"][k]["vs_original_median"] = float(np.median(d)) if both.any() else float("nan")
         out["sets"][k]["vs_original_scatter"] = float(np.std(d)) if both.sum() > 1 else float("nan")
-        out["sets"][k]["vs_original_rho"] = _spearman(per[k]["oh"][both], first["oh"][both])
+        out["sets"][k]["vs_original_rho"] = spearman(per[k]["oh"][both], first["oh"][both])
     truth_ref = fit_reference(log_mass, oh_true)
     out["truth"] = {"reference": truth_ref, **scatter_stats(log_mass, oh_true, log_sfr, truth_ref, n_bins)}
     out["_arrays"] = {k: {"oh": r["oh"], "measurable": r["measurable"]} for k, r in per.items()}
@@ -183,8 +186,6 @@ def figure10(result: dict[str, Any], log_mass: np.ndarray, log_sfr: np.ndarray, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from specdenoise.io import atomic_path
 
     arrays = result["_arrays"]
     names = [k for k in arrays if k in FIGURE_SETS] or list(arrays)
@@ -231,14 +232,12 @@ FIGURE_SETS = ("original", "desi", "denoised")
 def _sigma_from_ivar(ivar: np.ndarray) -> np.ndarray:
     """Per-pixel sigma from inverse variance; masked pixels (filled by interpolation in
     preprocessing) get the largest sigma of their spectrum."""
-    from specdenoise.survey.readers.spectrum import sigma_from_ivar
-
     sig = sigma_from_ivar(np.asarray(ivar, dtype=float))
     worst = np.nanmax(np.where(np.isfinite(sig), sig, np.nan), axis=1, keepdims=True)
     return np.where(np.isfinite(sig), sig, worst)
 
 
-def run(params, pre: dict, desi: dict, sample, templates, model) -> dict[str, Any]:
+def measure(params: Params, pre: Any, desi: Any, sample: Any, templates: Path, model: Any) -> dict[str, Any]:
     """The MZR evaluation on the test split of the star-forming sample.
 
     Parameters
@@ -256,11 +255,6 @@ def run(params, pre: dict, desi: dict, sample, templates, model) -> dict[str, An
     model : DenoisingModel
         The DESI-trained VAE (loaded from the registry by alias by the caller).
     """
-    from specdenoise.errors import DataError
-    from specdenoise.evaluation.lines import make_fast_fitter
-    from specdenoise.data.preprocess import rest_grid
-    from specdenoise.training.train import split_indices
-
     if not np.array_equal(np.asarray(pre["id"]), np.asarray(desi["id"])):
         raise DataError("mzr: the DESI-like spectra and the original spectra list different galaxies (rerun `mzr desi`)")
     cat = sample.set_index("id").loc[np.asarray(pre["id"])]
@@ -309,3 +303,31 @@ def render_markdown(res: dict[str, Any]) -> str:
         "metallicity residual with the SFR offset at fixed mass (negative = metal-poorer at higher SFR, the universe's FMR).\n"
     )
     return "# Mass-metallicity relation (paper section 5, Fig. 10)\n\n" + head + "\n" + "\n".join(rows) + "\n"
+
+
+def run(params: Params, spectra: Path, desi: Path, sample: Path, templates: Path, out: Path, out_md: Path, figure: Path,
+        model: str | None = None, tracking: bool = True) -> str:  # fmt: skip
+    """The ``mzr`` stage: promote the DESI VAE's champion, load it from the registry, measure
+    metallicities of the original, DESI-like and de-noised spectra, write the table, Fig. 10 and
+    the metrics (also to an ``mzr`` MLflow run). Returns a summary line."""
+    pre = Spectra.load(spectra).require("truth", "split", "id", source=str(spectra))
+    dz = DesiSet.load(desi)
+    smp = load_table(sample, required=MZR_SAMPLE_COLUMNS)
+    champion = None
+    if tracking:
+        setup(params.tracking)
+        champion = set_champion(params.tracking, registered_model=params.mzr.registered_model)
+    uri = model or f"models:/{params.mzr.registered_model}@champion"
+    den = Denoiser.load(uri, params=params)
+    res = measure(params, pre, dz, smp, templates, den.model)
+    figure10(res, res.pop("_mass"), res.pop("_sfr"), figure, TITLES)
+    res.pop("_arrays")
+    res.update(model_uri=uri, champion=champion, provenance={k: v for k, v in den.provenance.items() if isinstance(v, (str, int, float))})
+    flat = {f"mzr_{k}_{m}": v for k, st in res["sets"].items() for m, v in st.items() if isinstance(v, (int, float))}
+    if tracking:
+        log_stage_run(params, "mzr", tags={"sample": "desi", "model_uri": uri}, metrics=flat, artifacts=[figure])
+    save_json(out, {**res, "metrics": flat})
+    save_text(out_md, render_markdown(res))
+    s = res["sets"]
+    return ("mzr: measurable " + ", ".join(f"{k} {100 * v['fraction_measurable']:.0f}%" for k, v in s.items())
+            + "; scatter " + ", ".join(f"{k} {v['scatter']:.3f}" for k, v in s.items()) + f" dex -> {out}")  # fmt: skip

@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-C_KMS = 299_792.458
+from specdenoise.physics.constants import C_KMS
+from specdenoise.physics.grids import LINES
+
 #: SDSS instrumental FWHM (A) used for the gas templates.
 FWHM_GAL = 2.76
 #: pPXF gas template -> (our line name, divisor turning the template flux into the line's flux).
@@ -81,8 +83,6 @@ class PpxfFitter:
             )  # fmt: skip
         except Exception as exc:  # pPXF raises assorted errors on degenerate input
             return {"ok": False, "fluxes": {}, "errors": {}, "reason": f"{type(exc).__name__}: {exc}"[:200]}
-        from specdenoise.physics.grids import LINES
-
         fluxes, errors = {}, {}
         for name, f, e in zip(self.gas_names, pp.gas_flux, pp.gas_flux_error):
             if name in PPXF_NAMES:

@@ -1,4 +1,24 @@
-"""The interface every de-noising model family implements."""
+"""The interface every de-noising model family implements, and the family registry.
+
+A family is a :class:`DenoisingModel` subclass decorated with :func:`register`. What the
+pipeline may do with it is declared by class attributes, never by its name:
+
+``iterative``
+    Trains by epochs and keeps a per-epoch loss history (Keras callbacks apply).
+``searchable``
+    Has a hyper-parameter search space (:meth:`DenoisingModel.suggest_hyper`) for
+    :func:`specdenoise.models.search.random_search`.
+``has_posterior``
+    Draws posterior samples (:meth:`DenoisingModel.posterior`).
+``registry_candidate``
+    Registered in the MLflow model registry and eligible for the ``champion`` alias.
+``mlflow_flavour``
+    ``"keras"`` (log :meth:`DenoisingModel.native_model` with ``mlflow.keras``) or
+    ``"pyfunc"`` (log the saved directory through ``tracking/pyfunc_model.py``).
+``settings_model``
+    The pydantic model of the family's ``train.<family>`` section in ``params.yaml`` (None:
+    the family takes no settings); :class:`specdenoise.config.TrainConfig` validates it.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +26,35 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from specdenoise.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 FAMILIES: dict[str, type["DenoisingModel"]] = {}
 
 
 def register(cls: type["DenoisingModel"]) -> type["DenoisingModel"]:
-    """Class decorator: make a family available by its ``family`` name."""
+    """Class decorator: make a family available by its ``family`` name.
+
+    The family's ``train.<family>`` section (if it has a ``settings_model``) is accepted by
+    configurations validated from then on.
+    """
     FAMILIES[cls.family] = cls
     return cls
 
 
+def unregister(name: str) -> None:
+    """Remove family ``name`` from the registry (tests registering a temporary family)."""
+    FAMILIES.pop(name, None)
+
+
 def get_family(name: str) -> type["DenoisingModel"]:
+    """The registered family class called ``name``; :class:`ConfigError` listing the known ones otherwise."""
     try:
         return FAMILIES[name]
     except KeyError:
@@ -55,24 +88,132 @@ class DenoisingModel(ABC):
 
     ``save`` writes a directory with ``family.json`` plus the family's own files (NumPy
     ``.npz`` or Keras ``.keras``; never pickles); :func:`load_model` reads it back.
+
+    Parameters
+    ----------
+    latent_dim : int
+        Bottleneck width or rank.
+    hyper : dict, optional
+        Family hyper-parameters (e.g. ``{"units": [1000, 900], "dropout": 0.1}``); see
+        :meth:`default_hyper`.
     """
 
     family: ClassVar[str]
     #: True when ``latent_dim`` is meaningful (a bottleneck or a rank)
     has_latent: ClassVar[bool] = True
+    #: trains by epochs and keeps a per-epoch loss history (``history["loss"]``, ``["val_loss"]``)
+    iterative: ClassVar[bool] = False
+    #: has a hyper-parameter search space (:meth:`suggest_hyper`) for models/search.py
+    searchable: ClassVar[bool] = False
+    #: can draw posterior samples (:meth:`posterior`)
+    has_posterior: ClassVar[bool] = False
+    #: registered in the MLflow model registry, eligible for the ``champion`` alias
+    registry_candidate: ClassVar[bool] = False
+    #: how MLflow logs it: "keras" (:meth:`native_model`) or "pyfunc" (the saved directory)
+    mlflow_flavour: ClassVar[str] = "pyfunc"
+    #: pydantic model of the ``train.<family>`` section of params.yaml (None: no settings)
+    settings_model: ClassVar[type["BaseModel"] | None] = None
 
     def __init__(self, latent_dim: int, hyper: dict[str, Any] | None = None) -> None:
         self.latent_dim = int(latent_dim)
         self.hyper = dict(hyper or {})
         self.history: dict[str, list[float]] = {}
 
+    @classmethod
+    def default_hyper(cls, train_cfg: Any) -> dict[str, Any]:
+        """Hyper-parameters from the family's ``train.<family>`` section (used without a search).
+
+        Parameters
+        ----------
+        train_cfg : TrainConfig
+            ``params.train``.
+
+        Returns
+        -------
+        dict
+            The section's fields (``model_dump``), e.g. ``{"units": [1000, 900], "dropout": 0.1}``
+            for the AE and VAE; ``{}`` for a family without settings.
+        """
+        settings = train_cfg.settings(cls.family)
+        return {} if settings is None else settings.model_dump()
+
+    @classmethod
+    def suggest_hyper(cls, trial: Any, search_cfg: Any) -> dict[str, Any]:
+        """Draw one trial's hyper-parameters from the family's search space (``searchable`` only).
+
+        Parameters
+        ----------
+        trial : optuna.trial.Trial
+        search_cfg : SearchConfig
+            ``params.search``.
+        """
+        raise NotImplementedError(f"model family '{cls.family}' has no hyper-parameter search space (searchable is False)")
+
+    @classmethod
+    def baseline_trial(cls, train_cfg: Any, search_cfg: Any) -> dict[str, Any] | None:
+        """Optuna parameters reproducing :meth:`default_hyper` as a trial, or None if it lies
+        outside the search space (``search.include_baseline``)."""
+        return None
+
     @abstractmethod
-    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None) -> dict[str, list[float]]:
-        """Train; return the per-epoch history (empty lists for closed-form families)."""
+    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
+        """Train.
+
+        Parameters
+        ----------
+        data : TrainingData
+            Arrays (n, n_pix) in normalised units.
+        cfg : TrainConfig
+            ``params.train`` (optimiser, schedule, ...).
+        seed : int
+            Seed of every random choice of the fit.
+        callbacks : list, optional
+            Keras callbacks (``iterative`` families only; others ignore them).
+        epochs : int, optional
+            Epoch limit instead of ``cfg.max_epochs`` (search trials); closed-form families ignore it.
+
+        Returns
+        -------
+        dict
+            The per-epoch history (``{}`` for closed-form families).
+        """
 
     @abstractmethod
     def denoise(self, x: np.ndarray) -> np.ndarray:
         """De-noise spectra (n, n_pix) in normalised units; returns (n, n_pix) float32."""
+
+    def posterior_ready(self) -> bool:
+        """True when :meth:`posterior` can run on this instance (``has_posterior`` and, for a
+        loaded model, everything it needs was saved)."""
+        return self.has_posterior
+
+    def posterior(self, x: np.ndarray, n_samples: int, seed: int, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """De-noised spectra and the spread of decoded posterior samples (``has_posterior`` only).
+
+        Parameters
+        ----------
+        x : ndarray, shape (n, n_pix)
+            Noise-added (or observed) normalised spectra.
+        n_samples : int
+            Latent draws per spectrum (>= 2).
+        seed : int
+            Seed of the draws.
+        batch : int
+            Spectra per batch (the draws depend on it; keep the default for reproducible numbers).
+
+        Returns
+        -------
+        pred : ndarray, shape (n, n_pix)
+            The de-noised spectra (as :meth:`denoise`), normalised flux.
+        spread : ndarray, shape (n, n_pix)
+            Standard deviation over the decoded samples, normalised flux.
+        """
+        raise NotImplementedError(f"model family '{self.family}' draws no posterior samples (has_posterior is False)")
+
+    def native_model(self) -> Any:
+        """The object ``mlflow.<mlflow_flavour>.log_model`` takes (the Keras inference model for
+        ``"keras"``); None for ``"pyfunc"``, which logs the saved directory instead."""
+        return None
 
     @abstractmethod
     def _save_files(self, path: Path) -> None: ...
@@ -82,9 +223,11 @@ class DenoisingModel(ABC):
     def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> "DenoisingModel": ...
 
     def n_parameters(self) -> int:
+        """Number of fitted parameters (0 when not counted)."""
         return 0
 
     def save(self, path: str | Path) -> Path:
+        """Write the model to directory ``path`` (``family.json`` plus the family's files)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self._save_files(path)

@@ -31,7 +31,18 @@ def _load_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 class _LinearOperator(DenoisingModel):
-    """x -> mean_in + (x - mean_in) @ operator, with the operator a low-rank product."""
+    """x -> mean_in + (x - mean_in) @ operator, with the operator a low-rank product.
+
+    Closed form: ``fit`` ignores ``callbacks`` and ``epochs`` and returns an empty history;
+    logged to MLflow as pyfunc (the saved ``linear.npz`` directory).
+    """
+
+    iterative = False
+    searchable = False
+    has_posterior = False
+    registry_candidate = False
+    mlflow_flavour = "pyfunc"
+    settings_model = None
 
     def __init__(self, latent_dim: int, hyper: dict[str, Any] | None = None) -> None:
         super().__init__(latent_dim, hyper)
@@ -60,9 +71,11 @@ class _LinearOperator(DenoisingModel):
 
 @register
 class PCADenoiser(_LinearOperator):
+    """PCA on the noise-added training spectra; ``latent_dim`` components (``hyper`` records the explained variance)."""
+
     family = "pca"
 
-    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None) -> dict[str, list[float]]:
+    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=self.latent_dim, svd_solver="full", random_state=seed)
@@ -77,9 +90,11 @@ class PCADenoiser(_LinearOperator):
 
 @register
 class WienerDenoiser(_LinearOperator):
+    """Rank-``latent_dim`` Wiener filter from the clean-target and added-noise covariances."""
+
     family = "wiener"
 
-    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None) -> dict[str, list[float]]:
+    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
         y = np.asarray(data.y, dtype=np.float64)
         mu = y.mean(axis=0)
         cov = np.cov(y, rowvar=False)

@@ -10,6 +10,10 @@ The saved model (``model.keras``) is the *inference* graph, built from standard 
 only (for the VAE the decoder is fed the posterior mean), so it loads in safe mode without
 custom objects: ``keras.saving.load_model(path, safe_mode=True)``. TensorFlow is the default
 backend; set ``KERAS_BACKEND=jax`` to use JAX.
+
+Both families are iterative and searchable, take their fixed net from ``train.ae`` /
+``train.vae`` (:class:`~specdenoise.config.NetConfig`) and are logged with the Keras MLflow
+flavour; the VAE also draws posterior samples and is the registered (``champion``) family.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from specdenoise.config import NetConfig
+from specdenoise.errors import DataError
 from specdenoise.models.base import DenoisingModel, TrainingData, register
+from specdenoise.models.search import baseline_trial, suggest
 
 LEAKY_SLOPE = 0.3
 
@@ -180,7 +187,17 @@ class _FreshNoise:
 
 
 class _KerasDenoiser(DenoisingModel):
+    """Dense (variational) autoencoder; ``hyper`` = ``{"units": [...], "dropout": ...}``.
+
+    ``model`` is the Keras inference graph (noisy (n, n_pix) -> de-noised (n, n_pix)),
+    ``encoder`` maps spectra to the latent code (the VAE's to its mean and log-variance).
+    """
+
     variational: bool = False
+    iterative = True
+    searchable = True
+    mlflow_flavour = "keras"
+    settings_model = NetConfig
 
     def __init__(self, latent_dim: int, hyper: dict[str, Any] | None = None) -> None:
         super().__init__(latent_dim, hyper)
@@ -219,6 +236,20 @@ class _KerasDenoiser(DenoisingModel):
         self.history["lr_drops"] = [float(e) for e in schedule.lr_drops]
         return self.history
 
+    @classmethod
+    def suggest_hyper(cls, trial: Any, search_cfg: Any) -> dict[str, Any]:
+        """The paper's space (:func:`specdenoise.models.search.suggest`): ``{"dropout", "units"}``."""
+        return suggest(trial, search_cfg)
+
+    @classmethod
+    def baseline_trial(cls, train_cfg: Any, search_cfg: Any) -> dict[str, Any] | None:
+        """Trial parameters of the fixed ``train.<family>`` net (:func:`specdenoise.models.search.baseline_trial`)."""
+        return baseline_trial(train_cfg.settings(cls.family), search_cfg)
+
+    def native_model(self) -> Any:
+        """The Keras inference model (for ``mlflow.keras.log_model``)."""
+        return self.model
+
     def denoise(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0), dtype=np.float32)
 
@@ -246,11 +277,79 @@ class _KerasDenoiser(DenoisingModel):
 
 @register
 class AEDenoiser(_KerasDenoiser):
+    """Autoencoder: a dense latent code of ``latent_dim``."""
+
     family = "ae"
     variational = False
 
 
 @register
 class VAEDenoiser(_KerasDenoiser):
+    """Variational autoencoder: de-noises with the posterior mean; draws posterior samples."""
+
     family = "vae"
     variational = True
+    has_posterior = True
+    registry_candidate = True
+
+    def posterior_ready(self) -> bool:
+        """True when the encoder (posterior mean and log-variance) and the inference model are loaded."""
+        return self.encoder is not None and self.model is not None
+
+    def _decoder(self):
+        try:
+            return self.model.get_layer("decoder")
+        except ValueError:
+            raise DataError("model: the VAE inference graph has no nested 'decoder' model") from None
+
+    def posterior(self, x: np.ndarray, n_samples: int, seed: int, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """De-noised spectra and the spread of decoded posterior samples.
+
+        The encoder gives the posterior mean and log-variance of every spectrum's latent code;
+        ``n_samples`` draws ``z = mean + exp(log_var / 2) * eps`` (``eps`` from numpy
+        ``default_rng(seed)``, drawn batch by batch) go through the decoder nested in the
+        inference graph.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n, n_pix)
+            Noise-added (or observed) normalised spectra.
+        n_samples : int
+            Latent draws per spectrum (>= 2).
+        seed : int
+            Seed of the draws (numpy ``default_rng``).
+        batch : int
+            Spectra per batch (the draws depend on it; keep the default for reproducible numbers).
+
+        Returns
+        -------
+        pred : ndarray, shape (n, n_pix)
+            Decoder output at the posterior mean (identical to :meth:`denoise`), normalised flux.
+        spread : ndarray, shape (n, n_pix)
+            Standard deviation (ddof 1) over the decoded samples, normalised flux.
+
+        Raises
+        ------
+        DataError
+            ``n_samples`` < 2, or the encoder or the nested decoder is missing.
+        """
+        keras = _keras()
+
+        if n_samples < 2:
+            raise DataError(f"uncertainty.n_samples: needs at least 2 posterior samples, got {n_samples}")
+        if not self.posterior_ready():
+            raise DataError("model: this VAE has no encoder loaded (saved without encoder.keras), so no posterior samples")
+        x = np.asarray(x, dtype=np.float32)
+        dec = self._decoder()
+        rng = np.random.default_rng(seed)
+        pred = np.empty_like(x)
+        spread = np.empty_like(x)
+        for a in range(0, len(x), batch):
+            xb = x[a : a + batch]
+            mean, log_var = (keras.ops.convert_to_numpy(t) for t in self.encoder(xb, training=False))
+            pred[a : a + len(xb)] = keras.ops.convert_to_numpy(dec(mean, training=False))
+            eps = rng.standard_normal((n_samples, *mean.shape)).astype(np.float32)
+            z = (mean[None] + np.exp(0.5 * log_var)[None] * eps).reshape(-1, mean.shape[1])
+            out = keras.ops.convert_to_numpy(dec(z, training=False)).reshape(n_samples, len(xb), -1)
+            spread[a : a + len(xb)] = out.std(axis=0, ddof=1)
+        return pred, spread

@@ -25,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from specdenoise.data.preprocess import resample
 from specdenoise.errors import DataError
+from specdenoise.io import atomic_path, load_npz, save_json
+from specdenoise.physics.constants import C_KMS
 
 EMILES_SDIST = "ppxf==8.2.6"
 _NAME = re.compile(r"Eun1\.30Z([mp])([0-9.]+)T([0-9.]+)_iPp0\.00_baseFe_linear_FWHM_variable\.fits$")
@@ -39,8 +42,6 @@ def build_emiles(out: Path, wave_min: float = 3000.0, wave_max: float = 9500.0) 
     Returns the provenance record (also written to ``out`` with suffix ``.json``).
     """
     from astropy.io import fits
-
-    from specdenoise.io import atomic_path, save_json
 
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,8 +94,6 @@ def build_emiles(out: Path, wave_min: float = 3000.0, wave_max: float = 9500.0) 
 
 def load_templates(path: Path) -> dict[str, np.ndarray]:
     """Read an sps_util-layout ``.npz`` (no pickles)."""
-    from specdenoise.io import load_npz
-
     return load_npz(path, required=("templates", "lam", "ages", "metals", "fwhm"))
 
 
@@ -108,13 +107,11 @@ def continuum_basis(path: Path, edges: np.ndarray, n_components: int = 8, sigmas
     """
     from scipy.ndimage import gaussian_filter1d
 
-    from specdenoise.data.preprocess import resample
-
     t = load_templates(path)
     lam = t["lam"]
     flat = t["templates"].reshape(len(lam), -1).T  # (n_ssp, n_lam)
     step = np.median(np.diff(lam))
-    flat = np.concatenate([gaussian_filter1d(flat, 5500.0 * s / 299_792.458 / step, axis=1) for s in sigmas_kms])
+    flat = np.concatenate([gaussian_filter1d(flat, 5500.0 * s / C_KMS / step, axis=1) for s in sigmas_kms])
     lam_edges = np.concatenate([[lam[0] - step / 2], 0.5 * (lam[1:] + lam[:-1]), [lam[-1] + step / 2]])
     res, _, _ = resample(edges, lam_edges, flat)
     res /= np.linalg.norm(res, axis=1, keepdims=True)

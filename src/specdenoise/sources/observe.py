@@ -18,23 +18,20 @@ does not depend on which other galaxies are synthesised with it or on the chunk 
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from scipy.special import erf
 
 from specdenoise.config import UniverseConfig
+from specdenoise.data.artefacts import Observed
+from specdenoise.io import load_table
+from specdenoise.physics.constants import C_KMS, FLUX_UNIT, SIGMA_INST_KMS
 from specdenoise.physics.grids import L_SUN, LINE_NAMES, LINE_WAVES, load_stellar_basis
-from specdenoise.sources.universe import (
-    C_KMS,
-    FLUX_UNIT,
-    SIGMA_INST_KMS,
-    calzetti,
-    cardelli,
-    line_index,
-    luminosity_distance_cm,
-    metallicity_weights,
-    sfh_mass_weights,
-    sky_noise_shape,
-)
+from specdenoise.physics.relations import calzetti, cardelli, luminosity_distance_cm
+from specdenoise.sources.universe import line_index, metallicity_weights, sfh_mass_weights, sky_noise_shape
 
 SDSS_WAVE_MIN = 3800.0
 SDSS_WAVE_MAX = 9200.0
@@ -231,3 +228,19 @@ def observe(cat, cfg: UniverseConfig, chunk_size: int | None = None, progress: b
     out["id"] = cat["id"].to_numpy()
     out["z"] = cat["z"].to_numpy()
     return out
+
+
+def split_column(cat: Any) -> np.ndarray:
+    """The sample's ``split`` column (``train`` for a catalogue without one), as the npz stores it."""
+    split = cat["split"].astype(str).tolist() if "split" in cat.columns else ["train"] * len(cat)
+    return np.asarray(split, dtype="U8")
+
+
+def run_observe(params: Any, sample: Path, out: Path, progress: bool = False) -> str:
+    """The ``observe`` stage (source ``universe``): synthesise the sample's spectra to ``out``; returns a summary line."""
+    t0 = time.perf_counter()
+    cat = load_table(sample, required=("id", "z"))
+    obs = observe(cat, params.universe, progress=progress)
+    Observed.from_arrays({**obs, "split": split_column(cat)}).save(out)
+    rate = len(cat) / max(time.perf_counter() - t0, 1e-9)
+    return f"observe: {len(cat)} spectra x {obs['flux'].shape[1]} pixels ({rate:.0f} spectra/s) -> {out}"

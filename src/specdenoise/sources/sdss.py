@@ -16,21 +16,27 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from specdenoise.config import DataConfig
+from specdenoise.data.artefacts import Observed
+from specdenoise.data.preprocess import edges_from_centres_log, resample
 from specdenoise.errors import DataError
+from specdenoise.io import load_table, save_table_chunks
+from specdenoise.sources.observe import sdss_loglam, split_column
+from specdenoise.survey.download import spec_filename
+from specdenoise.survey.readers import read_spectra
+from specdenoise.survey.readers.mpajhu import parent_sample, read_mpajhu
 
 log = logging.getLogger(__name__)
 
 
 def spec_path(cfg: DataConfig, plate: int, mjd: int, fiber: int) -> Path:
     """Path of one spec-lite file inside ``cfg.sdss_dir``."""
-    from specdenoise.survey.download import spec_filename
-
     return Path(cfg.sdss_dir) / spec_filename(plate, mjd, fiber)
 
 
@@ -42,8 +48,6 @@ def build_catalogue(cfg: DataConfig) -> Any:
     DataError
         Missing or unreadable catalogue files, or no galaxy left after the cuts.
     """
-    from specdenoise.survey.readers.mpajhu import parent_sample, read_mpajhu
-
     cat = read_mpajhu(cfg.mpajhu_dir)
     n_all = len(cat)
     pool = parent_sample(cat, cfg.z_min, cfg.z_max, cfg.main_sample_only)
@@ -81,8 +85,6 @@ def to_grid(spec: Any, loglam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Flux-conserving resampled flux (1e-17 erg/s/cm^2/A) and propagated ivar; ivar = 0
         where less than half a pixel is covered by good data (and flux 0 outside the data).
     """
-    from specdenoise.data.preprocess import edges_from_centres_log, resample
-
     old_edges = edges_from_centres_log(np.log10(spec.wave))
     new_edges = edges_from_centres_log(loglam)
     f, iv, cov = resample(new_edges, old_edges, spec.flux[None, :], spec.ivar[None, :])
@@ -113,9 +115,6 @@ def observe_sdss(cat: Any, cfg: DataConfig) -> dict[str, np.ndarray]:
         A missing spectrum file (all missing are counted, the first named, and the download
         command given) or an unreadable one (named).
     """
-    from specdenoise.sources.observe import sdss_loglam
-    from specdenoise.survey.readers import read_spectra
-
     for col in ("id", "plate", "mjd", "fiber", "z"):
         if col not in cat.columns:
             raise DataError(f"sample: missing column '{col}' (data.source sdss needs an MPA-JHU catalogue; rerun `specdenoise data universe`)")
@@ -145,3 +144,24 @@ def observe_sdss(cat: Any, cfg: DataConfig) -> dict[str, np.ndarray]:
         "id": np.asarray(cat["id"].astype(str).tolist()),
         "z": cat["z"].to_numpy(dtype=float),
     }
+
+
+def run_universe(params: Any, out: Path, n: int | None = None) -> str:
+    """``data universe`` with ``data.source: sdss``: the MPA-JHU parent catalogue to ``out`` (``n`` is ignored)."""
+    cat = build_catalogue(params.data)
+    total = save_table_chunks(out, [cat], metadata=provenance(params.data))["rows"]
+    mix = {str(k): round(v / total, 4) for k, v in cat["class"].value_counts().items()}
+    return (f"universe: {total} MPA-JHU galaxies (source sdss, Balmer absorption from {cat.attrs.get('lick_source', '?')}) "
+            f"-> {out}; class mix {mix}")  # fmt: skip
+
+
+def run_observe(params: Any, sample: Path, out: Path, progress: bool = False) -> str:
+    """``data observe`` with ``data.source: sdss``: the selected galaxies' spec-lite files to ``out``."""
+    t0 = time.perf_counter()
+    cat = load_table(sample, required=("id", "z", "plate", "mjd", "fiber"))
+    obs = observe_sdss(cat, params.data)
+    Observed.from_arrays({**obs, "split": split_column(cat)}).save(out)
+    rate = len(cat) / max(time.perf_counter() - t0, 1e-9)
+    masked = float((obs["ivar"] == 0).mean())
+    return (f"observe: {len(cat)} SDSS spectra read from {params.data.sdss_dir} onto {obs['flux'].shape[1]} pixels "
+            f"({rate:.0f} spectra/s, {100 * masked:.1f}% pixels masked) -> {out}")  # fmt: skip

@@ -38,28 +38,44 @@ Fluxes are in 1e-17 erg/s/cm^2, wavelengths in air Angstrom.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from specdenoise import __version__
 from specdenoise.config import UniverseConfig
+from specdenoise.errors import DataError
+from specdenoise.io import save_table_chunks
+from specdenoise.physics.constants import C_KMS, FLUX_UNIT, SIGMA_INST_KMS, SOLAR_OH
 from specdenoise.physics.grids import (
     GRID_LOGU,
     GRID_METALLICITIES,
     L_SUN,
+    LINE_FILE,
     LINE_NAMES,
     LINE_WAVES,
     LINES,
+    STELLAR_FILE,
     load_nebular_ratios,
     load_stellar_basis,
 )
+from specdenoise.physics.relations import (
+    CLASSES,
+    PTYPES,
+    age_of_universe_yr,
+    calzetti,
+    cardelli,
+    distance_table,
+    kewley01,
+    luminosity_distance_cm,
+    mzr,
+    quenched_fraction,
+    sfms,
+)
 
-CLASSES = ("emission_line", "absorption", "quiescent", "narrow_line_agn", "broad_line_agn")
-PTYPES = ("star_forming", "quenched", "agn", "blagn")
-C_KMS = 299_792.458
-SIGMA_INST_KMS = 65.0  # SDSS spectrograph, R ~ 2000
-FLUX_UNIT = 1e-17  # erg/s/cm^2(/A)
-SOLAR_OH = 8.69  # Asplund et al. 2009
 YOUNG_AGE = 1e8  # yr, span of the constant-SFR component
 #: Lick Balmer indices (Worthey et al. 1994; Worthey & Ottaviani 1997): the line each measures
 #: and its (blue, index, red) bands in air Angstrom.
@@ -76,72 +92,6 @@ CATALOGUE_LINES = (
 
 def line_index(name: str) -> int:
     return LINE_NAMES.index(name)
-
-
-# --------------------------------------------------------------------------- cosmology
-@functools.lru_cache(maxsize=4)
-def _distance_table(z_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from astropy.cosmology import Planck18
-
-    z = np.linspace(0.0, max(z_max * 1.2, 0.01), 2001)
-    dl_cm = Planck18.luminosity_distance(z).to("cm").value
-    dvdz = Planck18.differential_comoving_volume(z).value
-    age_yr = Planck18.age(z).to("yr").value
-    return z, dl_cm, dvdz, age_yr
-
-
-def luminosity_distance_cm(z: np.ndarray) -> np.ndarray:
-    """Planck18 luminosity distance in cm (interpolated table)."""
-    zt, dl, _, _ = _distance_table(float(np.max(z)))
-    return np.interp(z, zt, dl)
-
-
-def age_of_universe_yr(z: np.ndarray) -> np.ndarray:
-    zt, _, _, age = _distance_table(float(np.max(z)))
-    return np.interp(z, zt, age)
-
-
-# --------------------------------------------------------------------------- relations
-def sfms(log_mass: np.ndarray) -> np.ndarray:
-    """Star-forming main sequence at z~0, log10 SFR [M_sun/yr] (Renzini & Peng 2015)."""
-    return 0.76 * log_mass - 7.64
-
-
-def mzr(log_mass: np.ndarray) -> np.ndarray:
-    """Mass-metallicity relation, 12+log(O/H) (Curti et al. 2020 functional form)."""
-    return 8.793 - 0.28 / 1.2 * np.log10(1.0 + (10.0**log_mass / 10.0**10.02) ** -1.2)
-
-
-def quenched_fraction(log_mass: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(log_mass - 10.55) / 0.28))
-
-
-def kewley01(log_nii_ha: np.ndarray) -> np.ndarray:
-    """Kewley et al. (2001) maximum-starburst line, log([OIII]/Hb) vs log([NII]/Ha)."""
-    x = np.asarray(log_nii_ha, dtype=float)
-    with np.errstate(divide="ignore"):
-        y = 0.61 / (x - 0.47) + 1.19
-    return np.where(x < 0.47, y, -np.inf)
-
-
-def cardelli(wave: np.ndarray, r_v: float = 3.1) -> np.ndarray:
-    """Cardelli, Clayton & Mathis (1989) k(lambda) = A(lambda)/E(B-V), optical/NIR, air A."""
-    x = 1e4 / np.asarray(wave, dtype=float)
-    y = x - 1.82
-    a = 1 + 0.17699 * y - 0.50447 * y**2 - 0.02427 * y**3 + 0.72085 * y**4 + 0.01979 * y**5 - 0.77530 * y**6 + 0.32999 * y**7
-    b = 1.41338 * y + 2.28305 * y**2 + 1.07233 * y**3 - 5.38434 * y**4 - 0.62251 * y**5 + 5.30260 * y**6 - 2.09002 * y**7
-    ir = x < 1.1
-    a = np.where(ir, 0.574 * x**1.61, a)
-    b = np.where(ir, -0.527 * x**1.61, b)
-    return r_v * (a + b / r_v)
-
-
-def calzetti(wave: np.ndarray, r_v: float = 4.05) -> np.ndarray:
-    """Calzetti et al. (2000) k(lambda) for stellar continua, air A (0.12-2.2 micron)."""
-    lam = np.asarray(wave, dtype=float) / 1e4
-    blue = 2.659 * (-2.156 + 1.509 / lam - 0.198 / lam**2 + 0.011 / lam**3) + r_v
-    red = 2.659 * (-1.857 + 1.040 / lam) + r_v
-    return np.where(lam < 0.63, blue, red)
 
 
 def _inverse_cdf_sample(rng: np.random.Generator, x: np.ndarray, pdf: np.ndarray, n: int) -> np.ndarray:
@@ -262,8 +212,6 @@ def sdss_sky_shape() -> tuple[np.ndarray, np.ndarray]:
 
     from astropy.io import fits
 
-    from specdenoise.errors import DataError
-
     spec = importlib.util.find_spec("ppxf")
     if spec is None:
         raise DataError("ppxf: package not installed; its SDSS spectra give the sky-noise shape")
@@ -295,9 +243,6 @@ def provenance(cfg: UniverseConfig) -> dict[str, str]:
     import hashlib
     import json
     from importlib.metadata import version
-
-    from specdenoise import __version__
-    from specdenoise.physics.grids import LINE_FILE, STELLAR_FILE
 
     params = json.dumps(cfg.model_dump(), sort_keys=True)
     return {
@@ -357,7 +302,7 @@ def _draw_chunk(cfg: UniverseConfig, n: int, rng: np.random.Generator, id_offset
     n_z, n_age = basis.spectra.shape[:2]
 
     # ---- redshift and mass, flux-limited by rejection (batches are deterministic in the seed)
-    zt, _, dvdz, _ = _distance_table(cfg.z_max)
+    zt, _, dvdz, _ = distance_table(cfg.z_max)
     zm = (zt >= cfg.z_min) & (zt <= cfg.z_max)
     lm_grid = np.linspace(cfg.log_mass_min, cfg.log_mass_max, 801)
     keep_z, keep_m, keep_q, keep_u = [], [], [], []
@@ -645,3 +590,17 @@ def _nlr_ratios(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
     out[:, line_index("HeII_4686")] = 0.25 * hb
     out[:, line_index("HeI_5876")] = 0.12 * hb
     return out, x, y
+
+
+def run_universe(params: Any, out: Path, n: int | None = None) -> str:
+    """The ``universe`` stage (source ``universe``): stream the catalogue to ``out`` (Parquet); returns a summary line."""
+    counts: Counter = Counter()
+
+    def chunks():
+        for df in iter_catalogue(params.universe, n=n):
+            counts.update(df["class"].astype(str))
+            yield df
+
+    total = save_table_chunks(out, chunks(), metadata=provenance(params.universe))["rows"]
+    mix = {k: round(v / total, 4) for k, v in counts.most_common()}
+    return f"universe: {total} galaxies -> {out}; class mix {mix}"

@@ -10,12 +10,10 @@ Example (a real SDSS spectrum shipped with ppxf; any supported survey file works
     res = den.denoise(spec.wave, spec.flux, spec.ivar, spec.z)
     res.wave, res.denoised, res.sigma, res.mask   # rest-frame A, normalised flux, 1 sigma, uncovered
 
-The preprocessing (rest-frame grid, normalisation, ``min_coverage``) and the noise model
-(``noise.renormalise``, used with ``add_noise``) are those the model was trained with: every
-training run writes them to ``preprocess.json`` in the saved model directory and logs the
-whole directory to its MLflow run as ``specdenoise_model/``. Models trained before that
-record existed fall back to the ``preprocess`` / ``noise`` sections of the parameters file,
-with a warning (and ``provenance["preprocess_source"]`` says so).
+The preprocessing (rest-frame grid, normalisation, ``min_coverage``) and the noise the model
+was trained on travel with it: every training run writes them to ``preprocess.json`` in the
+saved model directory and logs the whole directory to its MLflow run as ``specdenoise_model/``
+(a model without that record is refused).
 
 Uncertainty: with a calibration (the ``uncertainty`` stage writes one per model, see
 :mod:`specdenoise.evaluation.uncertainty`) ``sigma`` is calibrated so that 68 % of true pixels lie within
@@ -25,37 +23,35 @@ it on held-out data; without one, a VAE gives its raw posterior spread
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import tempfile
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from specdenoise.config import NoiseConfig, Params, PreprocessConfig
+from specdenoise.config import NoiseConfig, Params, PreprocessConfig, UncertaintyConfig, resolve_params
+from specdenoise.data.noise import draw_noisy, make_noise_model, noisy_ivar
+from specdenoise.data.preprocess import preprocess, rest_grid
 from specdenoise.errors import DataError
+from specdenoise.evaluation.calibration import Calibration, uses_posterior
+from specdenoise.models import store
+from specdenoise.tracking import is_model_uri
+from specdenoise.tracking.registry import download_model
+from specdenoise.tracking.runs import CALIBRATION
 
-log = logging.getLogger("specdenoise.survey.denoiser")
-
-RECORD = "preprocess.json"
-MODEL_ARTIFACT = "specdenoise_model"
-CALIBRATION = "calibration.json"
+log = logging.getLogger("specdenoise.denoiser")
 
 
-def training_record(params: Params) -> dict[str, Any]:
-    """What must travel with a trained model so that new spectra are preprocessed identically."""
-    from specdenoise import __version__
-    from specdenoise.tracking import benchmark_tag
-
-    return {
-        "preprocess": params.preprocess.model_dump(),
-        "noise": params.noise.model_dump(),
-        "params_hash": benchmark_tag(params),
-        "specdenoise_version": __version__,
-    }
+def _noise_config(record: dict[str, Any]) -> NoiseConfig:
+    """The Gaussian noise model of ``add_noise``: the training noise's own settings when it was
+    Gaussian; otherwise (e.g. DESI-like noise) the default model with the training renormalisation."""
+    if record.get("model", "gaussian") == "gaussian":
+        return NoiseConfig.model_validate(record)
+    return NoiseConfig(renormalise=record.get("renormalise", "debiased"))
 
 
 @dataclass
@@ -123,12 +119,14 @@ class Denoiser:
     calibration : Calibration, optional
     provenance : dict, optional
         ``model_uri``, ``model_name``, ``model_version``, ``run_id``, ``params_hash``, ...
+    posterior : UncertaintyConfig, optional
+        Posterior samples and seed used when there is no calibration (``uncertainty`` section).
     """
 
-    def __init__(self, model: Any, preprocess: PreprocessConfig, noise: NoiseConfig, calibration: Any = None, provenance: dict[str, Any] | None = None) -> None:
-        from specdenoise.data.preprocess import rest_grid
-
+    def __init__(self, model: Any, preprocess: PreprocessConfig, noise: NoiseConfig, calibration: Any = None,
+                 provenance: dict[str, Any] | None = None, posterior: UncertaintyConfig | None = None) -> None:  # fmt: skip
         self.model = model
+        self.posterior_cfg = posterior or UncertaintyConfig()
         self.preprocess_cfg = preprocess
         self.noise_cfg = noise
         self.calibration = calibration
@@ -148,8 +146,8 @@ class Denoiser:
             ``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/<run_id>[/...]``
             or a saved model directory (``models/<family>_<dim>/model``).
         params : Params or path, optional
-            Parameters (default ``params.yaml`` when it exists): the MLflow store
-            (``tracking``), and the preprocessing fallback for models without a record.
+            Parameters (:func:`~specdenoise.config.resolve_params`): the MLflow store
+            (``tracking``) and the posterior samples (``uncertainty``).
         calibration : path, optional
             A calibration file (``calibration/<family>_<dim>.json``); by default the model's
             own (``calibration.json`` in its run or directory, or the DVC layout's
@@ -162,37 +160,31 @@ class Denoiser:
         DataError
             Unknown URI, model, alias, version or run; a missing or corrupt model.
         """
-        from specdenoise.config import load_params
-        from specdenoise.evaluation.uncertainty import Calibration
-
-        if params is None:
-            params = load_params("params.yaml") if Path("params.yaml").exists() else Params()
-        elif not isinstance(params, Params):
-            params = load_params(params)
+        if not isinstance(params, Params):
+            params = resolve_params(params)
         text = str(uri)
         prov: dict[str, Any] = {"model_uri": text}
-        if text.startswith(("models:/", "runs:/")):
-            model, record, cal_obj, info = _load_mlflow(text, params, root)
-            prov.update(info)
-        else:
-            path = Path(text)
-            if not path.is_dir():
-                raise DataError(f"model '{text}': not a models:/ or runs:/ URI nor an existing model directory")
-            model, record, cal_obj = _load_dir(path)
-            prov.update(_local_provenance(path))
+        with tempfile.TemporaryDirectory(prefix="specdenoise-model-") as tmp:
+            if is_model_uri(text):
+                path, cal_obj, info = download_model(text, params.tracking, root, Path(tmp))
+                prov.update(info)
+                model, record, _ = _load_dir(path)
+            else:
+                path = Path(text)
+                if not path.is_dir():
+                    raise DataError(f"model '{text}': not a models:/ or runs:/ URI nor an existing model directory")
+                model, record, cal_obj = _load_dir(path)
+                prov.update(_local_provenance(path))
         if record is None:
-            log.warning("model %s carries no %s (trained before it was recorded): using the preprocess/noise "
-                        "sections of the parameters file", text, RECORD)  # fmt: skip
-            pre_cfg, noise_cfg = params.preprocess, params.noise
-            prov["preprocess_source"] = "params (legacy model without preprocess.json)"
-        else:
-            try:
-                pre_cfg = PreprocessConfig.model_validate(record["preprocess"])
-                noise_cfg = NoiseConfig.model_validate(record["noise"])
-            except Exception as exc:  # pydantic ValidationError or a missing key
-                raise DataError(f"model '{text}': {RECORD} is not a valid preprocessing record ({type(exc).__name__})") from None
-            prov["preprocess_source"] = RECORD
-            prov.setdefault("params_hash", record.get("params_hash"))
+            raise DataError(f"model '{text}': no {store.PREPROCESS} (the preprocessing it was trained with); retrain it")
+        try:
+            pre_cfg = PreprocessConfig.model_validate(record["preprocess"])
+            noise_cfg = _noise_config(record["noise"])
+        except Exception as exc:  # pydantic ValidationError or a missing key
+            raise DataError(f"model '{text}': {store.PREPROCESS} is not a valid preprocessing record ({type(exc).__name__})") from None
+        prov["preprocess_source"] = store.PREPROCESS
+        prov["noise_model"] = record["noise"].get("model", "gaussian")
+        prov.setdefault("params_hash", record.get("params_hash"))
         if calibration is not None:
             cal = Calibration.load(calibration)
             prov["calibration"] = str(calibration)
@@ -203,7 +195,7 @@ class Denoiser:
             cal = None
         prov.setdefault("family", model.family)
         prov.setdefault("latent_dim", model.latent_dim)
-        return cls(model, pre_cfg, noise_cfg, cal, prov)
+        return cls(model, pre_cfg, noise_cfg, cal, prov, params.uncertainty)
 
     # ------------------------------------------------------------------ applying
     def prepare(self, wave: Any, flux: Any, ivar: Any, z: Any, ids: Sequence[str] | None = None, source: str = "input") -> dict[str, Any]:
@@ -226,8 +218,6 @@ class Denoiser:
             :func:`specdenoise.data.preprocess.preprocess` output (``flux``, ``ivar``, ``norm``,
             ``coverage``, ...) plus ``mask`` (n, n_pix) and ``single`` (bool).
         """
-        from specdenoise.data.preprocess import preprocess
-
         ragged = isinstance(wave, (list, tuple)) and len(wave) > 0 and np.ndim(wave[0]) == 1
         if ragged:
             n = len(wave)
@@ -292,14 +282,10 @@ class Denoiser:
         With ``add_noise`` each spectrum's noise is drawn from its own generator seeded by
         ``(seed, crc32(id))``, so a spectrum gets the same noise whatever batch it is in.
         """
-        import zlib
-
         clean = pre["flux"].astype(np.float32)
         x, ivar_in = clean, pre["ivar"]
         ids = [str(i) for i in pre["id"]]
         if add_noise is not None:
-            from specdenoise.data.noise import draw_noisy, make_noise_model, noisy_ivar
-
             if not (add_noise > 0 and np.isfinite(add_noise)):
                 raise DataError(f"add_noise: sigma must be positive, got {add_noise}")
             ncfg = self.noise_cfg.model_copy(update={"sigma": float(add_noise)})
@@ -317,15 +303,14 @@ class Denoiser:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """De-noise preprocessed spectra ``x`` (n, n_pix); return ``(denoised, sigma, calibrated)``."""
-        from specdenoise.evaluation.uncertainty import has_posterior, posterior_predict
-
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.preprocess_cfg.n_pix:
             raise DataError(f"input: expected (n, {self.preprocess_cfg.n_pix}) preprocessed spectra, got {x.shape}")
         cal = self.calibration
-        if has_posterior(self.model) and (cal is None or cal.method == "vae-posterior"):
-            n_samples, seed = (cal.n_samples, cal.seed) if cal is not None else (50, 0)
-            pred, spread = posterior_predict(self.model, x, n_samples, seed)
+        if uses_posterior(self.model) and (cal is None or cal.method == "vae-posterior"):
+            pc = self.posterior_cfg
+            n_samples, seed = (cal.n_samples, cal.seed) if cal is not None else (pc.n_samples, pc.seed)
+            pred, spread = self.model.posterior(x, n_samples, seed)
             if cal is None:
                 return pred, spread, False
             return pred, spread * cal.scale[None, :].astype(np.float32), True
@@ -337,14 +322,14 @@ class Denoiser:
 
 # ---------------------------------------------------------------------- resolution helpers
 def _load_dir(path: Path) -> tuple[Any, dict | None, tuple[dict, str] | None]:
-    from specdenoise.models import load_model
-
-    model = load_model(path)
-    record = _read_json(path / RECORD)
+    """Model, ``preprocess.json`` and calibration of a saved model folder (``calibration.json``
+    inside it, or the DVC layout's ``calibration/<family>_<dim>.json`` beside ``models/``)."""
+    model = store.load_model(path)
+    record = store.read_json(path / store.PREPROCESS)
     cal = None
     for cand in (path / CALIBRATION, _dvc_calibration(path)):
         if cand is not None and cand.exists():
-            cal = (_read_json(cand), str(cand))
+            cal = (store.read_json(cand), str(cand))
             break
     return model, record, cal
 
@@ -352,106 +337,14 @@ def _load_dir(path: Path) -> tuple[Any, dict | None, tuple[dict, str] | None]:
 def _dvc_calibration(path: Path) -> Path | None:
     """``models/<key>/model`` -> ``calibration/<key>.json`` beside ``models/`` (the DVC layout)."""
     path = path.resolve()
-    if path.name != "model" or len(path.parents) < 3:
+    if path.name != store.MODEL or len(path.parents) < 3:
         return None
     return path.parents[2] / "calibration" / f"{path.parent.name}.json"
 
 
 def _local_provenance(path: Path) -> dict[str, Any]:
-    info: dict[str, Any] = {"model_name": path.resolve().parent.name if path.name == "model" else path.resolve().name}
-    metrics = _read_json(path.parent / "metrics.json") or {}
-    if metrics.get("run_id"):
-        info["run_id"] = metrics["run_id"]
+    info: dict[str, Any] = {"model_name": path.resolve().parent.name if path.name == store.MODEL else path.resolve().name}
+    run_id = (store.read_json(path.parent / store.METRICS) or {}).get("run_id")
+    if run_id:
+        info["run_id"] = run_id
     return info
-
-
-def _read_json(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
-
-
-def _load_mlflow(uri: str, params: Params, root: Path | None) -> tuple[Any, dict | None, tuple[dict, str] | None, dict[str, Any]]:
-    """Resolve ``models:/`` or ``runs:/`` to a run and load its ``specdenoise_model`` artifact."""
-    import logging as _logging
-
-    from specdenoise.tracking import tracking_uri
-
-    for name in ("mlflow", "alembic"):
-        _logging.getLogger(name).setLevel(_logging.WARNING)
-    store = tracking_uri(params.tracking, root)
-    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists():
-        raise DataError(f"model '{uri}': MLflow store {store} does not exist (set tracking.uri or run from the project folder)")
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri=store, registry_uri=store)
-    info: dict[str, Any] = {"tracking_uri": store}
-    try:
-        if uri.startswith("models:/"):
-            body = uri[len("models:/") :].strip("/")
-            if "@" in body:
-                name, alias = body.split("@", 1)
-                mv = client.get_model_version_by_alias(name, alias)
-            elif "/" in body:
-                name, version = body.rsplit("/", 1)
-                if not version.isdigit():
-                    raise DataError(f"model '{uri}': version must be a number, got '{version}'")
-                mv = client.get_model_version(name, version)
-            else:
-                raise DataError(f"model '{uri}': expected models:/<name>@<alias> or models:/<name>/<version>")
-            run_id = mv.run_id
-            info.update(model_name=name, model_version=int(mv.version))
-        else:
-            run_id = uri[len("runs:/") :].strip("/").split("/")[0]
-            if not run_id:
-                raise DataError(f"model '{uri}': expected runs:/<run_id>[/path]")
-        run = client.get_run(run_id)
-    except MlflowException as exc:
-        msg = str(getattr(exc, "message", exc)).splitlines()[0]
-        raise DataError(f"model '{uri}': {msg} (store {store})") from None
-    info["run_id"] = run_id
-    info["params_hash"] = run.data.tags.get("benchmark")
-    info.setdefault("model_name", run.data.tags.get("mlflow.runName"))
-    top = {a.path for a in client.list_artifacts(run_id)}
-    cal = None
-    with tempfile.TemporaryDirectory(prefix="specdenoise-model-") as tmp:
-        if MODEL_ARTIFACT in top:
-            import mlflow.artifacts
-
-            local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_ARTIFACT, dst_path=tmp, tracking_uri=store))
-            model, record, _ = _load_dir(local)
-        else:
-            legacy = _legacy_dir(run_id, root)
-            if legacy is None:
-                raise DataError(f"model '{uri}': run {run_id} has no '{MODEL_ARTIFACT}' artifact (trained before it was logged) "
-                                "and no models/*/metrics.json here names it; retrain or pass the model directory")  # fmt: skip
-            log.warning("run %s predates the %s artifact: loading the saved model %s that names it", run_id, MODEL_ARTIFACT, legacy)
-            model, record, cal = _load_dir(legacy)
-            info["model_dir"] = str(legacy)
-        if CALIBRATION in top:
-            import mlflow.artifacts
-
-            text = mlflow.artifacts.load_text(f"{run.info.artifact_uri.rstrip('/')}/{CALIBRATION}")
-            cal = (json.loads(text), f"runs:/{run_id}/{CALIBRATION}")
-    return model, record, cal, info
-
-
-def _legacy_dir(run_id: str, root: Path | None) -> Path | None:
-    base = (root or Path.cwd()) / "models"
-    for metrics in sorted(base.glob("*/metrics.json")):
-        try:
-            if json.loads(metrics.read_text()).get("run_id") == run_id and (metrics.parent / "model").is_dir():
-                return metrics.parent / "model"
-        except json.JSONDecodeError:
-            continue
-    return None
-
-
-def set_threads(n: int) -> None:
-    """Limit TensorFlow / BLAS threads of this process (Dask workers use 1 each)."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ[var] = str(n)

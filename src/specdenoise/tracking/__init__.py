@@ -1,27 +1,45 @@
-"""MLflow tracking and model registry, configured at run time (never at import time).
+"""MLflow tracking and model registry: the only part of specdenoise that imports MLflow.
+
+Configured at run time (never at import time):
 
 * Backend: ``sqlite:///<project>/mlflow.db`` (absolute, so runs launched from DVC
   experiments in temporary folders land in the same store), artifacts under
   ``<project>/mlartifacts``; ``tracking.uri`` or ``MLFLOW_TRACKING_URI`` override it.
 * One experiment per task (``tracking.experiment``); search trials are nested runs.
-* Registry: the VAE runs register versions of ``tracking.registered_model``; the version
-  with the lowest test loss gets the alias ``champion`` (aliases, not deprecated stages).
+* Registry: families whose class says ``registry_candidate`` register versions of
+  ``tracking.registered_model``; the version with the lowest test loss gets the alias
+  ``champion`` (aliases, not the deprecated stages).
+
+Sub-modules: :mod:`specdenoise.tracking.runs` (training, trial and stage runs),
+:mod:`specdenoise.tracking.registry` (``models:/`` and ``runs:/`` URIs to local model folders),
+:mod:`specdenoise.tracking.pyfunc_model` (the "models from code" entry of linear families).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import platform
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from specdenoise.config import TrackingConfig
+from specdenoise.config import Params, TrackingConfig
 
 CHAMPION = "champion"
+#: Loggers of MLflow's dependencies kept at WARNING.
+QUIET_LOGGERS = ("mlflow", "alembic", "urllib3")
+
+
+def is_model_uri(text: str) -> bool:
+    """True for ``models:/...`` and ``runs:/...`` (MLflow URIs), False for a path."""
+    return str(text).startswith(("models:/", "runs:/"))
 
 
 def tracking_uri(cfg: TrackingConfig, root: Path | None = None) -> str:
+    """The tracking (and registry) URI: ``tracking.uri``, ``MLFLOW_TRACKING_URI`` or the project's sqlite store."""
     if cfg.uri:
         return cfg.uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
@@ -30,14 +48,17 @@ def tracking_uri(cfg: TrackingConfig, root: Path | None = None) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+def quiet() -> None:
+    """Keep MLflow's and its dependencies' loggers at WARNING."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def setup(cfg: TrackingConfig, root: Path | None = None) -> str:
     """Point MLflow at the store and return the experiment id (created if missing)."""
-    import logging
-
     import mlflow
 
-    for name in ("mlflow", "alembic", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet()
     uri = tracking_uri(cfg, root)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(cfg.experiment)
@@ -51,8 +72,6 @@ def setup(cfg: TrackingConfig, root: Path | None = None) -> str:
 
 def environment() -> dict[str, Any]:
     """Versions and machine facts logged with every run."""
-    from importlib.metadata import PackageNotFoundError, version
-
     pkgs = {}
     for name in ("specdenoise", "numpy", "scikit-learn", "keras", "tensorflow", "jax", "mlflow", "dvc", "optuna"):
         try:
@@ -68,31 +87,20 @@ def environment() -> dict[str, Any]:
     }
 
 
-def benchmark_tag(params) -> str:
+def benchmark_tag(params: Params) -> str:
     """Id shared by every run of one benchmark (same parameters): filter the MLflow UI's
-    compare view with ``tags.benchmark = '<id>'`` to see PCA/Wiener/AE/VAE side by side."""
-    import hashlib
-    import json
-
+    compare view with ``tags.benchmark = '<id>'`` to see every family side by side."""
     dump = json.dumps(params.model_dump(by_alias=True), sort_keys=True, default=str)
     return hashlib.sha256(dump.encode()).hexdigest()[:12]
 
 
 def pip_requirements() -> list[str]:
     """Explicit requirements logged with every model (exact versions of this environment)."""
-    from importlib.metadata import version
-
     names = ["numpy", "keras", "tensorflow", "mlflow", "scikit-learn"]
     return [f"{n}=={version(n)}" for n in names]
 
 
-def log_json(obj: Any, name: str) -> None:
-    import mlflow
-
-    mlflow.log_text(json.dumps(obj, indent=2, sort_keys=True, default=str), name)
-
-
-def set_champion(cfg: TrackingConfig, metric: str = "test_loss", family: str = "vae") -> dict[str, Any] | None:
+def set_champion(cfg: TrackingConfig, registered_model: str | None = None, metric: str = "test_loss") -> dict[str, Any] | None:
     """Give the alias ``champion`` to the registered version with the lowest ``metric``.
 
     Only versions whose runs logged ``metric`` are compared. Returns the champion's version,
@@ -101,9 +109,10 @@ def set_champion(cfg: TrackingConfig, metric: str = "test_loss", family: str = "
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    name = registered_model or cfg.registered_model
     client = MlflowClient()
     try:
-        versions = client.search_model_versions(f"name='{cfg.registered_model}'")
+        versions = client.search_model_versions(f"name='{name}'")
     except MlflowException:
         return None
     best = None
@@ -111,13 +120,13 @@ def set_champion(cfg: TrackingConfig, metric: str = "test_loss", family: str = "
         if not v.run_id:
             continue
         run = client.get_run(v.run_id)
-        if run.data.tags.get("family") != family or metric not in run.data.metrics:
+        if run.data.tags.get("role") != "final" or metric not in run.data.metrics:
             continue
         value = run.data.metrics[metric]
         if best is None or value < best[0]:
             best = (value, v)
     if best is None:
         return None
-    value, version = best
-    client.set_registered_model_alias(cfg.registered_model, CHAMPION, version.version)
-    return {"model": cfg.registered_model, "version": int(version.version), "run_id": version.run_id, metric: value}
+    value, ver = best
+    client.set_registered_model_alias(name, CHAMPION, ver.version)
+    return {"model": name, "version": int(ver.version), "run_id": ver.run_id, metric: value}

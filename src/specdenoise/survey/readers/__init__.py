@@ -18,13 +18,13 @@ column, raises :class:`~specdenoise.errors.DataError` naming the file.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from specdenoise.errors import DataError
+from specdenoise.survey.readers.desi import read_desi_coadd
+from specdenoise.survey.readers.fits import open_fits
+from specdenoise.survey.readers.sdss import read_sdss_spec, read_sdss_spspec
 from specdenoise.survey.readers.spectrum import Spectrum, vac_to_air
 
 __all__ = ["Spectrum", "vac_to_air", "read_spectra", "detect_format", "open_fits", "FORMATS"]
@@ -32,72 +32,6 @@ __all__ = ["Spectrum", "vac_to_air", "read_spectra", "detect_format", "open_fits
 #: Formats :func:`read_spectra` recognises.
 FORMATS = ("sdss-spec", "sdss-spspec", "desi-coadd")
 _DESI_HDUS = {"B_FLUX", "R_FLUX", "Z_FLUX"}
-
-
-@contextlib.contextmanager
-def open_fits(path: str | Path) -> Iterator[Any]:
-    """Open a FITS file fully (every header and data unit read now) or raise :class:`DataError`.
-
-    A truncated file, a header that is not FITS or a data unit shorter than its header says
-    becomes a one-line ``DataError`` naming the file instead of an astropy warning followed by
-    garbage or a late exception.
-    """
-    from astropy.io import fits
-    from astropy.utils.exceptions import AstropyUserWarning
-
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a FITS file")
-    try:
-        gz = _check_gzip(path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", AstropyUserWarning)
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
-            try:
-                if gz:
-                    for hdu in hdul:
-                        _ = hdu.data  # force the read: truncation shows here
-                else:  # cheap: every data unit must end inside the file (no table parsing)
-                    size = path.stat().st_size
-                    for i, hdu in enumerate(hdul):
-                        info = hdu.fileinfo()
-                        if info and info["datLoc"] + info["datSpan"] > size:
-                            raise OSError(f"truncated: HDU {i} needs {info['datLoc'] + info['datSpan']} bytes, the file has {size}")
-            except BaseException:
-                hdul.close()
-                raise
-    except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, AstropyUserWarning) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: not a readable FITS file ({msg})") from None
-    try:
-        yield hdul
-    finally:
-        hdul.close()
-
-
-def _check_gzip(path: Path) -> bool:
-    """Decompress a gzip file to its end (streaming, no memory kept) so truncation is caught.
-
-    astropy silently drops the HDUs beyond the cut of a truncated ``.gz``; gzip itself raises
-    ``EOFError`` (truncated) or ``BadGzipFile`` / ``zlib.error`` (corrupt).
-    """
-    import gzip
-    import zlib
-
-    with open(path, "rb") as fh:
-        if fh.read(2) != b"\x1f\x8b":
-            return False
-    try:
-        with gzip.open(path, "rb") as gz:
-            while gz.read(1 << 24):
-                pass
-    except zlib.error as exc:
-        raise OSError(f"corrupt gzip stream: {exc}") from None
-    except EOFError:
-        raise OSError("truncated gzip file") from None
-    return True
 
 
 def detect_format(hdul: Any) -> str | None:
@@ -141,16 +75,10 @@ def read_spectra(path: str | Path) -> list[Spectrum]:
     with open_fits(path) as hdul:
         fmt = detect_format(hdul)
         if fmt == "sdss-spec":
-            from specdenoise.survey.readers.sdss import read_sdss_spec
-
             return read_sdss_spec(path, hdul)
         if fmt == "sdss-spspec":
-            from specdenoise.survey.readers.sdss import read_sdss_spspec
-
             return read_sdss_spspec(path, hdul)
         if fmt == "desi-coadd":
-            from specdenoise.survey.readers.desi import read_desi_coadd
-
             return read_desi_coadd(path)
         hdus = ", ".join(f"{i}:{h.name or '?'}" for i, h in enumerate(hdul))
         raise DataError(

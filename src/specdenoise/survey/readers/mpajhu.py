@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from specdenoise.errors import DataError
+from specdenoise.physics.relations import CLASSES, kewley01
+from specdenoise.survey.readers.fits import open_fits
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,6 @@ def find_catalogues(folder: str | Path) -> dict[str, Path]:
 
 def _read_table(path: Path, columns: tuple[str, ...] | None = None, optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Read HDU 1 of a FITS table: the requested columns (all if None) as native-endian arrays."""
-    from specdenoise.survey.readers import open_fits
-
     with open_fits(path) as hdul:
         if len(hdul) < 2 or not hasattr(hdul[1], "columns"):
             raise DataError(f"{path}: HDU 1 is not a binary table")
@@ -155,8 +155,6 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
         for the columns and units.
     """
     import pandas as pd
-
-    from specdenoise.sources.universe import CLASSES, kewley01
 
     files = files or find_catalogues(folder)
     info = _read_table(

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from specdenoise.errors import DataError
+from specdenoise.survey.readers.fits import open_fits
 from specdenoise.survey.readers.spectrum import Spectrum, vac_to_air
 
 #: SPPIXMASK bits that make a pixel unusable (idlspec2d ``sdssMaskbits.par``): fibre problems
@@ -107,8 +108,6 @@ def read_sdss_spec(path: str | Path, hdul: Any | None = None) -> list[Spectrum]:
     """
     path = Path(path)
     if hdul is None:
-        from specdenoise.survey.readers import open_fits
-
         with open_fits(path) as h:
             return read_sdss_spec(path, h)
     names = [h.name.upper() for h in hdul]
@@ -184,8 +183,6 @@ def read_sdss_spspec(path: str | Path, hdul: Any | None = None) -> list[Spectrum
     """
     path = Path(path)
     if hdul is None:
-        from specdenoise.survey.readers import open_fits
-
         with open_fits(path) as h:
             return read_sdss_spspec(path, h)
     hdr = hdul[0].header

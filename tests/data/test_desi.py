@@ -1,4 +1,4 @@
-"""DESI-like spectra: the coadd reader's arm merge, the noise model, dimming and the transform."""
+"""DESI-like spectra: the noise model, dimming and the transform."""
 
 from __future__ import annotations
 
@@ -9,17 +9,6 @@ from specdenoise.config import DesiConfig, PreprocessConfig
 from specdenoise.data.desi import DesiNoise, desi_like, dimming
 from specdenoise.io import save_npz
 from specdenoise.sources.observe import sdss_loglam
-from specdenoise.survey.readers.desi import merge_arms
-
-
-def test_merge_arms_inverse_variance():
-    w1, w2 = np.arange(10) * 0.8 + 100.0, np.arange(8, 15) * 0.8 + 100.0  # overlap at pixels 8, 9
-    f1, f2 = np.full((1, 10), 2.0), np.full((1, 7), 4.0)
-    i1, i2 = np.full((1, 10), 1.0), np.full((1, 7), 3.0)
-    w, f, iv = merge_arms([w1, w2], [f1, f2], [i1, i2])
-    assert len(w) == 15
-    assert f[0, 8] == pytest.approx((2 * 1 + 4 * 3) / 4) and iv[0, 8] == pytest.approx(4.0)
-    assert f[0, 0] == 2.0 and f[0, -1] == 4.0
 
 
 def test_dimming_matches_planck18():

@@ -7,7 +7,7 @@ import types
 
 import numpy as np
 import pytest
-from survey_fixtures import ppxf_sdss_file, write_spec_lite, write_spspec
+from survey.survey_fixtures import ppxf_sdss_file, write_spec_lite, write_spspec
 
 from specdenoise.errors import DataError
 from specdenoise.survey.readers import Spectrum, detect_format, open_fits, read_spectra, vac_to_air
@@ -187,12 +187,3 @@ def test_desi_coadd_dispatch(tmp_path, monkeypatch):
     assert read_spectra(p) == ["desi"] and calls == [p]
 
 
-def test_cli_read(tmp_path):
-    from typer.testing import CliRunner
-
-    from specdenoise.cli import app
-
-    res = CliRunner().invoke(app, ["data", "read", str(ppxf_sdss_file()), str(ppxf_sdss_file("NGC3073_SDSS_DR18.fits"))])
-    assert res.exit_code == 0, res.output
-    lines = res.stdout.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("sdss-2488-54149-0001\tspec\tz=0.00402")

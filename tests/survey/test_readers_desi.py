@@ -1,4 +1,4 @@
-"""The DESI coadd reader and noise shape on the two real coadds shipped in the fastspecfit wheel."""
+"""The DESI coadd reader (arm merge; the two real coadds shipped in the fastspecfit wheel) and their noise shape."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from specdenoise.config import DesiConfig
+from specdenoise.survey.readers.desi import merge_arms
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +56,13 @@ def test_noise_shape_from_real_coadds(coadds):
     blue, red = (sh["wave"] < 4000), (sh["wave"] > 6000) & (sh["wave"] < 7000)
     assert np.median(sh["shape"][blue]) > np.median(sh["shape"][red])
     assert sh["sigma_median"][1] < sh["sigma_median"][0]  # the 'special dark' coadd is deeper
+
+
+def test_merge_arms_inverse_variance():
+    w1, w2 = np.arange(10) * 0.8 + 100.0, np.arange(8, 15) * 0.8 + 100.0  # overlap at pixels 8, 9
+    f1, f2 = np.full((1, 10), 2.0), np.full((1, 7), 4.0)
+    i1, i2 = np.full((1, 10), 1.0), np.full((1, 7), 3.0)
+    w, f, iv = merge_arms([w1, w2], [f1, f2], [i1, i2])
+    assert len(w) == 15
+    assert f[0, 8] == pytest.approx((2 * 1 + 4 * 3) / 4) and iv[0, 8] == pytest.approx(4.0)
+    assert f[0, 0] == 2.0 and f[0, -1] == 4.0

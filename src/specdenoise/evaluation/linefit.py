@@ -1,0 +1,212 @@
+"""Fast, vectorised emission-line fitting on the common rest-frame grid (paper section 4.3).
+
+:func:`make_fast_fitter` builds one design matrix for a whole batch: an E-MILES template
+continuum fitted jointly with pixel-integrated Gaussian lines of fixed width (``lines.sigma_kms``
+with the SDSS instrumental 65 km/s in quadrature; the 825-bin grid is ~276 km/s per bin, so
+integration over each bin matters). Without templates, :func:`fit_lines` fits windows of nearby
+lines with a straight-line continuum and, under Balmer lines, a broad Gaussian absorption
+trough, by batched weighted least squares. A line counts as fitted when its flux is finite and
+positive. :func:`crb_flux_error` is the Cramer-Rao bound of a single line's flux.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import erf
+
+from specdenoise.physics.constants import C_KMS, SIGMA_INST_KMS
+from specdenoise.physics.grids import LINES
+from specdenoise.physics.templates import continuum_basis
+
+#: Lines of the paper's Table 6 (plus H-beta and [OII], needed later for O3N2 / reported).
+TABLE6_LINES = ("Halpha", "Hdelta", "OIII_4363", "SII_6716", "OIII_5007", "NII_6583")
+FIT_LINES = (
+    "OII_3726", "OII_3729", "Hdelta", "Hgamma", "OIII_4363", "Hbeta", "OIII_4959", "OIII_5007",
+    "NII_6548", "Halpha", "NII_6583", "SII_6716", "SII_6731",
+)  # fmt: skip
+BALMER = {"Hdelta", "Hgamma", "Hbeta", "Halpha"}
+
+
+@dataclass(frozen=True)
+class Window:
+    lo: int
+    hi: int
+    lines: tuple[str, ...]
+    design: np.ndarray  # (n_pix_window, n_basis): continuum (2), emission lines, absorption troughs
+
+
+def _gauss_bins(edges: np.ndarray, centre: float, sigma: float) -> np.ndarray:
+    """Fraction of a unit-flux Gaussian in each bin, divided by the bin width (flux density)."""
+    s = np.sqrt(2.0) * sigma
+    frac = 0.5 * (erf((edges[1:] - centre) / s) - erf((edges[:-1] - centre) / s))
+    return frac / np.diff(edges)
+
+
+def build_windows(edges: np.ndarray, sigma_kms: float = 100.0, half_width: float = 45.0, absorption_sigma: float = 15.0, absorption: bool = True) -> list[Window]:
+    """Group the fitted lines into windows on a rest-frame grid with bin ``edges`` (A).
+
+    With ``absorption`` each Balmer line gets a broad Gaussian absorption trough (used when no
+    template continuum has been subtracted)."""
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    waves = sorted((LINES[n][0], n) for n in FIT_LINES)
+    groups: list[list[tuple[float, str]]] = []
+    for w, n in waves:
+        if groups and w - groups[-1][-1][0] < 30.0:
+            groups[-1].append((w, n))
+        else:
+            groups.append([(w, n)])
+    sig_tot = np.hypot(sigma_kms, SIGMA_INST_KMS)
+    windows = []
+    for g in groups:
+        lo_w, hi_w = g[0][0] - half_width, g[-1][0] + half_width
+        lo = int(np.searchsorted(centres, lo_w))
+        hi = int(np.searchsorted(centres, hi_w))
+        lo, hi = max(lo, 0), min(hi, len(centres))
+        if hi - lo < 6:
+            continue
+        e = edges[lo : hi + 1]
+        x = centres[lo:hi]
+        mid = 0.5 * (x[0] + x[-1])
+        cols = [np.ones_like(x), (x - mid) / (x[-1] - x[0])]
+        names = []
+        for w, n in g:
+            cols.append(_gauss_bins(e, w, w * sig_tot / C_KMS))
+            names.append(n)
+        for w, n in g:
+            if absorption and n in BALMER:
+                cols.append(-_gauss_bins(e, w, absorption_sigma))
+        windows.append(Window(lo, hi, tuple(names), np.stack(cols, axis=1)))
+    return windows
+
+
+def continuum_design(basis: np.ndarray, mult_deg: int = 3, add_deg: int = 2) -> np.ndarray:
+    """Columns for a linear continuum: each template times Legendre orders 0..``mult_deg``
+    (a smooth multiplicative distortion: dust, calibration) plus additive orders 0..``add_deg``.
+    ``basis`` is (k, n_pix); returns (n_pix, k (mult_deg + 1) + add_deg + 1)."""
+    from numpy.polynomial import legendre
+
+    n_pix = basis.shape[1]
+    x = np.linspace(-1, 1, n_pix)
+    polys = [legendre.legval(x, np.eye(max(mult_deg, add_deg) + 1)[d]) for d in range(max(mult_deg, add_deg) + 1)]
+    cols = [b * polys[d] for b in basis for d in range(mult_deg + 1)]
+    cols += [polys[d] for d in range(add_deg + 1)]
+    return np.stack(cols, axis=1)
+
+
+def fit_lines(
+    flux: np.ndarray,
+    ivar: np.ndarray | None,
+    edges: np.ndarray,
+    windows: list[Window] | None = None,
+    sigma_kms: float = 100.0,
+) -> dict[str, np.ndarray]:
+    """Fit emission-line fluxes of many spectra on a common rest-frame grid.
+
+    Parameters
+    ----------
+    flux : ndarray, shape (n, n_pix)
+        Spectra (any flux-density units, e.g. normalised).
+    ivar : ndarray, shape (n, n_pix), optional
+        Inverse variances (0 = masked). ``None``: uniform weights.
+    edges : ndarray, shape (n_pix + 1,)
+        Rest-frame bin edges in A.
+
+    Returns
+    -------
+    dict
+        For each line name: ``flux`` (n,) integrated flux in flux-density units x A, ``err``
+        (n,) its 1-sigma error from the fit (residual-scaled), ``ok`` (n,) bool.
+    """
+    if windows is None:
+        windows = build_windows(edges, sigma_kms)
+    flux = np.asarray(flux, dtype=np.float64)
+    w_all = np.ones_like(flux) if ivar is None else np.asarray(ivar, dtype=np.float64)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for win in windows:
+        y = flux[:, win.lo : win.hi]
+        wt = w_all[:, win.lo : win.hi]
+        a = win.design
+        # batched weighted normal equations: (A^T W A) c = A^T W y
+        ata = np.einsum("pk,np,pl->nkl", a, wt, a)
+        aty = np.einsum("pk,np->nk", a, wt * y)
+        k = a.shape[1]
+        ridge = 1e-12 * np.trace(ata, axis1=1, axis2=2)[:, None, None] * np.eye(k)
+        try:
+            cov = np.linalg.inv(ata + ridge)
+        except np.linalg.LinAlgError:
+            cov = np.linalg.pinv(ata + ridge)
+        coef = np.einsum("nkl,nl->nk", cov, aty)
+        resid = y - coef @ a.T
+        dof = np.maximum((wt > 0).sum(1) - k, 1)
+        chi2 = np.sum(wt * resid**2, axis=1) / dof
+        scale = chi2 if ivar is None else np.maximum(chi2, 1.0)
+        for j, name in enumerate(win.lines):
+            f = coef[:, 2 + j]
+            e = np.sqrt(np.clip(cov[:, 2 + j, 2 + j] * scale, 0.0, None))
+            good_pix = (wt > 0).sum(1) > k
+            ok = np.isfinite(f) & np.isfinite(e) & (f > 0) & good_pix
+            out[name] = {"flux": f, "err": e, "ok": ok}
+    return {name: out[name] for name in FIT_LINES if name in out}
+
+
+def crb_flux_error(sigma_pix: np.ndarray | float, edges: np.ndarray, line: str, sigma_kms: float = 100.0) -> np.ndarray:
+    """Cramer-Rao bound on a line's flux with known profile and continuum, per spectrum.
+
+    For white noise of per-bin sigma (flux-density units) the Fisher information of the flux
+    ``F`` in ``f_k = F p_k`` is ``sum_k p_k^2 / sigma^2`` (``p_k`` the pixel-integrated profile
+    per unit wavelength), so ``sigma_F = sigma / sqrt(sum p_k^2)``.
+    """
+    w = LINES[line][0]
+    p = _gauss_bins(edges, w, w * np.hypot(sigma_kms, SIGMA_INST_KMS) / C_KMS)
+    return np.asarray(sigma_pix, dtype=float) / np.sqrt(np.sum(p**2))
+
+
+def make_fast_fitter(templates_path, edges: np.ndarray, sigma_kms: float = 60.0, n_components: int = 12):
+    """The fast fitter as a function ``flux (n, n_pix) -> {line: {"flux", "err", "ok"}}``.
+
+    With templates: one global linear least-squares fit per spectrum of the continuum (E-MILES
+    principal components times Legendre polynomials, see :func:`continuum_design`) *jointly*
+    with a pixel-integrated Gaussian of fixed width for every modelled emission line. Fitting
+    jointly, rather than masking the lines, lets the broad Balmer absorption wings constrain the
+    stellar absorption under the narrow emission. Every spectrum shares the design matrix, so a
+    batch is one matrix product with its pseudo-inverse (~500,000 spectra/s here).
+    Without templates (``templates_path=None``): windowed fits with local continua and Balmer
+    absorption troughs (:func:`fit_lines`).
+    """
+    if templates_path is None:
+        windows = build_windows(edges, sigma_kms, absorption=True)
+        return lambda flux: fit_lines(flux, None, edges, windows)
+    cont = continuum_design(continuum_basis(templates_path, edges, n_components))
+    names = list(LINES)
+    sig = np.hypot(sigma_kms, SIGMA_INST_KMS) / C_KMS
+    gauss = np.stack([_gauss_bins(edges, LINES[n][0], LINES[n][0] * sig) for n in names], axis=1)
+    design = np.concatenate([cont, gauss], axis=1)
+    pinv = np.linalg.pinv(design)
+    diag = np.einsum("ij,ij->i", pinv, pinv)  # diag((A^T A)^-1) for uniform weights
+    n_cont, dof = cont.shape[1], max(design.shape[0] - design.shape[1], 1)
+
+    def fit(flux: np.ndarray, sigma: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """Fit ``flux`` (n, n_pix). Errors come from the residuals, or, given ``sigma``
+        ((n, n_pix) or (n_pix,), same units as ``flux``), from propagating it through the fit."""
+        flux = np.asarray(flux, dtype=np.float64)
+        finite = np.all(np.isfinite(flux), axis=1)
+        x = np.where(finite[:, None], flux, 0.0)
+        coef = x @ pinv.T
+        if sigma is None:
+            resid_var = np.sum((x - coef @ design.T) ** 2, axis=1) / dof
+        else:
+            var = np.broadcast_to(np.asarray(sigma, dtype=np.float64) ** 2, x.shape)
+        out = {}
+        for j, name in enumerate(names):
+            if name not in FIT_LINES:
+                continue
+            f = coef[:, n_cont + j]
+            e = np.sqrt(resid_var * diag[n_cont + j]) if sigma is None else np.sqrt(var @ pinv[n_cont + j] ** 2)
+            out[name] = {"flux": f, "err": e, "ok": finite & np.isfinite(f) & (f > 0)}
+        return out
+
+    return fit
+
+

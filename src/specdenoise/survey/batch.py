@@ -1,0 +1,266 @@
+"""Batch de-noising of survey files (``specdenoise denoise``): files in, one FITS per spectrum out.
+
+Files are processed in batches on a Dask cluster: a local one (``workers`` single-threaded
+processes bound to 127.0.0.1) by default, an existing one given by ``scheduler`` (its workers
+need this package and access to the model), or in this process with ``workers=0``.
+
+Robustness: a file that cannot be read or de-noised is listed in the summary and skipped; the
+batch goes on. Every output is written atomically (:mod:`specdenoise.survey.fits_out`) and
+``<stem>.done.json`` is written last for each input, so a rerun with the same options skips
+finished inputs (resume).
+
+Output layout (``out_dir``): ``<stem>.<spectrum id>.fits`` per spectrum, ``<stem>.done.json``
+per input, ``summary.json`` for the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from specdenoise.config import parse_params
+from specdenoise.errors import ConfigError, DataError, SpecdenoiseError
+from specdenoise.io import save_json
+from specdenoise.survey.denoiser import Denoiser
+from specdenoise.survey.fits_out import write_fits
+from specdenoise.survey.readers import read_spectra
+from specdenoise.tracking import is_model_uri
+
+log = logging.getLogger("specdenoise.denoise")
+
+_DENOISERS: dict[str, Any] = {}  # per-process cache of loaded de-noisers (filled lazily)
+SUMMARY = "summary.json"
+#: Thread-count variables set to 1 in every local Dask worker.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def file_stem(path: Path) -> str:
+    """``spec-0266-51602-0001.fits(.gz)`` -> ``spec-0266-51602-0001``."""
+    name = path.name
+    for ext in (".fits.gz", ".fit.gz", ".fits", ".fit", ".fz"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return path.stem
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_+." else "_" for c in text)
+
+
+def done_path(out_dir: Path, path: Path) -> Path:
+    return out_dir / f"{file_stem(path)}.done.json"
+
+
+def is_done(out_dir: Path, path: Path, options: dict[str, Any]) -> bool:
+    """True when ``path`` was finished by an earlier run with the same options."""
+    marker = done_path(out_dir, path)
+    if not marker.exists():
+        return False
+    try:
+        rec = json.loads(marker.read_text())
+    except json.JSONDecodeError:
+        return False
+    return rec.get("options") == options and all((out_dir / o).exists() for o in rec.get("outputs", []))
+
+
+# ----------------------------------------------------------------------------- worker side
+def get_denoiser(model: str, params: dict[str, Any], calibration: str | None, root: str) -> Any:
+    key = json.dumps([model, params, calibration, root], sort_keys=True, default=str)
+    if key not in _DENOISERS:
+        _DENOISERS[key] = Denoiser.load(model, parse_params(params), calibration, Path(root))
+    return _DENOISERS[key]
+
+
+def warm(model: str, params: dict[str, Any], calibration: str | None, root: str) -> int:
+    """Load the de-noiser in this process (a Dask worker) ahead of timing; returns its pixel count."""
+    return int(get_denoiser(model, params, calibration, root).preprocess_cfg.n_pix)
+
+
+def process_batch(files: list[str], out_dir: str, model: str, params: dict[str, Any], calibration: str | None, root: str, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Read, de-noise and write every spectrum of ``files``; one status record per file.
+
+    Never raises for a bad input: the file's record says ``status: "bad"`` and why.
+    """
+    den = get_denoiser(model, params, calibration, root)
+    out = Path(out_dir)
+    records: list[dict[str, Any]] = []
+    prepared: list[tuple[int, Any, dict[str, Any]]] = []  # (file index, Spectrum, prepared)
+    t0 = time.perf_counter()
+    for path_s in files:
+        path = Path(path_s)
+        rec: dict[str, Any] = {"input": str(path), "status": "ok", "outputs": [], "spectra": []}
+        records.append(rec)
+        try:
+            spectra = read_spectra(path)
+            if not spectra:
+                raise SpecdenoiseError(f"{path}: no spectra in file")
+            for s in spectra:
+                pre = den.prepare(s.wave, s.flux, s.ivar, s.z, [s.id], source=f"{path} ({s.id})")
+                frac = float(pre["mask"].mean())
+                if frac > options["max_masked"]:
+                    raise SpecdenoiseError(f"{path} ({s.id}): {100 * frac:.0f}% of the rest-frame grid is uncovered "
+                                           f"(z={s.z:.4f}; limit --max-masked {options['max_masked']})")  # fmt: skip
+                prepared.append((len(records) - 1, s, pre))
+        except SpecdenoiseError as exc:
+            rec.update(status="bad", error=str(exc))
+        except Exception as exc:  # never stop the batch on one file
+            rec.update(status="bad", error=f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    good = [p for p in prepared if records[p[0]]["status"] == "ok"]
+    if good:
+        batch = {k: np.concatenate([p[2][k] for p in good]) for k in ("flux", "ivar", "norm", "coverage", "z", "mask", "id")}
+        try:
+            res = den.finish(batch, options["add_noise"], options["seed"])
+        except Exception as exc:
+            for i, _, _ in good:
+                records[i].update(status="bad", error=f"{records[i]['input']}: de-noising failed ({type(exc).__name__}: {exc})")
+            good, res = [], None
+        for j, (i, spec, _) in enumerate(good):
+            rec = records[i]
+            if rec["status"] != "ok":
+                continue
+            try:
+                name = f"{file_stem(Path(rec['input']))}.{_safe(spec.id)}.fits"
+                write_fits(out / name, den, res, j, spec, rec["input"], options)
+                rec["outputs"].append(name)
+                rec["spectra"].append({"id": spec.id, "z": spec.z, "masked_fraction": float(res.mask[j].mean()),
+                                       "uncovered": uncovered_ranges(res.wave, res.mask[j])})  # fmt: skip
+            except Exception as exc:
+                rec.update(status="bad", error=f"{rec['input']}: cannot write output ({type(exc).__name__}: {exc})")
+    dt = time.perf_counter() - t0
+    for rec in records:
+        rec["seconds"] = dt / max(len(records), 1)
+        if rec["status"] == "ok":
+            save_json(done_path(out, Path(rec["input"])), {"options": options, "outputs": rec["outputs"], "spectra": rec["spectra"]})
+    return records
+
+
+def uncovered_ranges(wave: Any, mask: Any) -> list[list[float]]:
+    """Contiguous masked wavelength ranges ``[[lo, hi], ...]`` (A) of one spectrum."""
+    m = np.asarray(mask, bool)
+    out, i = [], 0
+    while i < len(m):
+        if m[i]:
+            j = i
+            while j + 1 < len(m) and m[j + 1]:
+                j += 1
+            out.append([round(float(wave[i]), 1), round(float(wave[j]), 1)])
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+def run_batch(inputs: list[Path], out_dir: Path, model: str, params: Any, calibration: Path | None = None, add_noise: float | None = None,
+              seed: int = 0, workers: int = 2, scheduler: str | None = None, batch_size: int = 8, max_masked: float = 0.5,
+              root: Path | None = None, check_model: bool = True) -> dict[str, Any]:  # fmt: skip
+    """De-noise ``inputs`` into ``out_dir``; return the summary (also written to ``summary.json``).
+
+    Parameters
+    ----------
+    workers : int
+        Local Dask workers (one thread each); 0 runs in this process. Ignored with ``scheduler``.
+    check_model : bool
+        Load the model here first, so a bad URI fails at once with one line.
+    """
+    if batch_size <= 0:
+        raise ConfigError(f"--batch-size: must be positive, got {batch_size}")
+    if workers < 0:
+        raise ConfigError(f"--workers: must be >= 0, got {workers}")
+    if not 0.0 <= max_masked <= 1.0:
+        raise ConfigError(f"--max-masked: must be within [0, 1], got {max_masked}")
+    if add_noise is not None and not add_noise > 0:
+        raise ConfigError(f"--add-noise: sigma must be positive, got {add_noise}")
+    root_s = str((root or Path.cwd()).resolve())
+    pdict = params.model_dump(by_alias=True)
+    cal_s = str(Path(calibration).resolve()) if calibration else None
+    model_s = model if is_model_uri(model) else str(Path(model).resolve())
+    if check_model:
+        den = get_denoiser(model_s, pdict, cal_s, root_s)
+        log.info("model %s: %s %s-D, run %s, sigma %s", model, den.provenance.get("family"), den.provenance.get("latent_dim"),
+                 den.provenance.get("run_id"), "calibrated" if den.calibration is not None else "uncalibrated")  # fmt: skip
+    options = {"model": model, "add_noise": add_noise, "seed": seed, "max_masked": max_masked, "calibration": cal_s}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    todo: list[str] = []
+    seen: dict[str, Path] = {}
+    for p in inputs:
+        stem = file_stem(p)
+        if stem in seen:
+            records.append({"input": str(p), "status": "bad", "error": f"{p}: same name as {seen[stem]} (outputs would collide)", "outputs": []})
+            continue
+        seen[stem] = p
+        if is_done(out_dir, p, options):
+            records.append({"input": str(p), "status": "skipped", "outputs": json.loads(done_path(out_dir, p).read_text())["outputs"]})
+        else:
+            todo.append(str(p.resolve()) if p.exists() else str(p))
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    t0 = time.perf_counter()
+    args = (str(out_dir.resolve()), model_s, pdict, cal_s, root_s, options)
+    n_workers = 0
+    if batches and (scheduler or workers > 0):
+        recs, n_workers = _run_dask(batches, args, scheduler, workers)
+        records += recs
+    else:
+        for b in batches:
+            records += process_batch(b, *args)
+    dt = time.perf_counter() - t0
+    n_spec = sum(len(r.get("spectra", [])) for r in records if r["status"] == "ok")
+    summary = {
+        "model": model, "out": str(out_dir), "options": options, "scheduler": scheduler or ("local" if n_workers else "in-process"),
+        "workers": n_workers, "n_inputs": len(inputs), "n_ok": sum(r["status"] == "ok" for r in records),
+        "n_skipped": sum(r["status"] == "skipped" for r in records), "n_bad": sum(r["status"] == "bad" for r in records),
+        "n_spectra": n_spec, "seconds": dt, "spectra_per_s": n_spec / dt if dt > 0 and n_spec else 0.0,
+        "bad": [{"input": r["input"], "error": r["error"]} for r in records if r["status"] == "bad"],
+        "files": records,
+    }  # fmt: skip
+    save_json(out_dir / SUMMARY, summary)
+    return summary
+
+
+def local_cluster(workers: int) -> Any:
+    """A local Dask cluster of ``workers`` single-threaded processes on 127.0.0.1."""
+    from distributed import LocalCluster
+
+    env = {v: "1" for v in THREAD_VARS}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if logging.getLogger("specdenoise").getEffectiveLevel() > logging.DEBUG:
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.http.proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                        scheduler_port=0, silence_logs=logging.WARNING, env=env)  # fmt: skip
+
+
+def _run_dask(batches: list[list[str]], args: tuple, scheduler: str | None, workers: int) -> tuple[list[dict[str, Any]], int]:
+    from distributed import Client, as_completed
+
+    cluster = None
+    try:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise DataError(f"--scheduler {scheduler}: cannot connect ({type(exc).__name__}: {exc})") from None
+        else:
+            cluster = local_cluster(workers)
+            client = Client(cluster)
+        with client:
+            n_workers = len(client.scheduler_info().get("workers", {}))
+            futures = {client.submit(process_batch, b, *args, pure=False): b for b in batches}
+            out: list[dict[str, Any]] = []
+            for fut in as_completed(futures):
+                try:
+                    out += fut.result()
+                except Exception as exc:  # a worker died: report its files, keep the rest
+                    msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    out += [{"input": f, "status": "bad", "error": f"{f}: worker failed ({msg})", "outputs": []} for f in futures[fut]]
+            return out, n_workers
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
