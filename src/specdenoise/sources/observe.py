@@ -30,8 +30,10 @@ from specdenoise.data.artefacts import Observed
 from specdenoise.io import load_table
 from specdenoise.physics.constants import C_KMS, FLUX_UNIT, SIGMA_INST_KMS
 from specdenoise.physics.grids import L_SUN, LINE_NAMES, LINE_WAVES, load_stellar_basis
+from specdenoise.physics.nebular import line_index
 from specdenoise.physics.relations import calzetti, cardelli, luminosity_distance_cm
-from specdenoise.sources.universe import line_index, metallicity_weights, sfh_mass_weights, sky_noise_shape
+from specdenoise.physics.sky import sky_noise_shape
+from specdenoise.physics.stellar import metallicity_weights, sfh_mass_weights
 
 SDSS_WAVE_MIN = 3800.0
 SDSS_WAVE_MAX = 9200.0
