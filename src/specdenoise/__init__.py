@@ -5,7 +5,7 @@ autoencoders". Importing the package is cheap: heavy dependencies (TensorFlow, M
 great-expectations, bagpipes grids) load only inside the functions that need them.
 """
 
-__version__ = "0.1.0"
+from specdenoise.version import __version__
 
 __all__ = ["__version__", "Denoiser"]
 

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from specdenoise.errors import DataError
 
@@ -79,9 +82,6 @@ def save_table_chunks(path: str | Path, chunks: Any, metadata: dict[str, str] | 
     ``metadata`` (str -> str) is added to the file's schema metadata (provenance). Returns
     ``{"rows": n}``. Every chunk must have the same columns and dtypes.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path = Path(path)
     rows = 0
     with atomic_path(path, suffix=".parquet") as tmp:
@@ -107,8 +107,6 @@ def save_table_chunks(path: str | Path, chunks: Any, metadata: dict[str, str] | 
 
 def load_table(path: str | Path, required: tuple[str, ...] = ()) -> Any:
     """Read a Parquet table written by :func:`save_table`; check ``required`` columns."""
-    import pandas as pd
-
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")

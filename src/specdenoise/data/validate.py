@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from specdenoise.config import Params
 from specdenoise.data.artefacts import SAMPLE_COLUMNS, Spectra, load_noisy
@@ -33,8 +34,6 @@ from specdenoise.physics.relations import CLASSES
 
 
 def _tables(params: Params, spectra: dict, noisy: dict, sample, report: dict) -> dict[str, Any]:
-    import pandas as pd
-
     flux = np.asarray(spectra["flux"], dtype=float)
     ivar = np.asarray(spectra["ivar"], dtype=float)
     wave = np.asarray(spectra["wave"], dtype=float)

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from specdenoise import __version__
 from specdenoise.config import Params
 from specdenoise.data.preprocess import preprocess, rest_grid
 from specdenoise.evaluation.linefit import make_fast_fitter
@@ -35,6 +34,7 @@ from specdenoise.sources.observe import observe_noise, sdss_loglam, synthesise_t
 from specdenoise.sources.universe import iter_catalogue
 from specdenoise.survey import batch
 from specdenoise.tracking import is_model_uri
+from specdenoise.version import __version__
 
 log = logging.getLogger("specdenoise.bench")
 

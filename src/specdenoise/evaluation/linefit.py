@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.polynomial import legendre
 from scipy.special import erf
 
 from specdenoise.physics.constants import C_KMS, SIGMA_INST_KMS
@@ -85,8 +86,6 @@ def continuum_design(basis: np.ndarray, mult_deg: int = 3, add_deg: int = 2) -> 
     """Columns for a linear continuum: each template times Legendre orders 0..``mult_deg``
     (a smooth multiplicative distortion: dust, calibration) plus additive orders 0..``add_deg``.
     ``basis`` is (k, n_pix); returns (n_pix, k (mult_deg + 1) + add_deg + 1)."""
-    from numpy.polynomial import legendre
-
     n_pix = basis.shape[1]
     x = np.linspace(-1, 1, n_pix)
     polys = [legendre.legval(x, np.eye(max(mult_deg, add_deg) + 1)[d]) for d in range(max(mult_deg, add_deg) + 1)]

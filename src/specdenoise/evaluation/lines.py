@@ -155,8 +155,6 @@ def fitter_agreement(fast, ppxf_fitter, observed, truth, norm, true_flux) -> dic
     """Fast fitter vs pPXF on the same spectra: median and scatter of log10(fast / pPXF), both
     on the observed spectra and on their noise-free truth, each fitter's median and scatter
     against the true fluxes (lines above 3e-17), and each fitter's throughput."""
-    import time
-
     out: dict = {"n_spectra": int(len(observed))}
     for name, spec in (("observed", observed), ("truth_spectrum", truth)):
         t0 = time.perf_counter()

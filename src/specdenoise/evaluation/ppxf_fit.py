@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from specdenoise.physics.constants import C_KMS
 from specdenoise.physics.grids import LINES
@@ -109,7 +110,6 @@ class PpxfFitter:
 
     def __call__(self, flux: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
         from joblib import Parallel, delayed
-        from tqdm.auto import tqdm
 
         flux = np.asarray(flux, dtype=float)
         rows = tqdm(flux, desc="pPXF", unit="spec", disable=not self.progress, leave=False)

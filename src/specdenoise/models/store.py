@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specdenoise import __version__
 from specdenoise.errors import DataError
 from specdenoise.models.base import DenoisingModel, load_model
 from specdenoise.tracking import benchmark_tag
+from specdenoise.version import __version__
 
 MODEL = "model"
 RECORD = "record.json"

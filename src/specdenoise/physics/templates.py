@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
+from scipy.ndimage import gaussian_filter1d
 
 from specdenoise.data.preprocess import resample
 from specdenoise.errors import DataError
@@ -41,8 +43,6 @@ def build_emiles(out: Path, wave_min: float = 3000.0, wave_max: float = 9500.0) 
 
     Returns the provenance record (also written to ``out`` with suffix ``.json``).
     """
-    from astropy.io import fits
-
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", EMILES_SDIST, "-d", tmp, "-q"]
@@ -105,8 +105,6 @@ def continuum_basis(path: Path, edges: np.ndarray, n_components: int = 8, sigmas
     ``n_components`` principal components (plus the mean) of all of them span the continuum
     shapes, line depths at different dispersions included. Returns (n_components + 1, n_pix).
     """
-    from scipy.ndimage import gaussian_filter1d
-
     t = load_templates(path)
     lam = t["lam"]
     flat = t["templates"].reshape(len(lam), -1).T  # (n_ssp, n_lam)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import erf
+from tqdm.auto import tqdm
 
 from specdenoise.config import UniverseConfig
 from specdenoise.data.artefacts import Observed
@@ -212,8 +213,6 @@ def observe(cat, cfg: UniverseConfig, chunk_size: int | None = None, progress: b
     Returns a dict with ``loglam`` (n_pix,), ``truth``, ``flux``, ``ivar`` (n, n_pix) float32,
     ``id`` (n,) and ``z`` (n,).
     """
-    from tqdm.auto import tqdm
-
     loglam = sdss_loglam()
     n = len(cat)
     chunk = chunk_size or cfg.chunk_size

@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from specdenoise import __version__
 from specdenoise.config import UniverseConfig
 from specdenoise.io import save_table_chunks
 from specdenoise.physics.constants import C_KMS, FLUX_UNIT, SIGMA_INST_KMS, SOLAR_OH
@@ -79,6 +78,7 @@ from specdenoise.physics.relations import (
 )
 from specdenoise.physics.sky import sky_noise_shape
 from specdenoise.physics.stellar import LICK_INDICES, basis_tables, lick_ew, metallicity_weights, sfh_mass_weights
+from specdenoise.version import __version__
 
 CATALOGUE_LINES = (
     "Halpha", "Hbeta", "Hdelta", "OII_3726", "OII_3729", "OIII_4363", "OIII_5007", "NII_6583",

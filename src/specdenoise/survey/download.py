@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import requests
 
 from specdenoise.errors import DataError
 
@@ -162,7 +164,6 @@ def _fetch_once(session: Any, t: Target, timeout: float, res: Result) -> None:
         part.unlink()
         offset = 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
-    import requests
 
     try:
         with session.get(t.url, headers=headers, stream=True, timeout=timeout) as resp:
@@ -239,8 +240,6 @@ def fetch(
     -------
     Result
     """
-    import requests
-
     res = Result(url=t.url, dest=str(t.dest), status="failed")
     if t.dest.exists() and (t.size is None or t.dest.stat().st_size == t.size):
         try:
@@ -285,8 +284,6 @@ def download_many(
     progress: Callable[[Result], None] | None = None,
 ) -> Summary:
     """Fetch many files with at most ``workers`` at a time; every outcome goes in the summary."""
-    import requests
-
     targets = list(targets)
     dests = [t.dest for t in targets]
     if len(set(dests)) != len(dests):
@@ -324,8 +321,6 @@ def read_targets(path: str | Path) -> Any:
     ``size``, ``sha256``, ``md5``. Returns a DataFrame with ``plate``, ``mjd``, ``fiber`` (int)
     and the optional columns that exist.
     """
-    import pandas as pd
-
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: target list not found")
@@ -355,8 +350,6 @@ def _opt(row: Any, key: str) -> Any:
     if v is None:
         return None
     try:
-        import pandas as pd
-
         if pd.isna(v):
             return None
     except (TypeError, ValueError):

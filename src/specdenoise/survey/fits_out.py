@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from specdenoise import __version__
 from specdenoise.io import atomic_path
+from specdenoise.version import __version__
 
 
 def write_fits(path: Path, den: Any, res: Any, j: int, spec: Any, source: str, options: dict[str, Any]) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from specdenoise.config import Params
 from specdenoise.data.artefacts import DesiSet, NoisySet, Spectra, load_noisy
@@ -156,7 +157,6 @@ def _history_figure(history: dict[str, list[float]], title: str) -> Any:
 def _epoch_bar(desc: str, total: int) -> Any:
     """A tqdm bar over epochs (stderr) showing the losses; closes when training stops early."""
     import keras
-    from tqdm.auto import tqdm
 
     class EpochBar(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):

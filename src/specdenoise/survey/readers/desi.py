@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy.io import fits
 
 from specdenoise.errors import DataError
 from specdenoise.survey.readers.spectrum import Spectrum, vac_to_air
@@ -54,8 +55,6 @@ def merge_arms(waves: list[np.ndarray], fluxes: list[np.ndarray], ivars: list[np
 
 
 def _redshifts(path: Path) -> dict[int, float]:
-    from astropy.io import fits
-
     rr = path.with_name(path.name.replace("coadd-", "redrock-", 1))
     if rr == path or not rr.exists():
         return {}
@@ -84,8 +83,6 @@ def read_desi_coadd(path: str | Path, z: float | None = None) -> list[Spectrum]:
         ``sigma_arm_median`` (median per-pixel sigma of each arm, 1e-17 erg/s/cm^2/A) and the
         pixel width ``dwave`` (A).
     """
-    from astropy.io import fits
-
     path = Path(path)
     try:
         hdul = fits.open(path, memmap=False)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from specdenoise.errors import DataError
 from specdenoise.physics.relations import CLASSES, kewley01
@@ -154,8 +155,6 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
         One row per DR7 spectrum (n rows, the length of gal_info); see the module docstring
         for the columns and units.
     """
-    import pandas as pd
-
     files = files or find_catalogues(folder)
     info = _read_table(
         files["gal_info"],
