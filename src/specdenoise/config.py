@@ -8,23 +8,22 @@ The pydantic defaults are the default profile (``profiles/default.yaml``): ``Par
 ``load_params("profiles/default.yaml")`` are equal, and :func:`resolve_params` is the one way
 commands and the API find their parameters.
 
-Model families own their settings: a family class (see :mod:`specdenoise.models.base`)
-declares ``settings_model`` (e.g. :class:`NetConfig` for the AE and VAE), and
-:class:`TrainConfig` accepts a ``train.<family>:`` section for every registered family that
-has one, validated by that model. A new family is therefore one module plus its params
-section; this file needs no edit.
+Model families own their settings: a family class declares ``settings_model``, and
+:class:`TrainConfig` accepts a ``train.<family>`` section for every registered family with one
+(:mod:`specdenoise.models.base`, which imports nothing from here). A new family is one module
+plus its params section; this file needs no edit.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from specdenoise.errors import ConfigError
+from specdenoise.models.base import FamilyName, FamilySections
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -45,14 +44,10 @@ class UniverseConfig(_Section):
     log_mass_max: float = Field(12.0, le=13.0)
     sfms_scatter: float = Field(0.3, ge=0.0, description="dex, star-forming main sequence")
     mzr_scatter: float = Field(0.05, ge=0.0, description="dex, intrinsic MZR scatter at fixed M, SFR")
-    mzr_sfr_slope: float = Field(
-        0.25, ge=0.0, description="d log(O/H) / d Delta log SFR (fundamental metallicity relation)"
-    )
+    mzr_sfr_slope: float = Field(0.25, ge=0.0, description="d log(O/H) / d Delta log SFR (fundamental metallicity relation)")
     agn_fraction: float = Field(0.08, ge=0.0, le=1.0, description="NLAGN fraction among massive hosts")
     blagn_fraction: float = Field(3e-4, ge=0.0, le=0.05, description="broad-line AGN fraction")
-    sky_sigma: float = Field(
-        1.0, gt=0.0, description="per-pixel sky-limited sigma at the median sky, 1e-17 erg/s/cm2/A"
-    )
+    sky_sigma: float = Field(1.0, gt=0.0, description="per-pixel sky-limited sigma at the median sky, 1e-17 erg/s/cm2/A")
     poisson_coeff: float = Field(
         0.055, ge=0.0, description="object Poisson variance per unit flux (fit to the ppxf SDSS files)"
     )
@@ -103,9 +98,7 @@ class PreprocessConfig(_Section):
         "l2",
         description="unit L2 norm reproduces the paper's Tables 2-3; 'sum' is the text's literal unit total flux",
     )
-    min_coverage: float = Field(
-        0.5, gt=0.0, le=1.0, description="a bin with less good-pixel coverage than this is masked"
-    )
+    min_coverage: float = Field(0.5, gt=0.0, le=1.0, description="a bin with less good-pixel coverage than this is masked")
 
     @model_validator(mode="after")
     def _ranges(self) -> "PreprocessConfig":
@@ -139,91 +132,20 @@ class ValidateConfig(_Section):
     max_masked_fraction: float = Field(0.2, gt=0.0, le=1.0)
 
 
-class FamilySettings(_Section):
-    """Base of a model family's ``train.<family>`` settings (unknown keys are errors).
-
-    A family declares its subclass as ``settings_model`` (a ClassVar of
-    :class:`~specdenoise.models.base.DenoisingModel`); every field needs a default, since a
-    section left out of ``params.yaml`` takes the defaults.
+class TrainConfig(_Section, FamilySections):
+    """Model training (paper section 3): families, latent dimensions and the optimiser; plus one
+    ``train.<family>`` section per registered family with settings (``ae``, ``vae``:
+    :class:`~specdenoise.models.neural.NetConfig`), see :class:`~specdenoise.models.base.FamilySections`.
     """
 
+    model_config = ConfigDict(extra="allow", frozen=True, strict=False)  # extras: family sections only
 
-class NetConfig(FamilySettings):
-    """Fixed architecture of an autoencoder: ``train.ae`` / ``train.vae`` (used when ``search.trials`` is 0,
-    and as trial 0 of the search with ``search.include_baseline``)."""
-
-    units: list[int] = Field([1000, 900], min_length=1, max_length=6, description="dense layer widths of the encoder")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate after every dense layer")
-
-    @model_validator(mode="after")
-    def _units(self) -> "NetConfig":
-        if any(u <= 0 for u in self.units):
-            raise ValueError("units must be positive")
-        return self
-
-
-def _family_registry() -> dict[str, Any]:
-    """The registered model families, ``name -> class`` (built-in ones registered first).
-
-    Imported here, not at module top: the families' modules import this one (their settings
-    models, :class:`Params`), so a top-level import would be circular.
-    """
-    import specdenoise.models  # noqa: F401  (registers the built-in families)
-    from specdenoise.models.base import FAMILIES
-
-    return FAMILIES
-
-
-def _unknown_family(name: str, registry: dict[str, Any]) -> str:
-    return f"unknown model family '{name}' (known: {', '.join(sorted(registry))})"
-
-
-def _nested_errors(err: ValidationError, prefix: tuple[Any, ...]) -> list[InitErrorDetails]:
-    """The line errors of ``err`` with ``prefix`` prepended to their locations."""
-    out: list[InitErrorDetails] = []
-    for e in err.errors():
-        detail: InitErrorDetails = {"type": e["type"], "loc": (*prefix, *e["loc"]), "input": e.get("input")}
-        if "ctx" in e:
-            detail["ctx"] = e["ctx"]
-        try:  # a built-in error type stays itself; any other keeps its type name and message
-            ValidationError.from_exception_data("check", [detail])
-        except (KeyError, TypeError, ValueError):
-            detail = {"type": PydanticCustomError(e["type"], e["msg"]), "loc": detail["loc"], "input": detail["input"]}
-        out.append(detail)
-    return out
-
-
-def _registered_family(name: str) -> str:
-    registry = _family_registry()
-    if name not in registry:
-        raise PydanticCustomError("unknown_family", _unknown_family(name, registry))
-    return name
-
-
-#: a registered model family name (checked when validated, so later registrations count)
-FamilyName = Annotated[str, AfterValidator(_registered_family)]
-
-
-class TrainConfig(_Section):
-    """Model training (paper section 3): families, latent dimensions and the optimiser.
-
-    Besides its fields it holds one ``train.<family>`` section per registered family with a
-    ``settings_model`` (``ae`` and ``vae``: :class:`NetConfig`), validated by that model;
-    a section left out takes the model's defaults. Read one with :meth:`settings` or as an
-    attribute (``params.train.ae``).
-    """
-
-    # extra keys are family sections, checked by _family_sections (anything else is an error)
-    model_config = ConfigDict(extra="allow", frozen=True, strict=False)
-
-    families: list[FamilyName] = Field(["pca", "wiener", "ae", "vae"], description="registered model family names to train")
+    families: list[FamilyName] = ["pca", "wiener", "ae", "vae"]
     latent_dims: list[int] = Field([2, 4, 6, 10], min_length=1)
     realisation: int = Field(0, ge=0, description="noise realisation used as the model input")
     val_size: int = Field(2000, gt=0, description="validation spectra drawn from the training split")
     seed: int = Field(4, ge=0)
-    weight_softening: float = Field(
-        2e-6, ge=0.0, description="w = 1 / (sigma^2 + softening), normalised units (paper eq. 3)"
-    )
+    weight_softening: float = Field(2e-6, ge=0.0, description="w = 1 / (sigma^2 + softening), normalised units (paper eq. 3)")
     batch_size: int = Field(64, gt=0)
     learning_rate: float = Field(1e-4, gt=0.0)
     max_epochs: int = Field(60, gt=0, description="paper: 200")
@@ -234,90 +156,11 @@ class TrainConfig(_Section):
     fresh_noise: bool = Field(False, description="draw new noise every epoch instead of one realisation")
     kl_weight: float = Field(1.0, ge=0.0, description="weight of the KL term of the VAE loss (paper: 1)")
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _family_sections(cls, data: Any, handler: Any) -> "TrainConfig":
-        """Validate every ``train.<family>`` section with its family's ``settings_model``.
-
-        Sections are stored in registration order, one per registered family with settings
-        (defaults where ``params.yaml`` leaves one out); any other unknown key is an error.
-        Errors of the ordinary fields come first, then those of the sections.
-        """
-        if not isinstance(data, dict):
-            return handler(data)
-        registry = _family_registry()
-        fields = {k: v for k, v in data.items() if k in cls.model_fields}
-        given = {k: v for k, v in data.items() if k not in cls.model_fields}
-        errors: list[InitErrorDetails] = []
-        for key, value in given.items():
-            fam = registry.get(key)
-            if fam is None:
-                errors.append({"type": "extra_forbidden", "loc": (key,), "input": value})
-            elif getattr(fam, "settings_model", None) is None:
-                errors.append({"type": PydanticCustomError("family_settings", "model family '{family}' takes no settings", {"family": key}), "loc": (key,), "input": value})
-        sections: dict[str, Any] = {}
-        for name, fam in registry.items():
-            model = getattr(fam, "settings_model", None)
-            if model is None:
-                continue
-            try:
-                sections[name] = model.model_validate(given.get(name, {}))
-            except ValidationError as err:
-                errors.extend(_nested_errors(err, (name,)))
-        try:
-            result = handler({**fields, **sections})
-        except ValidationError as err:
-            errors = _nested_errors(err, ()) + errors
-        if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
-        return result
-
     @model_validator(mode="after")
     def _dims(self) -> "TrainConfig":
         if any(d <= 0 for d in self.latent_dims):
             raise ValueError("latent_dims must be positive")
         return self
-
-    def settings(self, family: str) -> BaseModel | None:
-        """The ``train.<family>`` settings of a registered family.
-
-        Parameters
-        ----------
-        family : str
-            A registered family name (``ae``, ``vae``, ...).
-
-        Returns
-        -------
-        BaseModel or None
-            An instance of the family's ``settings_model`` (its defaults when the family was
-            registered after this configuration was read); None for a family without settings.
-
-        Raises
-        ------
-        ConfigError
-            ``family`` is not registered.
-        """
-        registry = _family_registry()
-        fam = registry.get(family)
-        if fam is None:
-            raise ConfigError(f"train.families: {_unknown_family(family, registry)}")
-        model = getattr(fam, "settings_model", None)
-        if model is None:
-            return None
-        extra = self.__pydantic_extra__ or {}
-        return extra[family] if family in extra else model()
-
-    def __getattr__(self, name: str) -> Any:
-        # ``params.train.<family>``: stored sections come from pydantic's extras; a family
-        # registered after this configuration was read gets its settings' defaults
-        try:
-            return super().__getattr__(name)  # type: ignore[misc]
-        except AttributeError:
-            if not name.startswith("_"):
-                fam = _family_registry().get(name)
-                if fam is not None and getattr(fam, "settings_model", None) is not None:
-                    return self.settings(name)
-            raise
 
 
 class SearchConfig(_Section):
@@ -427,9 +270,7 @@ class DesiConfig(_Section):
 class MzrConfig(_Section):
     """The mass-metallicity test: star-forming sample, DESI-like spectra, O3N2 metallicities."""
 
-    select: SelectConfig = SelectConfig(
-        log_flux_min=1.4, log_flux_max=3.2, classes=["emission_line"], seed=12
-    )
+    select: SelectConfig = SelectConfig(log_flux_min=1.4, log_flux_max=3.2, classes=["emission_line"], seed=12)
     desi: DesiConfig = DesiConfig()
     latent_dim: int = Field(6, gt=0, description="latent dimension of the re-trained VAE (paper: 6)")
     registered_model: str = Field("specdenoise-vae-desi", description="MLflow registered model of the DESI VAE")
@@ -446,9 +287,7 @@ class Params(_Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     noise: NoiseConfig = NoiseConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
-    # a factory: building TrainConfig looks up the registered families, which must not
-    # happen while this module is being imported
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)  # sections of the families registered now
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
     lines: LinesConfig = LinesConfig()
@@ -487,19 +326,10 @@ def resolve_params(path: str | Path | None = None) -> Params:
 
     Parameters
     ----------
-    path : str or Path or None
-        A parameters file. None: ``params.yaml`` in the current folder if it exists, else
-        the built-in defaults (equal to ``profiles/default.yaml``).
-
-    Returns
-    -------
-    Params
-
-    Raises
-    ------
-    ConfigError
-        An explicit ``path`` that does not exist ("<path>: parameters file not found"), or a
-        file that is not valid YAML or not valid parameters.
+    path : str or Path, optional
+        A parameters file, which must exist (else :class:`ConfigError` "<path>: parameters file
+        not found"). None: ``params.yaml`` in the current folder if it exists, else the
+        built-in defaults (equal to ``profiles/default.yaml``).
     """
     if path is None:
         return load_params(DEFAULT_PARAMS) if DEFAULT_PARAMS.is_file() else Params()

@@ -138,7 +138,8 @@ def test_paper_schedule_drops_lr_then_stops():
 def test_search_space_and_baseline_trial():
     import optuna
 
-    from specdenoise.config import NetConfig, SearchConfig
+    from specdenoise.config import SearchConfig
+    from specdenoise.models.neural import NetConfig
     from specdenoise.models.search import baseline_trial, suggest
 
     cfg = SearchConfig()
@@ -279,7 +280,8 @@ def test_vae_posterior_is_the_former_sampling_bit_for_bit(tmp_path):
 def test_search_uses_the_family_space_and_reports_every_trial():
     import contextlib
 
-    from specdenoise.config import NetConfig, Params, SearchConfig
+    from specdenoise.config import Params, SearchConfig
+    from specdenoise.models.neural import NetConfig
     from specdenoise.models.search import baseline_trial, random_search
 
     tc = TrainConfig(ae={"units": [200, 100], "dropout": 0.1}, max_epochs=2, batch_size=64)

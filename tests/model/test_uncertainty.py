@@ -12,7 +12,7 @@ from specdenoise.config import parse_params
 
 from conftest import TINY_VAE_OVERRIDES
 from specdenoise.errors import DataError
-from specdenoise.evaluation.uncertainty import LEVEL_1SIGMA, Calibration, calibrate, coverage
+from specdenoise.evaluation.calibration import LEVEL_1SIGMA, Calibration, calibrate, coverage
 
 PARAMS = TINY_VAE_OVERRIDES
 
@@ -86,7 +86,7 @@ def test_vae_coverage_is_off_before_and_near_68_percent_after_calibration(tiny_m
     assert entry["validation_after"]["within_1sigma"] == pytest.approx(LEVEL_1SIGMA, abs=0.01)
     assert entry["after"]["within_2sigma"] > after + 0.15
     # the posterior sigma is spectrum-specific, the calibration is not
-    _, spread = __import__("specdenoise.evaluation.uncertainty", fromlist=["x"]).posterior_predict(model, test["x"][:5], 20, 3)
+    _, spread = model.posterior(test["x"][:5], 20, 3)
     assert np.std(spread[:, 100] / spread[:, 100].mean()) > 0.01
 
 

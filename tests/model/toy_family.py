@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from specdenoise.config import FamilySettings
-from specdenoise.models.base import FAMILIES, DenoisingModel, TrainingData, register, unregister
+from specdenoise.models.base import FAMILIES, DenoisingModel, FamilySettings, TrainingData, register, unregister
 
 NAME = "smooth"
 

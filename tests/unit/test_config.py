@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from specdenoise.config import NetConfig, Params, TrainConfig, deep_merge, load_params, parse_params, resolve_params
+from specdenoise.config import Params, TrainConfig, deep_merge, load_params, parse_params, resolve_params
 from specdenoise.errors import ConfigError
+from specdenoise.models.neural import NetConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,9 @@ leaderboard find it through :func:`get_family` and :data:`FAMILIES`, and
 
 from __future__ import annotations
 
-# import the built-in families so that they register themselves
+# import the built-in families so that they register themselves. specdenoise.config imports
+# specdenoise.models.base, which runs this file first: nothing imported here may import
+# specdenoise.config at module top (so not models.store, which imports specdenoise.tracking).
 from specdenoise.models import linear as _linear  # noqa: E402,F401
 from specdenoise.models import neural as _neural  # noqa: E402,F401
 from specdenoise.models.base import FAMILIES, DenoisingModel, TrainingData, get_family, load_model, register, unregister

@@ -12,29 +12,43 @@ custom objects: ``keras.saving.load_model(path, safe_mode=True)``. TensorFlow is
 backend; set ``KERAS_BACKEND=jax`` to use JAX.
 
 Both families are iterative and searchable, take their fixed net from ``train.ae`` /
-``train.vae`` (:class:`~specdenoise.config.NetConfig`) and are logged with the Keras MLflow
-flavour; the VAE also draws posterior samples and is the registered (``champion``) family.
+``train.vae`` (:class:`NetConfig`) and are logged with the Keras MLflow flavour; the VAE also
+draws posterior samples and is the registered (``champion``) family.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from specdenoise.config import NetConfig
 from specdenoise.errors import DataError
-from specdenoise.models.base import DenoisingModel, TrainingData, register
+from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
+from specdenoise.models.losses import keras_weighted_mse
 from specdenoise.models.search import baseline_trial, suggest
 
 LEAKY_SLOPE = 0.3
 
 
-def _keras():
-    import os
+class NetConfig(FamilySettings):
+    """``train.ae`` / ``train.vae``: the fixed net (used when ``search.trials`` is 0, and as
+    trial 0 of the search with ``search.include_baseline``)."""
 
+    units: list[int] = Field([1000, 900], min_length=1, max_length=6, description="dense layer widths of the encoder")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate after every dense layer")
+
+    @model_validator(mode="after")
+    def _units(self) -> "NetConfig":
+        if any(u <= 0 for u in self.units):
+            raise ValueError("units must be positive")
+        return self
+
+
+def _keras():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -206,8 +220,6 @@ class _KerasDenoiser(DenoisingModel):
 
     def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
         keras = _keras()
-        from specdenoise.models.losses import keras_weighted_mse
-
         seed_everything(seed)
         n_pix = data.y.shape[1]
         units = [int(u) for u in self.hyper["units"]]

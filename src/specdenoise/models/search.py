@@ -14,13 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, ContextManager
+from typing import TYPE_CHECKING, Any, ContextManager
 
 import numpy as np
 
-from specdenoise.config import Params, SearchConfig
 from specdenoise.errors import ConfigError
 from specdenoise.models.base import get_family
+
+if TYPE_CHECKING:  # annotations only: specdenoise.config imports the model families
+    from specdenoise.config import Params, SearchConfig
 
 log = logging.getLogger("specdenoise")
 

@@ -82,7 +82,8 @@ class TrainingRun:
 
         with mlflow.start_run(run_name=f"{self.family}-{self.latent_dim}d-trial{number}", nested=True):
             mlflow.set_tags({"family": self.family, "latent_dim": str(self.latent_dim), "role": "search_trial"})
-            mlflow.log_params({"dropout": hyper["dropout"], "n_layers": len(hyper["units"]), "units": ",".join(map(str, hyper["units"]))})
+            layers = {"n_layers": len(hyper["units"])} if "units" in hyper else {}
+            mlflow.log_params({**layers, **{k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in hyper.items()}})
 
             def log(history: dict[str, list[float]], value: float) -> None:
                 for step, (lv, vv) in enumerate(zip(history.get("loss", []), history.get("val_loss", []), strict=False)):
@@ -134,7 +135,7 @@ def _log_model(model: Any, model_dir: Path, x_example: np.ndarray, y_example: np
     if type(model).mlflow_flavour == "keras":
         import mlflow.keras
 
-        mlflow.keras.log_model(model.model, name="model", signature=signature, pip_requirements=pip_requirements(),
+        mlflow.keras.log_model(model.native_model(), name="model", signature=signature, pip_requirements=pip_requirements(),
                                registered_model_name=registered)  # fmt: skip
         return
     warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
