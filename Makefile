@@ -33,11 +33,11 @@ lint: install ## Lint and check the formatting (ruff) of src/ and tests/
 
 .PHONY: test
 test: install lint ## Run the test suite (unit, data, integration; not the slow tests)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q
 
 .PHONY: test-all
 test-all: install ## Run every test, slow ones included
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m ''
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q -m ''
 
 .PHONY: data
 data: install ## Run the data stages (dvc repro up to the data summary)

@@ -44,10 +44,14 @@ class UniverseConfig(_Section):
     log_mass_max: float = Field(12.0, le=13.0)
     sfms_scatter: float = Field(0.3, ge=0.0, description="dex, star-forming main sequence")
     mzr_scatter: float = Field(0.05, ge=0.0, description="dex, intrinsic MZR scatter at fixed M, SFR")
-    mzr_sfr_slope: float = Field(0.25, ge=0.0, description="d log(O/H) / d Delta log SFR (fundamental metallicity relation)")
+    mzr_sfr_slope: float = Field(
+        0.25, ge=0.0, description="d log(O/H) / d Delta log SFR (fundamental metallicity relation)"
+    )
     agn_fraction: float = Field(0.08, ge=0.0, le=1.0, description="NLAGN fraction among massive hosts")
     blagn_fraction: float = Field(3e-4, ge=0.0, le=0.05, description="broad-line AGN fraction")
-    sky_sigma: float = Field(1.0, gt=0.0, description="per-pixel sky-limited sigma at the median sky, 1e-17 erg/s/cm2/A")
+    sky_sigma: float = Field(
+        1.0, gt=0.0, description="per-pixel sky-limited sigma at the median sky, 1e-17 erg/s/cm2/A"
+    )
     poisson_coeff: float = Field(
         0.055, ge=0.0, description="object Poisson variance per unit flux (fit to the ppxf SDSS files)"
     )
@@ -58,7 +62,7 @@ class UniverseConfig(_Section):
     chunk_size: int = Field(2000, gt=0, description="spectra synthesised per chunk (memory bound)")
 
     @model_validator(mode="after")
-    def _ranges(self) -> "UniverseConfig":
+    def _ranges(self) -> UniverseConfig:
         if self.z_min >= self.z_max:
             raise ValueError(f"z_min ({self.z_min}) must be below z_max ({self.z_max})")
         if self.log_mass_min >= self.log_mass_max:
@@ -78,13 +82,11 @@ class SelectConfig(_Section):
     seed: int = Field(2, ge=0)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "SelectConfig":
+    def _ranges(self) -> SelectConfig:
         if self.log_flux_min >= self.log_flux_max:
             raise ValueError("log_flux_min must be below log_flux_max")
         if self.n_test >= self.n_bins * self.per_bin:
-            raise ValueError(
-                f"n_test ({self.n_test}) must be below n_bins*per_bin ({self.n_bins * self.per_bin})"
-            )
+            raise ValueError(f"n_test ({self.n_test}) must be below n_bins*per_bin ({self.n_bins * self.per_bin})")
         return self
 
 
@@ -98,10 +100,12 @@ class PreprocessConfig(_Section):
         "l2",
         description="unit L2 norm reproduces the paper's Tables 2-3; 'sum' is the text's literal unit total flux",
     )
-    min_coverage: float = Field(0.5, gt=0.0, le=1.0, description="a bin with less good-pixel coverage than this is masked")
+    min_coverage: float = Field(
+        0.5, gt=0.0, le=1.0, description="a bin with less good-pixel coverage than this is masked"
+    )
 
     @model_validator(mode="after")
-    def _ranges(self) -> "PreprocessConfig":
+    def _ranges(self) -> PreprocessConfig:
         if self.wave_min >= self.wave_max:
             raise ValueError("wave_min must be below wave_max")
         return self
@@ -145,7 +149,9 @@ class TrainConfig(_Section, FamilySections):
     realisation: int = Field(0, ge=0, description="noise realisation used as the model input")
     val_size: int = Field(2000, gt=0, description="validation spectra drawn from the training split")
     seed: int = Field(4, ge=0)
-    weight_softening: float = Field(2e-6, ge=0.0, description="w = 1 / (sigma^2 + softening), normalised units (paper eq. 3)")
+    weight_softening: float = Field(
+        2e-6, ge=0.0, description="w = 1 / (sigma^2 + softening), normalised units (paper eq. 3)"
+    )
     batch_size: int = Field(64, gt=0)
     learning_rate: float = Field(1e-4, gt=0.0)
     max_epochs: int = Field(60, gt=0, description="paper: 200")
@@ -157,7 +163,7 @@ class TrainConfig(_Section, FamilySections):
     kl_weight: float = Field(1.0, ge=0.0, description="weight of the KL term of the VAE loss (paper: 1)")
 
     @model_validator(mode="after")
-    def _dims(self) -> "TrainConfig":
+    def _dims(self) -> TrainConfig:
         if any(d <= 0 for d in self.latent_dims):
             raise ValueError("latent_dims must be positive")
         return self
@@ -179,7 +185,7 @@ class SearchConfig(_Section):
     units_step: int = Field(100, gt=0)
 
     @model_validator(mode="after")
-    def _ranges(self) -> "SearchConfig":
+    def _ranges(self) -> SearchConfig:
         if self.min_layers > self.max_layers or self.min_units > self.max_units:
             raise ValueError("search ranges: min must not exceed max")
         return self
@@ -237,7 +243,7 @@ class DataConfig(_Section):
     download: DownloadConfig = DownloadConfig()
 
     @model_validator(mode="after")
-    def _ranges(self) -> "DataConfig":
+    def _ranges(self) -> DataConfig:
         if self.z_min >= self.z_max:
             raise ValueError(f"z_min ({self.z_min}) must be below z_max ({self.z_max})")
         return self
@@ -262,7 +268,9 @@ class DesiConfig(_Section):
         description="coadd files (fastspecfit/test/data/) whose sigma(lambda) shapes are averaged",
     )
     envelope: float = Field(
-        0.04, gt=0.0, description="normalised-units upper envelope of the noise for the sample's median galaxy (paper sec. 2)"
+        0.04,
+        gt=0.0,
+        description="normalised-units upper envelope of the noise for the sample's median galaxy (paper sec. 2)",
     )
     seed: int = Field(13, ge=0)
 

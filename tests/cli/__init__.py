@@ -1,0 +1,1 @@
+"""Tests of specdenoise.cli: the command tree and commands run in-process."""

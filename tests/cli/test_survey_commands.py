@@ -12,7 +12,9 @@ def test_cli_read(tmp_path):
 
     from specdenoise.cli import app
 
-    res = CliRunner().invoke(app, ["data", "read", str(ppxf_sdss_file()), str(ppxf_sdss_file("NGC3073_SDSS_DR18.fits"))])
+    res = CliRunner().invoke(
+        app, ["data", "read", str(ppxf_sdss_file()), str(ppxf_sdss_file("NGC3073_SDSS_DR18.fits"))]
+    )
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("sdss-2488-54149-0001\tspec\tz=0.00402")
@@ -42,12 +44,40 @@ def test_sdss_source_cli_stages(tmp_path, monkeypatch):
     res = runner.invoke(app, ["data", "universe", "-p", str(pfile), "--out", str(tmp_path / "u.parquet")])
     assert res.exit_code == 0, res.output
     assert "39 MPA-JHU galaxies (source sdss" in res.stdout  # the fixture flags the last z_warning
-    res = runner.invoke(app, ["data", "select", "-p", str(pfile), "--catalogue", str(tmp_path / "u.parquet"), "--out", str(tmp_path / "s.parquet"), "--report", str(tmp_path / "sel.json")])
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "select",
+            "-p",
+            str(pfile),
+            "--catalogue",
+            str(tmp_path / "u.parquet"),
+            "--out",
+            str(tmp_path / "s.parquet"),
+            "--report",
+            str(tmp_path / "sel.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     sample = load_table(tmp_path / "s.parquet")
     for r in sample.itertuples():
-        write_spec_lite(tmp_path / "spectra" / f"spec-{r.plate:04d}-{r.mjd:05d}-{r.fiber:04d}.fits", r.plate, r.mjd, r.fiber, r.z)
-    res = runner.invoke(app, ["data", "observe", "-p", str(pfile), "--sample", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "obs.npz")])
+        write_spec_lite(
+            tmp_path / "spectra" / f"spec-{r.plate:04d}-{r.mjd:05d}-{r.fiber:04d}.fits", r.plate, r.mjd, r.fiber, r.z
+        )
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "observe",
+            "-p",
+            str(pfile),
+            "--sample",
+            str(tmp_path / "s.parquet"),
+            "--out",
+            str(tmp_path / "obs.npz"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     obs = load_npz(tmp_path / "obs.npz", required=("loglam", "flux", "ivar", "truth", "z", "id", "split"))
     assert obs["flux"].shape[0] == len(sample) and set(obs["split"]) <= {"train", "test"}

@@ -1,0 +1,1 @@
+"""Tests of specdenoise.data: selection, preprocessing, noise, validation, DESI-like spectra."""

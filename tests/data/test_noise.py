@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from specdenoise.config import NoiseConfig
-from specdenoise.errors import ConfigError
 from specdenoise.data.noise import GaussianNoise, add_noise, make_noise_model, noisy_ivar
+from specdenoise.errors import ConfigError
 
 
 def _clean(n=400, n_pix=825, seed=0):

@@ -3,8 +3,15 @@ import pytest
 import spectres
 
 from specdenoise.config import PreprocessConfig
+from specdenoise.data.preprocess import (
+    check_spectra,
+    edges_from_centres_log,
+    normalise,
+    preprocess,
+    resample,
+    rest_grid,
+)
 from specdenoise.errors import DataError
-from specdenoise.data.preprocess import check_spectra, edges_from_centres_log, normalise, preprocess, resample, rest_grid
 
 
 def _spectrum(seed=0, n=600):
@@ -94,14 +101,42 @@ def test_normalisations():
 )
 def test_bad_input_is_named(mutate, fragment):
     loglam, flux, ivar = _spectrum(3)
-    d = {"loglam": loglam, "flux": np.stack([flux, flux]), "ivar": np.stack([ivar, ivar]), "z": np.array([0.03, 0.04]), "id": np.array([10, 11])}
+    d = {
+        "loglam": loglam,
+        "flux": np.stack([flux, flux]),
+        "ivar": np.stack([ivar, ivar]),
+        "z": np.array([0.03, 0.04]),
+        "id": np.array([10, 11]),
+    }
     mutate(d)
     with pytest.raises(DataError, match=fragment.replace("(", r"\(")) as err:
         check_spectra(d["loglam"], d["flux"], d["ivar"], d["z"], d["id"], "input.npz")
     assert str(err.value).startswith("input.npz")
 
 
-def test_nan_in_masked_pixel_is_allowed():
+def test_nan_in_masked_pixel_is_allowed_and_ignored():
+    """A NaN under the mask (ivar = 0) passes the check and has no effect: the masked value does not matter."""
     loglam, flux, ivar = _spectrum(4)
     flux[7], ivar[7] = np.nan, 0.0
-    check_spectra(loglam, flux[None], ivar[None], np.array([0.03]), np.array([1]), "x")
+    z, ids = np.array([0.03]), np.array([1])
+    assert check_spectra(loglam, flux[None], ivar[None], z, ids, "x") is None
+    # known answer: the same spectrum with any finite value in the masked pixel
+    finite = flux.copy()
+    finite[7] = 123.0
+    old = edges_from_centres_log(loglam)
+    new = old[::5]
+    f_nan, iv_nan, cov_nan = resample(new, old, flux[None], ivar[None])
+    f_ref, iv_ref, cov_ref = resample(new, old, finite[None], ivar[None])
+    assert np.isfinite(f_nan).all() and np.isfinite(iv_nan).all()
+    np.testing.assert_array_equal(f_nan, f_ref)
+    np.testing.assert_array_equal(iv_nan, iv_ref)
+    assert cov_nan[0, 1] == pytest.approx(0.8)  # pixel 7 is one of the five in the second bin
+    cfg = PreprocessConfig(wave_min=3750.0, wave_max=4150.0, n_pix=60)
+    obs = {"loglam": loglam, "flux": flux[None], "ivar": ivar[None], "z": z, "id": ids}
+    ref = preprocess(dict(obs, flux=finite[None]), cfg)
+    out = preprocess(obs, cfg)
+    np.testing.assert_array_equal(out["flux"], ref["flux"])
+    np.testing.assert_array_equal(out["norm"], ref["norm"])
+    # the same NaN in a pixel that is not masked is rejected
+    with pytest.raises(DataError, match="galaxy id 1: 1 non-finite flux value"):
+        check_spectra(loglam, flux[None], np.where(np.isnan(flux), 1.0, ivar)[None], z, ids, "x")

@@ -3,14 +3,16 @@ import pandas as pd
 import pytest
 
 from specdenoise.config import SelectConfig
-from specdenoise.errors import DataError
 from specdenoise.data.select import assign_bins, bin_edges, select_sample
+from specdenoise.errors import DataError
 
 
 def _catalogue(n=30000, seed=0):
     rng = np.random.default_rng(seed)
     logf = rng.uniform(-0.5, 3.6, n)
-    return pd.DataFrame({"id": np.arange(n), "Halpha_flux_meas": 10**logf, "class": rng.choice(["emission_line", "absorption"], n)})
+    return pd.DataFrame(
+        {"id": np.arange(n), "Halpha_flux_meas": 10**logf, "class": rng.choice(["emission_line", "absorption"], n)}
+    )
 
 
 def test_bin_edges_and_assignment():
@@ -38,7 +40,7 @@ def test_each_bin_gets_its_quota_and_the_test_set_is_fixed():
 
 def test_short_bins_are_reported_not_padded():
     cat = _catalogue(3000)
-    cat = cat[~((np.log10(cat.Halpha_flux_meas) > 3.08))]  # empty the top bin
+    cat = cat[~(np.log10(cat.Halpha_flux_meas) > 3.08)]  # empty the top bin
     cat = pd.concat([cat, cat.iloc[:0]])
     sample, rep = select_sample(cat, SelectConfig(per_bin=200, n_test=400))
     assert rep["short_bins"] and 9 in rep["short_bins"]

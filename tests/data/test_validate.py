@@ -5,8 +5,8 @@ import copy
 import numpy as np
 import pytest
 
-from specdenoise.errors import ValidationFailed
 from specdenoise.data.validate import check, failure_summary, run_validation
+from specdenoise.errors import ValidationFailed
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,9 @@ def test_suites_pass_on_good_data(good):
 
 
 def _failed(res):
-    return {(s, i["expectation"], i["column"]) for s, b in res["suites"].items() for i in b["results"] if not i["success"]}
+    return {
+        (s, i["expectation"], i["column"]) for s, b in res["suites"].items() for i in b["results"] if not i["success"]
+    }
 
 
 def test_nan_flux_fails_spectra_suite(good):

@@ -1,0 +1,1 @@
+"""Tests of specdenoise.evaluation: line fitting, the mass-metallicity test."""

@@ -4,16 +4,10 @@ import numpy as np
 import pytest
 
 from specdenoise.config import PreprocessConfig
-from specdenoise.physics.grids import LINES
-from specdenoise.evaluation.lines import (
-    _gauss_bins,
-    build_windows,
-    crb_flux_error,
-    filled_bins,
-    fit_lines,
-    scatter_metrics,
-)
 from specdenoise.data.preprocess import rest_grid
+from specdenoise.evaluation.linefit import _gauss_bins, build_windows, crb_flux_error, fit_lines
+from specdenoise.evaluation.lines import filled_bins, scatter_metrics
+from specdenoise.physics.grids import LINES
 
 EDGES, CENTRES = rest_grid(PreprocessConfig())
 
@@ -79,9 +73,9 @@ def test_sigma_fill_uses_the_papers_filled_bins():
     assert m["sigma"] > 0.3 and m["frac_fit"] == 1.0
 
 
-def test_ppxf_recovers_an_injected_line(tmp_path):
+def test_ppxf_recovers_an_injected_line(emiles_templates):
     """pPXF (E-MILES templates) measures an injected H-alpha line: flux difference = injected."""
-    tpl = _templates_or_skip(tmp_path)
+    tpl = emiles_templates
     from specdenoise.evaluation.ppxf_fit import PpxfFitter
     from specdenoise.physics.templates import load_templates
 
@@ -105,29 +99,13 @@ def test_ppxf_recovers_an_injected_line(tmp_path):
     assert not bad["ok"]
 
 
-def _templates_or_skip(tmp_path):
-    from pathlib import Path
-
-    tpl = Path(__file__).resolve().parents[2] / "data/external/emiles_ppxf826.npz"
-    if tpl.exists():
-        return tpl
-    from specdenoise.physics.templates import build_emiles
-
-    try:
-        tpl = tmp_path / "emiles.npz"
-        build_emiles(tpl)
-    except Exception as exc:  # no registry access: the pipeline test covers the download path
-        pytest.skip(f"E-MILES templates unavailable: {exc}")
-    return tpl
-
-
-def test_template_fast_fitter_recovers_lines_on_a_stellar_continuum(tmp_path):
+def test_template_fast_fitter_recovers_lines_on_a_stellar_continuum(emiles_templates):
     """Lines on an absorption-line stellar continuum (a 2.5 Gyr E-MILES SSP) are recovered."""
-    from specdenoise.evaluation.lines import make_fast_fitter
     from specdenoise.data.preprocess import resample
+    from specdenoise.evaluation.linefit import make_fast_fitter
     from specdenoise.physics.templates import load_templates
 
-    tpl = _templates_or_skip(tmp_path)
+    tpl = emiles_templates
     t = load_templates(tpl)
     lam = t["lam"]
     step = np.median(np.diff(lam))

@@ -20,7 +20,14 @@ def test_o3n2_and_eq6_by_hand():
 def test_metallicity_errors_and_snr_cut():
     flux = {"Halpha": 30.0, "Hbeta": 10.0, "OIII_5007": 10.0, "NII_6583": 3.0}
     errs = {"Halpha": 1.0, "Hbeta": 1.0, "OIII_5007": 0.5, "NII_6583": 0.3}
-    fits = {k: {"flux": np.array([flux[k], flux[k]]), "err": np.array([errs[k], errs[k] * 3 if k == "Halpha" else errs[k]]), "ok": np.array([True, True])} for k in flux}
+    fits = {
+        k: {
+            "flux": np.array([flux[k], flux[k]]),
+            "err": np.array([errs[k], errs[k] * 3 if k == "Halpha" else errs[k]]),
+            "ok": np.array([True, True]),
+        }
+        for k in flux
+    }
     r = metallicities(fits, snr_min=15)
     expect_err = 0.32 / np.log(10) * np.sqrt((1 / 30) ** 2 + 0.1**2 + 0.05**2 + 0.1**2)
     assert r["oh"][0] == pytest.approx(8.73 - 0.32 * np.log10(1.0 / 0.1))
@@ -55,7 +62,8 @@ def test_reference_fit_and_sfr_trend_recovered():
 
 def test_evaluate_mzr_three_sets():
     lm, lsfr, oh, _ = _population(n=500)
-    # lines consistent with oh through eq. 6: O3N2 = (8.73 - oh) / 0.32, split as [OIII]/Hb = 10**O3N2 * 0.3 and [NII]/Ha = 0.3
+    # lines consistent with oh through eq. 6: O3N2 = (8.73 - oh) / 0.32,
+    # split as [OIII]/Hb = 10**O3N2 * 0.3 and [NII]/Ha = 0.3
     x = 10 ** ((8.73 - oh) / 0.32)
     ha = np.full(len(oh), 100.0)
     line = {"Halpha": ha, "Hbeta": ha / 2.86, "NII_6583": 0.3 * ha, "OIII_5007": x * 0.3 * ha / 2.86}

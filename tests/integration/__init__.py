@@ -1,0 +1,1 @@
+"""End-to-end tests: the DVC pipeline, denoise on real files, a plug-in model family."""

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specdenoise.config import parse_params
-
 from conftest import TINY_VAE_OVERRIDES
+from specdenoise.config import parse_params
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "specdenoise")
@@ -39,8 +38,8 @@ def project(tmp_path_factory, tiny_processed, tiny_noisy):
     import yaml
 
     from specdenoise import tracking
-    from specdenoise.training.train import train_one
     from specdenoise.evaluation.uncertainty import run_uncertainty
+    from specdenoise.training.train import train_one
 
     proj = tmp_path_factory.mktemp("proj")
     (proj / "params.yaml").write_text(yaml.safe_dump(PARAMS))
@@ -48,7 +47,9 @@ def project(tmp_path_factory, tiny_processed, tiny_noisy):
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.chdir(proj)
-        rec = train_one("vae", 3, params, tiny_processed, tiny_noisy, proj / "models" / "vae_3", tracking=True, root=proj)
+        rec = train_one(
+            "vae", 3, params, tiny_processed, tiny_noisy, proj / "models" / "vae_3", tracking=True, root=proj
+        )
         tracking.setup(params.tracking, proj)
         champ = tracking.set_champion(params.tracking)
         run_uncertainty(params, tiny_processed, tiny_noisy, proj / "models", proj / "calibration", tracking=True)
@@ -65,8 +66,24 @@ def test_denoise_real_sdss_file_with_add_noise(project):
     from astropy.io import fits
 
     spec = _ppxf_spectra()[0]
-    res = _run(["-q", "denoise", str(spec), "--model", "models:/specdenoise-vae@champion", "--out", "out",
-                "--add-noise", "0.04", "--seed", "1", "--workers", "0"], project["dir"])  # fmt: skip
+    res = _run(
+        [
+            "-q",
+            "denoise",
+            str(spec),
+            "--model",
+            "models:/specdenoise-vae@champion",
+            "--out",
+            "out",
+            "--add-noise",
+            "0.04",
+            "--seed",
+            "1",
+            "--workers",
+            "0",
+        ],
+        project["dir"],
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout)
     assert summary["n_ok"] == 1 and summary["n_bad"] == 0 and summary["n_spectra"] == 1
@@ -80,7 +97,9 @@ def test_denoise_real_sdss_file_with_add_noise(project):
         assert hdr["RUNID"] == project["run_id"] and hdr["PARHASH"] == project["params_hash"]
         assert hdr["PREPSRC"] == "preprocess.json" and hdr["CALIB"] is True
         assert hdr["INFILE"] == str(spec) and hdr["SDVERS"] and hdr["ADDNOISE"] == 0.04
-        wave, clean, noisy, den, sig, mask = (np.asarray(d[c], float) for c in ("WAVE", "FLUX_CLEAN", "FLUX_INPUT", "FLUX_DENOISED", "SIGMA", "MASK"))
+        wave, clean, noisy, den, sig, mask = (
+            np.asarray(d[c], float) for c in ("WAVE", "FLUX_CLEAN", "FLUX_INPUT", "FLUX_DENOISED", "SIGMA", "MASK")
+        )
     assert len(wave) == 825 and wave[0] == pytest.approx(3701.3, abs=1.0)
     # z = 0.0038: the observed spectrum starts at 3795 A (vacuum), i.e. rest ~3780 A (air): the
     # blue end of the grid is masked and reported, not silently extrapolated
@@ -125,8 +144,18 @@ def test_dask_batch_reports_corrupt_files_completes_the_rest_and_resumes(project
     blob = Path(good[0]).read_bytes()
     (inputs / "truncated.fits").write_bytes(blob[: len(blob) // 3])
     (inputs / "notfits.fits").write_text("this is not a FITS file\n")
-    args = ["denoise", *sorted(str(p) for p in inputs.iterdir()), "--model", "models:/specdenoise-vae@champion",
-            "--out", str(tmp_path / "out"), "--workers", "2", "--batch-size", "1"]  # fmt: skip
+    args = [
+        "denoise",
+        *sorted(str(p) for p in inputs.iterdir()),
+        "--model",
+        "models:/specdenoise-vae@champion",
+        "--out",
+        str(tmp_path / "out"),
+        "--workers",
+        "2",
+        "--batch-size",
+        "1",
+    ]
     res = _run(args, project["dir"])
     assert res.returncode == 1, res.stderr[-3000:]  # some inputs bad, the others complete
     s = json.loads(res.stdout)
@@ -152,10 +181,15 @@ def test_dask_batch_reports_corrupt_files_completes_the_rest_and_resumes(project
 
 def test_bad_model_uri_is_a_one_line_error(project, tmp_path):
     spec = str(_ppxf_spectra()[0])
-    for uri, msg in (("models:/nope@champion", "model 'models:/nope@champion': "),
-                     ("models:/specdenoise-vae/99", "model 'models:/specdenoise-vae/99': "),
-                     (str(tmp_path / "missing"), "not a models:/ or runs:/ URI nor an existing model directory")):  # fmt: skip
-        res = _run(["-q", "denoise", spec, "--model", uri, "--out", str(tmp_path / "o"), "--workers", "0"], project["dir"])
+    cases = (
+        ("models:/nope@champion", "model 'models:/nope@champion': "),
+        ("models:/specdenoise-vae/99", "model 'models:/specdenoise-vae/99': "),
+        (str(tmp_path / "missing"), "not a models:/ or runs:/ URI nor an existing model directory"),
+    )
+    for uri, msg in cases:
+        res = _run(
+            ["-q", "denoise", spec, "--model", uri, "--out", str(tmp_path / "o"), "--workers", "0"], project["dir"]
+        )
         assert res.returncode == 2, res.stderr[-2000:]
         errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and msg in errors[0], res.stderr[-2000:]
@@ -167,7 +201,9 @@ def test_readme_example_runs_as_written(project):
     text = (ROOT / "README.md").read_text()
     m = re.search(r"<!-- denoiser-example -->\s*```python\n(.*?)```", text, re.S)
     assert m, "README has no Denoiser example"
-    res = subprocess.run([sys.executable, "-c", m.group(1)], cwd=project["dir"], capture_output=True, text=True, timeout=300,
-                         env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    res = subprocess.run(
+        [sys.executable, "-c", m.group(1)], cwd=project["dir"], capture_output=True, text=True, timeout=300, env=env
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert re.search(r"\(825,\) \(825,\) \(825,\) 3\.\d% masked, calibrated True", res.stdout), res.stdout

@@ -14,6 +14,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+
 def _env():
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -46,7 +48,20 @@ def project(tmp_path_factory):
 
 def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     first = (project / "first_repro.log").read_text()
-    for stage in ("universe", "select", "observe", "preprocess", "noise", "validate", "summary", "evaluate", "uncertainty", "templates", "lines", "leaderboard"):
+    for stage in (
+        "universe",
+        "select",
+        "observe",
+        "preprocess",
+        "noise",
+        "validate",
+        "summary",
+        "evaluate",
+        "uncertainty",
+        "templates",
+        "lines",
+        "leaderboard",
+    ):
         assert f"Running stage '{stage}'" in first
     for fam in ("pca", "wiener", "ae", "vae"):
         for dim in (2, 4):
@@ -72,7 +87,9 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     lines = json.loads((project / "reports/lines.json").read_text())
     assert {"pca_2", "vae_4", "noisy", "crb"} <= set(lines["models"])
     assert "sigma_fill Halpha" in board and "Cramer-Rao bound" in board
-    assert (project / "reports/table6.md").exists() and (project / "reports/figures/lines/fig9_line_fluxes.png").exists()
+    assert (project / "reports/table6.md").exists() and (
+        project / "reports/figures/lines/fig9_line_fluxes.png"
+    ).exists()
     second = run([str(BIN / "dvc"), "repro"], project)
     assert "Running stage" not in second.stdout
     assert "didn't change" in second.stdout or "up to date" in second.stdout.lower()
@@ -94,7 +111,9 @@ def test_bad_params_give_one_line_error_and_no_output(project, tmp_path):
     params["universe"]["n_galaxys"] = 5
     bad.write_text(yaml.safe_dump(params))
     out = tmp_path / "u.parquet"
-    res = run([str(BIN / "specdenoise"), "data", "universe", "--params", str(bad), "--out", str(out)], project, check=False)
+    res = run(
+        [str(BIN / "specdenoise"), "data", "universe", "--params", str(bad), "--out", str(out)], project, check=False
+    )
     assert res.returncode == 2
     err = res.stderr.strip().splitlines()
     assert err == [f"error: {bad}: unknown key 'universe.n_galaxys'"]
@@ -105,10 +124,36 @@ def test_corrupt_and_missing_inputs_are_named(project, tmp_path):
     corrupt = tmp_path / "observed.npz"
     corrupt.write_bytes(b"PK\x03\x04 this is not a zip")
     out = tmp_path / "spectra.npz"
-    res = run([str(BIN / "specdenoise"), "data", "preprocess", "--params", "params.yaml", "--observed", str(corrupt), "--out", str(out)], project, check=False)
+    res = run(
+        [
+            str(BIN / "specdenoise"),
+            "data",
+            "preprocess",
+            "--params",
+            "params.yaml",
+            "--observed",
+            str(corrupt),
+            "--out",
+            str(out),
+        ],
+        project,
+        check=False,
+    )
     assert res.returncode == 2 and f"error: {corrupt}: not a readable .npz file" in res.stderr
     assert "Traceback" not in res.stderr and not out.exists()
-    res = run([str(BIN / "specdenoise"), "data", "select", "--params", "params.yaml", "--catalogue", str(tmp_path / "none.parquet")], project, check=False)
+    res = run(
+        [
+            str(BIN / "specdenoise"),
+            "data",
+            "select",
+            "--params",
+            "params.yaml",
+            "--catalogue",
+            str(tmp_path / "none.parquet"),
+        ],
+        project,
+        check=False,
+    )
     assert res.returncode == 2 and "none.parquet: file not found" in res.stderr
 
 
@@ -120,7 +165,11 @@ def test_nan_flux_is_rejected_without_partial_output(project, tmp_path):
     np.savez(src, **obs)
     before = src.read_bytes()
     out = tmp_path / "spectra.npz"
-    res = run([str(BIN / "specdenoise"), "data", "preprocess", "--observed", str(src), "--out", str(out)], project, check=False)
+    res = run(
+        [str(BIN / "specdenoise"), "data", "preprocess", "--observed", str(src), "--out", str(out)],
+        project,
+        check=False,
+    )
     assert res.returncode == 2
     assert f"galaxy id {gid}: 1 non-finite flux value(s)" in res.stderr
     assert not out.exists() and src.read_bytes() == before  # input untouched
@@ -139,7 +188,10 @@ def test_failed_validation_names_the_expectation_and_writes_the_report(project, 
         check=False,
     )
     assert res.returncode == 3
-    assert "validation failed (spectra: expect_column_values_to_be_between(norm_value) failed for 300 of 300 rows" in res.stderr
+    assert (
+        "validation failed (spectra: expect_column_values_to_be_between(norm_value) failed for 300 of 300 rows"
+        in res.stderr
+    )
     assert report.exists()
 
 

@@ -1,11 +1,10 @@
-"""A model family defined outside the package (tests/model/toy_family.py) goes through the real
+"""A model family defined outside the package (tests/models/toy_family.py) goes through the real
 commands - train (with MLflow tracking) -> evaluate -> uncertainty -> leaderboard - and loads as a
 de-noiser from its MLflow run, with no edit of specdenoise."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from models.toy_family import NAME, registered
 from specdenoise.cli import app
 from specdenoise.data.artefacts import NoisySet, Spectra
 from specdenoise.io import save_table
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
-from toy_family import NAME, registered  # noqa: E402
 
 
 @pytest.fixture
@@ -59,21 +56,59 @@ def test_toy_family_trains_evaluates_calibrates_and_ranks(project):
     # the toy family de-noises better than the noise-added input it was given
     assert rec["metrics"]["gain"] > 1.0
 
-    invoke("evaluate", "--no-tracking", "--models-dir", "models", *data, "--sample", "sample.parquet",
-           "--out", "reports/evaluation.json", "--out-md", "reports/evaluation.md", "--figures-dir", "figs")  # fmt: skip
+    invoke(
+        "evaluate",
+        "--no-tracking",
+        "--models-dir",
+        "models",
+        *data,
+        "--sample",
+        "sample.parquet",
+        "--out",
+        "reports/evaluation.json",
+        "--out-md",
+        "reports/evaluation.md",
+        "--figures-dir",
+        "figs",
+    )
     ev = json.loads(Path("reports/evaluation.json").read_text())
     assert set(ev["models"]) == {"pca_2", f"{NAME}_2"}
     assert Path("figs/fig7_loss_vs_dim.png").exists()
 
-    invoke("uncertainty", "--no-tracking", "--models-dir", "models", *data, "--calibration-dir", "calibration",
-           "--out", "reports/uncertainty.json", "--out-md", "reports/uncertainty.md")  # fmt: skip
+    invoke(
+        "uncertainty",
+        "--no-tracking",
+        "--models-dir",
+        "models",
+        *data,
+        "--calibration-dir",
+        "calibration",
+        "--out",
+        "reports/uncertainty.json",
+        "--out-md",
+        "reports/uncertainty.md",
+    )
     unc = json.loads(Path("reports/uncertainty.json").read_text())["models"][f"{NAME}_2"]
     assert unc["method"] == "residual"
     assert 0.6 < unc["after"]["within_1sigma"] < 0.76
 
-    board = invoke("leaderboard", "--evaluation", "reports/evaluation.json", "--lines", "none.json", "--bench-dir", "reports",
-                   "--uncertainty", "reports/uncertainty.json", "--mzr", "none.json",
-                   "--out-md", "reports/leaderboard.md", "--out-html", "reports/leaderboard.html")  # fmt: skip
+    board = invoke(
+        "leaderboard",
+        "--evaluation",
+        "reports/evaluation.json",
+        "--lines",
+        "none.json",
+        "--bench-dir",
+        "reports",
+        "--uncertainty",
+        "reports/uncertainty.json",
+        "--mzr",
+        "none.json",
+        "--out-md",
+        "reports/leaderboard.md",
+        "--out-html",
+        "reports/leaderboard.html",
+    )
     assert NAME.upper() in board and "PCA" in board
 
     # the MLflow run holds the whole model: it loads as a Denoiser by run id

@@ -1,0 +1,1 @@
+"""Tests of specdenoise.physics: grids, templates."""

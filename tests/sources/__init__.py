@@ -1,0 +1,1 @@
+"""Tests of specdenoise.sources: the embedded universe, observing it, the SDSS source."""

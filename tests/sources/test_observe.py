@@ -5,7 +5,7 @@ import pytest
 
 from specdenoise.config import UniverseConfig
 from specdenoise.sources.observe import observe, sdss_loglam, synthesise_truth
-from specdenoise.sources.universe import draw_catalogue
+from specdenoise.sources.universe import draw_catalogue, sky_noise_shape
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,22 @@ def test_noise_matches_ivar_and_is_chunk_independent(setup):
     assert 3 < np.median(snr) < 40  # SDSS-like per-pixel S/N
 
 
-def test_universe_throughput_is_measurable(setup):
-    # a sanity check on the bulk path, not a timed test: 64 spectra synthesise without error
+def test_bulk_observe_follows_the_stated_noise_model(setup):
+    """64 spectra in one chunk: the noise-free part is the synthesis, ivar = 1 / (sky + Poisson variance)."""
     cfg, cat = setup
-    out = observe(cat.head(64), cfg)
-    assert out["flux"].shape == (64, len(sdss_loglam())) and np.isfinite(out["flux"]).all()
+    rows = cat.head(64)
+    out = observe(rows, cfg)
+    ll = sdss_loglam()
+    assert out["flux"].shape == (64, len(ll)) and np.isfinite(out["flux"]).all()
+    np.testing.assert_array_equal(out["loglam"], ll)
+    np.testing.assert_array_equal(out["id"], rows["id"].to_numpy())
+    truth = synthesise_truth(rows)
+    np.testing.assert_allclose(out["truth"], truth.astype(np.float32), rtol=1e-5, atol=1e-6 * np.abs(truth).max())
+    # known answer for the inverse variance: the sky shape scaled to noise_level, plus object Poisson noise
+    var = (rows["noise_level"].to_numpy()[:, None] * sky_noise_shape(ll)[None, :]) ** 2
+    var = var + cfg.poisson_coeff * np.clip(truth, 0.0, None)
+    good = out["ivar"] > 0
+    np.testing.assert_allclose(out["ivar"][good], (1.0 / var)[good], rtol=1e-5)
+    # bad pixels: the configured fraction (0.2 % of 64 x 3840 pixels, binomial scatter)
+    n = good.size
+    assert abs((~good).sum() - cfg.bad_pixel_fraction * n) < 5 * np.sqrt(cfg.bad_pixel_fraction * n)

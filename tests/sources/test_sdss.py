@@ -16,8 +16,8 @@ def _sdss_params(tmp_path, **extra):
 
 
 def test_sdss_source_catalogue_and_observed(tmp_path):
-    from specdenoise.sources.observe import sdss_loglam
     from specdenoise.data.preprocess import preprocess
+    from specdenoise.sources.observe import sdss_loglam
     from specdenoise.sources.sdss import build_catalogue, observe_sdss
 
     write_mpajhu(tmp_path / "mpa")
@@ -26,7 +26,9 @@ def test_sdss_source_catalogue_and_observed(tmp_path):
     assert len(cat) == 5
     # spectra for three of them (a real SDSS spectrum relabelled)
     for r in cat.iloc[:3].itertuples():
-        write_spec_lite(tmp_path / "spectra" / f"spec-{r.plate:04d}-{r.mjd:05d}-{r.fiber:04d}.fits", r.plate, r.mjd, r.fiber, r.z)
+        write_spec_lite(
+            tmp_path / "spectra" / f"spec-{r.plate:04d}-{r.mjd:05d}-{r.fiber:04d}.fits", r.plate, r.mjd, r.fiber, r.z
+        )
     with pytest.raises(DataError, match=r"2 of 5 spectra missing .*download-sdss"):
         observe_sdss(cat, p.data)
     p2 = _sdss_params(tmp_path, require_spectra=True)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from specdenoise.config import UniverseConfig
-from specdenoise.physics.grids import LINE_NAMES
 from specdenoise.sources.universe import CLASSES, cardelli, draw_catalogue, kewley01, mzr, sfms
 
 

@@ -1,0 +1,1 @@
+"""Tests of the package layout: import graph, module sizes, DVC deps (helpers: importgraph, print_deps)."""

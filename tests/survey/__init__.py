@@ -1,0 +1,1 @@
+"""Tests of specdenoise.survey: readers, downloader, the Denoiser (helpers: survey_fixtures)."""

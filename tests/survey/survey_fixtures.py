@@ -15,7 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
-LINES = ("OII_3726", "OII_3729", "NEIII_3869", "H_DELTA", "H_GAMMA", "OIII_4363", "H_BETA", "OIII_4959", "OIII_5007", "HEI_5876", "OI_6300", "NII_6548", "H_ALPHA", "NII_6584", "SII_6717", "SII_6731")
+LINES = (
+    "OII_3726",
+    "OII_3729",
+    "NEIII_3869",
+    "H_DELTA",
+    "H_GAMMA",
+    "OIII_4363",
+    "H_BETA",
+    "OIII_4959",
+    "OIII_5007",
+    "HEI_5876",
+    "OI_6300",
+    "NII_6548",
+    "H_ALPHA",
+    "NII_6584",
+    "SII_6717",
+    "SII_6731",
+)
 
 
 def ppxf_sdss_file(name: str = "NGC3522_SDSS_DR18.fits") -> Path:
@@ -23,24 +40,125 @@ def ppxf_sdss_file(name: str = "NGC3522_SDSS_DR18.fits") -> Path:
 
 
 def mpajhu_rows() -> list[dict]:
-    """Galaxies with known answers: (plate, mjd, fiber, z, Ha, Hb, OIII, NII, errors, mass, sfr, lick, subclass, expected class)."""
+    """Galaxies with known answers.
+
+    Each row: plate, mjd, fiber, z, Ha, Hb, OIII, NII, errors, mass, sfr, lick, subclass, expected class.
+    """
     return [
         # star-forming: strong Balmer lines, low [NII]/Ha and [OIII]/Hb
-        dict(p=266, m=51602, f=1, z=0.030, ha=300.0, hb=80.0, oiii=40.0, nii=60.0, err=5.0, mass=10.1, sfr=0.3, hda=2.0, hda_err=1.0, sub="STARFORMING", cls="emission_line"),
+        dict(
+            p=266,
+            m=51602,
+            f=1,
+            z=0.030,
+            ha=300.0,
+            hb=80.0,
+            oiii=40.0,
+            nii=60.0,
+            err=5.0,
+            mass=10.1,
+            sfr=0.3,
+            hda=2.0,
+            hda_err=1.0,
+            sub="STARFORMING",
+            cls="emission_line",
+        ),
         # narrow-line AGN: above Kewley 2001
-        dict(p=266, m=51602, f=2, z=0.040, ha=100.0, hb=30.0, oiii=300.0, nii=120.0, err=3.0, mass=10.9, sfr=0.0, hda=1.0, hda_err=1.0, sub="AGN", cls="narrow_line_agn"),
+        dict(
+            p=266,
+            m=51602,
+            f=2,
+            z=0.040,
+            ha=100.0,
+            hb=30.0,
+            oiii=300.0,
+            nii=120.0,
+            err=3.0,
+            mass=10.9,
+            sfr=0.0,
+            hda=1.0,
+            hda_err=1.0,
+            sub="AGN",
+            cls="narrow_line_agn",
+        ),
         # weak lines, strong H-delta absorption -> absorption
-        dict(p=267, m=51608, f=10, z=0.035, ha=5.0, hb=1.0, oiii=1.0, nii=3.0, err=4.0, mass=10.5, sfr=-0.8, hda=6.0, hda_err=0.8, sub="", cls="absorption"),
+        dict(
+            p=267,
+            m=51608,
+            f=10,
+            z=0.035,
+            ha=5.0,
+            hb=1.0,
+            oiii=1.0,
+            nii=3.0,
+            err=4.0,
+            mass=10.5,
+            sfr=-0.8,
+            hda=6.0,
+            hda_err=0.8,
+            sub="",
+            cls="absorption",
+        ),
         # weak lines, no Balmer absorption -> quiescent; SFR flagged -9999, mass -1
-        dict(p=267, m=51608, f=11, z=0.045, ha=2.0, hb=0.5, oiii=0.5, nii=1.0, err=4.0, mass=-1.0, sfr=-9999.0, hda=-1.0, hda_err=1.0, sub="", cls="quiescent"),
+        dict(
+            p=267,
+            m=51608,
+            f=11,
+            z=0.045,
+            ha=2.0,
+            hb=0.5,
+            oiii=0.5,
+            nii=1.0,
+            err=4.0,
+            mass=-1.0,
+            sfr=-9999.0,
+            hda=-1.0,
+            hda_err=1.0,
+            sub="",
+            cls="quiescent",
+        ),
         # broad-line AGN from the pipeline's subclass
-        dict(p=268, m=51633, f=100, z=0.028, ha=900.0, hb=250.0, oiii=200.0, nii=100.0, err=10.0, mass=10.7, sfr=0.5, hda=0.0, hda_err=1.0, sub="AGN BROADLINE", cls="broad_line_agn"),
+        dict(
+            p=268,
+            m=51633,
+            f=100,
+            z=0.028,
+            ha=900.0,
+            hb=250.0,
+            oiii=200.0,
+            nii=100.0,
+            err=10.0,
+            mass=10.7,
+            sfr=0.5,
+            hda=0.0,
+            hda_err=1.0,
+            sub="AGN BROADLINE",
+            cls="broad_line_agn",
+        ),
         # bad redshift (z_warning) and outside the z range: cut from the parent pool
-        dict(p=268, m=51633, f=101, z=0.150, ha=50.0, hb=15.0, oiii=10.0, nii=15.0, err=2.0, mass=10.0, sfr=0.1, hda=1.0, hda_err=1.0, sub="", cls="emission_line"),
+        dict(
+            p=268,
+            m=51633,
+            f=101,
+            z=0.150,
+            ha=50.0,
+            hb=15.0,
+            oiii=10.0,
+            nii=15.0,
+            err=2.0,
+            mass=10.0,
+            sfr=0.1,
+            hda=1.0,
+            hda_err=1.0,
+            sub="",
+            cls="emission_line",
+        ),
     ]
 
 
-def write_mpajhu(folder: Path, rows: list[dict] | None = None, with_indx: bool = True, drop: tuple[str, ...] = ()) -> dict[str, Path]:
+def write_mpajhu(
+    folder: Path, rows: list[dict] | None = None, with_indx: bool = True, drop: tuple[str, ...] = ()
+) -> dict[str, Path]:
     """Write the MPA-JHU catalogue files for ``rows`` into ``folder``; return their paths."""
     from astropy.table import Table
 
@@ -71,7 +189,14 @@ def write_mpajhu(folder: Path, rows: list[dict] | None = None, with_indx: bool =
     vals = {"H_ALPHA": col("ha"), "H_BETA": col("hb"), "OIII_5007": col("oiii"), "NII_6584": col("nii")}
     for name in LINES:
         flux = vals.get(name, np.full(n, 10.0))
-        for suffix, v in (("CONT", 50.0), ("CONT_ERR", 1.0), ("REQW", -1.0), ("REQW_ERR", 0.5), ("EQW", -2.0), ("EQW_ERR", 0.5)):
+        for suffix, v in (
+            ("CONT", 50.0),
+            ("CONT_ERR", 1.0),
+            ("REQW", -1.0),
+            ("REQW_ERR", 0.5),
+            ("EQW", -2.0),
+            ("EQW_ERR", 0.5),
+        ):
             line[f"{name}_{suffix}"] = np.full(n, v, dtype=np.float32)
         line[f"{name}_FLUX"] = np.asarray(flux, dtype=np.float32)
         err = col("err").astype(np.float32)
@@ -125,7 +250,10 @@ def write_spec_lite(path: Path, plate: int, mjd: int, fiber: int, z: float, sour
 
     with fits.open(source or ppxf_sdss_file()) as h:
         coadd = h["COADD"].data
-        cols = [fits.Column(name=c, format="E" if c not in ("and_mask", "or_mask") else "J", array=np.asarray(coadd[c])) for c in ("flux", "loglam", "ivar", "and_mask", "or_mask", "wdisp", "sky", "model")]
+        cols = [
+            fits.Column(name=c, format="E" if c not in ("and_mask", "or_mask") else "J", array=np.asarray(coadd[c]))
+            for c in ("flux", "loglam", "ivar", "and_mask", "or_mask", "wdisp", "sky", "model")
+        ]
         spzline = h["SPZLINE"].copy()
     so = fits.BinTableHDU.from_columns(
         [
@@ -140,11 +268,15 @@ def write_spec_lite(path: Path, plate: int, mjd: int, fiber: int, z: float, sour
         name="SPECOBJ",
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols, name="COADD"), so, spzline]).writeto(path, overwrite=True)
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols, name="COADD"), so, spzline]).writeto(
+        path, overwrite=True
+    )
     return path
 
 
-def write_spspec(path: Path, n_pix: int = 3000, z: float = 0.03, plate: int = 266, mjd: int = 51630, fiber: int = 145, rows: int = 4) -> dict:
+def write_spspec(
+    path: Path, n_pix: int = 3000, z: float = 0.03, plate: int = 266, mjd: int = 51630, fiber: int = 145, rows: int = 4
+) -> dict:
     """A DR7 spSpec file with a known spectrum; returns what a reader must recover."""
     from astropy.io import fits
 
@@ -159,7 +291,9 @@ def write_spspec(path: Path, n_pix: int = 3000, z: float = 0.03, plate: int = 26
     mask[600:605] = 2**30  # emission-line flag: informational, keeps the pixel
     data = np.vstack([flux, flux - 20.0, err, mask, np.zeros(n_pix)])[:rows].astype(np.float32)
     hdu = fits.PrimaryHDU(data)
-    for k, v in dict(COEFF0=coeff0, COEFF1=coeff1, Z=z, Z_ERR=1e-5, PLATEID=plate, MJD=mjd, FIBERID=fiber, SPEC_CLN=2).items():
+    for k, v in dict(
+        COEFF0=coeff0, COEFF1=coeff1, Z=z, Z_ERR=1e-5, PLATEID=plate, MJD=mjd, FIBERID=fiber, SPEC_CLN=2
+    ).items():
         hdu.header[k] = v
     path.parent.mkdir(parents=True, exist_ok=True)
     hdu.writeto(path, overwrite=True)

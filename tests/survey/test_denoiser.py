@@ -31,7 +31,10 @@ def _observed(obs, i):
 
 
 def test_import_is_lazy():
-    code = "import sys; from specdenoise import Denoiser; print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'dask') if m in sys.modules))"
+    code = (
+        "import sys; from specdenoise import Denoiser; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'dask') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -60,7 +63,12 @@ def test_single_and_batch_match_the_training_preprocessing(pca_dir, tiny_observe
     # a batch on one grid and a ragged list give the same numbers
     batch = den.denoise(wave, tiny_observed["flux"][:4], tiny_observed["ivar"][:4], tiny_observed["z"][:4])
     np.testing.assert_allclose(batch.denoised[3], res.denoised, atol=1e-6)
-    ragged = den.denoise([wave[5:], wave], [flux[5:], tiny_observed["flux"][0]], [ivar[5:], tiny_observed["ivar"][0]], [z, tiny_observed["z"][0]])
+    ragged = den.denoise(
+        [wave[5:], wave],
+        [flux[5:], tiny_observed["flux"][0]],
+        [ivar[5:], tiny_observed["ivar"][0]],
+        [z, tiny_observed["z"][0]],
+    )
     np.testing.assert_allclose(ragged.denoised[1], batch.denoised[0], atol=1e-6)
 
 
@@ -98,18 +106,17 @@ def test_add_noise_is_seeded_per_spectrum_and_denoising_helps(pca_dir, tiny_obse
         den.denoise(wave, f, iv, z, add_noise=-1.0)
 
 
-def test_legacy_model_falls_back_to_params_and_says_so(pca_dir, tmp_path, tiny_observed, caplog):
+def test_model_without_its_preprocessing_record_is_a_one_line_error(pca_dir, tmp_path):
     import shutil
 
     from specdenoise import Denoiser
+    from specdenoise.errors import DataError
 
     legacy = tmp_path / "legacy"
     shutil.copytree(pca_dir, legacy)
     (legacy / "preprocess.json").unlink()
-    with caplog.at_level("WARNING"):
-        den = Denoiser.load(legacy, params=parse_params({"preprocess": {"norm": "median"}}))
-    assert "no preprocess.json" in caplog.text
-    assert den.preprocess_cfg.norm == "median" and den.provenance["preprocess_source"].startswith("params")
+    with pytest.raises(DataError, match=r"no preprocess\.json \(the preprocessing it was trained with\); retrain it"):
+        Denoiser.load(legacy, params=parse_params({"preprocess": {"norm": "median"}}))
     # with the record, the record wins over the parameters file
     den2 = Denoiser.load(pca_dir, params=parse_params({"preprocess": {"norm": "median"}}))
     assert den2.preprocess_cfg.norm == "l2"

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from specdenoise.survey.download import Target, download_many, fetch, mpajhu_targets, read_targets, sdss_targets, spec_filename
 from specdenoise.errors import DataError
+from specdenoise.survey.download import (
+    Target,
+    download_many,
+    fetch,
+    mpajhu_targets,
+    read_targets,
+    sdss_targets,
+    spec_filename,
+)
 
 
 class _Server:
@@ -104,7 +112,9 @@ def test_success_resume_and_404_in_one_batch(tmp_path, payloads):
     by = {Path(r.dest).name: r for r in summary.results}
     ok1 = by[spec_filename(266, 51602, 1)]
     assert ok1.status == "ok" and ok1.resumed and ok1.attempts == 2, ok1
-    assert (tmp_path / "spectra" / "spec-0266-51602-0001.fits").read_bytes() == payloads["/lite/0266/spec-0266-51602-0001.fits"]
+    assert (tmp_path / "spectra" / "spec-0266-51602-0001.fits").read_bytes() == payloads[
+        "/lite/0266/spec-0266-51602-0001.fits"
+    ]
     assert by[spec_filename(266, 51602, 2)].status == "ok"
     missing = by[spec_filename(266, 51602, 3)]
     assert missing.status == "not_found" and "404" in missing.error and missing.attempts == 1
@@ -176,7 +186,13 @@ def test_existing_complete_file_is_skipped(tmp_path, payloads):
 
 def test_connection_refused_is_retried_and_reported(tmp_path):
     waits = []
-    r = fetch(Target("http://127.0.0.1:9/none.fits", tmp_path / "n.fits"), retries=2, backoff_s=0.5, timeout=2, sleep=waits.append)
+    r = fetch(
+        Target("http://127.0.0.1:9/none.fits", tmp_path / "n.fits"),
+        retries=2,
+        backoff_s=0.5,
+        timeout=2,
+        sleep=waits.append,
+    )
     assert r.status == "failed" and r.attempts == 3 and waits == [0.5, 1.0]
 
 

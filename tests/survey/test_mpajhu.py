@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from survey.survey_fixtures import mpajhu_rows, write_mpajhu, write_spec_lite
 
-from specdenoise.config import parse_params
 from specdenoise.errors import DataError
 from specdenoise.survey.readers.mpajhu import parent_sample, read_mpajhu
+from survey.survey_fixtures import mpajhu_rows, write_mpajhu
 
 
 def test_join_columns_classes_and_bad_values(tmp_path):
@@ -66,5 +65,3 @@ def test_missing_file_and_column_and_row_mismatch(tmp_path):
     (d3 / "short" / "gal_totsfr_dr7_v5_2.fits.gz").replace(d3 / "gal_totsfr_dr7_v5_2.fits.gz")
     with pytest.raises(DataError, match="3 rows but gal_info has 6"):
         read_mpajhu(d3)
-
-

@@ -37,7 +37,9 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")] = False,
 ) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
     for noisy_lib in ("great_expectations", "matplotlib", "numexpr"):
         logging.getLogger(noisy_lib).setLevel(logging.DEBUG if verbose else logging.WARNING)
     STATE["progress"] = not quiet and sys.stderr.isatty()

@@ -36,10 +36,14 @@ def bench_universe_cmd(
 @app.command("pipeline")
 def bench_pipeline_cmd(
     params_path: ParamsOpt = None,
-    observed: Annotated[Path, typer.Option(help="Observed spectra (for the preprocessing rate).")] = Path("data/interim/observed.npz"),
+    observed: Annotated[Path, typer.Option(help="Observed spectra (for the preprocessing rate).")] = Path(
+        "data/interim/observed.npz"
+    ),
     spectra: SpectraOpt = SPECTRA,
     noisy: NoisyOpt = NOISY,
-    model: Annotated[Path | None, typer.Option(help="Saved model for the inference roofline.")] = Path("models/vae_6/model"),
+    model: Annotated[Path | None, typer.Option(help="Saved model for the inference roofline.")] = Path(
+        "models/vae_6/model"
+    ),
     templates: Annotated[Path | None, typer.Option(help="E-MILES templates for the line-fit rates.")] = TEMPLATES,
     n_ppxf: Annotated[int, typer.Option(help="Spectra fitted with pPXF (uncached) for its rate.")] = 20,
     out: OutOpt = Path("reports/bench_pipeline.json"),
@@ -47,14 +51,18 @@ def bench_pipeline_cmd(
     """Preprocessing rate, inference spectra/s against the measured matmul roofline, fast vs pPXF line fits."""
     model_s = str(model) if model and model.exists() else None
     templates_s = str(templates) if templates and templates.exists() else None
-    _write(out, bench_pipeline(params(params_path), str(observed), str(spectra), str(noisy), model_s, templates_s, n_ppxf))
+    _write(
+        out, bench_pipeline(params(params_path), str(observed), str(spectra), str(noisy), model_s, templates_s, n_ppxf)
+    )
 
 
 @app.command("train")
 def bench_train_cmd(
     spectra: SpectraOpt = SPECTRA,
     noisy: NoisyOpt = NOISY,
-    backends: Annotated[str, typer.Option(help="Comma-separated Keras backends to time side by side.")] = "tensorflow,jax",
+    backends: Annotated[
+        str, typer.Option(help="Comma-separated Keras backends to time side by side.")
+    ] = "tensorflow,jax",
     families: Annotated[str, typer.Option(help="Comma-separated families (ae, vae).")] = "ae,vae",
     n: Annotated[int, typer.Option(help="Training spectra per epoch.")] = 8000,
     epochs: Annotated[int, typer.Option(help="Epochs timed (the first, with tracing, is reported apart).")] = 4,

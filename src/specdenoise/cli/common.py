@@ -14,7 +14,8 @@ from specdenoise.config import Params, resolve_params
 log = logging.getLogger("specdenoise")
 
 ParamsOpt = Annotated[
-    Path | None, typer.Option("--params", "-p", help="Parameters file (default: params.yaml here, else the built-in defaults).")
+    Path | None,
+    typer.Option("--params", "-p", help="Parameters file (default: params.yaml here, else the built-in defaults)."),
 ]
 SpectraOpt = Annotated[Path, typer.Option("--spectra", help="Preprocessed spectra (.npz from `data preprocess`).")]
 NoisyOpt = Annotated[Path, typer.Option("--noisy", help="Noise realisations (.npz from `data noise`).")]

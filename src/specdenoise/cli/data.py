@@ -23,13 +23,17 @@ from specdenoise.cli.common import (
 from specdenoise.data import noise, preprocess, select, summary, validate
 from specdenoise.sources import source
 
-app = typer.Typer(help="Data stages: universe -> select -> observe -> preprocess -> noise -> validate.", no_args_is_help=True)
+app = typer.Typer(
+    help="Data stages: universe -> select -> observe -> preprocess -> noise -> validate.", no_args_is_help=True
+)
 
 
 @app.command("universe")
 def universe_cmd(
     params_path: ParamsOpt = None,
-    out: Annotated[Path, typer.Option(help="Output catalogue (Parquet) of the parent pool.")] = Path("data/raw/universe.parquet"),
+    out: Annotated[Path, typer.Option(help="Output catalogue (Parquet) of the parent pool.")] = Path(
+        "data/raw/universe.parquet"
+    ),
     n: Annotated[int | None, typer.Option(help="Override universe.n_galaxies (e.g. for a quick look).")] = None,
 ) -> None:
     """Draw the embedded galaxy universe (an MPA-JHU-like catalogue with known truth), or read MPA-JHU (data.source sdss)."""
@@ -43,7 +47,9 @@ def universe_cmd(
 @app.command("select")
 def select_cmd(
     params_path: ParamsOpt = None,
-    catalogue: Annotated[Path, typer.Option(help="Parent catalogue from `data universe`.")] = Path("data/raw/universe.parquet"),
+    catalogue: Annotated[Path, typer.Option(help="Parent catalogue from `data universe`.")] = Path(
+        "data/raw/universe.parquet"
+    ),
     out: Annotated[Path, typer.Option(help="Selected sample (Parquet).")] = SAMPLE,
     report: Annotated[Path, typer.Option(help="Selection report (JSON).")] = Path("reports/selection.json"),
 ) -> None:
@@ -53,10 +59,15 @@ def select_cmd(
     rep = select.run(p.select, catalogue, out, report)
     for b in rep["bins"]:
         if b["shortfall"]:
-            typer.echo(f"warning: bin {b['bin']} ({b['log_flux_lo']:.2f}-{b['log_flux_hi']:.2f}): only {b['selected']} of "
-                       f"{p.select.per_bin} galaxies", err=True)  # fmt: skip
+            typer.echo(
+                f"warning: bin {b['bin']} ({b['log_flux_lo']:.2f}-{b['log_flux_hi']:.2f}): only {b['selected']} of "
+                f"{p.select.per_bin} galaxies",
+                err=True,
+            )
     done("select", t0, n=rep["n_selected"])
-    typer.echo(f"select: {rep['n_selected']} galaxies ({rep['n_train']} train / {rep['n_test']} test), short bins {rep['short_bins']} -> {out}")
+    typer.echo(
+        f"select: {rep['n_selected']} galaxies ({rep['n_train']} train / {rep['n_test']} test), short bins {rep['short_bins']} -> {out}"
+    )
 
 
 @app.command("observe")
@@ -76,7 +87,9 @@ def observe_cmd(
 @app.command("preprocess")
 def preprocess_cmd(
     params_path: ParamsOpt = None,
-    observed: Annotated[Path, typer.Option(help="Observed spectra from `data observe`.")] = Path("data/interim/observed.npz"),
+    observed: Annotated[Path, typer.Option(help="Observed spectra from `data observe`.")] = Path(
+        "data/interim/observed.npz"
+    ),
     out: Annotated[Path, typer.Option(help="Preprocessed spectra (.npz).")] = SPECTRA,
 ) -> None:
     """Shift to the rest frame, resample onto the common grid (flux-conserving) and normalise."""
@@ -123,7 +136,9 @@ def summary_cmd(
     noisy: NoisyOpt = NOISY,
     sample: SampleOpt = SAMPLE,
     out_json: Annotated[Path, typer.Option(help="Metrics (JSON).")] = Path("reports/data_summary.json"),
-    out_md: Annotated[Path, typer.Option(help="Tables next to the paper's (Markdown).")] = Path("reports/data_summary.md"),
+    out_md: Annotated[Path, typer.Option(help="Tables next to the paper's (Markdown).")] = Path(
+        "reports/data_summary.md"
+    ),
 ) -> None:
     """Class mix (Table 1) and PCA variance of clean and noise-added spectra (Tables 2-3) next to the paper."""
     t0 = time.perf_counter()

@@ -26,7 +26,12 @@ def _report(summary, report: Path | None) -> None:
 
 
 def download_sdss_cmd(
-    targets: Annotated[Path, typer.Option(help="CSV or Parquet with plate, mjd, fiber (e.g. data/interim/sample.parquet); optional size, sha256, md5.")],
+    targets: Annotated[
+        Path,
+        typer.Option(
+            help="CSV or Parquet with plate, mjd, fiber (e.g. data/interim/sample.parquet); optional size, sha256, md5."
+        ),
+    ],
     out: Annotated[Path | None, typer.Option(help="Folder for the spec-lite files (default: data.sdss_dir).")] = None,
     params_path: ParamsOpt = None,
     base_url: Annotated[str | None, typer.Option(help="Override data.download.sdss_base_url.")] = None,
@@ -40,22 +45,34 @@ def download_sdss_cmd(
     table = read_targets(targets)
     tg = sdss_targets(table, out or Path(d.sdss_dir), base_url=base_url or dl.sdss_base_url)
     log.info("download-sdss: %d file(s) -> %s", len(tg), out or d.sdss_dir)
-    summary = download_many(tg, workers=workers or dl.workers, retries=dl.retries if retries is None else retries, backoff_s=dl.backoff_s, timeout=dl.timeout_s)
+    summary = download_many(
+        tg,
+        workers=workers or dl.workers,
+        retries=dl.retries if retries is None else retries,
+        backoff_s=dl.backoff_s,
+        timeout=dl.timeout_s,
+    )
     _report(summary, report)
+
 
 def download_mpajhu_cmd(
     out: Annotated[Path | None, typer.Option(help="Folder for the catalogues (default: data.mpajhu_dir).")] = None,
     params_path: ParamsOpt = None,
     base_url: Annotated[str | None, typer.Option(help="Override data.download.mpajhu_base_url.")] = None,
-    indx: Annotated[bool, typer.Option("--indx/--no-indx", help="Also fetch gal_indx (Lick indices for the absorption class).")] = True,
+    indx: Annotated[
+        bool, typer.Option("--indx/--no-indx", help="Also fetch gal_indx (Lick indices for the absorption class).")
+    ] = True,
 ) -> None:
     """Download the MPA-JHU DR7 catalogues (gal_info, gal_line, totlgm, gal_totsfr, gal_indx)."""
     d = params(params_path).data
     dl = d.download
     files = [f for f in MPAJHU_FILES if indx or not f.startswith("gal_indx")]
     tg = mpajhu_targets(out or Path(d.mpajhu_dir), base_url=base_url or dl.mpajhu_base_url, files=files)
-    summary = download_many(tg, workers=min(dl.workers, len(tg)), retries=dl.retries, backoff_s=dl.backoff_s, timeout=dl.timeout_s)
+    summary = download_many(
+        tg, workers=min(dl.workers, len(tg)), retries=dl.retries, backoff_s=dl.backoff_s, timeout=dl.timeout_s
+    )
     _report(summary, None)
+
 
 def read_cmd(
     files: Annotated[list[Path], typer.Argument(help="SDSS spec/spec-lite, DR7 spSpec or DESI coadd FITS files.")],

@@ -13,24 +13,42 @@ from specdenoise.training import train
 
 
 def train_cmd(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model family (a registered family: pca, wiener, ae, vae, ...).")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model family (a registered family: pca, wiener, ae, vae, ...).")
+    ],
     latent_dim: Annotated[int, typer.Option("--latent-dim", "-d", help="Latent dimension (rank for pca/wiener).")],
     params_path: ParamsOpt = None,
     spectra: SpectraOpt = SPECTRA,
     noisy: NoisyOpt = NOISY,
     out: Annotated[Path | None, typer.Option(help="Output folder (default models/<family>_<dim>).")] = None,
     tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Log the run to MLflow.")] = True,
-    registered_model: Annotated[str | None, typer.Option(help="Register under this name (default tracking.registered_model).")] = None,
-    sample_tag: Annotated[str, typer.Option("--sample", help="Value of the run's 'sample' tag (e.g. main, desi).")] = "main",
-    hyper_from: Annotated[Path | None, typer.Option(help="record.json of a trained model: re-train its architecture, no search.")] = None,
+    registered_model: Annotated[
+        str | None, typer.Option(help="Register under this name (default tracking.registered_model).")
+    ] = None,
+    sample_tag: Annotated[
+        str, typer.Option("--sample", help="Value of the run's 'sample' tag (e.g. main, desi).")
+    ] = "main",
+    hyper_from: Annotated[
+        Path | None, typer.Option(help="record.json of a trained model: re-train its architecture, no search.")
+    ] = None,
 ) -> None:
     """Search hyper-parameters (searchable families), train, score on the test set and log to MLflow."""
     t0 = time.perf_counter()
     p = params(params_path)
     if registered_model:
         p = p.model_copy(update={"tracking": p.tracking.model_copy(update={"registered_model": registered_model})})
-    rec, final = train.run(model, latent_dim, p, spectra, noisy, out, tracking=tracking, sample=sample_tag, progress=progress(),
-                           hyper_from=hyper_from)  # fmt: skip
+    rec, final = train.run(
+        model,
+        latent_dim,
+        p,
+        spectra,
+        noisy,
+        out,
+        tracking=tracking,
+        sample=sample_tag,
+        progress=progress(),
+        hyper_from=hyper_from,
+    )
     m = rec["metrics"]
     done("train", t0, model=f"{model}-{latent_dim}d")
     typer.echo(

@@ -163,8 +163,12 @@ class DesiSet(NpzArtefact):
 
     def noise_record(self, params: Any) -> dict[str, Any]:
         """DESI-like noise: the ``mzr.desi`` settings and the realised amplitude (not ``noise``)."""
-        return {"model": "desi", **params.mzr.desi.model_dump(), "amplitude": float(self.amplitude),
-                "renormalise": "debiased"}  # fmt: skip
+        return {
+            "model": "desi",
+            **params.mzr.desi.model_dump(),
+            "amplitude": float(self.amplitude),
+            "renormalise": "debiased",
+        }
 
 
 def load_noisy(path: str | Path) -> NoisySet | DesiSet:

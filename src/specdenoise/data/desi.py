@@ -56,13 +56,32 @@ def fetch_coadds(cfg: DesiConfig, dest: Path) -> dict[str, Any]:
     """
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", cfg.package, "-d", tmp, "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            cfg.package,
+            "-d",
+            tmp,
+            "-q",
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(Path(tmp).glob("*.whl"))
         if res.returncode != 0 or not wheels:
-            raise DataError(f"mzr.desi.package: `pip download {cfg.package}` failed: {res.stderr.strip().splitlines()[-1:] or 'no wheel'}")
+            raise DataError(
+                f"mzr.desi.package: `pip download {cfg.package}` failed: {res.stderr.strip().splitlines()[-1:] or 'no wheel'}"
+            )
         wheel = wheels[0]
-        prov: dict[str, Any] = {"package": cfg.package, "wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(), "files": {}}
+        prov: dict[str, Any] = {
+            "package": cfg.package,
+            "wheel": wheel.name,
+            "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+            "files": {},
+        }
         with zipfile.ZipFile(wheel) as zf:
             names = set(zf.namelist())
             for coadd in cfg.coadds:
@@ -112,7 +131,12 @@ def noise_shape(paths: list[Path]) -> dict[str, np.ndarray]:
         shapes.append(dens / np.median(dens))
     per = np.array(shapes)
     shape = np.median(per, axis=0)
-    return {"wave": np.asarray(wave), "shape": shape / np.median(shape), "per_coadd": per, "sigma_median": np.array(med)}
+    return {
+        "wave": np.asarray(wave),
+        "shape": shape / np.median(shape),
+        "per_coadd": per,
+        "sigma_median": np.array(med),
+    }
 
 
 class DesiNoise(NoiseModel):
@@ -140,7 +164,7 @@ class DesiNoise(NoiseModel):
         return (self.amplitude * s)[None, :]
 
     @classmethod
-    def from_file(cls, path: Path, amplitude: float = 1.0) -> "DesiNoise":
+    def from_file(cls, path: Path, amplitude: float = 1.0) -> DesiNoise:
         d = load_npz(path, required=("wave", "shape"))
         return cls(d["wave"], d["shape"], amplitude)
 
@@ -157,7 +181,9 @@ def dimming(z0: np.ndarray, z1: float) -> np.ndarray:
     return (d0 / d1) ** 2 * (1 + z0) / (1 + z1)
 
 
-def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: PreprocessConfig, noise_file: Path) -> dict[str, Any]:
+def desi_like(
+    observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: PreprocessConfig, noise_file: Path
+) -> dict[str, Any]:
     """DESI-like versions of noise-free observed spectra, preprocessed for the de-noiser.
 
     Parameters
@@ -203,7 +229,9 @@ def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: Preprocess
     model = DesiNoise.from_file(noise_file, 1.0)
     unit_sig = model.sigma(wave_obs, 1)[0]
     n_edges, _ = rest_grid(pcfg)
-    _, unit_ivar_rest, _ = resample(n_edges, out_edges, np.ones((1, len(out_loglam))), 1.0 / unit_sig[None, :] ** 2, shift=np.array([1 + cfg.z]))
+    _, unit_ivar_rest, _ = resample(
+        n_edges, out_edges, np.ones((1, len(out_loglam))), 1.0 / unit_sig[None, :] ** 2, shift=np.array([1 + cfg.z])
+    )
     unit_rest = (1 + cfg.z) / np.sqrt(unit_ivar_rest[0])  # rest-frame f_lambda sigma per 825-grid bin, A = 1
     env_unit = np.percentile(unit_rest / np.median(pre_clean["norm"]), 90)
     amplitude = cfg.envelope / env_unit
@@ -236,7 +264,9 @@ def desi_like(observed: dict[str, np.ndarray], cfg: DesiConfig, pcfg: Preprocess
 
 def provenance_json(prov: dict[str, Any], shape: dict[str, np.ndarray]) -> str:
     """Provenance of the noise shape, as JSON text."""
-    return json.dumps({**prov, "sigma_median_per_coadd": shape["sigma_median"].tolist(), "n_pix": int(len(shape["wave"]))}, indent=2)
+    return json.dumps(
+        {**prov, "sigma_median_per_coadd": shape["sigma_median"].tolist(), "n_pix": int(len(shape["wave"]))}, indent=2
+    )
 
 
 def run_noise_shape(cfg: DesiConfig, out: Path) -> str:
@@ -252,5 +282,7 @@ def run(cfg: DesiConfig, pcfg: PreprocessConfig, observed: Path, noise_file: Pat
     """The ``desi`` stage: DESI-like versions of the observed (noise-free) spectra to ``out``."""
     res = DesiSet.from_arrays(desi_like(Observed.load(observed), cfg, pcfg, noise_file))
     res.save(out)
-    return (f"mzr desi: {len(res.id)} spectra at z={cfg.z}, median dimming {float(np.median(res.dimming)):.3f}, "
-            f"noise amplitude {float(res.amplitude):.3g} ({float(res.amplitude / res.amplitude_coadds):.1f}x the real coadds) -> {out}")
+    return (
+        f"mzr desi: {len(res.id)} spectra at z={cfg.z}, median dimming {float(np.median(res.dimming)):.3f}, "
+        f"noise amplitude {float(res.amplitude):.3g} ({float(res.amplitude / res.amplitude_coadds):.1f}x the real coadds) -> {out}"
+    )

@@ -60,12 +60,12 @@ def make_noise_model(cfg: NoiseConfig) -> NoiseModel:
     try:
         return NOISE_MODELS[cfg.model](cfg)
     except KeyError:
-        raise ConfigError(f"noise.model: unknown noise model '{cfg.model}' (known: {', '.join(NOISE_MODELS)})") from None
+        raise ConfigError(
+            f"noise.model: unknown noise model '{cfg.model}' (known: {', '.join(NOISE_MODELS)})"
+        ) from None
 
 
-def add_noise(
-    flux: np.ndarray, wave: np.ndarray, cfg: NoiseConfig, norm_kind: str = "l2"
-) -> dict[str, np.ndarray]:
+def add_noise(flux: np.ndarray, wave: np.ndarray, cfg: NoiseConfig, norm_kind: str = "l2") -> dict[str, np.ndarray]:
     """Draw ``cfg.n_realisations`` noise-added versions of normalised spectra.
 
     Parameters

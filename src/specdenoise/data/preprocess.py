@@ -42,6 +42,29 @@ def edges_from_centres_log(loglam: np.ndarray) -> np.ndarray:
     return 10.0 ** np.concatenate([[loglam[0] - d[0] / 2], mid, [loglam[-1] + d[-1] / 2]])
 
 
+def _overlap_variance(vg: np.ndarray, width: np.ndarray, jc: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Variance of each output bin's flux integral: the sum over input pixels of variance x
+    overlap^2 (full pixels by a cumulative sum, the two end pixels explicitly).
+
+    ``vg`` (n, k) variance of the good pixels (0 elsewhere); ``width`` (k,) pixel widths;
+    ``jc``, ``frac`` (n, m + 1) the pixel holding each output edge and the fraction of it below
+    the edge. Returns (n, m).
+    """
+    n, k = vg.shape
+    s2 = np.concatenate([np.zeros((n, 1)), np.cumsum(vg * width[None, :] ** 2, axis=1)], axis=1)
+    j_lo, j_hi = jc[:, :-1], jc[:, 1:]
+    f_lo, f_hi = frac[:, :-1], frac[:, 1:]
+    w_lo, w_hi = width[j_lo], width[j_hi]
+    v_lo = np.take_along_axis(vg, j_lo, axis=1)
+    v_hi = np.take_along_axis(vg, j_hi, axis=1)
+    full = np.take_along_axis(s2, j_hi, axis=1) - np.take_along_axis(s2, np.minimum(j_lo + 1, k), axis=1)
+    return np.where(
+        j_lo == j_hi,
+        v_lo * ((f_hi - f_lo) * w_lo) ** 2,
+        v_lo * ((1 - f_lo) * w_lo) ** 2 + np.clip(full, 0.0, None) + v_hi * (f_hi * w_hi) ** 2,
+    )
+
+
 def resample(
     new_edges: np.ndarray,
     old_edges: np.ndarray,
@@ -97,25 +120,11 @@ def resample(
         c = np.concatenate([np.zeros((n, 1)), np.cumsum(vals * width[None, :], axis=1)], axis=1)
         return np.take_along_axis(c, jc, axis=1) + frac * np.take_along_axis(vals, jc, axis=1) * width[jc]
 
-    fw = cum_at(flux * good)
+    fw = cum_at(np.where(good > 0, flux, 0.0))  # a NaN under the mask must not leak into later bins
     gw = cum_at(good)
     d_flux = np.diff(fw, axis=1)
     d_good = np.diff(gw, axis=1)
-    # variance: sum over pixels of var * overlap^2 (full pixels via cumulative sum, ends explicit)
-    s2 = np.concatenate([np.zeros((n, 1)), np.cumsum(var * good * width[None, :] ** 2, axis=1)], axis=1)
-    j_lo, j_hi = jc[:, :-1], jc[:, 1:]
-    f_lo, f_hi = frac[:, :-1], frac[:, 1:]
-    w_lo, w_hi = width[j_lo], width[j_hi]
-    vg = var * good
-    v_lo = np.take_along_axis(vg, j_lo, axis=1)
-    v_hi = np.take_along_axis(vg, j_hi, axis=1)
-    same = j_lo == j_hi
-    full = np.take_along_axis(s2, j_hi, axis=1) - np.take_along_axis(s2, np.minimum(j_lo + 1, k), axis=1)
-    var_sum = np.where(
-        same,
-        v_lo * ((f_hi - f_lo) * w_lo) ** 2,
-        v_lo * ((1 - f_lo) * w_lo) ** 2 + np.clip(full, 0.0, None) + v_hi * (f_hi * w_hi) ** 2,
-    )
+    var_sum = _overlap_variance(var * good, width, jc, frac)
     covered = d_good > 0
     safe = np.where(covered, d_good, 1.0)
     flux_new = np.where(covered, d_flux / safe, 0.0)
@@ -147,7 +156,9 @@ def normalise(flux: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"preprocess.norm: unknown normalisation '{kind}'")
 
 
-def check_spectra(loglam: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, ids: np.ndarray, source: str) -> None:
+def check_spectra(
+    loglam: np.ndarray, flux: np.ndarray, ivar: np.ndarray, z: np.ndarray, ids: np.ndarray, source: str
+) -> None:
     """Reject bad input with a one-line error naming the file and galaxy."""
     if loglam.ndim != 1 or flux.ndim != 2 or flux.shape != ivar.shape or flux.shape[1] != len(loglam):
         raise DataError(f"{source}: inconsistent shapes loglam {loglam.shape}, flux {flux.shape}, ivar {ivar.shape}")
@@ -239,5 +250,7 @@ def run(cfg: PreprocessConfig, observed: Path, out: Path) -> str:
         pre["split"] = obs.split
     Spectra.from_arrays(pre, str(out)).save(out)
     masked = float((pre["ivar"] == 0).any(axis=1).mean())
-    return (f"preprocess: {pre['flux'].shape[0]} x {pre['flux'].shape[1]} ({cfg.norm} norm), "
-            f"{100 * masked:.1f}% of spectra have masked bins -> {out}")  # fmt: skip
+    return (
+        f"preprocess: {pre['flux'].shape[0]} x {pre['flux'].shape[1]} ({cfg.norm} norm), "
+        f"{100 * masked:.1f}% of spectra have masked bins -> {out}"
+    )

@@ -116,7 +116,9 @@ def select_sample(cat, cfg: SelectConfig) -> tuple[Any, dict[str, Any]]:
     return sample, report
 
 
-def run(cfg: SelectConfig, catalogue: Path, out: Path, report: Path, columns: tuple[str, ...] = CATALOGUE_COLUMNS) -> dict[str, Any]:
+def run(
+    cfg: SelectConfig, catalogue: Path, out: Path, report: Path, columns: tuple[str, ...] = CATALOGUE_COLUMNS
+) -> dict[str, Any]:
     """The ``select`` stages (``data select``, ``mzr select``): the sample to ``out``, the report to ``report``.
 
     ``columns`` are the catalogue columns the caller needs beyond selection. Returns the report.

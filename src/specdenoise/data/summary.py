@@ -25,7 +25,14 @@ PAPER_TABLE1 = {
 }
 #: Paper Table 2 (noise-added) and Table 3 (original): component -> (variance, cumulative %).
 PAPER_TABLE2 = {1: (4.4e-2, 3.19), 2: (9.6e-3, 3.89), 4: (3.0e-3, 4.50), 6: (2.8e-3, 4.90), 10: (2.7e-3, 5.70)}
-PAPER_TABLE3 = {1: (4.2e-2, 69.77), 2: (7.7e-3, 82.56), 4: (1.0e-3, 89.82), 5: (4.8e-4, 90.62), 6: (4.3e-4, 91.32), 10: (1.3e-4, 92.55)}
+PAPER_TABLE3 = {
+    1: (4.2e-2, 69.77),
+    2: (7.7e-3, 82.56),
+    4: (1.0e-3, 89.82),
+    5: (4.8e-4, 90.62),
+    6: (4.3e-4, 91.32),
+    10: (1.3e-4, 92.55),
+}
 PAPER_N90 = {"noisy": 677, "clean": 5}
 PAPER_N99 = {"noisy": 808, "clean": 384}
 COMPONENTS = (1, 2, 4, 5, 6, 10)
@@ -47,7 +54,11 @@ def pca_variance(x: np.ndarray) -> dict[str, Any]:
     return {
         "total_variance": float(total),
         "components": {
-            str(k): {"variance": float(var[k - 1]), "percent": float(100 * var[k - 1] / total), "cumulative_percent": float(100 * cum[k - 1])}
+            str(k): {
+                "variance": float(var[k - 1]),
+                "percent": float(100 * var[k - 1] / total),
+                "cumulative_percent": float(100 * cum[k - 1]),
+            }
             for k in COMPONENTS
             if k <= len(var)
         },
@@ -76,8 +87,18 @@ def data_summary(pre: dict, noisy: dict, sample, params: Params) -> dict[str, An
 
 
 def render_markdown(s: dict[str, Any]) -> str:
-    lines = ["# Data summary vs the paper", "", f"{s['n_spectra']} spectra ({s['n_train']} train), `{s['norm']}` normalisation, noise sigma = {s['noise_sigma']}.", ""]
-    lines += ["## Class mix (paper Table 1, 'Sample' column)", "", "| class | here | here % | paper | paper % |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "# Data summary vs the paper",
+        "",
+        f"{s['n_spectra']} spectra ({s['n_train']} train), `{s['norm']}` normalisation, noise sigma = {s['noise_sigma']}.",
+        "",
+    ]
+    lines += [
+        "## Class mix (paper Table 1, 'Sample' column)",
+        "",
+        "| class | here | here % | paper | paper % |",
+        "|---|---:|---:|---:|---:|",
+    ]
     tot = sum(s["class_counts"].values()) or 1
     ptot = sum(PAPER_TABLE1.values())
     for c, pv in PAPER_TABLE1.items():
@@ -89,7 +110,10 @@ def render_markdown(s: dict[str, Any]) -> str:
     ):
         p = s[key]
         lines += ["", f"## PCA variance: {title}", "", f"Total variance {p['total_variance']:.4g}.", ""]
-        lines += ["| component | variance | cumulative % | paper variance | paper cumulative % |", "|---:|---:|---:|---:|---:|"]
+        lines += [
+            "| component | variance | cumulative % | paper variance | paper cumulative % |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for k, row in p["components"].items():
             r = ref.get(int(k))
             pv = f"{r[0]:.2g} | {r[1]:.2f}" if r else "- | -"

@@ -93,7 +93,9 @@ def _suites(params: Params, n_pix_expected: int) -> dict[str, list]:
             gxe.ExpectColumnValuesToBeBetween(column="n_nonfinite", min_value=0, max_value=0),
             gxe.ExpectColumnValuesToBeBetween(column="ivar_min", min_value=0.0),
             gxe.ExpectColumnValuesToBeBetween(column="norm_value", min_value=1 - tol, max_value=1 + tol),
-            gxe.ExpectColumnValuesToBeBetween(column="masked_fraction", min_value=0.0, max_value=vc.max_masked_fraction),
+            gxe.ExpectColumnValuesToBeBetween(
+                column="masked_fraction", min_value=0.0, max_value=vc.max_masked_fraction
+            ),
             gxe.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "test"]),
             gxe.ExpectColumnValuesToBeUnique(column="id"),
         ],
@@ -177,7 +179,11 @@ def failure_summary(report: dict[str, Any]) -> str:
             if not item["success"]:
                 col = f"({item['column']})" if item["column"] else ""
                 cnt = item["unexpected_count"]
-                rows = f"{cnt} of {item['element_count']} rows" if cnt is not None else f"observed {item['observed_value']}"
+                rows = (
+                    f"{cnt} of {item['element_count']} rows"
+                    if cnt is not None
+                    else f"observed {item['observed_value']}"
+                )
                 parts.append(f"{suite}: {item['expectation']}{col} failed for {rows}")
     return "; ".join(parts)
 

@@ -81,7 +81,11 @@ def bench_universe(params: Params, n: int, chunk_size: int | None = None, progre
         "spectra_per_s_end_to_end": round(n / total, 1),
         "peak_rss_gb": round(_peak_rss_gb(), 3),
         "checksum": checksum,
-        "machine": {"cpu_count": __import__("os").cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpu_count": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
     }
 
 
@@ -89,7 +93,9 @@ def bench_universe(params: Params, n: int, chunk_size: int | None = None, progre
 PAPER_UNITS = [1000, 900, 800, 800]
 
 
-def time_training(family: str, spectra: str, noisy: str, n: int, epochs: int, latent_dim: int = 6, batch_size: int = 64, seed: int = 0) -> dict[str, Any]:
+def time_training(
+    family: str, spectra: str, noisy: str, n: int, epochs: int, latent_dim: int = 6, batch_size: int = 64, seed: int = 0
+) -> dict[str, Any]:
     """Seconds per epoch of a paper-size model on ``n`` real preprocessed spectra (this backend).
 
     The first epoch (graph tracing / compilation) is reported separately from the mean of the
@@ -97,7 +103,6 @@ def time_training(family: str, spectra: str, noisy: str, n: int, epochs: int, la
     """
 
     import keras
-
 
     pre = load_npz(spectra, required=("flux", "ivar"))
     nz = load_npz(noisy, required=("noisy",))
@@ -131,7 +136,9 @@ def time_training(family: str, spectra: str, noisy: str, n: int, epochs: int, la
     }
 
 
-def bench_training(backends: list[str], families: list[str], spectra: str, noisy: str, n: int, epochs: int) -> list[dict[str, Any]]:
+def bench_training(
+    backends: list[str], families: list[str], spectra: str, noisy: str, n: int, epochs: int
+) -> list[dict[str, Any]]:
     """Run :func:`time_training` for each backend in its own process (KERAS_BACKEND is per process)."""
 
     results = []
@@ -163,7 +170,15 @@ def matmul_gflops(n: int = 4096, repeats: int = 3) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_path: str, model_dir: str | None, templates: str | None, n_ppxf: int = 20) -> dict[str, Any]:
+def bench_pipeline(
+    params: Params,
+    observed_path: str,
+    spectra_path: str,
+    noisy_path: str,
+    model_dir: str | None,
+    templates: str | None,
+    n_ppxf: int = 20,
+) -> dict[str, Any]:
     """Side-by-side rates: preprocessing, inference vs the matmul roofline, fast vs pPXF lines."""
 
     out: dict[str, Any] = {"matmul_gflops": round(matmul_gflops(), 1)}
@@ -174,7 +189,6 @@ def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_
     pre = load_npz(spectra_path, required=("flux", "wave"))
     x = load_npz(noisy_path, required=("noisy",))["noisy"][0]
     if model_dir:
-
         model = load_model(model_dir)
         model.denoise(x[:64])  # warm-up (graph tracing)
         t0 = time.perf_counter()
@@ -189,7 +203,6 @@ def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_
             "roofline_ratio": round(rate * flops / 1e9 / out["matmul_gflops"], 3),
         }
     if templates:
-
         edges, wave = rest_grid(params.preprocess)
         fast = make_fast_fitter(templates, edges, params.lines.sigma_kms, params.lines.n_components)
         t0 = time.perf_counter()
@@ -199,11 +212,23 @@ def bench_pipeline(params: Params, observed_path: str, spectra_path: str, noisy_
         t0 = time.perf_counter()
         slow(pre["flux"][:n_ppxf])
         ppxf_rate = n_ppxf / (time.perf_counter() - t0)
-        out["lines"] = {"fast_spectra_per_s": round(fast_rate, 1), "ppxf_spectra_per_s": round(ppxf_rate, 2), "speedup": round(fast_rate / ppxf_rate, 0)}
+        out["lines"] = {
+            "fast_spectra_per_s": round(fast_rate, 1),
+            "ppxf_spectra_per_s": round(ppxf_rate, 2),
+            "speedup": round(fast_rate / ppxf_rate, 0),
+        }
     return out
 
 
-def bench_denoise(files: list[Path], model: str, params: Any, worker_counts: list[int], copies: int, batch_size: int, root: Path | None = None) -> dict[str, Any]:
+def bench_denoise(
+    files: list[Path],
+    model: str,
+    params: Any,
+    worker_counts: list[int],
+    copies: int,
+    batch_size: int,
+    root: Path | None = None,
+) -> dict[str, Any]:
     """Throughput of ``denoise`` with 1, 2, ... local Dask workers on ``copies`` x ``files``.
 
     The model is loaded on every worker before timing (``warm``), so the rate is the steady
@@ -237,20 +262,39 @@ def bench_denoise(files: list[Path], model: str, params: Any, worker_counts: lis
             with Client(cluster) as client:
                 client.run(batch.warm, model_s, pdict, None, root_s)
                 t1 = time.perf_counter()
-                futs = [client.submit(batch.process_batch, b, str(out), model_s, pdict, None, root_s, options, pure=False) for b in batches]
+                futs = [
+                    client.submit(batch.process_batch, b, str(out), model_s, pdict, None, root_s, options, pure=False)
+                    for b in batches
+                ]
                 recs = [r for f in as_completed(futs) for r in f.result()]
                 t2 = time.perf_counter()
             cluster.close()
             n_spec = sum(len(r["spectra"]) for r in recs if r["status"] == "ok")
-            results.append({"workers": n, "n_files": len(paths), "n_spectra": n_spec, "n_bad": sum(r["status"] == "bad" for r in recs),
-                            "seconds": round(t2 - t1, 3), "spectra_per_s": round(n_spec / (t2 - t1), 1),
-                            "seconds_end_to_end": round(t2 - t0, 3), "load_avg_1min_before": round(load_before, 2)})  # fmt: skip
+            results.append(
+                {
+                    "workers": n,
+                    "n_files": len(paths),
+                    "n_spectra": n_spec,
+                    "n_bad": sum(r["status"] == "bad" for r in recs),
+                    "seconds": round(t2 - t1, 3),
+                    "spectra_per_s": round(n_spec / (t2 - t1), 1),
+                    "seconds_end_to_end": round(t2 - t0, 3),
+                    "load_avg_1min_before": round(load_before, 2),
+                }
+            )
             log.info("bench denoise: %d worker(s): %.1f spectra/s", n, n_spec / (t2 - t1))
     base = results[0]["spectra_per_s"] if results else None
     for r in results:
         r["speedup"] = round(r["spectra_per_s"] / base, 2) if base else None
-    return {"model": model, "family": den.provenance.get("family"), "latent_dim": den.provenance.get("latent_dim"),
-            "calibrated_sigma": den.calibration is not None, "inputs": [str(f) for f in files], "copies": copies, "batch_size": batch_size,
-            "cpu_count": os.cpu_count(), "specdenoise": __version__, "results": results}  # fmt: skip
-
-
+    return {
+        "model": model,
+        "family": den.provenance.get("family"),
+        "latent_dim": den.provenance.get("latent_dim"),
+        "calibrated_sigma": den.calibration is not None,
+        "inputs": [str(f) for f in files],
+        "copies": copies,
+        "batch_size": batch_size,
+        "cpu_count": os.cpu_count(),
+        "specdenoise": __version__,
+        "results": results,
+    }

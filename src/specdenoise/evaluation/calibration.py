@@ -73,11 +73,19 @@ class Calibration:
         return d
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any], source: str = "calibration") -> "Calibration":
+    def from_json(cls, obj: dict[str, Any], source: str = "calibration") -> Calibration:
         try:
             scale = np.asarray(obj["scale"], dtype=float)
-            cal = cls(str(obj["method"]), scale, int(obj["n_samples"]), int(obj["seed"]), int(obj["window"]),
-                      int(obj["n_val"]), str(obj.get("model", "")), dict(obj.get("extra", {})))  # fmt: skip
+            cal = cls(
+                str(obj["method"]),
+                scale,
+                int(obj["n_samples"]),
+                int(obj["seed"]),
+                int(obj["window"]),
+                int(obj["n_val"]),
+                str(obj.get("model", "")),
+                dict(obj.get("extra", {})),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{source}: not a calibration record ({type(exc).__name__}: {exc})") from None
         if cal.method not in ("vae-posterior", "residual"):
@@ -90,7 +98,7 @@ class Calibration:
         return save_json(path, self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> "Calibration":
+    def load(cls, path: str | Path) -> Calibration:
         path = Path(path)
         try:
             obj = json.loads(path.read_text())
@@ -116,7 +124,9 @@ def raw_sigma(model: Any, x: np.ndarray, n_samples: int, seed: int) -> tuple[np.
     return pred, np.ones_like(pred), "residual"
 
 
-def calibrate(pred: np.ndarray, truth: np.ndarray, raw: np.ndarray, good: np.ndarray | None = None, window: int = 5) -> np.ndarray:
+def calibrate(
+    pred: np.ndarray, truth: np.ndarray, raw: np.ndarray, good: np.ndarray | None = None, window: int = 5
+) -> np.ndarray:
     """Per-pixel scale so that 68.27 % of truth pixels fall within ``scale * raw``.
 
     Parameters
@@ -150,7 +160,9 @@ def calibrate(pred: np.ndarray, truth: np.ndarray, raw: np.ndarray, good: np.nda
     return np.maximum(scale, 1e-12)
 
 
-def coverage(pred: np.ndarray, truth: np.ndarray, sigma: np.ndarray, wave: np.ndarray, good: np.ndarray | None = None) -> dict[str, Any]:
+def coverage(
+    pred: np.ndarray, truth: np.ndarray, sigma: np.ndarray, wave: np.ndarray, good: np.ndarray | None = None
+) -> dict[str, Any]:
     """Fraction of truth pixels within 1 and 2 sigma of the prediction.
 
     Parameters
@@ -174,8 +186,12 @@ def coverage(pred: np.ndarray, truth: np.ndarray, sigma: np.ndarray, wave: np.nd
         zz, ss = z[sel], np.asarray(sigma, float)[sel]
         if zz.size == 0:
             return {"within_1sigma": None, "within_2sigma": None, "median_sigma": None, "n_pixels": 0}
-        return {"within_1sigma": float(np.mean(zz <= 1.0)), "within_2sigma": float(np.mean(zz <= 2.0)),
-                "median_sigma": float(np.median(ss)), "n_pixels": int(zz.size)}  # fmt: skip
+        return {
+            "within_1sigma": float(np.mean(zz <= 1.0)),
+            "within_2sigma": float(np.mean(zz <= 2.0)),
+            "median_sigma": float(np.median(ss)),
+            "n_pixels": int(zz.size),
+        }
 
     out = stats(good)
     out["regions"] = []
@@ -183,5 +199,3 @@ def coverage(pred: np.ndarray, truth: np.ndarray, sigma: np.ndarray, wave: np.nd
         cols = (wave >= lo) & (wave < hi)
         out["regions"].append({"wave_min": lo, "wave_max": hi, **stats(good & cols[None, :])})
     return out
-
-

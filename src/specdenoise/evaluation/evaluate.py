@@ -17,8 +17,18 @@ from specdenoise.tracking.runs import log_stage_run
 
 #: Paper Tables 4 (AE) and 5 (VAE): latent dimension -> (dropout, units per layer).
 PAPER_HYPER = {
-    "ae": {2: (0.8, [900, 800, 400, 300]), 4: (0.5, [900, 900, 500, 400]), 6: (0.7, [1000, 900, 800, 800]), 10: (0.9, [900, 800, 800, 600])},
-    "vae": {2: (0.8, [1000, 900, 600, 200]), 4: (0.7, [1000, 1000, 700, 500]), 6: (0.5, [800, 800, 700, 600]), 10: (0.9, [900, 900, 600, 400])},
+    "ae": {
+        2: (0.8, [900, 800, 400, 300]),
+        4: (0.5, [900, 900, 500, 400]),
+        6: (0.7, [1000, 900, 800, 800]),
+        10: (0.9, [900, 800, 800, 600]),
+    },
+    "vae": {
+        2: (0.8, [1000, 900, 600, 200]),
+        4: (0.7, [1000, 1000, 700, 500]),
+        6: (0.5, [800, 800, 700, 600]),
+        10: (0.9, [900, 900, 600, 400]),
+    },
 }
 
 
@@ -85,12 +95,24 @@ def render_markdown(rows: list[dict[str, Any]], champion: dict[str, Any] | None)
                 f"{pd_ if pd_ is not None else '-'} | {pu if pu else '-'} |"
             )
     if champion:
-        out += ["", f"Champion: `models:/{champion['model']}@champion` = version {champion['version']} (run {champion['run_id']}, test loss {champion['test_loss']:.1f})."]
+        out += [
+            "",
+            f"Champion: `models:/{champion['model']}@champion` = version {champion['version']} (run {champion['run_id']}, test loss {champion['test_loss']:.1f}).",
+        ]
     return "\n".join(out) + "\n"
 
 
-def run(params: Params, models_dir: Path, spectra: Path, noisy: Path, sample: Path, out: Path, out_md: Path, figures_dir: Path,
-        tracking: bool = True) -> str:  # fmt: skip
+def run(
+    params: Params,
+    models_dir: Path,
+    spectra: Path,
+    noisy: Path,
+    sample: Path,
+    out: Path,
+    out_md: Path,
+    figures_dir: Path,
+    tracking: bool = True,
+) -> str:
     """The ``evaluate`` stage; returns the Markdown table (also written to ``out_md``).
 
     Writes ``out`` (metrics per model, the champion, the rows), ``loss_vs_dim.csv`` beside it

@@ -67,8 +67,15 @@ def fig7_loss_vs_dim(records: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def fig8_reconstructions(records: list[dict[str, Any]], models_dir: Path, test: dict[str, np.ndarray], wave: np.ndarray,
-                         classes: np.ndarray, seed: int, path: Path) -> Path:  # fmt: skip
+def fig8_reconstructions(
+    records: list[dict[str, Any]],
+    models_dir: Path,
+    test: dict[str, np.ndarray],
+    wave: np.ndarray,
+    classes: np.ndarray,
+    seed: int,
+    path: Path,
+) -> Path:
     """Three random test spectra de-noised by the best family at its smallest and largest dimension."""
     dims = sorted({r["latent_dim"] for r in records})
     best_family = min(records, key=lambda r: r["metrics"]["test_loss"])["family"]
@@ -92,8 +99,14 @@ def fig8_reconstructions(records: list[dict[str, Any]], models_dir: Path, test: 
     return _save(fig, path)
 
 
-def worst_reconstructions(records: list[dict[str, Any]], models_dir: Path, test: dict[str, np.ndarray], wave: np.ndarray,
-                          classes: np.ndarray, path: Path) -> Path:  # fmt: skip
+def worst_reconstructions(
+    records: list[dict[str, Any]],
+    models_dir: Path,
+    test: dict[str, np.ndarray],
+    wave: np.ndarray,
+    classes: np.ndarray,
+    path: Path,
+) -> Path:
     """The four test spectra the best model reconstructs worst (eq.-3 loss)."""
     best = min(records, key=lambda r: r["metrics"]["test_loss"])
     pred = load_model(models_dir / store.key(best["family"], best["latent_dim"]) / store.MODEL).denoise(test["x"])
@@ -108,7 +121,9 @@ def worst_reconstructions(records: list[dict[str, Any]], models_dir: Path, test:
     return _save(fig, path)
 
 
-def fig6_latent(records: list[dict[str, Any]], models_dir: Path, x: np.ndarray, classes: np.ndarray, path: Path) -> Path | None:
+def fig6_latent(
+    records: list[dict[str, Any]], models_dir: Path, x: np.ndarray, classes: np.ndarray, path: Path
+) -> Path | None:
     """Latent means (first four) of the 6-D (or largest) model of the first family with a posterior, by class."""
     fams = sorted({r["family"] for r in records if get_family(r["family"]).has_posterior})
     if not fams:
@@ -136,7 +151,9 @@ def fig6_latent(records: list[dict[str, Any]], models_dir: Path, x: np.ndarray, 
     return _save(fig, path)
 
 
-def figures(records: list[dict[str, Any]], models_dir: Path, pre: Any, noisy: Any, sample: Any, params: Params, fig_dir: Path) -> list[Path]:
+def figures(
+    records: list[dict[str, Any]], models_dir: Path, pre: Any, noisy: Any, sample: Any, params: Params, fig_dir: Path
+) -> list[Path]:
     """Draw the paper's figures from the trained models; return the written paths."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     _, test = training_data(pre, noisy, params)
@@ -145,7 +162,9 @@ def figures(records: list[dict[str, Any]], models_dir: Path, pre: Any, noisy: An
     written = [
         fig5_loss_history(records, fig_dir / "fig5_loss_history.png"),
         fig7_loss_vs_dim(records, fig_dir / "fig7_loss_vs_dim.png"),
-        fig8_reconstructions(records, models_dir, test, wave, classes, params.train.seed, fig_dir / "fig8_reconstructions.png"),
+        fig8_reconstructions(
+            records, models_dir, test, wave, classes, params.train.seed, fig_dir / "fig8_reconstructions.png"
+        ),
         worst_reconstructions(records, models_dir, test, wave, classes, fig_dir / "worst_reconstructions.png"),
         fig6_latent(records, models_dir, test["x"], classes, fig_dir / "fig6_latent.png"),
     ]

@@ -39,7 +39,13 @@ def _read(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
-def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = None, uncertainty: Path | None = None, mzr: Path | None = None) -> dict[str, Any]:
+def build(
+    evaluation: Path,
+    lines: Path | None = None,
+    bench_dir: Path | None = None,
+    uncertainty: Path | None = None,
+    mzr: Path | None = None,
+) -> dict[str, Any]:
     """Rows sorted by test loss against the observed target, champion marked, plus footer facts.
 
     ``uncertainty`` (``reports/uncertainty.json``, when present) adds the test-set fraction of
@@ -67,17 +73,34 @@ def build(evaluation: Path, lines: Path | None = None, bench_dir: Path | None = 
         row["rank"] = i
     for key, label in (("noisy", "noise-added input"), ("crb", "Cramer-Rao bound")):
         if key in line_metrics.get("models", {}):
-            rows.append({"rank": None, "model": label, "champion": False, "lines": line_metrics["models"][key],
-                         "test_loss": ev["rows"][0].get("input_loss") if key == "noisy" and ev["rows"] else None})
+            rows.append(
+                {
+                    "rank": None,
+                    "model": label,
+                    "champion": False,
+                    "lines": line_metrics["models"][key],
+                    "test_loss": ev["rows"][0].get("input_loss") if key == "noisy" and ev["rows"] else None,
+                }
+            )
     footer: dict[str, Any] = {}
     if bench_dir is not None:
         for path in sorted(Path(bench_dir).glob("bench_*.json")):
             footer[path.stem] = _read(path)
     mz = _read(mzr) if mzr is not None and Path(mzr).exists() else {}
-    mzr_rows = [{"set": k, **{m: v.get(m) for m in ("fraction_measurable", "scatter", "median_error", "sfr_rho")}} for k, v in sorted(mz.get("sets", {}).items(), key=lambda kv: MZR_ORDER.index(kv[0]) if kv[0] in MZR_ORDER else 99)]
-    return {"rows": rows, "champion": champ, "line_names": line_metrics.get("lines", []), "footer": footer,
-            "input_loss": ev["rows"][0].get("input_loss") if ev["rows"] else None,
-            "mzr": {"rows": mzr_rows, "model_uri": mz.get("model_uri"), "truth": mz.get("truth", {})}}  # fmt: skip
+    mzr_rows = [
+        {"set": k, **{m: v.get(m) for m in ("fraction_measurable", "scatter", "median_error", "sfr_rho")}}
+        for k, v in sorted(
+            mz.get("sets", {}).items(), key=lambda kv: MZR_ORDER.index(kv[0]) if kv[0] in MZR_ORDER else 99
+        )
+    ]
+    return {
+        "rows": rows,
+        "champion": champ,
+        "line_names": line_metrics.get("lines", []),
+        "footer": footer,
+        "input_loss": ev["rows"][0].get("input_loss") if ev["rows"] else None,
+        "mzr": {"rows": mzr_rows, "model_uri": mz.get("model_uri"), "truth": mz.get("truth", {})},
+    }
 
 
 MZR_ORDER = ["original", "desi", "denoised", "denoised_calibrated"]
@@ -86,7 +109,13 @@ MZR_HEADS = ["spectra", "measurable %", "MZR scatter (dex)", "median error (dex)
 
 def _mzr_cells(row: dict[str, Any]) -> list[str]:
     frac = row.get("fraction_measurable")
-    return [row["set"], _fmt(None if frac is None else round(100 * frac, 1)), _fmt(row.get("scatter")), _fmt(row.get("median_error")), _fmt(row.get("sfr_rho"))]
+    return [
+        row["set"],
+        _fmt(None if frac is None else round(100 * frac, 1)),
+        _fmt(row.get("scatter")),
+        _fmt(row.get("median_error")),
+        _fmt(row.get("sfr_rho")),
+    ]
 
 
 def _mzr_title(board: dict[str, Any]) -> str:
@@ -119,7 +148,12 @@ def _cells(row: dict[str, Any], line_names: list[str]) -> list[str]:
 
 def render_markdown(board: dict[str, Any]) -> str:
     heads = [h for _, h in COLUMNS] + [f"sigma_fill {n}" for n in board["line_names"]]
-    out = ["# specdenoise leaderboard", "", "Sorted by mean test loss (eq. 3) against the SDSS-like observed target.", ""]
+    out = [
+        "# specdenoise leaderboard",
+        "",
+        "Sorted by mean test loss (eq. 3) against the SDSS-like observed target.",
+        "",
+    ]
     out += _md_table(heads, [_cells(row, board["line_names"]) for row in board["rows"]])
     if board["input_loss"] is not None:
         out += ["", f"Noise-added input: test loss {board['input_loss']:,.0f}."]
@@ -127,7 +161,9 @@ def render_markdown(board: dict[str, Any]) -> str:
         c = board["champion"]
         out.append(f"Champion: `models:/{c['model']}@champion` (version {c['version']}).")
     if any(r.get("coverage_1sigma") is not None for r in board["rows"]):
-        out.append("Coverage: % of true test pixels within the calibrated 1 / 2 sigma (ideal 68.3 / 95.4; `reports/uncertainty.md`).")
+        out.append(
+            "Coverage: % of true test pixels within the calibrated 1 / 2 sigma (ideal 68.3 / 95.4; `reports/uncertainty.md`)."
+        )
     if not board["line_names"]:
         out.append("Line metrics (sigma, sigma_fill, CRB) appear once the emission-line stage runs.")
     else:
@@ -146,52 +182,83 @@ def _footer_lines(footer: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     if "bench_universe" in footer:
         b = footer["bench_universe"]
-        lines.append(f"Universe: {b['n_galaxies']:,} galaxies with spectra in {b['total_s']} s ({b['spectra_per_s_end_to_end']} spectra/s, peak {b['peak_rss_gb']} GB).")
+        lines.append(
+            f"Universe: {b['n_galaxies']:,} galaxies with spectra in {b['total_s']} s ({b['spectra_per_s_end_to_end']} spectra/s, peak {b['peak_rss_gb']} GB)."
+        )
     if "bench_pipeline" in footer:
         b = footer["bench_pipeline"]
-        lines.append(f"Preprocessing: {b['preprocess_spectra_per_s']:,} spectra/s; dense matmul {b['matmul_gflops']} GFLOP/s.")
+        lines.append(
+            f"Preprocessing: {b['preprocess_spectra_per_s']:,} spectra/s; dense matmul {b['matmul_gflops']} GFLOP/s."
+        )
         if "inference" in b:
             i = b["inference"]
-            lines.append(f"Inference ({i['model']}): {i['spectra_per_s']:,} spectra/s = {i['gflops_achieved']} GFLOP/s, roofline ratio {i['roofline_ratio']}.")
+            lines.append(
+                f"Inference ({i['model']}): {i['spectra_per_s']:,} spectra/s = {i['gflops_achieved']} GFLOP/s, roofline ratio {i['roofline_ratio']}."
+            )
         if "lines" in b:
             ln = b["lines"]
-            lines.append(f"Line fitting: fast {ln['fast_spectra_per_s']:,} spectra/s vs pPXF {ln['ppxf_spectra_per_s']} spectra/s ({ln['speedup']:.0f}x).")
+            lines.append(
+                f"Line fitting: fast {ln['fast_spectra_per_s']:,} spectra/s vs pPXF {ln['ppxf_spectra_per_s']} spectra/s ({ln['speedup']:.0f}x)."
+            )
     if "bench_denoise" in footer:
         b = footer["bench_denoise"]
         rates = ", ".join(f"{r['spectra_per_s']} spectra/s with {r['workers']} worker(s)" for r in b.get("results", []))
-        lines.append(f"`specdenoise denoise` (read, preprocess, de-noise with sigma, write FITS; {b.get('family', '').upper()} {b.get('latent_dim')}-D) on a local Dask cluster: {rates}.")
+        lines.append(
+            f"`specdenoise denoise` (read, preprocess, de-noise with sigma, write FITS; {b.get('family', '').upper()} {b.get('latent_dim')}-D) on a local Dask cluster: {rates}."
+        )
     if "bench_train" in footer:
         for b in footer["bench_train"]:
             if "error" not in b:
-                lines.append(f"Training ({b['backend']}, {b['family'].upper()}, {b['n_parameters']:,} parameters): {b['seconds_per_epoch']} s/epoch on {b['n_spectra']} spectra.")
+                lines.append(
+                    f"Training ({b['backend']}, {b['family'].upper()}, {b['n_parameters']:,} parameters): {b['seconds_per_epoch']} s/epoch on {b['n_spectra']} spectra."
+                )
     return ["", "## Benchmarks", "", *[f"- {ln}" for ln in lines]] if lines else []
 
 
 def _md_table(heads: list[str], rows: list[list[str]]) -> list[str]:
     """Lines of a Markdown table."""
-    return ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|", *("| " + " | ".join(r) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(heads) + " |",
+        "|" + "|".join("---" for _ in heads) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
 
 
 def _html_table(heads: list[str], rows: list[list[str]], highlight: list[bool] | None = None) -> str:
     """An HTML table; rows flagged in ``highlight`` get ``class="champion"``."""
     flags = highlight or [False] * len(rows)
     cls = {True: ' class="champion"', False: ""}
-    body = "".join(f"<tr{cls[hi]}>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r, hi in zip(rows, flags))
-    return "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead><tbody>" + body + "</tbody></table>"
+    body = "".join(
+        f"<tr{cls[hi]}>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r, hi in zip(rows, flags, strict=True)
+    )
+    return (
+        "<table><thead><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+        + "</tr></thead><tbody>"
+        + body
+        + "</tbody></table>"
+    )
 
 
 def render_html(board: dict[str, Any]) -> str:
     """A standalone HTML page (no external assets)."""
     heads = [h for _, h in COLUMNS] + [f"sigma_fill {n}" for n in board["line_names"]]
-    main = _html_table(heads, [_cells(row, board["line_names"]) for row in board["rows"]], [row["champion"] for row in board["rows"]])
+    main = _html_table(
+        heads, [_cells(row, board["line_names"]) for row in board["rows"]], [row["champion"] for row in board["rows"]]
+    )
     foot = "".join(f"<li>{html.escape(x[2:])}</li>" for x in _footer_lines(board["footer"]) if x.startswith("- "))
     mzr_html = ""
     if board.get("mzr", {}).get("rows"):
-        mzr_html = f"<h2>{html.escape(_mzr_title(board))}</h2>" + _html_table(MZR_HEADS, [_mzr_cells(r) for r in board["mzr"]["rows"]])
+        mzr_html = f"<h2>{html.escape(_mzr_title(board))}</h2>" + _html_table(
+            MZR_HEADS, [_mzr_cells(r) for r in board["mzr"]["rows"]]
+        )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>specdenoise leaderboard</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}tr.champion{background:#fff3c4}</style></head><body>"
         "<h1>specdenoise leaderboard</h1><p>Sorted by mean test loss (eq. 3) against the SDSS-like observed target.</p>"
-        + main + mzr_html + (f"<h2>Benchmarks</h2><ul>{foot}</ul>" if foot else "") + "</body></html>\n"
+        + main
+        + mzr_html
+        + (f"<h2>Benchmarks</h2><ul>{foot}</ul>" if foot else "")
+        + "</body></html>\n"
     )

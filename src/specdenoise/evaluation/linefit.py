@@ -24,9 +24,20 @@ from specdenoise.physics.templates import continuum_basis
 #: Lines of the paper's Table 6 (plus H-beta and [OII], needed later for O3N2 / reported).
 TABLE6_LINES = ("Halpha", "Hdelta", "OIII_4363", "SII_6716", "OIII_5007", "NII_6583")
 FIT_LINES = (
-    "OII_3726", "OII_3729", "Hdelta", "Hgamma", "OIII_4363", "Hbeta", "OIII_4959", "OIII_5007",
-    "NII_6548", "Halpha", "NII_6583", "SII_6716", "SII_6731",
-)  # fmt: skip
+    "OII_3726",
+    "OII_3729",
+    "Hdelta",
+    "Hgamma",
+    "OIII_4363",
+    "Hbeta",
+    "OIII_4959",
+    "OIII_5007",
+    "NII_6548",
+    "Halpha",
+    "NII_6583",
+    "SII_6716",
+    "SII_6731",
+)
 BALMER = {"Hdelta", "Hgamma", "Hbeta", "Halpha"}
 
 
@@ -45,7 +56,13 @@ def _gauss_bins(edges: np.ndarray, centre: float, sigma: float) -> np.ndarray:
     return frac / np.diff(edges)
 
 
-def build_windows(edges: np.ndarray, sigma_kms: float = 100.0, half_width: float = 45.0, absorption_sigma: float = 15.0, absorption: bool = True) -> list[Window]:
+def build_windows(
+    edges: np.ndarray,
+    sigma_kms: float = 100.0,
+    half_width: float = 45.0,
+    absorption_sigma: float = 15.0,
+    absorption: bool = True,
+) -> list[Window]:
     """Group the fitted lines into windows on a rest-frame grid with bin ``edges`` (A).
 
     With ``absorption`` each Balmer line gets a broad Gaussian absorption trough (used when no
@@ -207,5 +224,3 @@ def make_fast_fitter(templates_path, edges: np.ndarray, sigma_kms: float = 60.0,
         return out
 
     return fit
-
-

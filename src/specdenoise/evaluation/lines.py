@@ -51,13 +51,21 @@ def filled_bins(log_ref: np.ndarray, n_bins: int = 10) -> np.ndarray:
     return counts[idx] > n / (n_bins + 1)
 
 
-def scatter_metrics(pred_flux: np.ndarray, pred_ok: np.ndarray, ref_flux: np.ndarray, ref_ok: np.ndarray, n_bins: int = 10) -> dict[str, float]:
+def scatter_metrics(
+    pred_flux: np.ndarray, pred_ok: np.ndarray, ref_flux: np.ndarray, ref_ok: np.ndarray, n_bins: int = 10
+) -> dict[str, float]:
     """sigma, sigma_fill, frac_fit and bias of log10(pred / ref) (dex)."""
     ref_ok = np.asarray(ref_ok, bool) & (np.asarray(ref_flux) > 0)
     both = ref_ok & np.asarray(pred_ok, bool) & (np.asarray(pred_flux) > 0)
     n_ref = int(ref_ok.sum())
     if both.sum() < 3:
-        return {"sigma": float("nan"), "sigma_fill": float("nan"), "frac_fit": both.sum() / max(n_ref, 1), "bias": float("nan"), "n": int(both.sum())}
+        return {
+            "sigma": float("nan"),
+            "sigma_fill": float("nan"),
+            "frac_fit": both.sum() / max(n_ref, 1),
+            "bias": float("nan"),
+            "n": int(both.sum()),
+        }
     ratio = np.log10(pred_flux[both]) - np.log10(ref_flux[both])
     full = filled_bins(np.log10(ref_flux[both]), n_bins)
     return {
@@ -71,19 +79,27 @@ def scatter_metrics(pred_flux: np.ndarray, pred_ok: np.ndarray, ref_flux: np.nda
 
 #: Paper Table 6: dim -> family -> line -> (sigma, sigma_fill), dex ("SII 5716" is [SII]6716).
 PAPER_TABLE6 = {
-    2: {"pca": [(0.52, 0.33), (0.51, 0.39), (0.82, 0.61), (0.64, 0.44), (0.65, 0.54), (0.68, 0.50)],
+    2: {
+        "pca": [(0.52, 0.33), (0.51, 0.39), (0.82, 0.61), (0.64, 0.44), (0.65, 0.54), (0.68, 0.50)],
         "ae": [(0.45, 0.36), (0.52, 0.35), (0.75, 0.60), (0.61, 0.45), (0.53, 0.42), (0.64, 0.48)],
-        "vae": [(0.42, 0.30), (0.56, 0.37), (0.75, 0.62), (0.53, 0.41), (0.49, 0.38), (0.59, 0.49)]},
-    4: {"pca": [(0.44, 0.31), (0.56, 0.39), (1.00, 0.59), (0.58, 0.37), (0.70, 0.56), (0.64, 0.51)],
+        "vae": [(0.42, 0.30), (0.56, 0.37), (0.75, 0.62), (0.53, 0.41), (0.49, 0.38), (0.59, 0.49)],
+    },
+    4: {
+        "pca": [(0.44, 0.31), (0.56, 0.39), (1.00, 0.59), (0.58, 0.37), (0.70, 0.56), (0.64, 0.51)],
         "ae": [(0.41, 0.34), (0.54, 0.34), (0.71, 0.59), (0.55, 0.42), (0.52, 0.41), (0.62, 0.52)],
-        "vae": [(0.36, 0.29), (0.45, 0.37), (0.74, 0.63), (0.52, 0.38), (0.55, 0.44), (0.56, 0.45)]},
-    6: {"pca": [(0.43, 0.37), (0.70, 0.42), (0.82, 0.55), (0.58, 0.38), (0.72, 0.57), (0.62, 0.49)],
+        "vae": [(0.36, 0.29), (0.45, 0.37), (0.74, 0.63), (0.52, 0.38), (0.55, 0.44), (0.56, 0.45)],
+    },
+    6: {
+        "pca": [(0.43, 0.37), (0.70, 0.42), (0.82, 0.55), (0.58, 0.38), (0.72, 0.57), (0.62, 0.49)],
         "ae": [(0.43, 0.35), (0.52, 0.36), (0.72, 0.57), (0.51, 0.39), (0.52, 0.44), (0.61, 0.48)],
-        "vae": [(0.37, 0.29), (0.41, 0.33), (0.76, 0.61), (0.53, 0.42), (0.54, 0.43), (0.59, 0.48)]},
-    10: {"pca": [(0.55, 0.37), (0.64, 0.40), (0.86, 0.61), (0.60, 0.42), (0.73, 0.56), (0.71, 0.57)],
-         "ae": [(0.41, 0.32), (0.48, 0.38), (0.80, 0.60), (0.59, 0.40), (0.67, 0.45), (0.60, 0.49)],
-         "vae": [(0.43, 0.31), (0.45, 0.36), (0.77, 0.60), (0.53, 0.38), (0.64, 0.43), (0.59, 0.48)]},
-}  # fmt: skip
+        "vae": [(0.37, 0.29), (0.41, 0.33), (0.76, 0.61), (0.53, 0.42), (0.54, 0.43), (0.59, 0.48)],
+    },
+    10: {
+        "pca": [(0.55, 0.37), (0.64, 0.40), (0.86, 0.61), (0.60, 0.42), (0.73, 0.56), (0.71, 0.57)],
+        "ae": [(0.41, 0.32), (0.48, 0.38), (0.80, 0.60), (0.59, 0.40), (0.67, 0.45), (0.60, 0.49)],
+        "vae": [(0.43, 0.31), (0.45, 0.36), (0.77, 0.60), (0.53, 0.38), (0.64, 0.43), (0.59, 0.48)],
+    },
+}
 
 
 def evaluate_lines(
@@ -130,17 +146,24 @@ def evaluate_lines(
         row: dict[str, Any] = {}
         for line in lines:
             flux = f[line]["flux"] * norm
-            row[line] = {"vs_observed": scatter_metrics(flux, f[line]["ok"], obs[line]["flux"] * norm, obs[line]["ok"], n_bins)}
+            row[line] = {
+                "vs_observed": scatter_metrics(flux, f[line]["ok"], obs[line]["flux"] * norm, obs[line]["ok"], n_bins)
+            }
             if ref_flux is not None:
                 truth = ref_flux[line]
-                row[line]["vs_truth"] = scatter_metrics(flux, f[line]["ok"], truth, np.isfinite(truth) & (truth > 0), n_bins)
+                row[line]["vs_truth"] = scatter_metrics(
+                    flux, f[line]["ok"], truth, np.isfinite(truth) & (truth > 0), n_bins
+                )
         result["sets"][name] = row
     crb_row: dict[str, Any] = {}
     for line in lines:
         err = crb_flux_error(noise_sigma, edges, line, sigma_kms) * norm
         ref = obs[line]["flux"] * norm
         draw = ref + err * rng.standard_normal(len(ref))
-        crb_row[line] = {"vs_observed": scatter_metrics(draw, draw > 0, ref, obs[line]["ok"], n_bins), "median_crb_flux_err": float(np.median(err))}
+        crb_row[line] = {
+            "vs_observed": scatter_metrics(draw, draw > 0, ref, obs[line]["ok"], n_bins),
+            "median_crb_flux_err": float(np.median(err)),
+        }
         if ref_flux is not None:
             truth = ref_flux[line]
             draw_t = truth + err * rng.standard_normal(len(truth))
@@ -167,8 +190,13 @@ def fitter_agreement(fast, ppxf_fitter, observed, truth, norm, true_flux) -> dic
         for line in ("Halpha", "Hbeta", "Hdelta", "OIII_5007", "NII_6583", "SII_6716"):
             m = a[line]["ok"] & b[line]["ok"]
             r = np.log10(a[line]["flux"][m] / b[line]["flux"][m]) if m.any() else np.array([np.nan])
-            per_line[line] = {"median_dex": float(np.median(r)), "scatter_dex": float(np.std(r)), "n_both": int(m.sum()),
-                              "frac_ok_fast": float(a[line]["ok"].mean()), "frac_ok_ppxf": float(b[line]["ok"].mean())}
+            per_line[line] = {
+                "median_dex": float(np.median(r)),
+                "scatter_dex": float(np.std(r)),
+                "n_both": int(m.sum()),
+                "frac_ok_fast": float(a[line]["ok"].mean()),
+                "frac_ok_ppxf": float(b[line]["ok"].mean()),
+            }
             if line in true_flux:
                 t = true_flux[line]
                 for tag, res in (("fast", a), ("ppxf", b)):
@@ -190,7 +218,12 @@ def table6_markdown(result: dict[str, Any], reference: str = "vs_observed") -> s
     out = [head, "|---|" + "---:|" * (2 * len(lines))]
 
     def cells(row):
-        return " | ".join(f"{row[ln][reference]['sigma']:.2f} | {row[ln][reference]['sigma_fill']:.2f}" if reference in row[ln] else "- | -" for ln in lines)
+        return " | ".join(
+            f"{row[ln][reference]['sigma']:.2f} | {row[ln][reference]['sigma_fill']:.2f}"
+            if reference in row[ln]
+            else "- | -"
+            for ln in lines
+        )
 
     sets = result["sets"]
     dims = sorted({int(k.rsplit("_", 1)[1]) for k in sets if k.rsplit("_", 1)[-1].isdigit()})
@@ -210,7 +243,14 @@ def table6_markdown(result: dict[str, Any], reference: str = "vs_observed") -> s
     return "\n".join(out) + "\n"
 
 
-def figure9(result: dict[str, Any], ref_fluxes: dict[str, np.ndarray], pred: dict[str, dict[str, np.ndarray]], norm: np.ndarray, path, n_bins: int = 10) -> None:
+def figure9(
+    result: dict[str, Any],
+    ref_fluxes: dict[str, np.ndarray],
+    pred: dict[str, dict[str, np.ndarray]],
+    norm: np.ndarray,
+    path,
+    n_bins: int = 10,
+) -> None:
     """Fig. 9: reference vs predicted flux per line (columns) and set (rows), binned medians
     with 16-84 % ranges, filled bins in black, with a histogram row of the reference fluxes."""
     import matplotlib
@@ -220,7 +260,9 @@ def figure9(result: dict[str, Any], ref_fluxes: dict[str, np.ndarray], pred: dic
 
     lines = result["lines"]
     names = list(pred)
-    fig, axes = plt.subplots(len(names) + 1, len(lines), figsize=(2.6 * len(lines), 2.4 * (len(names) + 1)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(names) + 1, len(lines), figsize=(2.6 * len(lines), 2.4 * (len(names) + 1)), squeeze=False
+    )
     for j, line in enumerate(lines):
         ref, ref_ok = ref_fluxes[line]
         lr = np.log10(ref[ref_ok & (ref > 0)])
@@ -248,7 +290,14 @@ def figure9(result: dict[str, Any], ref_fluxes: dict[str, np.ndarray], pred: dic
             lim = [min(x.min(), y.min()), max(x.max(), y.max())]
             ax.plot(lim, lim, "--", lw=0.7, color="tab:blue")
             m = result["sets"][name][line]["vs_observed"]
-            ax.text(0.03, 0.97, f"s={m['sigma']:.2f}\nfill={m['sigma_fill']:.2f}", transform=ax.transAxes, va="top", fontsize=7)
+            ax.text(
+                0.03,
+                0.97,
+                f"s={m['sigma']:.2f}\nfill={m['sigma_fill']:.2f}",
+                transform=ax.transAxes,
+                va="top",
+                fontsize=7,
+            )
             if j == 0:
                 ax.set_ylabel(name, fontsize=8)
     fig.tight_layout()
@@ -271,8 +320,19 @@ def _flatten(details: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     return models
 
 
-def run(params: Params, spectra: Path, noisy: Path, sample: Path, models_dir: Path, templates: Path, out: Path, table: Path,
-        figures_dir: Path, tracking: bool = True, progress: bool = False) -> tuple[str, float]:  # fmt: skip
+def run(
+    params: Params,
+    spectra: Path,
+    noisy: Path,
+    sample: Path,
+    models_dir: Path,
+    templates: Path,
+    out: Path,
+    table: Path,
+    figures_dir: Path,
+    tracking: bool = True,
+    progress: bool = False,
+) -> tuple[str, float]:
     """The ``lines`` stage: fit every model's de-noised test spectra (and the input and target),
     write the metrics, Table 6 and Fig. 9, and add the per-line metrics to each model's MLflow run.
     Returns the Table 6 Markdown and the fitter's spectra per second."""
@@ -297,19 +357,30 @@ def run(params: Params, spectra: Path, noisy: Path, sample: Path, models_dir: Pa
         run_ids[tm.name] = tm.run_id()
     truth = {ln: smp[f"{ln}_flux"].to_numpy()[idx] for ln in TABLE6_LINES}
     t_fit = time.perf_counter()
-    res = evaluate_lines(sets, fit, truth, edges, norm, float(np.mean(nz.sigma)), TABLE6_LINES, lc.sigma_kms, lc.n_bins, lc.seed)
+    res = evaluate_lines(
+        sets, fit, truth, edges, norm, float(np.mean(nz.sigma)), TABLE6_LINES, lc.sigma_kms, lc.n_bins, lc.seed
+    )
     fit_s = time.perf_counter() - t_fit
     fits = res.pop("fits")
     n_spec = sum(len(v) for v in sets.values())
     models = _flatten(res["sets"])
-    out_obj = {"lines": list(TABLE6_LINES), "models": models, "details": res["sets"], "fit_fraction_observed": res["fit_fraction_observed"],
-               "fitter": lc.fitter, f"{lc.fitter}_spectra_per_s": n_spec / fit_s, "n_test": int(len(idx))}  # fmt: skip
+    out_obj = {
+        "lines": list(TABLE6_LINES),
+        "models": models,
+        "details": res["sets"],
+        "fit_fraction_observed": res["fit_fraction_observed"],
+        "fitter": lc.fitter,
+        f"{lc.fitter}_spectra_per_s": n_spec / fit_s,
+        "n_test": int(len(idx)),
+    }
     if ppxf_fitter is not None and lc.ppxf_max_spectra > 0:
         # a seeded random subset across all flux bins (the test set is sorted by bin)
         k = min(lc.ppxf_max_spectra, len(idx))
         sub = np.sort(np.random.default_rng(lc.seed).choice(len(idx), size=k, replace=False))
         true_sub = {ln: truth[ln][sub] for ln in TABLE6_LINES}
-        out_obj["ppxf_agreement"] = fitter_agreement(fast, ppxf_fitter, test["y"][sub], test["truth"][sub], norm[sub], true_sub)
+        out_obj["ppxf_agreement"] = fitter_agreement(
+            fast, ppxf_fitter, test["y"][sub], test["truth"][sub], norm[sub], true_sub
+        )
     save_json(out, out_obj)
     text = "# Table 6: line-flux scatter (dex) against the fit to the observed target\n\n" + table6_markdown(res)
     text += "\n## Against the true line fluxes of the universe\n\n" + table6_markdown(res, "vs_truth")

@@ -47,7 +47,9 @@ MZR_LINES = ("Halpha", "Hbeta", "OIII_5007", "NII_6583")
 def o3n2(oiii_5007: np.ndarray, hbeta: np.ndarray, nii_6583: np.ndarray, halpha: np.ndarray) -> np.ndarray:
     """O3N2 = log10(([OIII] 5007 / H-beta) / ([NII] 6583 / H-alpha)); NaN where undefined."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = (np.asarray(oiii_5007, float) / np.asarray(hbeta, float)) / (np.asarray(nii_6583, float) / np.asarray(halpha, float))
+        r = (np.asarray(oiii_5007, float) / np.asarray(hbeta, float)) / (
+            np.asarray(nii_6583, float) / np.asarray(halpha, float)
+        )
         return np.where(r > 0, np.log10(np.where(r > 0, r, 1.0)), np.nan)
 
 
@@ -93,10 +95,13 @@ def fit_reference(log_mass: np.ndarray, oh: np.ndarray) -> dict[str, float]:
     x, y = np.asarray(log_mass, float), np.asarray(oh, float)
     p0 = np.array([np.percentile(y, 90), 10.0, 0.3, 1.2])
     res = least_squares(
-        lambda p: curti(x, *p) - y, p0, loss="soft_l1", f_scale=0.1,
+        lambda p: curti(x, *p) - y,
+        p0,
+        loss="soft_l1",
+        f_scale=0.1,
         bounds=([7.5, 9.0, 0.05, 0.3], [9.8, 11.5, 1.0, 5.0]),
-    )  # fmt: skip
-    return dict(zip(("z0", "log_m0", "gamma", "beta"), map(float, res.x)))
+    )
+    return dict(zip(("z0", "log_m0", "gamma", "beta"), map(float, res.x), strict=True))
 
 
 def sfr_offset(log_mass: np.ndarray, log_sfr: np.ndarray, n_bins: int) -> np.ndarray:
@@ -107,11 +112,19 @@ def sfr_offset(log_mass: np.ndarray, log_sfr: np.ndarray, n_bins: int) -> np.nda
     return log_sfr - med[idx]
 
 
-def scatter_stats(log_mass: np.ndarray, oh: np.ndarray, log_sfr: np.ndarray, ref: dict[str, float], n_bins: int) -> dict[str, float]:
+def scatter_stats(
+    log_mass: np.ndarray, oh: np.ndarray, log_sfr: np.ndarray, ref: dict[str, float], n_bins: int
+) -> dict[str, float]:
     """Scatter about the reference relation and its SFR dependence at fixed mass."""
     if len(oh) < 5:
-        return {"n": int(len(oh)), "scatter": float("nan"), "scatter_mad": float("nan"), "bias": float("nan"),
-                "sfr_rho": float("nan"), "sfr_slope": float("nan")}  # fmt: skip
+        return {
+            "n": int(len(oh)),
+            "scatter": float("nan"),
+            "scatter_mad": float("nan"),
+            "bias": float("nan"),
+            "sfr_rho": float("nan"),
+            "sfr_slope": float("nan"),
+        }
     resid = oh - curti(log_mass, **ref)
     dsfr = sfr_offset(log_mass, log_sfr, max(2, min(n_bins, len(oh) // 10)))
     rho = spearman(resid, dsfr)
@@ -159,12 +172,19 @@ def evaluate_mzr(
     if m.sum() < 10:
         raise DataError(f"mzr: only {int(m.sum())} galaxies have a measurable metallicity in the '{names[0]}' spectra")
     ref = fit_reference(log_mass[m], first["oh"][m])
-    out: dict[str, Any] = {"reference": {"form": "Curti et al. 2020 (as Scholte & Saintonge 2023)", "fitted_to": names[0], **ref},
-                           "n_galaxies": int(len(log_mass)), "snr_min": snr_min, "sets": {}}  # fmt: skip
+    out: dict[str, Any] = {
+        "reference": {"form": "Curti et al. 2020 (as Scholte & Saintonge 2023)", "fitted_to": names[0], **ref},
+        "n_galaxies": int(len(log_mass)),
+        "snr_min": snr_min,
+        "sets": {},
+    }
     for k, r in per.items():
         mk = r["measurable"]
         st = scatter_stats(log_mass[mk], r["oh"][mk], log_sfr[mk], ref, n_bins)
-        st.update(fraction_measurable=float(mk.mean()), median_error=float(np.median(r["oh_err"][mk])) if mk.any() else float("nan"))
+        st.update(
+            fraction_measurable=float(mk.mean()),
+            median_error=float(np.median(r["oh_err"][mk])) if mk.any() else float("nan"),
+        )
         out["sets"][k] = st
     # agreement with the original set, galaxy by galaxy
     for k in names[1:]:
@@ -179,7 +199,9 @@ def evaluate_mzr(
     return out
 
 
-def figure10(result: dict[str, Any], log_mass: np.ndarray, log_sfr: np.ndarray, path, titles: dict[str, str] | None = None) -> None:
+def figure10(
+    result: dict[str, Any], log_mass: np.ndarray, log_sfr: np.ndarray, path, titles: dict[str, str] | None = None
+) -> None:
     """Fig. 10: the MZR of each set coloured by SFR, the reference relation, percentiles in
     filled mass bins and the mass histograms of all vs measurable galaxies."""
     import matplotlib
@@ -190,14 +212,18 @@ def figure10(result: dict[str, Any], log_mass: np.ndarray, log_sfr: np.ndarray, 
     arrays = result["_arrays"]
     names = [k for k in arrays if k in FIGURE_SETS] or list(arrays)
     ref = {k: result["reference"][k] for k in ("z0", "log_m0", "gamma", "beta")}
-    fig, axes = plt.subplots(2, len(names), figsize=(5 * len(names), 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig, axes = plt.subplots(
+        2, len(names), figsize=(5 * len(names), 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
     grid = np.linspace(log_mass.min(), log_mass.max(), 100)
     edges = np.linspace(log_mass.min(), log_mass.max(), 9)
     vmin, vmax = np.percentile(log_sfr, [2, 98])
     for j, k in enumerate(names):
         ax, hx = axes[0, j], axes[1, j]
         mk = arrays[k]["measurable"]
-        sc = ax.scatter(log_mass[mk], arrays[k]["oh"][mk], c=log_sfr[mk], s=4, cmap="viridis", vmin=vmin, vmax=vmax, rasterized=True)
+        sc = ax.scatter(
+            log_mass[mk], arrays[k]["oh"][mk], c=log_sfr[mk], s=4, cmap="viridis", vmin=vmin, vmax=vmax, rasterized=True
+        )
         ax.plot(grid, curti(grid, **ref), "k-", lw=1.5, label="reference (fit to original)")
         idx = np.digitize(log_mass[mk], edges) - 1
         for b in range(len(edges) - 1):
@@ -207,11 +233,14 @@ def figure10(result: dict[str, Any], log_mass: np.ndarray, log_sfr: np.ndarray, 
                 c = 0.5 * (edges[b] + edges[b + 1])
                 ax.errorbar(c, q[1], yerr=[[q[1] - q[0]], [q[2] - q[1]]], fmt="o", color="crimson", ms=4, capsize=3)
         st = result["sets"][k]
-        ax.set_title(f"{(titles or {}).get(k, k)}\nsigma = {st['scatter']:.3f} dex, {100 * st['fraction_measurable']:.0f}% measurable", fontsize=10)
+        ax.set_title(
+            f"{(titles or {}).get(k, k)}\nsigma = {st['scatter']:.3f} dex, {100 * st['fraction_measurable']:.0f}% measurable",
+            fontsize=10,
+        )
         ax.set_ylim(8.0, 9.0)
         ax.set_ylabel("12 + log(O/H) [O3N2, PP04]")
         hx.hist(log_mass, bins=edges, color="tab:orange", alpha=0.6, label="all")
-        hx.hist(log_mass[mk], bins=edges, color="tab:blue", alpha=0.7, label="H-alpha S/N > %g" % result["snr_min"])
+        hx.hist(log_mass[mk], bins=edges, color="tab:blue", alpha=0.7, label=f"H-alpha S/N > {result['snr_min']:g}")
         hx.set_xlabel("log M* / M_sun")
         if j == 0:
             ax.legend(loc="lower right", fontsize=8)
@@ -222,10 +251,17 @@ def figure10(result: dict[str, Any], log_mass: np.ndarray, log_sfr: np.ndarray, 
     plt.close(fig)
 
 
-PAPER = {"original": {"scatter": 0.09, "median_error": 0.09}, "desi": {"scatter": None, "median_error": 0.09},
-         "denoised": {"scatter": 0.12, "median_error": 0.09}}  # fmt: skip
-TITLES = {"original": "(a) original SDSS-like", "desi": "(b) DESI-like (z = 0.1)", "denoised": "(c) DESI-like, VAE de-noised",
-          "denoised_calibrated": "(c') as (c), errors from the model's validation error"}  # fmt: skip
+PAPER = {
+    "original": {"scatter": 0.09, "median_error": 0.09},
+    "desi": {"scatter": None, "median_error": 0.09},
+    "denoised": {"scatter": 0.12, "median_error": 0.09},
+}
+TITLES = {
+    "original": "(a) original SDSS-like",
+    "desi": "(b) DESI-like (z = 0.1)",
+    "denoised": "(c) DESI-like, VAE de-noised",
+    "denoised_calibrated": "(c') as (c), errors from the model's validation error",
+}
 FIGURE_SETS = ("original", "desi", "denoised")
 
 
@@ -256,7 +292,9 @@ def measure(params: Params, pre: Any, desi: Any, sample: Any, templates: Path, m
         The DESI-trained VAE (loaded from the registry by alias by the caller).
     """
     if not np.array_equal(np.asarray(pre["id"]), np.asarray(desi["id"])):
-        raise DataError("mzr: the DESI-like spectra and the original spectra list different galaxies (rerun `mzr desi`)")
+        raise DataError(
+            "mzr: the DESI-like spectra and the original spectra list different galaxies (rerun `mzr desi`)"
+        )
     cat = sample.set_index("id").loc[np.asarray(pre["id"])]
     _, val, test = split_indices(pre["split"], params)
     x = np.asarray(desi["noisy"][0], dtype=np.float32)
@@ -284,8 +322,10 @@ def measure(params: Params, pre: Any, desi: Any, sample: Any, templates: Path, m
 
 def render_markdown(res: dict[str, Any]) -> str:
     """The three-way table next to the paper's numbers."""
-    rows = ["| spectra | measurable | scatter (dex) | 1.48 MAD | median error | SFR rho | SFR slope | paper scatter |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| spectra | measurable | scatter (dex) | 1.48 MAD | median error | SFR rho | SFR slope | paper scatter |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for k, st in res["sets"].items():
         ps = PAPER.get(k, {}).get("scatter")
         rows.append(
@@ -294,7 +334,9 @@ def render_markdown(res: dict[str, Any]) -> str:
             f"{'poorly recovered' if ps is None else ps} |"
         )
     t = res["truth"]
-    rows.append(f"| universe truth (all, true O/H) | 100 % ({t['n']}) | {t['scatter']:.3f} | {t['scatter_mad']:.3f} | - | {t['sfr_rho']:+.2f} | {t['sfr_slope']:+.3f} | - |")
+    rows.append(
+        f"| universe truth (all, true O/H) | 100 % ({t['n']}) | {t['scatter']:.3f} | {t['scatter_mad']:.3f} | - | {t['sfr_rho']:+.2f} | {t['sfr_slope']:+.3f} | - |"
+    )
     ref = res["reference"]
     head = (
         f"Test split of the star-forming sample: {res['n_galaxies']} galaxies; metallicity where H-alpha S/N > {res['snr_min']:g}.\n"
@@ -305,8 +347,18 @@ def render_markdown(res: dict[str, Any]) -> str:
     return "# Mass-metallicity relation (paper section 5, Fig. 10)\n\n" + head + "\n" + "\n".join(rows) + "\n"
 
 
-def run(params: Params, spectra: Path, desi: Path, sample: Path, templates: Path, out: Path, out_md: Path, figure: Path,
-        model: str | None = None, tracking: bool = True) -> str:  # fmt: skip
+def run(
+    params: Params,
+    spectra: Path,
+    desi: Path,
+    sample: Path,
+    templates: Path,
+    out: Path,
+    out_md: Path,
+    figure: Path,
+    model: str | None = None,
+    tracking: bool = True,
+) -> str:
     """The ``mzr`` stage: promote the DESI VAE's champion, load it from the registry, measure
     metallicities of the original, DESI-like and de-noised spectra, write the table, Fig. 10 and
     the metrics (also to an ``mzr`` MLflow run). Returns a summary line."""
@@ -322,12 +374,21 @@ def run(params: Params, spectra: Path, desi: Path, sample: Path, templates: Path
     res = measure(params, pre, dz, smp, templates, den.model)
     figure10(res, res.pop("_mass"), res.pop("_sfr"), figure, TITLES)
     res.pop("_arrays")
-    res.update(model_uri=uri, champion=champion, provenance={k: v for k, v in den.provenance.items() if isinstance(v, (str, int, float))})
+    res.update(
+        model_uri=uri,
+        champion=champion,
+        provenance={k: v for k, v in den.provenance.items() if isinstance(v, (str, int, float))},
+    )
     flat = {f"mzr_{k}_{m}": v for k, st in res["sets"].items() for m, v in st.items() if isinstance(v, (int, float))}
     if tracking:
         log_stage_run(params, "mzr", tags={"sample": "desi", "model_uri": uri}, metrics=flat, artifacts=[figure])
     save_json(out, {**res, "metrics": flat})
     save_text(out_md, render_markdown(res))
     s = res["sets"]
-    return ("mzr: measurable " + ", ".join(f"{k} {100 * v['fraction_measurable']:.0f}%" for k, v in s.items())
-            + "; scatter " + ", ".join(f"{k} {v['scatter']:.3f}" for k, v in s.items()) + f" dex -> {out}")  # fmt: skip
+    return (
+        "mzr: measurable "
+        + ", ".join(f"{k} {100 * v['fraction_measurable']:.0f}%" for k, v in s.items())
+        + "; scatter "
+        + ", ".join(f"{k} {v['scatter']:.3f}" for k, v in s.items())
+        + f" dex -> {out}"
+    )

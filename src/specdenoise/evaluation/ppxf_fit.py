@@ -43,7 +43,14 @@ PPXF_NAMES = {
 class PpxfFitter:
     """Callable ``flux (n, n_pix) -> {line: {"flux", "err", "ok"}}`` on the common rest grid."""
 
-    def __init__(self, templates_path: str | Path, wave: np.ndarray, cache_dir: str | Path | None = None, n_jobs: int = 2, progress: bool = False):
+    def __init__(
+        self,
+        templates_path: str | Path,
+        wave: np.ndarray,
+        cache_dir: str | Path | None = None,
+        n_jobs: int = 2,
+        progress: bool = False,
+    ):
         import ppxf.ppxf_util as util
         import ppxf.sps_util as lib
 
@@ -62,7 +69,10 @@ class PpxfFitter:
         self.n_jobs = n_jobs
         self.progress = progress
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        key = hashlib.sha256(Path(templates_path).read_bytes()).hexdigest()[:12] + f"-{len(self.wave)}-{self.wave[0]:.2f}-{self.wave[-1]:.2f}"
+        key = (
+            hashlib.sha256(Path(templates_path).read_bytes()).hexdigest()[:12]
+            + f"-{len(self.wave)}-{self.wave[0]:.2f}-{self.wave[-1]:.2f}"
+        )
         self.key = key
 
     def fit_one(self, flux: np.ndarray, noise: np.ndarray | None = None) -> dict[str, Any]:
@@ -77,15 +87,26 @@ class PpxfFitter:
         nz = np.full_like(g, 0.05) if noise is None else np.asarray(noise, float) / scale
         try:
             pp = ppxf(
-                self.templates, g, nz, self.velscale, start=[[0.0, 150.0], [0.0, 100.0]], moments=[2, 2],
-                degree=-1, mdegree=8, lam=self.wave, lam_temp=self.lam_temp, component=self.component,
-                gas_component=np.array(self.component) > 0, gas_names=self.gas_names,
-                velscale_ratio=self.ratio, quiet=True,
-            )  # fmt: skip
+                self.templates,
+                g,
+                nz,
+                self.velscale,
+                start=[[0.0, 150.0], [0.0, 100.0]],
+                moments=[2, 2],
+                degree=-1,
+                mdegree=8,
+                lam=self.wave,
+                lam_temp=self.lam_temp,
+                component=self.component,
+                gas_component=np.array(self.component) > 0,
+                gas_names=self.gas_names,
+                velscale_ratio=self.ratio,
+                quiet=True,
+            )
         except Exception as exc:  # pPXF raises assorted errors on degenerate input
             return {"ok": False, "fluxes": {}, "errors": {}, "reason": f"{type(exc).__name__}: {exc}"[:200]}
         fluxes, errors = {}, {}
-        for name, f, e in zip(self.gas_names, pp.gas_flux, pp.gas_flux_error):
+        for name, f, e in zip(self.gas_names, pp.gas_flux, pp.gas_flux_error, strict=True):
             if name in PPXF_NAMES:
                 ours, div = PPXF_NAMES[name]
                 # gas_flux comes per pixel of the log grid: x (pixel width in A at the line)

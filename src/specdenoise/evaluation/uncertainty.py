@@ -33,7 +33,16 @@ from specdenoise.tracking.runs import CALIBRATION, add_to_runs
 from specdenoise.training.splits import training_data
 
 
-def assess(model: Any, name: str, val: dict[str, np.ndarray], test: dict[str, np.ndarray], wave: np.ndarray, n_samples: int, seed: int, window: int) -> tuple[Calibration, dict[str, Any]]:
+def assess(
+    model: Any,
+    name: str,
+    val: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    wave: np.ndarray,
+    n_samples: int,
+    seed: int,
+    window: int,
+) -> tuple[Calibration, dict[str, Any]]:
     """Calibrate one model on validation data and measure its test coverage.
 
     Parameters
@@ -52,10 +61,18 @@ def assess(model: Any, name: str, val: dict[str, np.ndarray], test: dict[str, np
     scale = calibrate(pv, val["truth"], rv, val["good"], window)
     cal = Calibration(method, scale, n_samples, seed, window, len(val["x"]), name)
     pt, rt, _ = raw_sigma(model, test["x"], n_samples, seed + 1)
-    entry: dict[str, Any] = {"model": name, "family": getattr(model, "family", ""), "method": method, "n_val": len(val["x"]), "n_test": len(test["x"])}
+    entry: dict[str, Any] = {
+        "model": name,
+        "family": getattr(model, "family", ""),
+        "method": method,
+        "n_val": len(val["x"]),
+        "n_test": len(test["x"]),
+    }
     entry["before"] = coverage(pt, test["truth"], rt, wave, test["good"]) if method == "vae-posterior" else None
     entry["after"] = coverage(pt, test["truth"], rt * scale[None, :], wave, test["good"])
-    entry["validation_after"] = {k: v for k, v in coverage(pv, val["truth"], rv * scale[None, :], wave, val["good"]).items() if k != "regions"}
+    entry["validation_after"] = {
+        k: v for k, v in coverage(pv, val["truth"], rv * scale[None, :], wave, val["good"]).items() if k != "regions"
+    }
     if method == "vae-posterior":
         # does the posterior spread carry per-spectrum information? rank correlation of
         # predicted sigma with the actual error, pixel by pixel over test spectra
@@ -76,7 +93,9 @@ def split_arrays(pre: Any, noisy: Any, params: Params) -> tuple[dict[str, np.nda
     return val, tst
 
 
-def run_uncertainty(params: Params, pre: Any, noisy: Any, models_dir: Path, calibration_dir: Path, tracking: bool = False) -> dict[str, Any]:
+def run_uncertainty(
+    params: Params, pre: Any, noisy: Any, models_dir: Path, calibration_dir: Path, tracking: bool = False
+) -> dict[str, Any]:
     """Calibrate every model in ``models_dir`` and measure its coverage.
 
     Writes ``calibration_dir/<family>_<dim>.json`` for each model (and, with ``tracking``, the
@@ -99,12 +118,27 @@ def run_uncertainty(params: Params, pre: Any, noisy: Any, models_dir: Path, cali
         raise DataError(f"{models_dir}: no trained models (no */model)")
     if tracking and texts:
         add_to_runs(params, metrics=metrics, texts=texts)
-    return {"level_1sigma": LEVEL_1SIGMA, "level_2sigma": LEVEL_2SIGMA, "n_samples": uc.n_samples, "seed": uc.seed,
-            "window": uc.window, "regions": [list(r) for r in REGIONS], "models": {e["model"]: e for e in entries}}  # fmt: skip
+    return {
+        "level_1sigma": LEVEL_1SIGMA,
+        "level_2sigma": LEVEL_2SIGMA,
+        "n_samples": uc.n_samples,
+        "seed": uc.seed,
+        "window": uc.window,
+        "regions": [list(r) for r in REGIONS],
+        "models": {e["model"]: e for e in entries},
+    }
 
 
-def run(params: Params, models_dir: Path, spectra: Path, noisy: Path, calibration_dir: Path, out: Path, out_md: Path,
-        tracking: bool = True) -> tuple[str, int]:  # fmt: skip
+def run(
+    params: Params,
+    models_dir: Path,
+    spectra: Path,
+    noisy: Path,
+    calibration_dir: Path,
+    out: Path,
+    out_md: Path,
+    tracking: bool = True,
+) -> tuple[str, int]:
     """The ``uncertainty`` stage; returns the Markdown table and the number of models."""
     pre = Spectra.load(spectra).require("truth", "split", source=str(spectra))
     rep = run_uncertainty(params, pre, load_noisy(noisy), models_dir, calibration_dir, tracking=tracking)
@@ -116,14 +150,25 @@ def run(params: Params, models_dir: Path, spectra: Path, noisy: Path, calibratio
 
 def render_markdown(report: dict[str, Any]) -> str:
     """Coverage table: test-split fraction of truth pixels within 1 / 2 sigma."""
-    out = ["# Predictive uncertainty: test-set coverage", "",
-           f"Calibrated on the validation split (per-pixel 68.27 % quantile, window +-{report['window']} px); "
-           f"VAE sigma from {report['n_samples']} posterior samples.", "",
-           "| model | method | 1 sigma before | 1 sigma after | 2 sigma after | median sigma |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    out = [
+        "# Predictive uncertainty: test-set coverage",
+        "",
+        f"Calibrated on the validation split (per-pixel 68.27 % quantile, window +-{report['window']} px); "
+        f"VAE sigma from {report['n_samples']} posterior samples.",
+        "",
+        "| model | method | 1 sigma before | 1 sigma after | 2 sigma after | median sigma |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for name, e in report["models"].items():
         b = e["before"]["within_1sigma"] if e.get("before") else None
         a = e["after"]
-        cells = [name, e["method"], "-" if b is None else f"{100 * b:.1f} %", f"{100 * a['within_1sigma']:.1f} %",
-                 f"{100 * a['within_2sigma']:.1f} %", f"{a['median_sigma']:.3g}"]  # fmt: skip
+        cells = [
+            name,
+            e["method"],
+            "-" if b is None else f"{100 * b:.1f} %",
+            f"{100 * a['within_1sigma']:.1f} %",
+            f"{100 * a['within_2sigma']:.1f} %",
+            f"{a['median_sigma']:.3g}",
+        ]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

@@ -38,7 +38,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from specdenoise.errors import ConfigError, DataError
 
-FAMILIES: dict[str, type["DenoisingModel"]] = {}
+FAMILIES: dict[str, type[DenoisingModel]] = {}
 
 
 class FamilySettings(BaseModel):
@@ -52,7 +52,7 @@ class FamilySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
-def register(cls: type["DenoisingModel"]) -> type["DenoisingModel"]:
+def register(cls: type[DenoisingModel]) -> type[DenoisingModel]:
     """Class decorator: make a family available by its ``family`` name.
 
     The family's ``train.<family>`` section (if it has a ``settings_model``) is accepted by
@@ -71,7 +71,7 @@ def _unknown(name: str) -> str:
     return f"unknown model family '{name}' (known: {', '.join(sorted(FAMILIES))})"
 
 
-def get_family(name: str) -> type["DenoisingModel"]:
+def get_family(name: str) -> type[DenoisingModel]:
     """The registered family class called ``name``; :class:`ConfigError` listing the known ones otherwise."""
     try:
         return FAMILIES[name]
@@ -271,7 +271,9 @@ class DenoisingModel(ABC):
         search_cfg : SearchConfig
             ``params.search``.
         """
-        raise NotImplementedError(f"model family '{cls.family}' has no hyper-parameter search space (searchable is False)")
+        raise NotImplementedError(
+            f"model family '{cls.family}' has no hyper-parameter search space (searchable is False)"
+        )
 
     @classmethod
     def baseline_trial(cls, train_cfg: Any, search_cfg: Any) -> dict[str, Any] | None:
@@ -280,7 +282,9 @@ class DenoisingModel(ABC):
         return None
 
     @abstractmethod
-    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
+    def fit(
+        self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None
+    ) -> dict[str, list[float]]:
         """Train.
 
         Parameters
@@ -344,7 +348,7 @@ class DenoisingModel(ABC):
 
     @classmethod
     @abstractmethod
-    def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> "DenoisingModel": ...
+    def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> DenoisingModel: ...
 
     def n_parameters(self) -> int:
         """Number of fitted parameters (0 when not counted)."""

@@ -62,7 +62,7 @@ class _LinearOperator(DenoisingModel):
         _save_arrays(path, mean_in=self.mean_in, mean_out=self.mean_out, left=self.left, right=self.right)
 
     @classmethod
-    def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> "_LinearOperator":
+    def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> _LinearOperator:
         m = cls(latent_dim, hyper)
         a = _load_arrays(path)
         m.mean_in, m.mean_out, m.left, m.right = a["mean_in"], a["mean_out"], a["left"], a["right"]
@@ -75,7 +75,9 @@ class PCADenoiser(_LinearOperator):
 
     family = "pca"
 
-    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
+    def fit(
+        self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None
+    ) -> dict[str, list[float]]:
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=self.latent_dim, svd_solver="full", random_state=seed)
@@ -94,7 +96,9 @@ class WienerDenoiser(_LinearOperator):
 
     family = "wiener"
 
-    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
+    def fit(
+        self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None
+    ) -> dict[str, list[float]]:
         y = np.asarray(data.y, dtype=np.float64)
         mu = y.mean(axis=0)
         cov = np.cov(y, rowvar=False)

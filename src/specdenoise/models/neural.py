@@ -42,7 +42,7 @@ class NetConfig(FamilySettings):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate after every dense layer")
 
     @model_validator(mode="after")
-    def _units(self) -> "NetConfig":
+    def _units(self) -> NetConfig:
         if any(u <= 0 for u in self.units):
             raise ValueError("units must be positive")
         return self
@@ -89,7 +89,15 @@ def _make_sampling_layer():
     return Sampling
 
 
-def build_networks(n_pix: int, latent_dim: int, units: list[int], dropout: float, variational: bool, kl_weight: float = 1.0, seed: int = 0):
+def build_networks(
+    n_pix: int,
+    latent_dim: int,
+    units: list[int],
+    dropout: float,
+    variational: bool,
+    kl_weight: float = 1.0,
+    seed: int = 0,
+):
     """Build ``(train_model, inference_model)`` sharing weights.
 
     The inference model maps noisy spectra to de-noised ones with standard layers only (the
@@ -218,31 +226,48 @@ class _KerasDenoiser(DenoisingModel):
         self.model = None  # inference model
         self.encoder = None
 
-    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
+    def fit(
+        self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None
+    ) -> dict[str, list[float]]:
         keras = _keras()
         seed_everything(seed)
         n_pix = data.y.shape[1]
         units = [int(u) for u in self.hyper["units"]]
         dropout = float(self.hyper["dropout"])
-        train, infer, encoder = build_networks(n_pix, self.latent_dim, units, dropout, self.variational, cfg.kl_weight, seed)
+        train, infer, encoder = build_networks(
+            n_pix, self.latent_dim, units, dropout, self.variational, cfg.kl_weight, seed
+        )
         train.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate), loss=keras_weighted_mse(n_pix))
         schedule = make_paper_schedule(cfg.monitor, cfg.min_rel_drop, cfg.patience, cfg.lr_factor)
         y_val = np.concatenate([data.y_val, data.w_val], axis=1)
         t0 = time.perf_counter()
         if cfg.fresh_noise and data.noise is not None:
             hist = train.fit(
-                _FreshNoise(data, cfg.batch_size, seed), validation_data=(data.x_val, y_val),
-                epochs=epochs or cfg.max_epochs, callbacks=[schedule, *(callbacks or [])], verbose=0,
-            )  # fmt: skip
+                _FreshNoise(data, cfg.batch_size, seed),
+                validation_data=(data.x_val, y_val),
+                epochs=epochs or cfg.max_epochs,
+                callbacks=[schedule, *(callbacks or [])],
+                verbose=0,
+            )
         else:
             y = np.concatenate([data.y, data.w], axis=1)
             hist = train.fit(
-                data.x, y, validation_data=(data.x_val, y_val), batch_size=cfg.batch_size,
-                epochs=epochs or cfg.max_epochs, callbacks=[schedule, *(callbacks or [])], verbose=0, shuffle=True,
-            )  # fmt: skip
+                data.x,
+                y,
+                validation_data=(data.x_val, y_val),
+                batch_size=cfg.batch_size,
+                epochs=epochs or cfg.max_epochs,
+                callbacks=[schedule, *(callbacks or [])],
+                verbose=0,
+                shuffle=True,
+            )
         seconds = time.perf_counter() - t0
         self.model, self.encoder = infer, encoder
-        self.history = {k: [float(v) for v in vals] for k, vals in hist.history.items() if k in ("loss", "val_loss", "learning_rate")}
+        self.history = {
+            k: [float(v) for v in vals]
+            for k, vals in hist.history.items()
+            if k in ("loss", "val_loss", "learning_rate")
+        }
         n_ep = len(self.history.get("loss", []))
         self.history["seconds_per_epoch"] = [seconds / max(n_ep, 1)]
         self.history["lr_drops"] = [float(e) for e in schedule.lr_drops]
@@ -263,7 +288,9 @@ class _KerasDenoiser(DenoisingModel):
         return self.model
 
     def denoise(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0), dtype=np.float32)
+        return np.asarray(
+            self.model.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0), dtype=np.float32
+        )
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         out = self.encoder.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0)
@@ -278,7 +305,7 @@ class _KerasDenoiser(DenoisingModel):
             self.encoder.save(path / "encoder.keras")
 
     @classmethod
-    def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> "_KerasDenoiser":
+    def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> _KerasDenoiser:
         keras = _keras()
         m = cls(latent_dim, hyper)
         m.model = keras.saving.load_model(path / "model.keras", safe_mode=True, compile=False)
@@ -350,7 +377,9 @@ class VAEDenoiser(_KerasDenoiser):
         if n_samples < 2:
             raise DataError(f"uncertainty.n_samples: needs at least 2 posterior samples, got {n_samples}")
         if not self.posterior_ready():
-            raise DataError("model: this VAE has no encoder loaded (saved without encoder.keras), so no posterior samples")
+            raise DataError(
+                "model: this VAE has no encoder loaded (saved without encoder.keras), so no posterior samples"
+            )
         x = np.asarray(x, dtype=np.float32)
         dec = self._decoder()
         rng = np.random.default_rng(seed)

@@ -65,15 +65,21 @@ def baseline_trial(fixed, cfg: SearchConfig) -> dict[str, int] | None:
         and abs(step * cfg.dropout_step - fixed.dropout) < 1e-9
         and fixed.dropout <= cfg.dropout_max
         and all(cfg.min_units <= u <= cfg.max_units and (u - cfg.min_units) % cfg.units_step == 0 for u in units)
-        and all(b <= a for a, b in zip(units, units[1:]))
+        and all(b <= a for a, b in zip(units, units[1:], strict=False))
     )
     if not ok:
         return None
     return {"dropout_step": step, "n_layers": len(units), **{f"units_{i}": u for i, u in enumerate(units)}}
 
 
-def random_search(family: str, latent_dim: int, data, params: Params, seed: int,
-                  trial: Callable[[int, dict[str, Any]], ContextManager[Any]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+def random_search(
+    family: str,
+    latent_dim: int,
+    data,
+    params: Params,
+    seed: int,
+    trial: Callable[[int, dict[str, Any]], ContextManager[Any]] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run ``search.trials`` trials; return the best hyper-parameters and every trial's record.
 
     With ``search.include_baseline`` the first trial is the fixed ``train.<family>`` settings
@@ -135,7 +141,15 @@ def random_search(family: str, latent_dim: int, data, params: Params, seed: int,
             if log_trial is not None:
                 log_trial(hist, value)
         records.append({"trial": t.number, **hyper, "final_val_loss": value})
-        log.info("search %s-%dd: trial %d/%d %s -> val loss %.4g", family, latent_dim, t.number + 1, cfg.trials, _describe(hyper), value)
+        log.info(
+            "search %s-%dd: trial %d/%d %s -> val loss %.4g",
+            family,
+            latent_dim,
+            t.number + 1,
+            cfg.trials,
+            _describe(hyper),
+            value,
+        )
         return value if np.isfinite(value) else float("inf")
 
     study.optimize(objective, n_trials=cfg.trials)

@@ -44,8 +44,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def training_record(params: Any, noise: dict[str, Any]) -> dict[str, Any]:
     """``preprocess.json``: what must travel with a trained model so that new spectra are
     preprocessed identically, and the noise it was trained on (``noise``)."""
-    return {"preprocess": params.preprocess.model_dump(), "noise": noise, "params_hash": benchmark_tag(params),
-            "specdenoise_version": __version__}  # fmt: skip
+    return {
+        "preprocess": params.preprocess.model_dump(),
+        "noise": noise,
+        "params_hash": benchmark_tag(params),
+        "specdenoise_version": __version__,
+    }
 
 
 @dataclass(frozen=True)

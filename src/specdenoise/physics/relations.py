@@ -63,8 +63,25 @@ def cardelli(wave: np.ndarray, r_v: float = 3.1) -> np.ndarray:
     """Cardelli, Clayton & Mathis (1989) k(lambda) = A(lambda)/E(B-V), optical/NIR, air A."""
     x = 1e4 / np.asarray(wave, dtype=float)
     y = x - 1.82
-    a = 1 + 0.17699 * y - 0.50447 * y**2 - 0.02427 * y**3 + 0.72085 * y**4 + 0.01979 * y**5 - 0.77530 * y**6 + 0.32999 * y**7
-    b = 1.41338 * y + 2.28305 * y**2 + 1.07233 * y**3 - 5.38434 * y**4 - 0.62251 * y**5 + 5.30260 * y**6 - 2.09002 * y**7
+    a = (
+        1
+        + 0.17699 * y
+        - 0.50447 * y**2
+        - 0.02427 * y**3
+        + 0.72085 * y**4
+        + 0.01979 * y**5
+        - 0.77530 * y**6
+        + 0.32999 * y**7
+    )
+    b = (
+        1.41338 * y
+        + 2.28305 * y**2
+        + 1.07233 * y**3
+        - 5.38434 * y**4
+        - 0.62251 * y**5
+        + 5.30260 * y**6
+        - 2.09002 * y**7
+    )
     ir = x < 1.1
     a = np.where(ir, 0.574 * x**1.61, a)
     b = np.where(ir, -0.527 * x**1.61, b)
@@ -77,5 +94,3 @@ def calzetti(wave: np.ndarray, r_v: float = 4.05) -> np.ndarray:
     blue = 2.659 * (-2.156 + 1.509 / lam - 0.198 / lam**2 + 0.011 / lam**3) + r_v
     red = 2.659 * (-1.857 + 1.040 / lam) + r_v
     return np.where(lam < 0.63, blue, red)
-
-

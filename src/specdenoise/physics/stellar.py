@@ -110,5 +110,3 @@ def lick_ew(band: np.ndarray, bands: tuple, infill: np.ndarray) -> tuple[np.ndar
     bc, ic, rc = 0.5 * (b1 + b2), 0.5 * (i1 + i2), 0.5 * (r1 + r2)
     cont = band[:, 0] + (band[:, 2] - band[:, 0]) * (ic - bc) / (rc - bc)
     return ((i2 - i1) * cont - band[:, 1] - infill) / cont, cont
-
-

@@ -45,7 +45,19 @@ def build_emiles(out: Path, wave_min: float = 3000.0, wave_max: float = 9500.0) 
     """
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", EMILES_SDIST, "-d", tmp, "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            EMILES_SDIST,
+            "-d",
+            tmp,
+            "-q",
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True)
         archives = list(Path(tmp).glob("ppxf-8.2.6.tar.gz"))
         if res.returncode != 0 or not archives:
@@ -73,12 +85,20 @@ def build_emiles(out: Path, wave_min: float = 3000.0, wave_max: float = 9500.0) 
     lam = entries[0][2]
     sel = (lam >= wave_min) & (lam <= wave_max)
     templates = np.zeros((sel.sum(), len(ages), len(metals)))
-    for age, metal, lam_i, flux in entries:
+    for age, metal, _lam, flux in entries:
         templates[:, np.searchsorted(ages, age), np.searchsorted(metals, metal)] = flux[sel]
     masses = np.ones((len(ages), len(metals)))  # not needed for line fitting; kept for the layout
     with atomic_path(out, suffix=".npz") as tmp_out:
         with open(tmp_out, "wb") as fh:
-            np.savez_compressed(fh, templates=templates, masses=masses, lam=lam[sel], ages=ages, metals=metals, fwhm=np.full(sel.sum(), MILES_FWHM))
+            np.savez_compressed(
+                fh,
+                templates=templates,
+                masses=masses,
+                lam=lam[sel],
+                ages=ages,
+                metals=metals,
+                fwhm=np.full(sel.sum(), MILES_FWHM),
+            )
     prov = {
         "source": EMILES_SDIST + " source distribution (PyPI)",
         "sha256": sha,
@@ -97,7 +117,9 @@ def load_templates(path: Path) -> dict[str, np.ndarray]:
     return load_npz(path, required=("templates", "lam", "ages", "metals", "fwhm"))
 
 
-def continuum_basis(path: Path, edges: np.ndarray, n_components: int = 8, sigmas_kms: tuple[float, ...] = (120.0,)) -> np.ndarray:
+def continuum_basis(
+    path: Path, edges: np.ndarray, n_components: int = 8, sigmas_kms: tuple[float, ...] = (120.0,)
+) -> np.ndarray:
     """Principal components of the E-MILES SSPs on a rest-frame grid, for linear continuum fits.
 
     Each SSP is broadened by Gaussians of each of ``sigmas_kms`` (the range of stellar velocity

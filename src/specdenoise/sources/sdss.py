@@ -52,11 +52,22 @@ def build_catalogue(cfg: DataConfig) -> Any:
     n_all = len(cat)
     pool = parent_sample(cat, cfg.z_min, cfg.z_max, cfg.main_sample_only)
     if cfg.require_spectra:
-        have = np.array([spec_path(cfg, p, m, f).exists() for p, m, f in zip(pool["plate"], pool["mjd"], pool["fiber"])], dtype=bool)
+        have = np.array(
+            [spec_path(cfg, p, m, f).exists() for p, m, f in zip(pool["plate"], pool["mjd"], pool["fiber"], strict=True)], dtype=bool
+        )
         pool = pool[have].reset_index(drop=True)
-    log.info("MPA-JHU: %d of %d rows in the parent pool (z %.3f-%.3f%s)", len(pool), n_all, cfg.z_min, cfg.z_max, ", with spectra" if cfg.require_spectra else "")
+    log.info(
+        "MPA-JHU: %d of %d rows in the parent pool (z %.3f-%.3f%s)",
+        len(pool),
+        n_all,
+        cfg.z_min,
+        cfg.z_max,
+        ", with spectra" if cfg.require_spectra else "",
+    )
     if len(pool) == 0:
-        raise DataError(f"{cfg.mpajhu_dir}: no galaxy left after the cuts (z {cfg.z_min}-{cfg.z_max}, z_warning 0, GALAXY{', main sample' if cfg.main_sample_only else ''}{', spectrum in ' + cfg.sdss_dir if cfg.require_spectra else ''})")
+        raise DataError(
+            f"{cfg.mpajhu_dir}: no galaxy left after the cuts (z {cfg.z_min}-{cfg.z_max}, z_warning 0, GALAXY{', main sample' if cfg.main_sample_only else ''}{', spectrum in ' + cfg.sdss_dir if cfg.require_spectra else ''})"
+        )
     return pool
 
 
@@ -117,8 +128,10 @@ def observe_sdss(cat: Any, cfg: DataConfig) -> dict[str, np.ndarray]:
     """
     for col in ("id", "plate", "mjd", "fiber", "z"):
         if col not in cat.columns:
-            raise DataError(f"sample: missing column '{col}' (data.source sdss needs an MPA-JHU catalogue; rerun `specdenoise data universe`)")
-    paths = [spec_path(cfg, p, m, f) for p, m, f in zip(cat["plate"], cat["mjd"], cat["fiber"])]
+            raise DataError(
+                f"sample: missing column '{col}' (data.source sdss needs an MPA-JHU catalogue; rerun `specdenoise data universe`)"
+            )
+    paths = [spec_path(cfg, p, m, f) for p, m, f in zip(cat["plate"], cat["mjd"], cat["fiber"], strict=True)]
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise DataError(
@@ -151,8 +164,10 @@ def run_universe(params: Any, out: Path, n: int | None = None) -> str:
     cat = build_catalogue(params.data)
     total = save_table_chunks(out, [cat], metadata=provenance(params.data))["rows"]
     mix = {str(k): round(v / total, 4) for k, v in cat["class"].value_counts().items()}
-    return (f"universe: {total} MPA-JHU galaxies (source sdss, Balmer absorption from {cat.attrs.get('lick_source', '?')}) "
-            f"-> {out}; class mix {mix}")  # fmt: skip
+    return (
+        f"universe: {total} MPA-JHU galaxies (source sdss, Balmer absorption from {cat.attrs.get('lick_source', '?')}) "
+        f"-> {out}; class mix {mix}"
+    )
 
 
 def run_observe(params: Any, sample: Path, out: Path, progress: bool = False) -> str:
@@ -163,5 +178,7 @@ def run_observe(params: Any, sample: Path, out: Path, progress: bool = False) ->
     Observed.from_arrays({**obs, "split": split_column(cat)}).save(out)
     rate = len(cat) / max(time.perf_counter() - t0, 1e-9)
     masked = float((obs["ivar"] == 0).mean())
-    return (f"observe: {len(cat)} SDSS spectra read from {params.data.sdss_dir} onto {obs['flux'].shape[1]} pixels "
-            f"({rate:.0f} spectra/s, {100 * masked:.1f}% pixels masked) -> {out}")  # fmt: skip
+    return (
+        f"observe: {len(cat)} SDSS spectra read from {params.data.sdss_dir} onto {obs['flux'].shape[1]} pixels "
+        f"({rate:.0f} spectra/s, {100 * masked:.1f}% pixels masked) -> {out}"
+    )

@@ -81,9 +81,17 @@ from specdenoise.physics.stellar import LICK_INDICES, basis_tables, lick_ew, met
 from specdenoise.version import __version__
 
 CATALOGUE_LINES = (
-    "Halpha", "Hbeta", "Hdelta", "OII_3726", "OII_3729", "OIII_4363", "OIII_5007", "NII_6583",
-    "SII_6716", "SII_6731",
-)  # fmt: skip
+    "Halpha",
+    "Hbeta",
+    "Hdelta",
+    "OII_3726",
+    "OII_3729",
+    "OIII_4363",
+    "OIII_5007",
+    "NII_6583",
+    "SII_6716",
+    "SII_6731",
+)
 
 
 def _inverse_cdf_sample(rng: np.random.Generator, x: np.ndarray, pdf: np.ndarray, n: int) -> np.ndarray:
@@ -280,7 +288,9 @@ def _stellar_mass(g: _Chunk) -> None:
     g.dl = luminosity_distance_cm(g.z)
     g.to_flux = L_SUN / (4 * np.pi * g.dl**2) / FLUX_UNIT  # L_sun/A -> 1e-17 erg/s/cm2/A (x (1+z)^-1 below)
     # continuum under each line in the observed fibre, flux density per observed A
-    g.cont_lines = _basis_project(g, g.tables.line_cont) * _star_att(g, LINE_WAVES) * (g.fib * g.to_flux / (1 + g.z))[:, None]
+    g.cont_lines = (
+        _basis_project(g, g.tables.line_cont) * _star_att(g, LINE_WAVES) * (g.fib * g.to_flux / (1 + g.z))[:, None]
+    )
 
 
 def _emission_lines(g: _Chunk, ratios: np.ndarray, rng: np.random.Generator) -> None:

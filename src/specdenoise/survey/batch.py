@@ -36,7 +36,13 @@ log = logging.getLogger("specdenoise.denoise")
 _DENOISERS: dict[str, Any] = {}  # per-process cache of loaded de-noisers (filled lazily)
 SUMMARY = "summary.json"
 #: Thread-count variables set to 1 in every local Dask worker.
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
 
 
 def file_stem(path: Path) -> str:
@@ -81,7 +87,15 @@ def warm(model: str, params: dict[str, Any], calibration: str | None, root: str)
     return int(get_denoiser(model, params, calibration, root).preprocess_cfg.n_pix)
 
 
-def process_batch(files: list[str], out_dir: str, model: str, params: dict[str, Any], calibration: str | None, root: str, options: dict[str, Any]) -> list[dict[str, Any]]:
+def process_batch(
+    files: list[str],
+    out_dir: str,
+    model: str,
+    params: dict[str, Any],
+    calibration: str | None,
+    root: str,
+    options: dict[str, Any],
+) -> list[dict[str, Any]]:
     """Read, de-noise and write every spectrum of ``files``; one status record per file.
 
     Never raises for a bad input: the file's record says ``status: "bad"`` and why.
@@ -103,21 +117,29 @@ def process_batch(files: list[str], out_dir: str, model: str, params: dict[str, 
                 pre = den.prepare(s.wave, s.flux, s.ivar, s.z, [s.id], source=f"{path} ({s.id})")
                 frac = float(pre["mask"].mean())
                 if frac > options["max_masked"]:
-                    raise SpecdenoiseError(f"{path} ({s.id}): {100 * frac:.0f}% of the rest-frame grid is uncovered "
-                                           f"(z={s.z:.4f}; limit --max-masked {options['max_masked']})")  # fmt: skip
+                    raise SpecdenoiseError(
+                        f"{path} ({s.id}): {100 * frac:.0f}% of the rest-frame grid is uncovered "
+                        f"(z={s.z:.4f}; limit --max-masked {options['max_masked']})"
+                    )
                 prepared.append((len(records) - 1, s, pre))
         except SpecdenoiseError as exc:
             rec.update(status="bad", error=str(exc))
         except Exception as exc:  # never stop the batch on one file
-            rec.update(status="bad", error=f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            rec.update(
+                status="bad", error=f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
     good = [p for p in prepared if records[p[0]]["status"] == "ok"]
     if good:
-        batch = {k: np.concatenate([p[2][k] for p in good]) for k in ("flux", "ivar", "norm", "coverage", "z", "mask", "id")}
+        batch = {
+            k: np.concatenate([p[2][k] for p in good]) for k in ("flux", "ivar", "norm", "coverage", "z", "mask", "id")
+        }
         try:
             res = den.finish(batch, options["add_noise"], options["seed"])
         except Exception as exc:
             for i, _, _ in good:
-                records[i].update(status="bad", error=f"{records[i]['input']}: de-noising failed ({type(exc).__name__}: {exc})")
+                records[i].update(
+                    status="bad", error=f"{records[i]['input']}: de-noising failed ({type(exc).__name__}: {exc})"
+                )
             good, res = [], None
         for j, (i, spec, _) in enumerate(good):
             rec = records[i]
@@ -127,15 +149,24 @@ def process_batch(files: list[str], out_dir: str, model: str, params: dict[str, 
                 name = f"{file_stem(Path(rec['input']))}.{_safe(spec.id)}.fits"
                 write_fits(out / name, den, res, j, spec, rec["input"], options)
                 rec["outputs"].append(name)
-                rec["spectra"].append({"id": spec.id, "z": spec.z, "masked_fraction": float(res.mask[j].mean()),
-                                       "uncovered": uncovered_ranges(res.wave, res.mask[j])})  # fmt: skip
+                rec["spectra"].append(
+                    {
+                        "id": spec.id,
+                        "z": spec.z,
+                        "masked_fraction": float(res.mask[j].mean()),
+                        "uncovered": uncovered_ranges(res.wave, res.mask[j]),
+                    }
+                )
             except Exception as exc:
                 rec.update(status="bad", error=f"{rec['input']}: cannot write output ({type(exc).__name__}: {exc})")
     dt = time.perf_counter() - t0
     for rec in records:
         rec["seconds"] = dt / max(len(records), 1)
         if rec["status"] == "ok":
-            save_json(done_path(out, Path(rec["input"])), {"options": options, "outputs": rec["outputs"], "spectra": rec["spectra"]})
+            save_json(
+                done_path(out, Path(rec["input"])),
+                {"options": options, "outputs": rec["outputs"], "spectra": rec["spectra"]},
+            )
     return records
 
 
@@ -155,9 +186,21 @@ def uncovered_ranges(wave: Any, mask: Any) -> list[list[float]]:
     return out
 
 
-def run_batch(inputs: list[Path], out_dir: Path, model: str, params: Any, calibration: Path | None = None, add_noise: float | None = None,
-              seed: int = 0, workers: int = 2, scheduler: str | None = None, batch_size: int = 8, max_masked: float = 0.5,
-              root: Path | None = None, check_model: bool = True) -> dict[str, Any]:  # fmt: skip
+def run_batch(
+    inputs: list[Path],
+    out_dir: Path,
+    model: str,
+    params: Any,
+    calibration: Path | None = None,
+    add_noise: float | None = None,
+    seed: int = 0,
+    workers: int = 2,
+    scheduler: str | None = None,
+    batch_size: int = 8,
+    max_masked: float = 0.5,
+    root: Path | None = None,
+    check_model: bool = True,
+) -> dict[str, Any]:
     """De-noise ``inputs`` into ``out_dir``; return the summary (also written to ``summary.json``).
 
     Parameters
@@ -181,8 +224,14 @@ def run_batch(inputs: list[Path], out_dir: Path, model: str, params: Any, calibr
     model_s = model if is_model_uri(model) else str(Path(model).resolve())
     if check_model:
         den = get_denoiser(model_s, pdict, cal_s, root_s)
-        log.info("model %s: %s %s-D, run %s, sigma %s", model, den.provenance.get("family"), den.provenance.get("latent_dim"),
-                 den.provenance.get("run_id"), "calibrated" if den.calibration is not None else "uncalibrated")  # fmt: skip
+        log.info(
+            "model %s: %s %s-D, run %s, sigma %s",
+            model,
+            den.provenance.get("family"),
+            den.provenance.get("latent_dim"),
+            den.provenance.get("run_id"),
+            "calibrated" if den.calibration is not None else "uncalibrated",
+        )
     options = {"model": model, "add_noise": add_noise, "seed": seed, "max_masked": max_masked, "calibration": cal_s}
     out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
@@ -191,11 +240,24 @@ def run_batch(inputs: list[Path], out_dir: Path, model: str, params: Any, calibr
     for p in inputs:
         stem = file_stem(p)
         if stem in seen:
-            records.append({"input": str(p), "status": "bad", "error": f"{p}: same name as {seen[stem]} (outputs would collide)", "outputs": []})
+            records.append(
+                {
+                    "input": str(p),
+                    "status": "bad",
+                    "error": f"{p}: same name as {seen[stem]} (outputs would collide)",
+                    "outputs": [],
+                }
+            )
             continue
         seen[stem] = p
         if is_done(out_dir, p, options):
-            records.append({"input": str(p), "status": "skipped", "outputs": json.loads(done_path(out_dir, p).read_text())["outputs"]})
+            records.append(
+                {
+                    "input": str(p),
+                    "status": "skipped",
+                    "outputs": json.loads(done_path(out_dir, p).read_text())["outputs"],
+                }
+            )
         else:
             todo.append(str(p.resolve()) if p.exists() else str(p))
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
@@ -211,13 +273,21 @@ def run_batch(inputs: list[Path], out_dir: Path, model: str, params: Any, calibr
     dt = time.perf_counter() - t0
     n_spec = sum(len(r.get("spectra", [])) for r in records if r["status"] == "ok")
     summary = {
-        "model": model, "out": str(out_dir), "options": options, "scheduler": scheduler or ("local" if n_workers else "in-process"),
-        "workers": n_workers, "n_inputs": len(inputs), "n_ok": sum(r["status"] == "ok" for r in records),
-        "n_skipped": sum(r["status"] == "skipped" for r in records), "n_bad": sum(r["status"] == "bad" for r in records),
-        "n_spectra": n_spec, "seconds": dt, "spectra_per_s": n_spec / dt if dt > 0 and n_spec else 0.0,
+        "model": model,
+        "out": str(out_dir),
+        "options": options,
+        "scheduler": scheduler or ("local" if n_workers else "in-process"),
+        "workers": n_workers,
+        "n_inputs": len(inputs),
+        "n_ok": sum(r["status"] == "ok" for r in records),
+        "n_skipped": sum(r["status"] == "skipped" for r in records),
+        "n_bad": sum(r["status"] == "bad" for r in records),
+        "n_spectra": n_spec,
+        "seconds": dt,
+        "spectra_per_s": n_spec / dt if dt > 0 and n_spec else 0.0,
         "bad": [{"input": r["input"], "error": r["error"]} for r in records if r["status"] == "bad"],
         "files": records,
-    }  # fmt: skip
+    }
     save_json(out_dir / SUMMARY, summary)
     return summary
 
@@ -229,13 +299,29 @@ def local_cluster(workers: int) -> Any:
     env = {v: "1" for v in THREAD_VARS}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     if logging.getLogger("specdenoise").getEffectiveLevel() > logging.DEBUG:
-        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.http.proxy"):
+        for name in (
+            "distributed",
+            "distributed.scheduler",
+            "distributed.nanny",
+            "distributed.core",
+            "distributed.http.proxy",
+        ):
             logging.getLogger(name).setLevel(logging.WARNING)
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                        scheduler_port=0, silence_logs=logging.WARNING, env=env)  # fmt: skip
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        scheduler_port=0,
+        silence_logs=logging.WARNING,
+        env=env,
+    )
 
 
-def _run_dask(batches: list[list[str]], args: tuple, scheduler: str | None, workers: int) -> tuple[list[dict[str, Any]], int]:
+def _run_dask(
+    batches: list[list[str]], args: tuple, scheduler: str | None, workers: int
+) -> tuple[list[dict[str, Any]], int]:
     from distributed import Client, as_completed
 
     cluster = None
@@ -257,10 +343,11 @@ def _run_dask(batches: list[list[str]], args: tuple, scheduler: str | None, work
                     out += fut.result()
                 except Exception as exc:  # a worker died: report its files, keep the rest
                     msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                    out += [{"input": f, "status": "bad", "error": f"{f}: worker failed ({msg})", "outputs": []} for f in futures[fut]]
+                    out += [
+                        {"input": f, "status": "bad", "error": f"{f}: worker failed ({msg})", "outputs": []}
+                        for f in futures[fut]
+                    ]
             return out, n_workers
     finally:
         if cluster is not None:
             cluster.close()
-
-

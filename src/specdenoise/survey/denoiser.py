@@ -123,8 +123,15 @@ class Denoiser:
         Posterior samples and seed used when there is no calibration (``uncertainty`` section).
     """
 
-    def __init__(self, model: Any, preprocess: PreprocessConfig, noise: NoiseConfig, calibration: Any = None,
-                 provenance: dict[str, Any] | None = None, posterior: UncertaintyConfig | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Any,
+        preprocess: PreprocessConfig,
+        noise: NoiseConfig,
+        calibration: Any = None,
+        provenance: dict[str, Any] | None = None,
+        posterior: UncertaintyConfig | None = None,
+    ) -> None:
         self.model = model
         self.posterior_cfg = posterior or UncertaintyConfig()
         self.preprocess_cfg = preprocess
@@ -137,7 +144,13 @@ class Denoiser:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, uri: str | Path, params: Params | str | Path | None = None, calibration: str | Path | None = None, root: Path | None = None) -> "Denoiser":
+    def load(
+        cls,
+        uri: str | Path,
+        params: Params | str | Path | None = None,
+        calibration: str | Path | None = None,
+        root: Path | None = None,
+    ) -> Denoiser:
         """Load a de-noiser.
 
         Parameters
@@ -176,12 +189,16 @@ class Denoiser:
                 model, record, cal_obj = _load_dir(path)
                 prov.update(_local_provenance(path))
         if record is None:
-            raise DataError(f"model '{text}': no {store.PREPROCESS} (the preprocessing it was trained with); retrain it")
+            raise DataError(
+                f"model '{text}': no {store.PREPROCESS} (the preprocessing it was trained with); retrain it"
+            )
         try:
             pre_cfg = PreprocessConfig.model_validate(record["preprocess"])
             noise_cfg = _noise_config(record["noise"])
         except Exception as exc:  # pydantic ValidationError or a missing key
-            raise DataError(f"model '{text}': {store.PREPROCESS} is not a valid preprocessing record ({type(exc).__name__})") from None
+            raise DataError(
+                f"model '{text}': {store.PREPROCESS} is not a valid preprocessing record ({type(exc).__name__})"
+            ) from None
         prov["preprocess_source"] = store.PREPROCESS
         prov["noise_model"] = record["noise"].get("model", "gaussian")
         prov.setdefault("params_hash", record.get("params_hash"))
@@ -198,7 +215,9 @@ class Denoiser:
         return cls(model, pre_cfg, noise_cfg, cal, prov, params.uncertainty)
 
     # ------------------------------------------------------------------ applying
-    def prepare(self, wave: Any, flux: Any, ivar: Any, z: Any, ids: Sequence[str] | None = None, source: str = "input") -> dict[str, Any]:
+    def prepare(
+        self, wave: Any, flux: Any, ivar: Any, z: Any, ids: Sequence[str] | None = None, source: str = "input"
+    ) -> dict[str, Any]:
         """Rest-frame, resample and normalise observed spectra exactly as in training.
 
         Parameters
@@ -221,12 +240,20 @@ class Denoiser:
         ragged = isinstance(wave, (list, tuple)) and len(wave) > 0 and np.ndim(wave[0]) == 1
         if ragged:
             n = len(wave)
-            if not (isinstance(flux, (list, tuple)) and isinstance(ivar, (list, tuple)) and len(flux) == n and len(ivar) == n):
+            if not (
+                isinstance(flux, (list, tuple))
+                and isinstance(ivar, (list, tuple))
+                and len(flux) == n
+                and len(ivar) == n
+            ):
                 raise DataError(f"{source}: {n} wavelength arrays need as many flux and ivar arrays")
             zs = np.broadcast_to(np.asarray(z, dtype=float), (n,))
             names = list(ids) if ids is not None else [str(i) for i in range(n)]
             parts = [self.prepare(wave[i], flux[i], ivar[i], zs[i], [names[i]], source) for i in range(n)]
-            out = {k: np.concatenate([p[k] for p in parts]) for k in ("flux", "ivar", "norm", "coverage", "z", "mask", "id")}
+            out = {
+                k: np.concatenate([p[k] for p in parts])
+                for k in ("flux", "ivar", "norm", "coverage", "z", "mask", "id")
+            }
             out["wave"], out["single"] = parts[0]["wave"], False
             return out
         wave = np.asarray(wave, dtype=float)
@@ -249,7 +276,17 @@ class Denoiser:
         pre["single"] = single
         return pre
 
-    def denoise(self, wave: Any, flux: Any, ivar: Any, z: Any, add_noise: float | None = None, seed: int = 0, ids: Sequence[str] | None = None, source: str = "input") -> DenoiseResult:
+    def denoise(
+        self,
+        wave: Any,
+        flux: Any,
+        ivar: Any,
+        z: Any,
+        add_noise: float | None = None,
+        seed: int = 0,
+        ids: Sequence[str] | None = None,
+        source: str = "input",
+    ) -> DenoiseResult:
         """Preprocess, (optionally add noise,) de-noise and attach the uncertainty.
 
         Parameters
@@ -298,8 +335,19 @@ class Denoiser:
                 x[i] = xi[0]
                 ivar_in[i] = noisy_ivar(pre["ivar"][i : i + 1], sig, renorm)[0]
         denoised, sigma, calibrated = self.predict(x)
-        return DenoiseResult(self.wave, x, ivar_in, denoised, sigma, pre["mask"], pre["norm"], pre["z"],
-                             clean if add_noise is not None else None, calibrated, ids)  # fmt: skip
+        return DenoiseResult(
+            self.wave,
+            x,
+            ivar_in,
+            denoised,
+            sigma,
+            pre["mask"],
+            pre["norm"],
+            pre["z"],
+            clean if add_noise is not None else None,
+            calibrated,
+            ids,
+        )
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """De-noise preprocessed spectra ``x`` (n, n_pix); return ``(denoised, sigma, calibrated)``."""
@@ -343,7 +391,9 @@ def _dvc_calibration(path: Path) -> Path | None:
 
 
 def _local_provenance(path: Path) -> dict[str, Any]:
-    info: dict[str, Any] = {"model_name": path.resolve().parent.name if path.name == store.MODEL else path.resolve().name}
+    info: dict[str, Any] = {
+        "model_name": path.resolve().parent.name if path.name == store.MODEL else path.resolve().name
+    }
     run_id = (store.read_json(path.parent / store.METRICS) or {}).get("run_id")
     if run_id:
         info["run_id"] = run_id

@@ -328,7 +328,10 @@ def read_targets(path: str | Path) -> Any:
         df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as exc:  # pandas/pyarrow raise many unrelated types for bad files
         raise DataError(f"{path}: not a readable CSV/Parquet table ({type(exc).__name__})") from None
-    cols = {k: _col(df, *alts) for k, alts in (("plate", ("plate", "plateid")), ("mjd", ("mjd",)), ("fiber", ("fiber", "fiberid")))}
+    cols = {
+        k: _col(df, *alts)
+        for k, alts in (("plate", ("plate", "plateid")), ("mjd", ("mjd",)), ("fiber", ("fiber", "fiberid")))
+    }
     missing = [k for k, v in cols.items() if v is None]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (need plate, mjd, fiber)")
@@ -357,7 +360,9 @@ def _opt(row: Any, key: str) -> Any:
     return int(v) if key == "size" else str(v)
 
 
-def sdss_targets(table: Any, out_dir: str | Path, base_url: str = SDSS_BASE_URL, template: str = SPEC_TEMPLATE) -> list[Target]:
+def sdss_targets(
+    table: Any, out_dir: str | Path, base_url: str = SDSS_BASE_URL, template: str = SPEC_TEMPLATE
+) -> list[Target]:
     """Targets for the spec-lite files of a target table (from :func:`read_targets`)."""
     out_dir = Path(out_dir)
     base = base_url.rstrip("/")
@@ -365,13 +370,16 @@ def sdss_targets(table: Any, out_dir: str | Path, base_url: str = SDSS_BASE_URL,
     for row in table.to_dict("records"):
         p, m, f = int(row["plate"]), int(row["mjd"]), int(row["fiber"])
         url = template.format(base=base, plate=p, mjd=m, fiber=f)
-        targets.append(Target(url, out_dir / spec_filename(p, m, f), _opt(row, "size"), _opt(row, "sha256"), _opt(row, "md5")))
+        targets.append(
+            Target(url, out_dir / spec_filename(p, m, f), _opt(row, "size"), _opt(row, "sha256"), _opt(row, "md5"))
+        )
     return targets
 
 
-def mpajhu_targets(out_dir: str | Path, base_url: str = MPAJHU_BASE_URL, files: Iterable[str] = MPAJHU_FILES) -> list[Target]:
+def mpajhu_targets(
+    out_dir: str | Path, base_url: str = MPAJHU_BASE_URL, files: Iterable[str] = MPAJHU_FILES
+) -> list[Target]:
     """Targets for the MPA-JHU DR7 catalogue files (no published checksums: size checks only)."""
     out_dir = Path(out_dir)
     base = base_url.rstrip("/")
     return [Target(f"{base}/{name}", out_dir / name) for name in files]
-

@@ -56,5 +56,3 @@ def write_fits(path: Path, den: Any, res: Any, j: int, spec: Any, source: str, o
     with atomic_path(path, suffix=".fits") as tmp:
         fits.HDUList([fits.PrimaryHDU(header=hdr), table]).writeto(tmp, overwrite=True)
     return path
-
-

@@ -100,7 +100,9 @@ def pip_requirements() -> list[str]:
     return [f"{n}=={version(n)}" for n in names]
 
 
-def set_champion(cfg: TrackingConfig, registered_model: str | None = None, metric: str = "test_loss") -> dict[str, Any] | None:
+def set_champion(
+    cfg: TrackingConfig, registered_model: str | None = None, metric: str = "test_loss"
+) -> dict[str, Any] | None:
     """Give the alias ``champion`` to the registered version with the lowest ``metric``.
 
     Only versions whose runs logged ``metric`` are compared. Returns the champion's version,

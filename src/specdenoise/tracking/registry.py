@@ -33,7 +33,9 @@ def _run_id(client: Any, uri: str, info: dict[str, Any]) -> str:
     return mv.run_id
 
 
-def download_model(uri: str, cfg: TrackingConfig, root: Path | None, dst: Path) -> tuple[Path, tuple[dict, str] | None, dict[str, Any]]:
+def download_model(
+    uri: str, cfg: TrackingConfig, root: Path | None, dst: Path
+) -> tuple[Path, tuple[dict, str] | None, dict[str, Any]]:
     """Download the run's saved model folder into ``dst``.
 
     Returns
@@ -51,7 +53,9 @@ def download_model(uri: str, cfg: TrackingConfig, root: Path | None, dst: Path) 
     quiet()
     store = tracking_uri(cfg, root)
     if store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists():
-        raise DataError(f"model '{uri}': MLflow store {store} does not exist (set tracking.uri or run from the project folder)")
+        raise DataError(
+            f"model '{uri}': MLflow store {store} does not exist (set tracking.uri or run from the project folder)"
+        )
     import mlflow.artifacts
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -68,8 +72,14 @@ def download_model(uri: str, cfg: TrackingConfig, root: Path | None, dst: Path) 
     info.setdefault("model_name", run.data.tags.get("mlflow.runName"))
     top = {a.path for a in client.list_artifacts(run_id)}
     if MODEL_ARTIFACT not in top:
-        raise DataError(f"model '{uri}': run {run_id} has no '{MODEL_ARTIFACT}' artifact; retrain it or pass the model directory")
-    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_ARTIFACT, dst_path=str(dst), tracking_uri=store))
+        raise DataError(
+            f"model '{uri}': run {run_id} has no '{MODEL_ARTIFACT}' artifact; retrain it or pass the model directory"
+        )
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=MODEL_ARTIFACT, dst_path=str(dst), tracking_uri=store
+        )
+    )
     cal = None
     if CALIBRATION in top:
         text = mlflow.artifacts.load_text(f"{run.info.artifact_uri.rstrip('/')}/{CALIBRATION}")

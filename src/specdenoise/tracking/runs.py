@@ -34,7 +34,9 @@ class TrainingRun:
     Use as a context manager; :meth:`trial` opens a nested run per search trial.
     """
 
-    def __init__(self, params: Params, family: str, latent_dim: int, sample: str, enabled: bool = True, root: Path | None = None):
+    def __init__(
+        self, params: Params, family: str, latent_dim: int, sample: str, enabled: bool = True, root: Path | None = None
+    ):
         self.params, self.family, self.latent_dim, self.sample = params, family, latent_dim, sample
         self.enabled, self.root = enabled, root
         self.run = None
@@ -51,8 +53,16 @@ class TrainingRun:
         exp_id = setup(self.params.tracking, self.root)
         self.run = mlflow.start_run(experiment_id=exp_id, run_name=f"{self.family}-{self.latent_dim}d")
         noise_tag = self.params.noise.model if self.sample == "main" else self.sample
-        mlflow.set_tags({"family": self.family, "latent_dim": str(self.latent_dim), "role": "final", "noise_model": noise_tag,
-                         "sample": self.sample, "benchmark": benchmark_tag(self.params)})  # fmt: skip
+        mlflow.set_tags(
+            {
+                "family": self.family,
+                "latent_dim": str(self.latent_dim),
+                "role": "final",
+                "noise_model": noise_tag,
+                "sample": self.sample,
+                "benchmark": benchmark_tag(self.params),
+            }
+        )
         log_json(environment(), "environment.json")
         return self
 
@@ -70,7 +80,9 @@ class TrainingRun:
 
         tc = self.params.train.model_dump()
         scalars = {f"train.{k}": v for k, v in tc.items() if not isinstance(v, (dict, list))}
-        mlflow.log_params({"family": self.family, "latent_dim": self.latent_dim, "n_train": n_train, "n_val": n_val, **scalars})
+        mlflow.log_params(
+            {"family": self.family, "latent_dim": self.latent_dim, "n_train": n_train, "n_val": n_val, **scalars}
+        )
 
     @contextlib.contextmanager
     def trial(self, number: int, hyper: dict[str, Any]) -> Iterator[Any]:
@@ -83,10 +95,14 @@ class TrainingRun:
         with mlflow.start_run(run_name=f"{self.family}-{self.latent_dim}d-trial{number}", nested=True):
             mlflow.set_tags({"family": self.family, "latent_dim": str(self.latent_dim), "role": "search_trial"})
             layers = {"n_layers": len(hyper["units"])} if "units" in hyper else {}
-            mlflow.log_params({**layers, **{k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in hyper.items()}})
+            mlflow.log_params(
+                {**layers, **{k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in hyper.items()}}
+            )
 
             def log(history: dict[str, list[float]], value: float) -> None:
-                for step, (lv, vv) in enumerate(zip(history.get("loss", []), history.get("val_loss", []), strict=False)):
+                for step, (lv, vv) in enumerate(
+                    zip(history.get("loss", []), history.get("val_loss", []), strict=False)
+                ):
                     mlflow.log_metrics({"train_loss": lv, "val_loss": vv}, step=step)
                 mlflow.log_metric("final_val_loss", value)
 
@@ -107,15 +123,25 @@ class TrainingRun:
 
         return EpochLogger()
 
-    def log_result(self, model: Any, model_dir: Path, record: dict[str, Any], metrics: dict[str, float], figure: Any,
-                   x_example: np.ndarray, y_example: np.ndarray) -> None:  # fmt: skip
+    def log_result(
+        self,
+        model: Any,
+        model_dir: Path,
+        record: dict[str, Any],
+        metrics: dict[str, float],
+        figure: Any,
+        x_example: np.ndarray,
+        y_example: np.ndarray,
+    ) -> None:
         """Hyper-parameters, metrics, the record, the loss figure and the model (registered when its
         family is a registry candidate), and the whole model folder for :class:`~specdenoise.survey.denoiser.Denoiser`."""
         if self.run is None:
             return
         import mlflow
 
-        mlflow.log_params({f"hp.{k}": (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in model.hyper.items()})
+        mlflow.log_params(
+            {f"hp.{k}": (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in model.hyper.items()}
+        )
         mlflow.log_metrics(metrics)
         log_json(record, "record.json")
         if figure is not None:
@@ -135,18 +161,36 @@ def _log_model(model: Any, model_dir: Path, x_example: np.ndarray, y_example: np
     if type(model).mlflow_flavour == "keras":
         import mlflow.keras
 
-        mlflow.keras.log_model(model.native_model(), name="model", signature=signature, pip_requirements=pip_requirements(),
-                               registered_model_name=registered)  # fmt: skip
+        mlflow.keras.log_model(
+            model.native_model(),
+            name="model",
+            signature=signature,
+            pip_requirements=pip_requirements(),
+            registered_model_name=registered,
+        )
         return
     warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
     code = Path(__file__).with_name("pyfunc_model.py")
-    mlflow.pyfunc.log_model(name="model", python_model=str(code), artifacts={"model_dir": str(model_dir)}, signature=signature,
-                            input_example=x_example.astype(np.float32), pip_requirements=pip_requirements(),
-                            registered_model_name=registered)  # fmt: skip
+    mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(code),
+        artifacts={"model_dir": str(model_dir)},
+        signature=signature,
+        input_example=x_example.astype(np.float32),
+        pip_requirements=pip_requirements(),
+        registered_model_name=registered,
+    )
 
 
-def log_stage_run(params: Params, name: str, tags: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
-                  run_params: dict[str, Any] | None = None, artifacts: list[Path] = (), artifact_path: str = "figures") -> str:  # fmt: skip
+def log_stage_run(
+    params: Params,
+    name: str,
+    tags: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+    run_params: dict[str, Any] | None = None,
+    artifacts: list[Path] = (),
+    artifact_path: str = "figures",
+) -> str:
     """One run for a pipeline stage (``evaluate``, ``mzr``): tags, finite metrics, files; returns its id."""
     import mlflow
 
@@ -162,7 +206,9 @@ def log_stage_run(params: Params, name: str, tags: dict[str, str] | None = None,
         return run.info.run_id
 
 
-def add_to_runs(params: Params, metrics: dict[str, dict[str, float]] | None = None, texts: dict[str, dict[str, str]] | None = None) -> None:
+def add_to_runs(
+    params: Params, metrics: dict[str, dict[str, float]] | None = None, texts: dict[str, dict[str, str]] | None = None
+) -> None:
     """Add metrics ``{run_id: {name: value}}`` (NaN skipped) and text files ``{run_id: {file: text}}`` to finished runs."""
     from mlflow import MlflowClient
 

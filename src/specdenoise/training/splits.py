@@ -49,7 +49,9 @@ def training_data(pre: Mapping, noisy: Mapping, params: Params) -> tuple[Trainin
     """
     tc = params.train
     if tc.realisation >= noisy["noisy"].shape[0]:
-        raise DataError(f"train.realisation: {tc.realisation} but only {noisy['noisy'].shape[0]} noise realisation(s) exist")
+        raise DataError(
+            f"train.realisation: {tc.realisation} but only {noisy['noisy'].shape[0]} noise realisation(s) exist"
+        )
     trn, val, test_idx = split_indices(pre["split"], params)
     x = noisy["noisy"][tc.realisation].astype(np.float32)
     y = pre["flux"].astype(np.float32)
@@ -63,5 +65,11 @@ def training_data(pre: Mapping, noisy: Mapping, params: Params) -> tuple[Trainin
 
     meta = {"n_train": len(trn), "n_val": len(val), "val_index": val}
     data = TrainingData(x[trn], y[trn], w[trn], x[val], y[val], w[val], wave, sigma, noise=fresh, meta=meta)
-    test = {"x": x[test_idx], "y": y[test_idx], "w": w[test_idx], "truth": pre["truth"][test_idx].astype(np.float32), "index": test_idx}
+    test = {
+        "x": x[test_idx],
+        "y": y[test_idx],
+        "w": w[test_idx],
+        "truth": pre["truth"][test_idx].astype(np.float32),
+        "index": test_idx,
+    }
     return data, test

@@ -67,9 +67,19 @@ def read_hyper(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a training record with a 'hyper' field") from None
 
 
-def train_one(family: str, latent_dim: int, params: Params, pre: Spectra | dict, noisy: NoisySet | dict, out_dir: Path,
-              tracking: bool = True, root: Path | None = None, sample: str = "main", progress: bool = False,
-              hyper: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def train_one(
+    family: str,
+    latent_dim: int,
+    params: Params,
+    pre: Spectra | dict,
+    noisy: NoisySet | dict,
+    out_dir: Path,
+    tracking: bool = True,
+    root: Path | None = None,
+    sample: str = "main",
+    progress: bool = False,
+    hyper: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Search (searchable families), fit, score, save and log one model into ``out_dir``; return its record.
 
     ``hyper`` (e.g. another model's chosen hyper-parameters) skips the search: the model is
@@ -98,8 +108,14 @@ def train_one(family: str, latent_dim: int, params: Params, pre: Spectra | dict,
         history = model.fit(data, tc, seed=seed, callbacks=callbacks)
         fit_s = time.perf_counter() - t1
         metrics, pred = test_metrics(model, test)
-        metrics.update({"train_seconds": fit_s, "search_seconds": search_s, "n_parameters": model.n_parameters(),
-                        "epochs": len(history.get("loss", []))})  # fmt: skip
+        metrics.update(
+            {
+                "train_seconds": fit_s,
+                "search_seconds": search_s,
+                "n_parameters": model.n_parameters(),
+                "epochs": len(history.get("loss", [])),
+            }
+        )
         if history.get("seconds_per_epoch"):
             metrics["seconds_per_epoch"] = history["seconds_per_epoch"][0]
         model_dir = out_dir / store.MODEL
@@ -107,18 +123,40 @@ def train_one(family: str, latent_dim: int, params: Params, pre: Spectra | dict,
         # the preprocessing and the noise the model was trained with travel with it (Denoiser)
         noise = noisy.noise_record(params) if isinstance(noisy, (NoisySet, DesiSet)) else params.noise.model_dump()
         save_json(model_dir / store.PREPROCESS, store.training_record(params, noise))
-        record = {"family": family, "latent_dim": latent_dim, "hyper": model.hyper, "metrics": metrics, "trials": trials, "history": history}
-        figure = _history_figure(history, f"{family.upper()} {latent_dim}-D") if history.get("loss") and run.run_id else None
+        record = {
+            "family": family,
+            "latent_dim": latent_dim,
+            "hyper": model.hyper,
+            "metrics": metrics,
+            "trials": trials,
+            "history": history,
+        }
+        figure = (
+            _history_figure(history, f"{family.upper()} {latent_dim}-D") if history.get("loss") and run.run_id else None
+        )
         run.log_result(model, model_dir, record, metrics, figure, test["x"][:4], pred[:4])
         if run.run_id:
             record["run_id"] = run.run_id
-        save_json(out_dir / store.METRICS, {"family": family, "latent_dim": latent_dim, **metrics, "run_id": record.get("run_id")})
+        save_json(
+            out_dir / store.METRICS,
+            {"family": family, "latent_dim": latent_dim, **metrics, "run_id": record.get("run_id")},
+        )
         save_json(out_dir / store.RECORD, record)
         return record
 
 
-def run(family: str, latent_dim: int, params: Params, spectra: Path, noisy: Path, out: Path | None = None, tracking: bool = True,
-        sample: str = "main", progress: bool = False, hyper_from: Path | None = None) -> tuple[dict[str, Any], Path]:  # fmt: skip
+def run(
+    family: str,
+    latent_dim: int,
+    params: Params,
+    spectra: Path,
+    noisy: Path,
+    out: Path | None = None,
+    tracking: bool = True,
+    sample: str = "main",
+    progress: bool = False,
+    hyper_from: Path | None = None,
+) -> tuple[dict[str, Any], Path]:
     """The ``train`` stage: train into a hidden folder, then replace ``out`` (default
     ``models/<family>_<dim>``) atomically; returns the record and the folder."""
     get_family(family)
@@ -131,7 +169,9 @@ def run(family: str, latent_dim: int, params: Params, spectra: Path, noisy: Path
     tmp = final.with_name(f".{final.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        rec = train_one(family, latent_dim, params, pre, nz, tmp, tracking=tracking, sample=sample, progress=progress, hyper=hyper)
+        rec = train_one(
+            family, latent_dim, params, pre, nz, tmp, tracking=tracking, sample=sample, progress=progress, hyper=hyper
+        )
         store.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

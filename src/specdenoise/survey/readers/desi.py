@@ -22,7 +22,9 @@ from specdenoise.survey.readers.spectrum import Spectrum, vac_to_air
 ARMS = ("B", "R", "Z")
 
 
-def merge_arms(waves: list[np.ndarray], fluxes: list[np.ndarray], ivars: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def merge_arms(
+    waves: list[np.ndarray], fluxes: list[np.ndarray], ivars: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse-variance merge of spectrograph arms that share a pixel lattice.
 
     Parameters
@@ -44,7 +46,7 @@ def merge_arms(waves: list[np.ndarray], fluxes: list[np.ndarray], ivars: list[np
     n = fluxes[0].shape[0]
     num = np.zeros((n, len(wave)))
     den = np.zeros((n, len(wave)))
-    for k, f, iv in zip(keys, fluxes, ivars):
+    for k, f, iv in zip(keys, fluxes, ivars, strict=True):
         idx = np.searchsorted(wave, k)
         f = np.asarray(f, dtype=float)
         iv = np.where(np.isfinite(iv) & np.isfinite(f) & (iv > 0), iv, 0.0)
@@ -61,7 +63,7 @@ def _redshifts(path: Path) -> dict[int, float]:
     try:
         with fits.open(rr, memmap=False) as h:
             d = h["REDSHIFTS"].data
-            return {int(t): float(z) for t, z in zip(d["TARGETID"], d["Z"])}
+            return {int(t): float(z) for t, z in zip(d["TARGETID"], d["Z"], strict=True)}
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{rr}: cannot read REDSHIFTS ({exc})") from None
 
@@ -102,18 +104,30 @@ def read_desi_coadd(path: str | Path, z: float | None = None) -> list[Spectrum]:
             targetid = np.asarray(hdul["FIBERMAP"].data["TARGETID"], dtype=np.int64)
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise DataError(f"{path}: damaged DESI coadd ({exc})") from None
-    for a, w, f, iv in zip(ARMS, waves, fluxes, ivars):
+    for a, w, f, iv in zip(ARMS, waves, fluxes, ivars, strict=True):
         if f.shape != iv.shape or f.shape[1] != len(w) or f.shape[0] != len(targetid):
-            raise DataError(f"{path}: arm {a}: flux {f.shape}, ivar {iv.shape}, {len(w)} wavelengths, {len(targetid)} targets")
-    ivars = [np.where(m != 0, 0.0, iv) if m is not None else iv for iv, m in zip(ivars, masks)]
+            raise DataError(
+                f"{path}: arm {a}: flux {f.shape}, ivar {iv.shape}, {len(w)} wavelengths, {len(targetid)} targets"
+            )
+    ivars = [np.where(m != 0, 0.0, iv) if m is not None else iv for iv, m in zip(ivars, masks, strict=True)]
     wave, flux, ivar = merge_arms(waves, fluxes, ivars)
     zs = _redshifts(path) if z is None else {}
     dwave = float(np.median(np.diff(waves[0])))
     out = []
     for i, tid in enumerate(targetid):
-        sig = {a: float(np.median(iv[i][iv[i] > 0] ** -0.5)) if np.any(iv[i] > 0) else float("nan") for a, iv in zip(ARMS, ivars)}
-        meta: dict[str, Any] = {"source": str(path), "survey": "desi", "format": "desi-coadd", "wave_medium": "vacuum",
-                                "targetid": int(tid), "sigma_arm_median": sig, "dwave": dwave}  # fmt: skip
+        sig = {
+            a: float(np.median(iv[i][iv[i] > 0] ** -0.5)) if np.any(iv[i] > 0) else float("nan")
+            for a, iv in zip(ARMS, ivars, strict=True)
+        }
+        meta: dict[str, Any] = {
+            "source": str(path),
+            "survey": "desi",
+            "format": "desi-coadd",
+            "wave_medium": "vacuum",
+            "targetid": int(tid),
+            "sigma_arm_median": sig,
+            "dwave": dwave,
+        }
         zi = z if z is not None else zs.get(int(tid), float("nan"))
         out.append(Spectrum(vac_to_air(wave), flux[i], ivar[i], zi, f"desi-{int(tid)}", meta))
     return out

@@ -44,7 +44,9 @@ def open_fits(path: str | Path) -> Iterator[Any]:
                     for i, hdu in enumerate(hdul):
                         info = hdu.fileinfo()
                         if info and info["datLoc"] + info["datSpan"] > size:
-                            raise OSError(f"truncated: HDU {i} needs {info['datLoc'] + info['datSpan']} bytes, the file has {size}")
+                            raise OSError(
+                                f"truncated: HDU {i} needs {info['datLoc'] + info['datSpan']} bytes, the file has {size}"
+                            )
             except BaseException:
                 hdul.close()
                 raise

@@ -49,11 +49,37 @@ log = logging.getLogger(__name__)
 
 #: Catalogue files: key -> candidate names (the first that exists in the folder is read).
 CATALOGUE_FILES: dict[str, tuple[str, ...]] = {
-    "gal_info": ("gal_info_dr7_v5_2.fit.gz", "gal_info_dr7_v5_2.fit", "gal_info_dr7_v5_2.fits.gz", "gal_info_dr7_v5_2.fits"),
-    "gal_line": ("gal_line_dr7_v5_2.fit.gz", "gal_line_dr7_v5_2.fit", "gal_line_dr7_v5_2.fits.gz", "gal_line_dr7_v5_2.fits"),
-    "totlgm": ("totlgm_dr7_v5_2b.fit.gz", "totlgm_dr7_v5_2b.fit", "totlgm_dr7_v5_2.fit.gz", "totlgm_dr7_v5_2.fit", "totlgm_dr7_v5_2.fits"),
-    "gal_totsfr": ("gal_totsfr_dr7_v5_2.fits.gz", "gal_totsfr_dr7_v5_2.fits", "gal_totsfr_dr7_v5_2.fit.gz", "gal_totsfr_dr7_v5_2.fit"),
-    "gal_indx": ("gal_indx_dr7_v5_2.fit.gz", "gal_indx_dr7_v5_2.fit", "gal_indx_dr7_v5_2.fits.gz", "gal_indx_dr7_v5_2.fits"),
+    "gal_info": (
+        "gal_info_dr7_v5_2.fit.gz",
+        "gal_info_dr7_v5_2.fit",
+        "gal_info_dr7_v5_2.fits.gz",
+        "gal_info_dr7_v5_2.fits",
+    ),
+    "gal_line": (
+        "gal_line_dr7_v5_2.fit.gz",
+        "gal_line_dr7_v5_2.fit",
+        "gal_line_dr7_v5_2.fits.gz",
+        "gal_line_dr7_v5_2.fits",
+    ),
+    "totlgm": (
+        "totlgm_dr7_v5_2b.fit.gz",
+        "totlgm_dr7_v5_2b.fit",
+        "totlgm_dr7_v5_2.fit.gz",
+        "totlgm_dr7_v5_2.fit",
+        "totlgm_dr7_v5_2.fits",
+    ),
+    "gal_totsfr": (
+        "gal_totsfr_dr7_v5_2.fits.gz",
+        "gal_totsfr_dr7_v5_2.fits",
+        "gal_totsfr_dr7_v5_2.fit.gz",
+        "gal_totsfr_dr7_v5_2.fit",
+    ),
+    "gal_indx": (
+        "gal_indx_dr7_v5_2.fit.gz",
+        "gal_indx_dr7_v5_2.fit",
+        "gal_indx_dr7_v5_2.fits.gz",
+        "gal_indx_dr7_v5_2.fits",
+    ),
 }
 REQUIRED = ("gal_info", "gal_line", "totlgm", "gal_totsfr")
 
@@ -104,7 +130,9 @@ def find_catalogues(folder: str | Path) -> dict[str, Path]:
     return found
 
 
-def _read_table(path: Path, columns: tuple[str, ...] | None = None, optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def _read_table(
+    path: Path, columns: tuple[str, ...] | None = None, optional: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
     """Read HDU 1 of a FITS table: the requested columns (all if None) as native-endian arrays."""
     with open_fits(path) as hdul:
         if len(hdul) < 2 or not hasattr(hdul[1], "columns"):
@@ -159,7 +187,20 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
     info = _read_table(
         files["gal_info"],
         ("PLATEID", "MJD", "FIBERID", "Z"),
-        optional=("RA", "DEC", "Z_ERR", "Z_WARNING", "SPECTROTYPE", "SUBCLASS", "TARGETTYPE", "PRIMTARGET", "V_DISP", "SN_MEDIAN", "E_BV_SFD", "RELIABLE"),
+        optional=(
+            "RA",
+            "DEC",
+            "Z_ERR",
+            "Z_WARNING",
+            "SPECTROTYPE",
+            "SUBCLASS",
+            "TARGETTYPE",
+            "PRIMTARGET",
+            "V_DISP",
+            "SN_MEDIAN",
+            "E_BV_SFD",
+            "RELIABLE",
+        ),
     )
     n = len(info["PLATEID"])
     line_cols = tuple(f"{p}_{s}" for p in REQUIRED_LINES for s in ("FLUX", "FLUX_ERR"))
@@ -179,7 +220,7 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
     plate, mjd, fiber = (info[k].astype(np.int64) for k in ("PLATEID", "MJD", "FIBERID"))
     df = pd.DataFrame(
         {
-            "id": [f"sdss-{p:04d}-{m:05d}-{f:04d}" for p, m, f in zip(plate, mjd, fiber)],
+            "id": [f"sdss-{p:04d}-{m:05d}-{f:04d}" for p, m, f in zip(plate, mjd, fiber, strict=True)],
             "plate": plate,
             "mjd": mjd,
             "fiber": fiber,
@@ -188,7 +229,14 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
     z = _bad_to_nan(info["Z"])
     z[z < 0] = np.nan
     df["z"] = z
-    for src, dst in (("RA", "ra"), ("DEC", "dec"), ("Z_ERR", "z_err"), ("V_DISP", "v_disp"), ("SN_MEDIAN", "sn_median"), ("E_BV_SFD", "e_bv_sfd")):
+    for src, dst in (
+        ("RA", "ra"),
+        ("DEC", "dec"),
+        ("Z_ERR", "z_err"),
+        ("V_DISP", "v_disp"),
+        ("SN_MEDIAN", "sn_median"),
+        ("E_BV_SFD", "e_bv_sfd"),
+    ):
         if src in info:
             df[dst] = _bad_to_nan(info[src])
     for src, dst in (("Z_WARNING", "z_warning"), ("PRIMTARGET", "primtarget"), ("RELIABLE", "reliable")):

@@ -189,7 +189,9 @@ def read_sdss_spspec(path: str | Path, hdul: Any | None = None) -> list[Spectrum
     data = hdul[0].data
     if data is None or np.ndim(data) != 2 or data.shape[0] < 3:
         shape = None if data is None else data.shape
-        raise DataError(f"{path}: spSpec primary image must have >= 3 rows (flux, continuum-subtracted, error), got shape {shape}")
+        raise DataError(
+            f"{path}: spSpec primary image must have >= 3 rows (flux, continuum-subtracted, error), got shape {shape}"
+        )
     missing = [k for k in ("COEFF0", "COEFF1", "Z") if k not in hdr]
     if missing:
         raise DataError(f"{path}: spSpec header lacks keyword(s) {', '.join(missing)}")

@@ -1,4 +1,4 @@
-"""The plug-in interface: a family defined outside the package (tests/model/toy_family.py) is
+"""The plug-in interface: a family defined outside the package (tests/models/toy_family.py) is
 accepted by the configuration (its own ``train.smooth`` section) and trains, de-noises, saves
 and loads through the base API, without any edit of specdenoise."""
 
@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
+from models.toy_family import NAME, SmoothDenoiser, SmoothSettings, box_smooth, registered
 from specdenoise.config import Params, TrainConfig, load_params, parse_params
 from specdenoise.errors import ConfigError
 from specdenoise.models import FAMILIES, TrainingData, get_family, load_model
-
-from toy_family import NAME, SmoothDenoiser, SmoothSettings, box_smooth, registered
 
 
 @pytest.fixture
@@ -38,13 +37,24 @@ def _toy(n=500, n_pix=60, sigma=0.3, seed=0):
 
 def _data(clean, noisy, n_val=100):
     w = np.ones_like(clean)
-    return TrainingData(noisy[n_val:], clean[n_val:], w[n_val:], noisy[:n_val], clean[:n_val], w[:n_val],
-                        np.arange(clean.shape[1]), np.full(clean.shape[1], 0.3))  # fmt: skip
+    return TrainingData(
+        noisy[n_val:],
+        clean[n_val:],
+        w[n_val:],
+        noisy[:n_val],
+        clean[:n_val],
+        w[:n_val],
+        np.arange(clean.shape[1]),
+        np.full(clean.shape[1], 0.3),
+    )
 
 
 def test_unregistered_family_is_rejected_by_the_config():
     assert NAME not in FAMILIES
-    with pytest.raises(ConfigError, match=r"^params.yaml: train.families.1: unknown model family 'smooth' \(known: ae, pca, vae, wiener\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^params.yaml: train.families.1: unknown model family 'smooth' \(known: ae, pca, vae, wiener\)",
+    ):
         parse_params({"train": {"families": ["pca", NAME]}}, "params.yaml")
     with pytest.raises(ConfigError, match=r"^params.yaml: unknown key 'train.smooth'$"):
         parse_params({"train": {NAME: {"width": 3}}}, "params.yaml")
@@ -61,10 +71,12 @@ def test_registered_family_validates_its_own_section(smooth_family, tmp_path):
     # left out: the settings' defaults (also for configurations read before registration)
     assert TrainConfig().settings(NAME) == SmoothSettings() and Params().train.smooth.width == 5
     # the family's own rules, reported like every other key
-    for section, fragment in [({"width": 4}, "train.smooth: Value error, width must be odd, got 4"),
-                              ({"width": 0}, "train.smooth.width: Input should be greater than or equal to 1 (got 0)"),
-                              ({"widht": 3}, "unknown key 'train.smooth.widht'"),
-                              ("wide", "train.smooth: Input should be a valid dictionary")]:  # fmt: skip
+    for section, fragment in [
+        ({"width": 4}, "train.smooth: Value error, width must be odd, got 4"),
+        ({"width": 0}, "train.smooth.width: Input should be greater than or equal to 1 (got 0)"),
+        ({"widht": 3}, "unknown key 'train.smooth.widht'"),
+        ("wide", "train.smooth: Input should be a valid dictionary"),
+    ]:
         with pytest.raises(ConfigError) as err:
             parse_params({"train": {NAME: section}}, "params.yaml")
         msg = str(err.value)
@@ -76,7 +88,13 @@ def test_registered_family_fits_denoises_saves_and_loads(smooth_family, tmp_path
     data = _data(clean, noisy)
     cls = get_family(NAME)
     assert cls is smooth_family is SmoothDenoiser
-    assert (cls.iterative, cls.searchable, cls.has_posterior, cls.registry_candidate, cls.mlflow_flavour) == (False, False, False, False, "pyfunc")
+    assert (cls.iterative, cls.searchable, cls.has_posterior, cls.registry_candidate, cls.mlflow_flavour) == (
+        False,
+        False,
+        False,
+        False,
+        "pyfunc",
+    )
     hyper = cls.default_hyper(parse_params({"train": {NAME: {"width": 9}}}).train)
     m = cls(4, hyper)
     history = m.fit(data, TrainConfig(), seed=0, callbacks=[], epochs=3)  # closed form: epochs ignored

@@ -9,9 +9,9 @@ import pytest
 
 from specdenoise.config import TrainConfig
 from specdenoise.errors import ConfigError
-from specdenoise.models.losses import kl_divergence, pixel_weights, weighted_mse
 from specdenoise.models import FAMILIES, TrainingData, get_family, load_model
 from specdenoise.models.linear import wiener_operator
+from specdenoise.models.losses import kl_divergence, pixel_weights, weighted_mse
 
 
 def _toy(n=600, n_pix=40, seed=0, sigma=0.3):
@@ -26,7 +26,16 @@ def _toy(n=600, n_pix=40, seed=0, sigma=0.3):
 
 def _data(clean, noisy, sigma, n_val=100):
     w = np.ones_like(clean)
-    return TrainingData(noisy[n_val:], clean[n_val:], w[n_val:], noisy[:n_val], clean[:n_val], w[:n_val], np.arange(clean.shape[1]), np.full(clean.shape[1], sigma))
+    return TrainingData(
+        noisy[n_val:],
+        clean[n_val:],
+        w[n_val:],
+        noisy[:n_val],
+        clean[:n_val],
+        w[:n_val],
+        np.arange(clean.shape[1]),
+        np.full(clean.shape[1], sigma),
+    )
 
 
 def test_weights_and_losses():
@@ -48,7 +57,9 @@ def test_kl_matches_the_analytic_value():
     from specdenoise.models.neural import _make_sampling_layer
 
     layer = _make_sampling_layer()(kl_weight=1.0, seed=1)
-    layer([keras.ops.convert_to_tensor(mu.astype("float32")), keras.ops.convert_to_tensor(np.log(s**2).astype("float32"))])
+    layer(
+        [keras.ops.convert_to_tensor(mu.astype("float32")), keras.ops.convert_to_tensor(np.log(s**2).astype("float32"))]
+    )
     assert float(np.asarray(layer.losses[0])) == pytest.approx(expected, rel=1e-5)
 
 
@@ -153,7 +164,7 @@ def test_search_space_and_baseline_trial():
         assert 0.0 <= hp["dropout"] <= 0.9 and round(hp["dropout"] * 10, 6) == int(round(hp["dropout"] * 10))
         assert 2 <= len(hp["units"]) <= 4
         assert all(100 <= u <= 1000 and u % 100 == 0 for u in hp["units"])
-        assert all(b <= a for a, b in zip(hp["units"], hp["units"][1:]))  # never wider than the previous
+        assert all(b <= a for a, b in zip(hp["units"], hp["units"][1:], strict=False))  # never wider than the previous
     assert baseline_trial(NetConfig(units=[64, 32], dropout=0.1), cfg) is None  # outside the space
 
 
@@ -197,17 +208,26 @@ def test_training_data_fresh_noise_matches_the_noise_stage(tiny_params, tiny_pro
         ("vae", True, True, True, True, "keras", "NetConfig"),
     ],
 )
-def test_capabilities_are_class_attributes(family, iterative, searchable, has_posterior, registry_candidate, flavour, settings):
+def test_capabilities_are_class_attributes(
+    family, iterative, searchable, has_posterior, registry_candidate, flavour, settings
+):
     from specdenoise.config import load_params
 
     cls = get_family(family)
     assert (cls.iterative, cls.searchable, cls.has_posterior, cls.registry_candidate, cls.mlflow_flavour) == (
-        iterative, searchable, has_posterior, registry_candidate, flavour)  # fmt: skip
+        iterative,
+        searchable,
+        has_posterior,
+        registry_candidate,
+        flavour,
+    )
     assert (cls.settings_model.__name__ if cls.settings_model else None) == settings
     # default_hyper: the train.<family> section, exactly as training built it before
     for path in ("params.yaml", "profiles/paper.yaml"):
         tc = load_params(Path(__file__).resolve().parents[2] / path).train
-        expected = {"units": list(getattr(tc, family).units), "dropout": getattr(tc, family).dropout} if settings else {}
+        expected = (
+            {"units": list(getattr(tc, family).units), "dropout": getattr(tc, family).dropout} if settings else {}
+        )
         assert cls.default_hyper(tc) == expected
     if not cls.has_posterior:
         with pytest.raises(NotImplementedError, match="draws no posterior samples"):

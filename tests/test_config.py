@@ -35,8 +35,14 @@ def test_repository_params_are_valid_and_paper_defaults():
         ({"train": {"vae": {"units": [10, 0]}}}, "train.vae: Value error, units must be positive"),
         ({"train": {"foo": {"units": [10]}}}, "unknown key 'train.foo'"),
         ({"train": {"pca": {"width": 3}}}, "train.pca: model family 'pca' takes no settings"),
-        ({"train": {"families": ["pca", "gan"]}}, "train.families.1: unknown model family 'gan' (known: ae, pca, vae, wiener)"),
-        ({"train": {"max_epochs": 0, "ae": {"dropout": 2}}}, "train.max_epochs: Input should be greater than 0 (got 0) (+1 more)"),
+        (
+            {"train": {"families": ["pca", "gan"]}},
+            "train.families.1: unknown model family 'gan' (known: ae, pca, vae, wiener)",
+        ),
+        (
+            {"train": {"max_epochs": 0, "ae": {"dropout": 2}}},
+            "train.max_epochs: Input should be greater than 0 (got 0) (+1 more)",
+        ),
     ],
 )
 def test_bad_params_name_the_key(data, fragment):
@@ -68,9 +74,9 @@ def test_overrides_deep_merge(tmp_path):
 
 
 def test_profiles_are_valid_and_default_is_params_yaml():
-    from specdenoise.config import PROFILES_DIR, profile_text
-
     import yaml
+
+    from specdenoise.config import PROFILES_DIR, profile_text
 
     assert profile_text("default", ROOT / PROFILES_DIR) == (ROOT / "params.yaml").read_text()
     smoke = parse_params(yaml.safe_load(profile_text("smoke", ROOT / PROFILES_DIR)))
@@ -91,16 +97,31 @@ def test_pydantic_defaults_are_the_default_profile_and_params_yaml():
 def test_family_sections_keep_the_dump_and_attribute_access():
     p = load_params(ROOT / "params.yaml")
     tc = p.train
-    assert tc.ae == tc.settings("ae") == getattr(tc, "ae") == NetConfig(units=[1000, 900], dropout=0.1)
+    assert tc.ae == tc.settings("ae") == tc.ae == NetConfig(units=[1000, 900], dropout=0.1)
     assert tc.settings("pca") is None and not hasattr(tc, "pca")
     with pytest.raises(ConfigError, match="unknown model family 'gan'"):
         tc.settings("gan")
     # the dump (hashed into the MLflow `benchmark` tag) has the same keys, in the same order, as
     # when ae / vae were hard fields
     assert list(tc.model_dump()) == [
-        "families", "latent_dims", "realisation", "val_size", "seed", "weight_softening", "batch_size", "learning_rate",
-        "max_epochs", "patience", "min_rel_drop", "lr_factor", "monitor", "fresh_noise", "kl_weight", "ae", "vae",
-    ]  # fmt: skip
+        "families",
+        "latent_dims",
+        "realisation",
+        "val_size",
+        "seed",
+        "weight_softening",
+        "batch_size",
+        "learning_rate",
+        "max_epochs",
+        "patience",
+        "min_rel_drop",
+        "lr_factor",
+        "monitor",
+        "fresh_noise",
+        "kl_weight",
+        "ae",
+        "vae",
+    ]
     assert tc.model_dump()["vae"] == {"units": [1000, 900], "dropout": 0.1}
     # sections come out in registration order whatever the input order; left-out ones are defaults
     t = TrainConfig(vae={"units": [64, 32], "dropout": 0.0}, ae=NetConfig(units=[8]))

@@ -5,10 +5,9 @@ weight. Closed form (not iterative, not searchable, no posterior), logged as pyf
 registered in the MLflow registry; its ``train.smooth`` section sets the box width.
 
 Importing this module registers nothing; use :func:`registered` (a context manager) or the
-``smooth_family`` pytest fixture of ``tests/model/test_plugin.py``::
+``smooth_family`` pytest fixture of ``tests/models/test_plugin.py``::
 
-    from toy_family import registered          # from a test in tests/model
-    from model.toy_family import registered    # from elsewhere under tests/ (tests/ is on sys.path)
+    from models.toy_family import registered    # tests/ is on sys.path (rootdir of the test packages)
 
     with registered():
         params = parse_params({"train": {"families": ["pca", "smooth"], "smooth": {"width": 5}}})
@@ -36,7 +35,7 @@ class SmoothSettings(FamilySettings):
     width: int = Field(5, ge=1, le=101, description="box-car width in pixels (odd)")
 
     @model_validator(mode="after")
-    def _odd(self) -> "SmoothSettings":
+    def _odd(self) -> SmoothSettings:
         if self.width % 2 == 0:
             raise ValueError(f"width must be odd, got {self.width}")
         return self
@@ -77,7 +76,9 @@ class SmoothDenoiser(DenoisingModel):
         self.mean_out: np.ndarray | None = None
         self.alpha: float | None = None
 
-    def fit(self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None) -> dict[str, list[float]]:
+    def fit(
+        self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None
+    ) -> dict[str, list[float]]:
         s = box_smooth(data.x, int(self.hyper["width"]))
         y = np.asarray(data.y, dtype=np.float64)
         self.mean_in, self.mean_out = s.mean(axis=0), y.mean(axis=0)
@@ -96,7 +97,7 @@ class SmoothDenoiser(DenoisingModel):
         np.savez(path / "smooth.npz", mean_in=self.mean_in, mean_out=self.mean_out, alpha=np.float64(self.alpha))
 
     @classmethod
-    def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> "SmoothDenoiser":
+    def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> SmoothDenoiser:
         m = cls(latent_dim, hyper)
         with np.load(path / "smooth.npz", allow_pickle=False) as z:
             m.mean_in, m.mean_out, m.alpha = z["mean_in"], z["mean_out"], float(z["alpha"])

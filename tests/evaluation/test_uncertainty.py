@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from specdenoise.config import parse_params
-
 from conftest import TINY_VAE_OVERRIDES
+from specdenoise.config import parse_params
 from specdenoise.errors import DataError
 from specdenoise.evaluation.calibration import LEVEL_1SIGMA, Calibration, calibrate, coverage
 
@@ -66,8 +65,8 @@ def tiny_models(tmp_path_factory, tiny_processed, tiny_noisy):
 
 
 def test_vae_coverage_is_off_before_and_near_68_percent_after_calibration(tiny_models, tiny_processed, tiny_noisy):
-    from specdenoise.models import load_model
     from specdenoise.evaluation.uncertainty import assess, split_arrays
+    from specdenoise.models import load_model
 
     params, root = tiny_models
     val, test = split_arrays(tiny_processed, tiny_noisy, params)
@@ -91,8 +90,8 @@ def test_vae_coverage_is_off_before_and_near_68_percent_after_calibration(tiny_m
 
 
 def test_stage_writes_calibrations_that_the_denoiser_uses(tiny_models, tiny_processed, tiny_noisy):
-    from specdenoise.survey.denoiser import Denoiser
     from specdenoise.evaluation.uncertainty import run_uncertainty
+    from specdenoise.survey.denoiser import Denoiser
 
     params, root = tiny_models
     rep = run_uncertainty(params, tiny_processed, tiny_noisy, root / "models", root / "calibration")

@@ -1,0 +1,1 @@
+"""Tests of specdenoise.tracking: the MLflow store, registry and champion alias."""
