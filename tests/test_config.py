@@ -76,7 +76,7 @@ def test_overrides_deep_merge(tmp_path):
 def test_profiles_are_valid_and_default_is_params_yaml():
     import yaml
 
-    from specdenoise.config import PROFILES_DIR, profile_text
+    from specdenoise.profiles import PROFILES_DIR, profile_text
 
     assert profile_text("default", ROOT / PROFILES_DIR) == (ROOT / "params.yaml").read_text()
     smoke = parse_params(yaml.safe_load(profile_text("smoke", ROOT / PROFILES_DIR)))

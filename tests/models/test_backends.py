@@ -18,7 +18,10 @@ w = np.ones_like(clean)
 d = TrainingData(noisy[100:], clean[100:], w[100:], noisy[:100], clean[:100], w[:100], np.arange(30), np.full(30, 0.5))
 m = get_family('vae')(3, {'units': [32, 16], 'dropout': 0.0})
 h = m.fit(d, TrainConfig(max_epochs=15, learning_rate=3e-3, batch_size=32), seed=0)
-print('RESULT ' + json.dumps({'backend': keras.backend.backend(), 'first': h['loss'][0], 'last': h['loss'][-1], 'shape': list(m.denoise(noisy[:4]).shape)}))
+print('RESULT ' + json.dumps({
+    'backend': keras.backend.backend(), 'first': h['loss'][0], 'last': h['loss'][-1],
+    'shape': list(m.denoise(noisy[:4]).shape),
+}))
 """
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from specdenoise.config import UniverseConfig
+from specdenoise.physics.sky import sky_noise_shape
 from specdenoise.sources.observe import observe, sdss_loglam, synthesise_truth
-from specdenoise.sources.universe import draw_catalogue, sky_noise_shape
+from specdenoise.sources.universe import draw_catalogue
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from specdenoise.config import UniverseConfig
-from specdenoise.sources.universe import CLASSES, cardelli, draw_catalogue, kewley01, mzr, sfms
+from specdenoise.physics.relations import CLASSES, cardelli, kewley01, mzr, sfms
+from specdenoise.sources.universe import draw_catalogue
 
 
 @pytest.fixture(scope="module")

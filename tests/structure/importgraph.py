@@ -156,11 +156,18 @@ def all_imports(modules: Mapping[str, Path] | None = None, package: str = PACKAG
     return [imp for name in modules for imp in imports_of(name, modules, package)]
 
 
-def build_graph(modules: Mapping[str, Path] | None = None, package: str = PACKAGE) -> dict[str, set[str]]:
-    """Module -> the internal modules it imports (at run time; self-imports dropped)."""
+def build_graph(
+    modules: Mapping[str, Path] | None = None, package: str = PACKAGE, module_level_only: bool = False
+) -> dict[str, set[str]]:
+    """Module -> the internal modules it imports (at run time; self-imports dropped).
+
+    ``module_level_only``: only the imports that run when the module is imported (not those
+    inside functions)."""
     modules = discover() if modules is None else modules
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for imp in all_imports(modules, package):
+        if module_level_only and imp.in_function:
+            continue
         if imp.internal and not imp.type_checking and imp.target in modules and imp.target != imp.importer:
             graph[imp.importer].add(imp.target)
     return graph
@@ -193,25 +200,45 @@ def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
     return None
 
 
-def closure(graph: Mapping[str, Iterable[str]], start: str, with_parents: bool = False) -> set[str]:
-    """``start`` and every module it imports, directly or not.
-
-    With ``with_parents`` also every parent package of a module reached, and what those import:
-    Python runs ``a/__init__.py`` before ``a.b``, so ``a``'s imports run too (the code a
-    command really executes, which is what its DVC stage depends on).
-    """
+def closure(graph: Mapping[str, Iterable[str]], start: str) -> set[str]:
+    """``start`` and every module it imports, directly or not."""
     seen = {start}
     todo = [start]
     while todo:
-        cur = todo.pop()
-        nxt_all = set(graph.get(cur, ()))
-        if with_parents:
-            parts = cur.split(".")
-            nxt_all |= {".".join(parts[:i]) for i in range(1, len(parts))} & set(graph)
-        for nxt in nxt_all:
+        for nxt in graph.get(todo.pop(), ()):
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
+    return seen
+
+
+#: Packages whose ``__init__`` is followed for its own file only: the command-line package
+#: imports every command group to build the command tree, but a stage's outputs depend on
+#: its own command's code (modules have no import-time side effects).
+ENTRY_PACKAGES = frozenset({f"{PACKAGE}.cli"})
+
+
+def runtime_closure(graph: Mapping[str, Iterable[str]], top_graph: Mapping[str, Iterable[str]], start: str) -> set[str]:
+    """What running ``start`` executes: its closure in ``graph`` (all imports, function-level
+    included), plus every parent package Python runs on the way, with the modules those import
+    at module level (``top_graph``; a parent's lazy imports run only on demand). The
+    :data:`ENTRY_PACKAGES` are included as files but not followed.
+    """
+    seen = closure(graph, start)
+    todo = list(seen)
+    while todo:
+        parts = todo.pop().split(".")
+        for parent in (".".join(parts[:i]) for i in range(1, len(parts))):
+            if parent in seen or parent not in graph:
+                continue
+            seen.add(parent)
+            todo.append(parent)
+            if parent in ENTRY_PACKAGES:
+                continue
+            for dep in top_graph.get(parent, ()):
+                for mod in closure(graph, dep) - seen:
+                    seen.add(mod)
+                    todo.append(mod)
     return seen
 
 
@@ -348,7 +375,8 @@ def stage_closure_files(
         raise LookupError(f"'{stage['cmd'][:80]}': no specdenoise command found (words {words})")
     if module not in modules:
         raise LookupError(f"'{' '.join(used)}': callback module {module} is not in {SRC}")
-    return sorted(rel(modules[m]) for m in closure(graph, module, with_parents=True))
+    top_graph = build_graph(modules, module_level_only=True)
+    return sorted(rel(modules[m]) for m in runtime_closure(graph, top_graph, module))
 
 
 def minimal_deps(

@@ -16,11 +16,11 @@ from typing import Annotated
 
 import typer
 
-from specdenoise.cli import bench, data, denoise, evaluate, mzr, survey, train
+from specdenoise.cli import bench, data, denoise, evaluate, leaderboard, mzr, survey, templates, train
 from specdenoise.cli.common import STATE
-from specdenoise.config import profile_text
 from specdenoise.errors import SpecdenoiseError
 from specdenoise.io import save_text
+from specdenoise.profiles import profile_text
 
 app = typer.Typer(
     name="specdenoise",
@@ -63,10 +63,10 @@ data.app.command("read")(survey.read_cmd)
 app.command("train")(train.train_cmd)
 app.command("evaluate")(evaluate.evaluate_cmd)
 app.command("uncertainty")(evaluate.uncertainty_cmd)
-app.command("templates")(evaluate.templates_cmd)
+app.command("templates")(templates.templates_cmd)
 app.command("lines")(evaluate.lines_cmd)
 app.add_typer(mzr.app, name="mzr")
-app.command("leaderboard")(evaluate.leaderboard_cmd)
+app.command("leaderboard")(leaderboard.leaderboard_cmd)
 app.command("denoise")(denoise.denoise_cmd)
 app.add_typer(bench.app, name="bench")
 

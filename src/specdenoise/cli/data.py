@@ -36,7 +36,8 @@ def universe_cmd(
     ),
     n: Annotated[int | None, typer.Option(help="Override universe.n_galaxies (e.g. for a quick look).")] = None,
 ) -> None:
-    """Draw the embedded galaxy universe (an MPA-JHU-like catalogue with known truth), or read MPA-JHU (data.source sdss)."""
+    """Draw the embedded galaxy universe (an MPA-JHU-like catalogue with known truth), or read MPA-JHU \
+(data.source sdss)."""
     t0 = time.perf_counter()
     p = params(params_path)
     line = source(p.data.source).run_universe(p, out, n)
@@ -66,7 +67,8 @@ def select_cmd(
             )
     done("select", t0, n=rep["n_selected"])
     typer.echo(
-        f"select: {rep['n_selected']} galaxies ({rep['n_train']} train / {rep['n_test']} test), short bins {rep['short_bins']} -> {out}"
+        f"select: {rep['n_selected']} galaxies ({rep['n_train']} train / {rep['n_test']} test), "
+        f"short bins {rep['short_bins']} -> {out}"
     )
 
 
@@ -76,7 +78,8 @@ def observe_cmd(
     sample: Annotated[Path, typer.Option(help="Sample from `data select` (or any catalogue).")] = SAMPLE,
     out: Annotated[Path, typer.Option(help="Observed-frame spectra (.npz).")] = Path("data/interim/observed.npz"),
 ) -> None:
-    """Observed-frame spectra of the sample: synthesised SDSS-like (noise-free truth, noisy flux, ivar) or read (data.source sdss)."""
+    """Observed-frame spectra of the sample: synthesised SDSS-like (noise-free truth, noisy flux, ivar) or read \
+(data.source sdss)."""
     t0 = time.perf_counter()
     p = params(params_path)
     line = source(p.data.source).run_observe(p, sample, out, progress=progress())

@@ -1,4 +1,4 @@
-"""``specdenoise evaluate / uncertainty / templates / lines / leaderboard``: the evaluation stages."""
+"""``specdenoise evaluate / uncertainty / lines``: the evaluation stages that score the trained models."""
 
 from __future__ import annotations
 
@@ -23,9 +23,7 @@ from specdenoise.cli.common import (
     params,
     progress,
 )
-from specdenoise.evaluation import evaluate, leaderboard, lines, uncertainty
-from specdenoise.io import save_text
-from specdenoise.physics.templates import build_emiles
+from specdenoise.evaluation import evaluate, lines, uncertainty
 
 TrackingOpt = Annotated[
     bool, typer.Option("--tracking/--no-tracking", help="Log to MLflow (and promote the champion).")
@@ -73,14 +71,6 @@ def uncertainty_cmd(
     typer.echo(text)
 
 
-def templates_cmd(
-    out: Annotated[Path, typer.Option(help="Template file (ppxf sps_util .npz layout).")] = TEMPLATES,
-) -> None:
-    """Build the E-MILES template library from the ppxf 8.2.6 source distribution (once)."""
-    prov = build_emiles(out)
-    typer.echo(f"templates: {prov['n_spectra']} E-MILES SSPs ({prov['source']}, sha256 {prov['sha256'][:12]}) -> {out}")
-
-
 def lines_cmd(
     params_path: ParamsOpt = None,
     spectra: SpectraOpt = SPECTRA,
@@ -109,31 +99,4 @@ def lines_cmd(
         progress=progress(),
     )
     done("lines", t0, fit_per_s=f"{rate:.0f}")
-    typer.echo(text)
-
-
-def leaderboard_cmd(
-    evaluation: Annotated[Path, typer.Option(help="Evaluation metrics from `specdenoise evaluate`.")] = Path(
-        "reports/evaluation.json"
-    ),
-    lines_path: Annotated[Path, typer.Option("--lines", help="Per-line metrics, when the line stage has run.")] = Path(
-        "reports/lines.json"
-    ),
-    bench_dir: Annotated[Path, typer.Option(help="Folder with bench_*.json for the footer.")] = Path("reports"),
-    uncertainty_path: Annotated[
-        Path, typer.Option("--uncertainty", help="Coverage metrics, when the uncertainty stage has run.")
-    ] = Path("reports/uncertainty.json"),
-    mzr: Annotated[Path, typer.Option(help="Mass-metallicity metrics, when the mzr stage has run.")] = Path(
-        "reports/mzr.json"
-    ),
-    out_md: Annotated[Path, typer.Option(help="Markdown leaderboard to write.")] = Path("reports/leaderboard.md"),
-    out_html: Annotated[Path, typer.Option(help="Standalone HTML leaderboard to write.")] = Path(
-        "reports/leaderboard.html"
-    ),
-) -> None:
-    """Print the leaderboard (one row per family x dimension) and write it as Markdown and HTML."""
-    board = leaderboard.build(evaluation, lines_path, bench_dir, uncertainty_path, mzr)
-    text = leaderboard.render_markdown(board)
-    save_text(out_md, text)
-    save_text(out_html, leaderboard.render_html(board))
     typer.echo(text)

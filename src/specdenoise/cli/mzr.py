@@ -34,7 +34,8 @@ def select_cmd(
     done("mzr select", t0)
     bins = ", ".join(str(b["selected"]) for b in rep["bins"])
     typer.echo(
-        f"mzr select: {rep['n_selected']} star-forming galaxies ({rep['n_train']} train / {rep['n_test']} test), per bin [{bins}] -> {out}"
+        f"mzr select: {rep['n_selected']} star-forming galaxies ({rep['n_train']} train / {rep['n_test']} test), "
+        f"per bin [{bins}] -> {out}"
     )
 
 

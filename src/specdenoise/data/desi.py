@@ -73,7 +73,8 @@ def fetch_coadds(cfg: DesiConfig, dest: Path) -> dict[str, Any]:
         wheels = sorted(Path(tmp).glob("*.whl"))
         if res.returncode != 0 or not wheels:
             raise DataError(
-                f"mzr.desi.package: `pip download {cfg.package}` failed: {res.stderr.strip().splitlines()[-1:] or 'no wheel'}"
+                f"mzr.desi.package: `pip download {cfg.package}` failed: "
+                f"{res.stderr.strip().splitlines()[-1:] or 'no wheel'}"
             )
         wheel = wheels[0]
         prov: dict[str, Any] = {
@@ -275,7 +276,10 @@ def run_noise_shape(cfg: DesiConfig, out: Path) -> str:
     shape = noise_shape([out.parent / c for c in cfg.coadds])
     save_npz(out, **shape)
     save_text(out.with_suffix(".json"), provenance_json(prov, shape))
-    return f"mzr desi-noise: {len(cfg.coadds)} DESI coadds from {prov['wheel']}, median sigma {shape['sigma_median'].round(3).tolist()} -> {out}"
+    return (
+        f"mzr desi-noise: {len(cfg.coadds)} DESI coadds from {prov['wheel']}, "
+        f"median sigma {shape['sigma_median'].round(3).tolist()} -> {out}"
+    )
 
 
 def run(cfg: DesiConfig, pcfg: PreprocessConfig, observed: Path, noise_file: Path, out: Path) -> str:
@@ -284,5 +288,6 @@ def run(cfg: DesiConfig, pcfg: PreprocessConfig, observed: Path, noise_file: Pat
     res.save(out)
     return (
         f"mzr desi: {len(res.id)} spectra at z={cfg.z}, median dimming {float(np.median(res.dimming)):.3f}, "
-        f"noise amplitude {float(res.amplitude):.3g} ({float(res.amplitude / res.amplitude_coadds):.1f}x the real coadds) -> {out}"
+        f"noise amplitude {float(res.amplitude):.3g} "
+        f"({float(res.amplitude / res.amplitude_coadds):.1f}x the real coadds) -> {out}"
     )

@@ -81,9 +81,10 @@ def add_noise(flux: np.ndarray, wave: np.ndarray, cfg: NoiseConfig, norm_kind: s
     -------
     dict
         ``noisy`` (r, n, n_pix) float32; ``renorm`` (r, n), the factor each noisy spectrum
-        was divided by (see :func:`renormalisation`; 1 without renormalisation), so ``noisy * renorm - flux`` is the noise
-        itself; ``sigma`` (n_pix,) the per-pixel sigma before renormalisation (for a model
-        with per-spectrum sigma, its mean); ``seeds`` (r,) the entropy of each child seed.
+        was divided by (see :func:`renormalisation`; 1 without renormalisation), so
+        ``noisy * renorm - flux`` is the noise itself; ``sigma`` (n_pix,) the per-pixel sigma before
+        renormalisation (for a model with per-spectrum sigma, its mean); ``seeds`` (r,) the entropy of each
+        child seed.
     """
     model = make_noise_model(cfg)
     children = np.random.SeedSequence(cfg.seed).spawn(cfg.n_realisations)
@@ -149,7 +150,8 @@ def noisy_ivar(ivar: np.ndarray, sigma: np.ndarray, renorm: np.ndarray) -> np.nd
 
 
 def run(cfg: NoiseConfig, norm_kind: str, spectra: Path, out: Path) -> str:
-    """The ``noise`` stage: seeded noise realisations of the spectra at ``spectra`` to ``out``; returns a summary line."""
+    """The ``noise`` stage: seeded noise realisations of the spectra at ``spectra`` to ``out``; returns a summary
+    line."""
     pre = Spectra.load(spectra)
     NoisySet.from_arrays(add_noise(pre.flux, pre.wave, cfg, norm_kind)).save(out)
     return f"noise: {cfg.n_realisations} realisation(s) of sigma={cfg.sigma} ({cfg.model}) -> {out}"

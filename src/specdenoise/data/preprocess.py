@@ -243,7 +243,8 @@ def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: s
 
 
 def run(cfg: PreprocessConfig, observed: Path, out: Path) -> str:
-    """The ``preprocess`` stage: :class:`Observed` at ``observed`` to :class:`Spectra` at ``out``; returns a summary line."""
+    """The ``preprocess`` stage: :class:`Observed` at ``observed`` to :class:`Spectra` at ``out``; returns a
+    summary line."""
     obs = Observed.load(observed)
     pre = preprocess(obs, cfg, source=str(observed))
     if obs.split is not None:

@@ -90,7 +90,8 @@ def render_markdown(s: dict[str, Any]) -> str:
     lines = [
         "# Data summary vs the paper",
         "",
-        f"{s['n_spectra']} spectra ({s['n_train']} train), `{s['norm']}` normalisation, noise sigma = {s['noise_sigma']}.",
+        f"{s['n_spectra']} spectra ({s['n_train']} train), `{s['norm']}` normalisation, "
+        f"noise sigma = {s['noise_sigma']}.",
         "",
     ]
     lines += [
@@ -123,7 +124,8 @@ def render_markdown(s: dict[str, Any]) -> str:
     pn, pt = s["pca_noisy_before_renorm"], s["pca_truth"]
     lines += [
         "",
-        f"Noise-added spectra before renormalisation ({s['renormalise']} renormalisation is applied above): total variance "
+        f"Noise-added spectra before renormalisation ({s['renormalise']} renormalisation is applied above): "
+        "total variance "
         f"{pn['total_variance']:.4g}, first component {pn['components']['1']['variance']:.2g} "
         f"({pn['components']['1']['cumulative_percent']:.2f} %).",
         f"Noise-free truth (beyond the paper): first component {pt['components']['1']['cumulative_percent']:.2f} %, "

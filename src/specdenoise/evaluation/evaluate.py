@@ -72,15 +72,17 @@ def render_markdown(rows: list[dict[str, Any]], champion: dict[str, Any] | None)
         "Mean eq.-3 weighted loss per spectrum against the SDSS-like observed target and against the noise-free truth;",
         "gain = loss of the noise-added input / loss of the model.",
         "",
-        "| family | dim | test loss (observed) | test loss (truth) | gain | gain (truth) | epochs | train s | s/epoch | spectra/s | hyper-parameters |",
+        "| family | dim | test loss (observed) | test loss (truth) | gain | gain (truth) | epochs | train s | s/epoch "
+        "| spectra/s | hyper-parameters |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         spe = f"{r['seconds_per_epoch']:.2f}" if r.get("seconds_per_epoch") else "-"
         hp = ", ".join(f"{k}={v}" for k, v in r["hyper"].items()) if r["hyper"] else "-"
         out.append(
-            f"| {r['family']} | {r['latent_dim']} | {r['test_loss']:.1f} | {r['test_loss_truth']:.1f} | {r['gain']:.1f} | "
-            f"{r['gain_truth']:.1f} | {r['epochs']} | {r['train_seconds']:.1f} | {spe} | {r['inference_spectra_per_s']:.0f} | {hp} |"
+            f"| {r['family']} | {r['latent_dim']} | {r['test_loss']:.1f} | {r['test_loss_truth']:.1f} "
+            f"| {r['gain']:.1f} | {r['gain_truth']:.1f} | {r['epochs']} | {r['train_seconds']:.1f} | {spe} "
+            f"| {r['inference_spectra_per_s']:.0f} | {hp} |"
         )
     if rows:
         out += ["", f"Noise-added input: loss {rows[0]['input_loss']:.1f} against the observed target."]
@@ -97,7 +99,8 @@ def render_markdown(rows: list[dict[str, Any]], champion: dict[str, Any] | None)
     if champion:
         out += [
             "",
-            f"Champion: `models:/{champion['model']}@champion` = version {champion['version']} (run {champion['run_id']}, test loss {champion['test_loss']:.1f}).",
+            f"Champion: `models:/{champion['model']}@champion` = version {champion['version']} "
+            f"(run {champion['run_id']}, test loss {champion['test_loss']:.1f}).",
         ]
     return "\n".join(out) + "\n"
 

@@ -121,7 +121,10 @@ def _mzr_cells(row: dict[str, Any]) -> list[str]:
 def _mzr_title(board: dict[str, Any]) -> str:
     t = board["mzr"].get("truth") or {}
     truth = f"; truth: scatter {t['scatter']:.3f}, SFR rho {t['sfr_rho']:+.2f}" if t.get("scatter") is not None else ""
-    return f"Mass-metallicity test (DESI-like, `{board['mzr']['model_uri']}`; paper: 0.09 original / poor DESI-like / 0.12 de-noised{truth})"
+    return (
+        f"Mass-metallicity test (DESI-like, `{board['mzr']['model_uri']}`; "
+        f"paper: 0.09 original / poor DESI-like / 0.12 de-noised{truth})"
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -162,14 +165,17 @@ def render_markdown(board: dict[str, Any]) -> str:
         out.append(f"Champion: `models:/{c['model']}@champion` (version {c['version']}).")
     if any(r.get("coverage_1sigma") is not None for r in board["rows"]):
         out.append(
-            "Coverage: % of true test pixels within the calibrated 1 / 2 sigma (ideal 68.3 / 95.4; `reports/uncertainty.md`)."
+            "Coverage: % of true test pixels within the calibrated 1 / 2 sigma "
+            "(ideal 68.3 / 95.4; `reports/uncertainty.md`)."
         )
     if not board["line_names"]:
         out.append("Line metrics (sigma, sigma_fill, CRB) appear once the emission-line stage runs.")
     else:
         out.append(
-            "sigma_fill: scatter (dex) of log line flux against the fit to the observed target over filled bins (paper Table 6). "
-            "The Cramer-Rao row is an unbiased single-line measurement at the input noise with no prior; de-noisers use the "
+            "sigma_fill: scatter (dex) of log line flux against the fit to the observed target over filled bins "
+            "(paper Table 6). "
+            "The Cramer-Rao row is an unbiased single-line measurement at the input noise with no prior; "
+            "de-noisers use the "
             "population prior and can beat it."
         )
     if board.get("mzr", {}).get("rows"):
@@ -183,7 +189,8 @@ def _footer_lines(footer: dict[str, Any]) -> list[str]:
     if "bench_universe" in footer:
         b = footer["bench_universe"]
         lines.append(
-            f"Universe: {b['n_galaxies']:,} galaxies with spectra in {b['total_s']} s ({b['spectra_per_s_end_to_end']} spectra/s, peak {b['peak_rss_gb']} GB)."
+            f"Universe: {b['n_galaxies']:,} galaxies with spectra in {b['total_s']} s "
+            f"({b['spectra_per_s_end_to_end']} spectra/s, peak {b['peak_rss_gb']} GB)."
         )
     if "bench_pipeline" in footer:
         b = footer["bench_pipeline"]
@@ -193,24 +200,28 @@ def _footer_lines(footer: dict[str, Any]) -> list[str]:
         if "inference" in b:
             i = b["inference"]
             lines.append(
-                f"Inference ({i['model']}): {i['spectra_per_s']:,} spectra/s = {i['gflops_achieved']} GFLOP/s, roofline ratio {i['roofline_ratio']}."
+                f"Inference ({i['model']}): {i['spectra_per_s']:,} spectra/s = {i['gflops_achieved']} GFLOP/s, "
+                f"roofline ratio {i['roofline_ratio']}."
             )
         if "lines" in b:
             ln = b["lines"]
             lines.append(
-                f"Line fitting: fast {ln['fast_spectra_per_s']:,} spectra/s vs pPXF {ln['ppxf_spectra_per_s']} spectra/s ({ln['speedup']:.0f}x)."
+                f"Line fitting: fast {ln['fast_spectra_per_s']:,} spectra/s "
+                f"vs pPXF {ln['ppxf_spectra_per_s']} spectra/s ({ln['speedup']:.0f}x)."
             )
     if "bench_denoise" in footer:
         b = footer["bench_denoise"]
         rates = ", ".join(f"{r['spectra_per_s']} spectra/s with {r['workers']} worker(s)" for r in b.get("results", []))
         lines.append(
-            f"`specdenoise denoise` (read, preprocess, de-noise with sigma, write FITS; {b.get('family', '').upper()} {b.get('latent_dim')}-D) on a local Dask cluster: {rates}."
+            "`specdenoise denoise` (read, preprocess, de-noise with sigma, write FITS; "
+            f"{b.get('family', '').upper()} {b.get('latent_dim')}-D) on a local Dask cluster: {rates}."
         )
     if "bench_train" in footer:
         for b in footer["bench_train"]:
             if "error" not in b:
                 lines.append(
-                    f"Training ({b['backend']}, {b['family'].upper()}, {b['n_parameters']:,} parameters): {b['seconds_per_epoch']} s/epoch on {b['n_spectra']} spectra."
+                    f"Training ({b['backend']}, {b['family'].upper()}, {b['n_parameters']:,} parameters): "
+                    f"{b['seconds_per_epoch']} s/epoch on {b['n_spectra']} spectra."
                 )
     return ["", "## Benchmarks", "", *[f"- {ln}" for ln in lines]] if lines else []
 
@@ -229,7 +240,8 @@ def _html_table(heads: list[str], rows: list[list[str]], highlight: list[bool] |
     flags = highlight or [False] * len(rows)
     cls = {True: ' class="champion"', False: ""}
     body = "".join(
-        f"<tr{cls[hi]}>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r, hi in zip(rows, flags, strict=True)
+        f"<tr{cls[hi]}>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+        for r, hi in zip(rows, flags, strict=True)
     )
     return (
         "<table><thead><tr>"
@@ -255,7 +267,8 @@ def render_html(board: dict[str, Any]) -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>specdenoise leaderboard</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}tr.champion{background:#fff3c4}</style></head><body>"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}tr.champion{background:#fff3c4}"
+        "</style></head><body>"
         "<h1>specdenoise leaderboard</h1><p>Sorted by mean test loss (eq. 3) against the SDSS-like observed target.</p>"
         + main
         + mzr_html

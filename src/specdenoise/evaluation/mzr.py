@@ -234,7 +234,8 @@ def figure10(
                 ax.errorbar(c, q[1], yerr=[[q[1] - q[0]], [q[2] - q[1]]], fmt="o", color="crimson", ms=4, capsize=3)
         st = result["sets"][k]
         ax.set_title(
-            f"{(titles or {}).get(k, k)}\nsigma = {st['scatter']:.3f} dex, {100 * st['fraction_measurable']:.0f}% measurable",
+            f"{(titles or {}).get(k, k)}\nsigma = {st['scatter']:.3f} dex, "
+            f"{100 * st['fraction_measurable']:.0f}% measurable",
             fontsize=10,
         )
         ax.set_ylim(8.0, 9.0)
@@ -335,14 +336,19 @@ def render_markdown(res: dict[str, Any]) -> str:
         )
     t = res["truth"]
     rows.append(
-        f"| universe truth (all, true O/H) | 100 % ({t['n']}) | {t['scatter']:.3f} | {t['scatter_mad']:.3f} | - | {t['sfr_rho']:+.2f} | {t['sfr_slope']:+.3f} | - |"
+        f"| universe truth (all, true O/H) | 100 % ({t['n']}) | {t['scatter']:.3f} | {t['scatter_mad']:.3f} | - "
+        f"| {t['sfr_rho']:+.2f} | {t['sfr_slope']:+.3f} | - |"
     )
     ref = res["reference"]
     head = (
-        f"Test split of the star-forming sample: {res['n_galaxies']} galaxies; metallicity where H-alpha S/N > {res['snr_min']:g}.\n"
-        f"Reference: {ref['form']} fitted to the {ref['fitted_to']} set: Z0 = {ref['z0']:.3f}, log M0 = {ref['log_m0']:.2f}, "
-        f"gamma = {ref['gamma']:.3f}, beta = {ref['beta']:.2f}. SFR rho / slope: Spearman correlation / OLS slope of the "
-        "metallicity residual with the SFR offset at fixed mass (negative = metal-poorer at higher SFR, the universe's FMR).\n"
+        f"Test split of the star-forming sample: {res['n_galaxies']} galaxies; "
+        f"metallicity where H-alpha S/N > {res['snr_min']:g}.\n"
+        f"Reference: {ref['form']} fitted to the {ref['fitted_to']} set: "
+        f"Z0 = {ref['z0']:.3f}, log M0 = {ref['log_m0']:.2f}, "
+        f"gamma = {ref['gamma']:.3f}, beta = {ref['beta']:.2f}. "
+        "SFR rho / slope: Spearman correlation / OLS slope of the "
+        "metallicity residual with the SFR offset at fixed mass "
+        "(negative = metal-poorer at higher SFR, the universe's FMR).\n"
     )
     return "# Mass-metallicity relation (paper section 5, Fig. 10)\n\n" + head + "\n" + "\n".join(rows) + "\n"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def random_search(
     data,
     params: Params,
     seed: int,
-    trial: Callable[[int, dict[str, Any]], ContextManager[Any]] | None = None,
+    trial: Callable[[int, dict[str, Any]], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run ``search.trials`` trials; return the best hyper-parameters and every trial's record.
 
@@ -141,15 +141,8 @@ def random_search(
             if log_trial is not None:
                 log_trial(hist, value)
         records.append({"trial": t.number, **hyper, "final_val_loss": value})
-        log.info(
-            "search %s-%dd: trial %d/%d %s -> val loss %.4g",
-            family,
-            latent_dim,
-            t.number + 1,
-            cfg.trials,
-            _describe(hyper),
-            value,
-        )
+        progress = f"trial {t.number + 1}/{cfg.trials}"
+        log.info("search %s-%dd: %s %s -> val loss %.4g", family, latent_dim, progress, _describe(hyper), value)
         return value if np.isfinite(value) else float("inf")
 
     study.optimize(objective, n_trials=cfg.trials)

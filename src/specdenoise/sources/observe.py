@@ -238,7 +238,8 @@ def split_column(cat: Any) -> np.ndarray:
 
 
 def run_observe(params: Any, sample: Path, out: Path, progress: bool = False) -> str:
-    """The ``observe`` stage (source ``universe``): synthesise the sample's spectra to ``out``; returns a summary line."""
+    """The ``observe`` stage (source ``universe``): synthesise the sample's spectra to ``out``; returns a summary
+    line."""
     t0 = time.perf_counter()
     cat = load_table(sample, required=("id", "z"))
     obs = observe(cat, params.universe, progress=progress)

@@ -53,7 +53,11 @@ def build_catalogue(cfg: DataConfig) -> Any:
     pool = parent_sample(cat, cfg.z_min, cfg.z_max, cfg.main_sample_only)
     if cfg.require_spectra:
         have = np.array(
-            [spec_path(cfg, p, m, f).exists() for p, m, f in zip(pool["plate"], pool["mjd"], pool["fiber"], strict=True)], dtype=bool
+            [
+                spec_path(cfg, p, m, f).exists()
+                for p, m, f in zip(pool["plate"], pool["mjd"], pool["fiber"], strict=True)
+            ],
+            dtype=bool,
         )
         pool = pool[have].reset_index(drop=True)
     log.info(
@@ -66,7 +70,9 @@ def build_catalogue(cfg: DataConfig) -> Any:
     )
     if len(pool) == 0:
         raise DataError(
-            f"{cfg.mpajhu_dir}: no galaxy left after the cuts (z {cfg.z_min}-{cfg.z_max}, z_warning 0, GALAXY{', main sample' if cfg.main_sample_only else ''}{', spectrum in ' + cfg.sdss_dir if cfg.require_spectra else ''})"
+            f"{cfg.mpajhu_dir}: no galaxy left after the cuts (z {cfg.z_min}-{cfg.z_max}, z_warning 0, GALAXY"
+            f"{', main sample' if cfg.main_sample_only else ''}"
+            f"{', spectrum in ' + cfg.sdss_dir if cfg.require_spectra else ''})"
         )
     return pool
 
@@ -129,14 +135,16 @@ def observe_sdss(cat: Any, cfg: DataConfig) -> dict[str, np.ndarray]:
     for col in ("id", "plate", "mjd", "fiber", "z"):
         if col not in cat.columns:
             raise DataError(
-                f"sample: missing column '{col}' (data.source sdss needs an MPA-JHU catalogue; rerun `specdenoise data universe`)"
+                f"sample: missing column '{col}' (data.source sdss needs an MPA-JHU catalogue; "
+                "rerun `specdenoise data universe`)"
             )
     paths = [spec_path(cfg, p, m, f) for p, m, f in zip(cat["plate"], cat["mjd"], cat["fiber"], strict=True)]
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise DataError(
             f"{cfg.sdss_dir}: {len(missing)} of {len(paths)} spectra missing (first {missing[0].name}); "
-            f"fetch them with `specdenoise data download-sdss --targets data/interim/sample.parquet --out {cfg.sdss_dir}`"
+            "fetch them with `specdenoise data download-sdss --targets data/interim/sample.parquet "
+            f"--out {cfg.sdss_dir}`"
         )
     loglam = sdss_loglam()
     n, k = len(cat), len(loglam)

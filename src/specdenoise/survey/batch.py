@@ -87,6 +87,40 @@ def warm(model: str, params: dict[str, Any], calibration: str | None, root: str)
     return int(get_denoiser(model, params, calibration, root).preprocess_cfg.n_pix)
 
 
+def _prepare_file(den: Denoiser, path: Path, max_masked: float) -> list[tuple[Any, dict[str, Any]]]:
+    """Every spectrum of one file, read and prepared; a SpecdenoiseError names the file (and spectrum)."""
+    spectra = read_spectra(path)
+    if not spectra:
+        raise SpecdenoiseError(f"{path}: no spectra in file")
+    out = []
+    for s in spectra:
+        pre = den.prepare(s.wave, s.flux, s.ivar, s.z, [s.id], source=f"{path} ({s.id})")
+        frac = float(pre["mask"].mean())
+        if frac > max_masked:
+            raise SpecdenoiseError(
+                f"{path} ({s.id}): {100 * frac:.0f}% of the rest-frame grid is uncovered "
+                f"(z={s.z:.4f}; limit --max-masked {max_masked})"
+            )
+        out.append((s, pre))
+    return out
+
+
+def _write_one(
+    out: Path, den: Denoiser, res: Any, j: int, spec: Any, rec: dict[str, Any], options: dict[str, Any]
+) -> None:
+    """Write spectrum ``j`` of the de-noised batch and add it to its file's record."""
+    name = f"{file_stem(Path(rec['input']))}.{_safe(spec.id)}.fits"
+    write_fits(out / name, den, res, j, spec, rec["input"], options)
+    rec["outputs"].append(name)
+    mask = res.mask[j]
+    uncovered = uncovered_ranges(res.wave, mask)
+    rec["spectra"].append({"id": spec.id, "z": spec.z, "masked_fraction": float(mask.mean()), "uncovered": uncovered})
+
+
+def _first_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
 def process_batch(
     files: list[str],
     out_dir: str,
@@ -103,70 +137,41 @@ def process_batch(
     den = get_denoiser(model, params, calibration, root)
     out = Path(out_dir)
     records: list[dict[str, Any]] = []
-    prepared: list[tuple[int, Any, dict[str, Any]]] = []  # (file index, Spectrum, prepared)
+    good: list[tuple[int, Any, dict[str, Any]]] = []  # (file index, Spectrum, prepared)
     t0 = time.perf_counter()
-    for path_s in files:
-        path = Path(path_s)
+    for path in map(Path, files):
         rec: dict[str, Any] = {"input": str(path), "status": "ok", "outputs": [], "spectra": []}
         records.append(rec)
         try:
-            spectra = read_spectra(path)
-            if not spectra:
-                raise SpecdenoiseError(f"{path}: no spectra in file")
-            for s in spectra:
-                pre = den.prepare(s.wave, s.flux, s.ivar, s.z, [s.id], source=f"{path} ({s.id})")
-                frac = float(pre["mask"].mean())
-                if frac > options["max_masked"]:
-                    raise SpecdenoiseError(
-                        f"{path} ({s.id}): {100 * frac:.0f}% of the rest-frame grid is uncovered "
-                        f"(z={s.z:.4f}; limit --max-masked {options['max_masked']})"
-                    )
-                prepared.append((len(records) - 1, s, pre))
+            good += [(len(records) - 1, s, pre) for s, pre in _prepare_file(den, path, options["max_masked"])]
         except SpecdenoiseError as exc:
             rec.update(status="bad", error=str(exc))
         except Exception as exc:  # never stop the batch on one file
-            rec.update(
-                status="bad", error=f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            )
-    good = [p for p in prepared if records[p[0]]["status"] == "ok"]
+            rec.update(status="bad", error=f"{path}: {_first_line(exc)}")
+    good = [g for g in good if records[g[0]]["status"] == "ok"]
     if good:
-        batch = {
-            k: np.concatenate([p[2][k] for p in good]) for k in ("flux", "ivar", "norm", "coverage", "z", "mask", "id")
-        }
+        keys = ("flux", "ivar", "norm", "coverage", "z", "mask", "id")
+        batch = {k: np.concatenate([g[2][k] for g in good]) for k in keys}
         try:
             res = den.finish(batch, options["add_noise"], options["seed"])
         except Exception as exc:
             for i, _, _ in good:
-                records[i].update(
-                    status="bad", error=f"{records[i]['input']}: de-noising failed ({type(exc).__name__}: {exc})"
-                )
+                records[i].update(status="bad", error=f"{records[i]['input']}: de-noising failed ({_first_line(exc)})")
             good, res = [], None
         for j, (i, spec, _) in enumerate(good):
             rec = records[i]
             if rec["status"] != "ok":
                 continue
             try:
-                name = f"{file_stem(Path(rec['input']))}.{_safe(spec.id)}.fits"
-                write_fits(out / name, den, res, j, spec, rec["input"], options)
-                rec["outputs"].append(name)
-                rec["spectra"].append(
-                    {
-                        "id": spec.id,
-                        "z": spec.z,
-                        "masked_fraction": float(res.mask[j].mean()),
-                        "uncovered": uncovered_ranges(res.wave, res.mask[j]),
-                    }
-                )
+                _write_one(out, den, res, j, spec, rec, options)
             except Exception as exc:
-                rec.update(status="bad", error=f"{rec['input']}: cannot write output ({type(exc).__name__}: {exc})")
+                rec.update(status="bad", error=f"{rec['input']}: cannot write output ({_first_line(exc)})")
     dt = time.perf_counter() - t0
     for rec in records:
         rec["seconds"] = dt / max(len(records), 1)
         if rec["status"] == "ok":
-            save_json(
-                done_path(out, Path(rec["input"])),
-                {"options": options, "outputs": rec["outputs"], "spectra": rec["spectra"]},
-            )
+            marker = {"options": options, "outputs": rec["outputs"], "spectra": rec["spectra"]}
+            save_json(done_path(out, Path(rec["input"])), marker)
     return records
 
 
@@ -184,6 +189,67 @@ def uncovered_ranges(wave: Any, mask: Any) -> list[list[float]]:
         else:
             i += 1
     return out
+
+
+def _check_options(batch_size: int, workers: int, max_masked: float, add_noise: float | None) -> None:
+    if batch_size <= 0:
+        raise ConfigError(f"--batch-size: must be positive, got {batch_size}")
+    if workers < 0:
+        raise ConfigError(f"--workers: must be >= 0, got {workers}")
+    if not 0.0 <= max_masked <= 1.0:
+        raise ConfigError(f"--max-masked: must be within [0, 1], got {max_masked}")
+    if add_noise is not None and not add_noise > 0:
+        raise ConfigError(f"--add-noise: sigma must be positive, got {add_noise}")
+
+
+def _plan(inputs: list[Path], out_dir: Path, options: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records of inputs that are not run (a name clash, or done by an earlier run with the same
+    options) and the paths still to do."""
+    records: list[dict[str, Any]] = []
+    todo: list[str] = []
+    seen: dict[str, Path] = {}
+    for p in inputs:
+        stem = file_stem(p)
+        if stem in seen:
+            error = f"{p}: same name as {seen[stem]} (outputs would collide)"
+            records.append({"input": str(p), "status": "bad", "error": error, "outputs": []})
+            continue
+        seen[stem] = p
+        if is_done(out_dir, p, options):
+            outputs = json.loads(done_path(out_dir, p).read_text())["outputs"]
+            records.append({"input": str(p), "status": "skipped", "outputs": outputs})
+        else:
+            todo.append(str(p.resolve()) if p.exists() else str(p))
+    return records, todo
+
+
+def _summary(
+    records: list[dict[str, Any]],
+    n_inputs: int,
+    seconds: float,
+    n_workers: int,
+    scheduler: str | None,
+    model: str,
+    out_dir: Path,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    n_spec = sum(len(r.get("spectra", [])) for r in records if r["status"] == "ok")
+    return {
+        "model": model,
+        "out": str(out_dir),
+        "options": options,
+        "scheduler": scheduler or ("local" if n_workers else "in-process"),
+        "workers": n_workers,
+        "n_inputs": n_inputs,
+        "n_ok": sum(r["status"] == "ok" for r in records),
+        "n_skipped": sum(r["status"] == "skipped" for r in records),
+        "n_bad": sum(r["status"] == "bad" for r in records),
+        "n_spectra": n_spec,
+        "seconds": seconds,
+        "spectra_per_s": n_spec / seconds if seconds > 0 and n_spec else 0.0,
+        "bad": [{"input": r["input"], "error": r["error"]} for r in records if r["status"] == "bad"],
+        "files": records,
+    }
 
 
 def run_batch(
@@ -210,56 +276,24 @@ def run_batch(
     check_model : bool
         Load the model here first, so a bad URI fails at once with one line.
     """
-    if batch_size <= 0:
-        raise ConfigError(f"--batch-size: must be positive, got {batch_size}")
-    if workers < 0:
-        raise ConfigError(f"--workers: must be >= 0, got {workers}")
-    if not 0.0 <= max_masked <= 1.0:
-        raise ConfigError(f"--max-masked: must be within [0, 1], got {max_masked}")
-    if add_noise is not None and not add_noise > 0:
-        raise ConfigError(f"--add-noise: sigma must be positive, got {add_noise}")
+    _check_options(batch_size, workers, max_masked, add_noise)
     root_s = str((root or Path.cwd()).resolve())
     pdict = params.model_dump(by_alias=True)
     cal_s = str(Path(calibration).resolve()) if calibration else None
     model_s = model if is_model_uri(model) else str(Path(model).resolve())
     if check_model:
-        den = get_denoiser(model_s, pdict, cal_s, root_s)
+        prov = get_denoiser(model_s, pdict, cal_s, root_s).provenance
         log.info(
-            "model %s: %s %s-D, run %s, sigma %s",
+            "model %s: %s %s-D, run %s, calibration %s",
             model,
-            den.provenance.get("family"),
-            den.provenance.get("latent_dim"),
-            den.provenance.get("run_id"),
-            "calibrated" if den.calibration is not None else "uncalibrated",
+            prov.get("family"),
+            prov.get("latent_dim"),
+            prov.get("run_id"),
+            prov.get("calibration") or "none",
         )
     options = {"model": model, "add_noise": add_noise, "seed": seed, "max_masked": max_masked, "calibration": cal_s}
     out_dir.mkdir(parents=True, exist_ok=True)
-    records: list[dict[str, Any]] = []
-    todo: list[str] = []
-    seen: dict[str, Path] = {}
-    for p in inputs:
-        stem = file_stem(p)
-        if stem in seen:
-            records.append(
-                {
-                    "input": str(p),
-                    "status": "bad",
-                    "error": f"{p}: same name as {seen[stem]} (outputs would collide)",
-                    "outputs": [],
-                }
-            )
-            continue
-        seen[stem] = p
-        if is_done(out_dir, p, options):
-            records.append(
-                {
-                    "input": str(p),
-                    "status": "skipped",
-                    "outputs": json.loads(done_path(out_dir, p).read_text())["outputs"],
-                }
-            )
-        else:
-            todo.append(str(p.resolve()) if p.exists() else str(p))
+    records, todo = _plan(inputs, out_dir, options)
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     t0 = time.perf_counter()
     args = (str(out_dir.resolve()), model_s, pdict, cal_s, root_s, options)
@@ -270,24 +304,7 @@ def run_batch(
     else:
         for b in batches:
             records += process_batch(b, *args)
-    dt = time.perf_counter() - t0
-    n_spec = sum(len(r.get("spectra", [])) for r in records if r["status"] == "ok")
-    summary = {
-        "model": model,
-        "out": str(out_dir),
-        "options": options,
-        "scheduler": scheduler or ("local" if n_workers else "in-process"),
-        "workers": n_workers,
-        "n_inputs": len(inputs),
-        "n_ok": sum(r["status"] == "ok" for r in records),
-        "n_skipped": sum(r["status"] == "skipped" for r in records),
-        "n_bad": sum(r["status"] == "bad" for r in records),
-        "n_spectra": n_spec,
-        "seconds": dt,
-        "spectra_per_s": n_spec / dt if dt > 0 and n_spec else 0.0,
-        "bad": [{"input": r["input"], "error": r["error"]} for r in records if r["status"] == "bad"],
-        "files": records,
-    }
+    summary = _summary(records, len(inputs), time.perf_counter() - t0, n_workers, scheduler, model, out_dir, options)
     save_json(out_dir / SUMMARY, summary)
     return summary
 

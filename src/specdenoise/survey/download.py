@@ -107,7 +107,8 @@ class Summary:
         mb = sum(r.bytes for r in self.results) / 1e6
         return (
             f"{len(self.results)} file(s): {self.count('ok')} downloaded, {self.count('skipped')} already present, "
-            f"{self.count('not_found')} not found (404), {self.count('failed')} failed; {mb:.1f} MB in {self.seconds:.1f} s"
+            f"{self.count('not_found')} not found (404), {self.count('failed')} failed; "
+            f"{mb:.1f} MB in {self.seconds:.1f} s"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -134,7 +134,8 @@ class TrainingRun:
         y_example: np.ndarray,
     ) -> None:
         """Hyper-parameters, metrics, the record, the loss figure and the model (registered when its
-        family is a registry candidate), and the whole model folder for :class:`~specdenoise.survey.denoiser.Denoiser`."""
+        family is a registry candidate), and the whole model folder for
+        :class:`~specdenoise.survey.denoiser.Denoiser`."""
         if self.run is None:
             return
         import mlflow
@@ -209,7 +210,8 @@ def log_stage_run(
 def add_to_runs(
     params: Params, metrics: dict[str, dict[str, float]] | None = None, texts: dict[str, dict[str, str]] | None = None
 ) -> None:
-    """Add metrics ``{run_id: {name: value}}`` (NaN skipped) and text files ``{run_id: {file: text}}`` to finished runs."""
+    """Add metrics ``{run_id: {name: value}}`` (NaN skipped) and text files ``{run_id: {file: text}}`` to
+    finished runs."""
     from mlflow import MlflowClient
 
     setup(params.tracking)

@@ -45,7 +45,8 @@ def open_fits(path: str | Path) -> Iterator[Any]:
                         info = hdu.fileinfo()
                         if info and info["datLoc"] + info["datSpan"] > size:
                             raise OSError(
-                                f"truncated: HDU {i} needs {info['datLoc'] + info['datSpan']} bytes, the file has {size}"
+                                f"truncated: HDU {i} needs {info['datLoc'] + info['datSpan']} bytes, "
+                                f"the file has {size}"
                             )
             except BaseException:
                 hdul.close()

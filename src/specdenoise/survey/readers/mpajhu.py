@@ -184,6 +184,18 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
         for the columns and units.
     """
     files = files or find_catalogues(folder)
+    info, line, mass, sfr, indx = _read_tables(files)
+    df = _info_columns(info)
+    _mass_sfr_columns(df, mass, sfr)
+    _line_columns(df, line)
+    lick_source = _lick_columns(df, line, indx)
+    df["class"] = pd.Categorical.from_codes(_classes(df), CLASSES)
+    df.attrs["lick_source"] = lick_source
+    return df
+
+
+def _read_tables(files: dict[str, Path]) -> tuple[dict, dict, dict, dict, dict | None]:
+    """gal_info, gal_line, totlgm, gal_totsfr and (optional) gal_indx, checked to have as many rows."""
     info = _read_table(
         files["gal_info"],
         ("PLATEID", "MJD", "FIBERID", "Z"),
@@ -216,7 +228,11 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
             m = len(next(iter(tab.values())))
             if m != n:
                 raise DataError(f"{files[key]}: {m} rows but gal_info has {n}; the MPA-JHU tables join row by row")
+    return info, line, mass, sfr, indx
 
+
+def _info_columns(info: dict[str, np.ndarray]) -> Any:
+    """Ids, plate-mjd-fiber, redshift and the other gal_info columns."""
     plate, mjd, fiber = (info[k].astype(np.int64) for k in ("PLATEID", "MJD", "FIBERID"))
     df = pd.DataFrame(
         {
@@ -246,6 +262,11 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
         if src in info:
             df[dst] = info[src].astype(str)
 
+    return df
+
+
+def _mass_sfr_columns(df: Any, mass: dict[str, np.ndarray], sfr: dict[str, np.ndarray]) -> None:
+    """Stellar mass (totlgm) and SFR (gal_totsfr) medians and 16/84 percentiles."""
     lm = _bad_to_nan(mass["MEDIAN"])
     lm[~(lm > 0)] = np.nan
     df["log_mass"] = lm
@@ -258,6 +279,9 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
     df["log_sfr_p84"] = _bad_to_nan(sfr["P84"])
     df["log_ssfr"] = df["log_sfr"] - df["log_mass"]
 
+
+def _line_columns(df: Any, line: dict[str, np.ndarray]) -> None:
+    """Line fluxes and errors (a flux without a valid error is a failed fit) and the gas dispersion."""
     for prefix, name in LINE_MAP.items():
         if f"{prefix}_FLUX" not in line:
             continue
@@ -270,6 +294,9 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
     if "SIGMA_BALMER" in line:
         df["sigma_gas"] = _positive(line["SIGMA_BALMER"])
 
+
+def _lick_columns(df: Any, line: dict[str, np.ndarray], indx: dict[str, np.ndarray] | None) -> str:
+    """Balmer absorption (Lick indices from gal_indx, else REQW - EQW of gal_line); returns its source."""
     for key in ("lick_hdelta_a", "lick_hbeta"):
         df[f"{key}_meas"] = np.nan
         df[f"{key}_err"] = np.nan
@@ -290,7 +317,12 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
         log.info("MPA-JHU: no gal_indx file; Balmer absorption from gal_line REQW - EQW")
     for key in ("lick_hdelta_a", "lick_hbeta"):
         df[key] = df[f"{key}_meas"]
+    return lick_source
 
+
+def _classes(df: Any) -> np.ndarray:
+    """Class codes by the paper's rules (section 2), those of the universe."""
+    n = len(df)
     # ---- classification (paper section 2), the rules of specdenoise.sources.universe
     ha, hb = df["Halpha_flux_meas"].to_numpy(), df["Hbeta_flux_meas"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -307,9 +339,7 @@ def read_mpajhu(folder: str | Path, files: dict[str, Path] | None = None) -> Any
     if "subclass" in df:
         broad = df["subclass"].str.upper().str.contains("BROADLINE").to_numpy()
         cls = np.where(broad, 4, cls)
-    df["class"] = pd.Categorical.from_codes(cls, CLASSES)
-    df.attrs["lick_source"] = lick_source
-    return df
+    return cls
 
 
 def parent_sample(cat: Any, z_min: float, z_max: float, main_only: bool = True) -> Any:
