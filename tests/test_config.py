@@ -6,7 +6,7 @@ from specdenoise.config import Params, TrainConfig, deep_merge, load_params, par
 from specdenoise.errors import ConfigError
 from specdenoise.models.neural import NetConfig
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_repository_params_are_valid_and_paper_defaults():

@@ -111,3 +111,21 @@ def test_stage_writes_calibrations_that_the_denoiser_uses(tiny_models, tiny_proc
     vpred, vsig, vcal = vden.predict(x)
     assert vcal and np.all(vsig > 0)
     np.testing.assert_allclose(vpred, vden.model.denoise(x), atol=1e-5)
+
+
+def test_uncalibrated_vae_sigma_uses_the_uncertainty_section(tiny_models, tiny_noisy, tmp_path):
+    import shutil
+
+    from specdenoise.survey.denoiser import Denoiser
+
+    params, root = tiny_models
+    model_dir = shutil.copytree(root / "models" / "vae_3" / "model", tmp_path / "model")  # no calibration beside it
+    p = params.model_copy(update={"uncertainty": params.uncertainty.model_copy(update={"n_samples": 7, "seed": 11})})
+    den = Denoiser.load(model_dir, params=p)
+    assert den.calibration is None
+    x = tiny_noisy["noisy"][0][:4]
+    _, sigma, calibrated = den.predict(x)
+    _, spread = den.model.posterior(x, 7, 11)
+    assert not calibrated
+    np.testing.assert_array_equal(sigma, spread)
+    assert not np.allclose(sigma, den.model.posterior(x, 50, 0)[1])  # not the old hard-coded 50 draws, seed 0

@@ -24,6 +24,9 @@ from specdenoise.io import load_npz, load_table, save_npz
 SAMPLE_COLUMNS = ("id", "z", "class", "log_mass", "Halpha_flux_meas", "bin", "split")
 #: Columns the MZR test needs of its star-forming sample.
 MZR_SAMPLE_COLUMNS = ("id", "log_mass", "log_sfr", "oh")
+#: Columns observing a sample needs (the embedded universe; real SDSS spectra also need plate, mjd, fiber).
+OBSERVE_COLUMNS = ("id", "z")
+SDSS_OBSERVE_COLUMNS = ("id", "z", "plate", "mjd", "fiber")
 #: Columns of a parent catalogue that selection needs.
 CATALOGUE_COLUMNS = ("id", "Halpha_flux_meas")
 

@@ -23,11 +23,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from specdenoise.config import Params
+from specdenoise.data.artefacts import NoisySet, Observed, Spectra
 from specdenoise.data.preprocess import preprocess, rest_grid
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.ppxf_fit import PpxfFitter
-from specdenoise.io import load_npz
-from specdenoise.models import load_model
+from specdenoise.models import get_family, load_model
 from specdenoise.models.losses import keras_weighted_mse, pixel_weights
 from specdenoise.models.neural import build_networks
 from specdenoise.sources.observe import observe_noise, sdss_loglam, synthesise_truth
@@ -104,12 +104,13 @@ def time_training(
 
     import keras
 
-    pre = load_npz(spectra, required=("flux", "ivar"))
-    nz = load_npz(noisy, required=("noisy",))
-    x = nz["noisy"][0][:n].astype("float32")
+    pre = Spectra.load(spectra)
+    x = NoisySet.load(noisy).noisy[0][:n].astype("float32")
     y = np.concatenate([pre["flux"][:n], pixel_weights(pre["ivar"][:n], 2e-6)], axis=1).astype("float32")
     keras.utils.set_random_seed(seed)
-    train, infer, _ = build_networks(x.shape[1], latent_dim, PAPER_UNITS, 0.5, family == "vae", seed=seed)
+    train, infer, _ = build_networks(
+        x.shape[1], latent_dim, PAPER_UNITS, 0.5, get_family(family).variational, seed=seed
+    )
     train.compile(optimizer=keras.optimizers.Adam(1e-4), loss=keras_weighted_mse(x.shape[1]))
     times: list[float] = []
 
@@ -182,12 +183,12 @@ def bench_pipeline(
     """Side-by-side rates: preprocessing, inference vs the matmul roofline, fast vs pPXF lines."""
 
     out: dict[str, Any] = {"matmul_gflops": round(matmul_gflops(), 1)}
-    obs = load_npz(observed_path, required=("loglam", "flux", "ivar", "z", "id"))
+    obs = Observed.load(observed_path)
     t0 = time.perf_counter()
     preprocess(obs, params.preprocess)
     out["preprocess_spectra_per_s"] = round(len(obs["flux"]) / (time.perf_counter() - t0), 1)
-    pre = load_npz(spectra_path, required=("flux", "wave"))
-    x = load_npz(noisy_path, required=("noisy",))["noisy"][0]
+    pre = Spectra.load(spectra_path)
+    x = NoisySet.load(noisy_path).noisy[0]
     if model_dir:
         model = load_model(model_dir)
         model.denoise(x[:64])  # warm-up (graph tracing)

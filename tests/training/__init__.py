@@ -1,0 +1,1 @@
+"""Tests of specdenoise.training: the splits and what a trained model records."""
