@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -141,3 +143,20 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def pip_download(requirement: str, dest: str | Path, sdist: bool = False) -> Path:
+    """Download one distribution of ``requirement`` (no dependencies) from the package registry
+    into ``dest`` with ``pip download``; return its path.
+
+    ``sdist`` asks for the source distribution, otherwise a wheel. A failure is a
+    :class:`DataError` ``"<requirement>: cannot download the source distribution|wheel (<pip's last line>)"``.
+    """
+    kind = ("--no-binary", "source distribution") if sdist else ("--only-binary", "wheel")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", kind[0], ":all:", requirement, "-d", str(dest), "-q"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    files = sorted(p for p in Path(dest).iterdir() if p.is_file())
+    if res.returncode != 0 or len(files) != 1:
+        tail = (res.stderr.strip().splitlines() or [f"{len(files)} files downloaded"])[-1]
+        raise DataError(f"{requirement}: cannot download the {kind[1]} ({tail})")
+    return files[0]

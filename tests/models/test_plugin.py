@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from models.toy_family import NAME, SmoothDenoiser, SmoothSettings, box_smooth, registered
+from models.toy_family import NAME, SmoothDenoiser, SmoothSettings, box_smooth, registered, toy_training_data
 from specdenoise.config import Params, TrainConfig, load_params, parse_params
 from specdenoise.errors import ConfigError
-from specdenoise.models import FAMILIES, TrainingData, get_family, load_model
+from specdenoise.models import FAMILIES, get_family, load_model
 
 
 @pytest.fixture
@@ -33,20 +33,6 @@ def _toy(n=500, n_pix=60, sigma=0.3, seed=0):
     clean = 1.0 + np.sum(amps[:, :, None] * np.exp(-0.5 * ((pix - centres[:, :, None]) / 6.0) ** 2), axis=1)
     noisy = clean + sigma * rng.standard_normal(clean.shape)
     return clean.astype(np.float32), noisy.astype(np.float32)
-
-
-def _data(clean, noisy, n_val=100):
-    w = np.ones_like(clean)
-    return TrainingData(
-        noisy[n_val:],
-        clean[n_val:],
-        w[n_val:],
-        noisy[:n_val],
-        clean[:n_val],
-        w[:n_val],
-        np.arange(clean.shape[1]),
-        np.full(clean.shape[1], 0.3),
-    )
 
 
 def test_unregistered_family_is_rejected_by_the_config():
@@ -85,7 +71,7 @@ def test_registered_family_validates_its_own_section(smooth_family, tmp_path):
 
 def test_registered_family_fits_denoises_saves_and_loads(smooth_family, tmp_path):
     clean, noisy = _toy()
-    data = _data(clean, noisy)
+    data = toy_training_data(clean, noisy, 0.3)
     cls = get_family(NAME)
     assert cls is smooth_family is SmoothDenoiser
     assert (cls.iterative, cls.searchable, cls.has_posterior, cls.registry_candidate, cls.mlflow_flavour) == (

@@ -114,3 +114,18 @@ def registered() -> Iterator[type[SmoothDenoiser]]:
         yield SmoothDenoiser
     finally:
         unregister(NAME)
+
+
+def toy_training_data(clean, noisy, sigma, n_val=100):
+    """:class:`TrainingData` from toy arrays (n, n_pix): the first ``n_val`` validate, unit weights."""
+    w = np.ones_like(clean)
+    return TrainingData(
+        noisy[n_val:],
+        clean[n_val:],
+        w[n_val:],
+        noisy[:n_val],
+        clean[:n_val],
+        w[:n_val],
+        np.arange(clean.shape[1]),
+        np.full(clean.shape[1], sigma),
+    )

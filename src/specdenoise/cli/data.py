@@ -17,6 +17,7 @@ from specdenoise.cli.common import (
     SampleOpt,
     SpectraOpt,
     done,
+    log,
     params,
     progress,
 )
@@ -60,11 +61,8 @@ def select_cmd(
     rep = select.run(p.select, catalogue, out, report)
     for b in rep["bins"]:
         if b["shortfall"]:
-            typer.echo(
-                f"warning: bin {b['bin']} ({b['log_flux_lo']:.2f}-{b['log_flux_hi']:.2f}): only {b['selected']} of "
-                f"{p.select.per_bin} galaxies",
-                err=True,
-            )
+            lo, hi = b["log_flux_lo"], b["log_flux_hi"]
+            log.warning("bin %d (%.2f-%.2f): only %d of %d galaxies", b["bin"], lo, hi, b["selected"], p.select.per_bin)
     done("select", t0, n=rep["n_selected"])
     typer.echo(
         f"select: {rep['n_selected']} galaxies ({rep['n_train']} train / {rep['n_test']} test), "

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -40,7 +38,7 @@ from specdenoise.data.artefacts import DesiSet, Observed
 from specdenoise.data.noise import NoiseModel, renormalisation
 from specdenoise.data.preprocess import edges_from_centres_log, preprocess, resample, rest_grid
 from specdenoise.errors import DataError
-from specdenoise.io import atomic_path, load_npz, save_npz, save_text
+from specdenoise.io import atomic_path, load_npz, pip_download, save_npz, save_text
 from specdenoise.physics.relations import luminosity_distance_cm
 from specdenoise.sources.observe import sdss_loglam
 from specdenoise.survey.readers.desi import read_desi_coadd
@@ -56,27 +54,10 @@ def fetch_coadds(cfg: DesiConfig, dest: Path) -> dict[str, Any]:
     """
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            cfg.package,
-            "-d",
-            tmp,
-            "-q",
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if res.returncode != 0 or not wheels:
-            raise DataError(
-                f"mzr.desi.package: `pip download {cfg.package}` failed: "
-                f"{res.stderr.strip().splitlines()[-1:] or 'no wheel'}"
-            )
-        wheel = wheels[0]
+        try:
+            wheel = pip_download(cfg.package, tmp)
+        except DataError as exc:
+            raise DataError(f"mzr.desi.package: {exc}") from None
         prov: dict[str, Any] = {
             "package": cfg.package,
             "wheel": wheel.name,

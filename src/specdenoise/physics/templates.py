@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -29,7 +27,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from specdenoise.data.preprocess import resample
 from specdenoise.errors import DataError
-from specdenoise.io import atomic_path, load_npz, save_json
+from specdenoise.io import atomic_path, load_npz, pip_download, save_json
 from specdenoise.physics.constants import C_KMS
 
 EMILES_SDIST = "ppxf==8.2.6"
@@ -45,25 +43,7 @@ def build_emiles(out: Path, wave_min: float = 3000.0, wave_max: float = 9500.0) 
     """
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            EMILES_SDIST,
-            "-d",
-            tmp,
-            "-q",
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        archives = list(Path(tmp).glob("ppxf-8.2.6.tar.gz"))
-        if res.returncode != 0 or not archives:
-            tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
-            raise DataError(f"{EMILES_SDIST}: cannot download the source distribution ({tail})")
-        archive = archives[0]
+        archive = pip_download(EMILES_SDIST, tmp, sdist=True)
         sha = hashlib.sha256(archive.read_bytes()).hexdigest()
         entries = []
         with tarfile.open(archive) as tar:
