@@ -13,6 +13,7 @@ from specdenoise.errors import ConfigError
 from specdenoise.models import FAMILIES, get_family, load_model
 from specdenoise.models.linear import wiener_operator
 from specdenoise.models.losses import kl_divergence, pixel_weights, weighted_mse
+from specdenoise.training.splits import training_data
 
 
 def _toy(n=600, n_pix=40, seed=0, sigma=0.3):
