@@ -20,6 +20,8 @@ import numpy as np
 from specdenoise.errors import DataError
 from specdenoise.io import load_npz, load_table, save_npz
 
+#: Columns the figures and the data summary need of a sample.
+CLASS_COLUMNS = ("class",)
 #: Columns every selected sample has (``data select``, ``mzr select``).
 SAMPLE_COLUMNS = ("id", "z", "class", "log_mass", "Halpha_flux_meas", "bin", "split")
 #: Columns the MZR test needs of its star-forming sample.

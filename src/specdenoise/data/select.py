@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from specdenoise.config import SelectConfig
-from specdenoise.data.artefacts import CATALOGUE_COLUMNS
+from specdenoise.data.artefacts import CATALOGUE_COLUMNS, load_sample
 from specdenoise.errors import DataError
-from specdenoise.io import load_table, save_json, save_table
+from specdenoise.io import save_json, save_table
 
 FLUX_COLUMN = "Halpha_flux_meas"
 
@@ -123,7 +123,7 @@ def run(
 
     ``columns`` are the catalogue columns the caller needs beyond selection. Returns the report.
     """
-    cat = load_table(catalogue, required=tuple(dict.fromkeys((*CATALOGUE_COLUMNS, *columns))))
+    cat = load_sample(catalogue, tuple(dict.fromkeys((*CATALOGUE_COLUMNS, *columns))))
     sample, rep = select_sample(cat, cfg)
     save_json(report, rep)
     save_table(out, sample)

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from specdenoise.config import Params
-from specdenoise.data.artefacts import Spectra, load_noisy
-from specdenoise.io import load_table, save_json, save_text
+from specdenoise.data.artefacts import CLASS_COLUMNS, Spectra, load_noisy, load_sample
+from specdenoise.io import save_json, save_text
 
 #: Paper Table 1, "Sample" column.
 PAPER_TABLE1 = {
@@ -138,7 +138,7 @@ def render_markdown(s: dict[str, Any]) -> str:
 def run(params: Params, spectra: Path, noisy: Path, sample: Path, out_json: Path, out_md: Path) -> str:
     """The ``summary`` stage: class mix and PCA variance next to the paper; returns the Markdown."""
     pre = Spectra.load(spectra).require("truth", "split", source=str(spectra))
-    summ = data_summary(pre, load_noisy(noisy), load_table(sample, required=("class",)), params)
+    summ = data_summary(pre, load_noisy(noisy), load_sample(sample, CLASS_COLUMNS), params)
     save_json(out_json, summ)
     text = render_markdown(summ)
     save_text(out_md, text)

@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from specdenoise.config import Params
-from specdenoise.data.artefacts import SAMPLE_COLUMNS, Spectra, load_noisy
+from specdenoise.data.artefacts import SAMPLE_COLUMNS, Spectra, load_noisy, load_sample
 from specdenoise.data.preprocess import normalise
 from specdenoise.errors import DataError, ValidationFailed
-from specdenoise.io import load_table, save_json
+from specdenoise.io import save_json
 from specdenoise.physics.relations import CLASSES
 
 
@@ -205,7 +205,7 @@ def run(params: Params, spectra: Path, noisy: Path, sample: Path, selection: Pat
     """The ``validate`` stage: write the report, then raise :class:`ValidationFailed` when a suite failed."""
     pre = Spectra.load(spectra).require("id", source=str(spectra))
     nz = load_noisy(noisy)
-    smp = load_table(sample, required=SAMPLE_COLUMNS)
+    smp = load_sample(sample, SAMPLE_COLUMNS)
     try:
         rep = json.loads(Path(selection).read_text())
     except FileNotFoundError:

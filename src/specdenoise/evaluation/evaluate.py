@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from specdenoise.config import Params
-from specdenoise.data.artefacts import Spectra, load_noisy, load_sample
+from specdenoise.data.artefacts import CLASS_COLUMNS, Spectra, load_noisy, load_sample
 from specdenoise.errors import DataError
 from specdenoise.evaluation.figures import figures
 from specdenoise.io import save_json, save_text
@@ -125,7 +125,9 @@ def run(
     records = collect(models_dir)
     rows = summary_table(records)
     pre = Spectra.load(spectra).require("truth", "split", source=str(spectra))
-    paths = figures(records, models_dir, pre, load_noisy(noisy), load_sample(sample, ("class",)), params, figures_dir)
+    paths = figures(
+        records, models_dir, pre, load_noisy(noisy), load_sample(sample, CLASS_COLUMNS), params, figures_dir
+    )
     champion = None
     if tracking:
         setup(params.tracking)

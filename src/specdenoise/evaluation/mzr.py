@@ -28,12 +28,12 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from specdenoise.config import Params
-from specdenoise.data.artefacts import MZR_SAMPLE_COLUMNS, DesiSet, Spectra
+from specdenoise.data.artefacts import MZR_SAMPLE_COLUMNS, DesiSet, Spectra, load_sample
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.errors import DataError
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.stats import spearman
-from specdenoise.io import atomic_path, load_table, save_json, save_text
+from specdenoise.io import atomic_path, save_json, save_text
 from specdenoise.survey.denoiser import Denoiser
 from specdenoise.survey.readers.spectrum import sigma_from_ivar
 from specdenoise.tracking import set_champion, setup
@@ -370,7 +370,7 @@ def run(
     the metrics (also to an ``mzr`` MLflow run). Returns a summary line."""
     pre = Spectra.load(spectra).require("truth", "split", "id", source=str(spectra))
     dz = DesiSet.load(desi)
-    smp = load_table(sample, required=MZR_SAMPLE_COLUMNS)
+    smp = load_sample(sample, MZR_SAMPLE_COLUMNS)
     champion = None
     if tracking:
         setup(params.tracking)

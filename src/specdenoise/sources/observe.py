@@ -27,8 +27,7 @@ from scipy.special import erf
 from tqdm.auto import tqdm
 
 from specdenoise.config import UniverseConfig
-from specdenoise.data.artefacts import OBSERVE_COLUMNS, Observed
-from specdenoise.io import load_table
+from specdenoise.data.artefacts import OBSERVE_COLUMNS, Observed, load_sample
 from specdenoise.physics.constants import C_KMS, FLUX_UNIT, SIGMA_INST_KMS
 from specdenoise.physics.grids import L_SUN, LINE_NAMES, LINE_WAVES, load_stellar_basis
 from specdenoise.physics.nebular import line_index
@@ -241,7 +240,7 @@ def run_observe(params: Any, sample: Path, out: Path, progress: bool = False) ->
     """The ``observe`` stage (source ``universe``): synthesise the sample's spectra to ``out``; returns a summary
     line."""
     t0 = time.perf_counter()
-    cat = load_table(sample, required=OBSERVE_COLUMNS)
+    cat = load_sample(sample, OBSERVE_COLUMNS)
     obs = observe(cat, params.universe, progress=progress)
     Observed.from_arrays({**obs, "split": split_column(cat)}).save(out)
     rate = len(cat) / max(time.perf_counter() - t0, 1e-9)

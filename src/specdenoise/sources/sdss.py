@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from specdenoise.config import DataConfig
-from specdenoise.data.artefacts import SDSS_OBSERVE_COLUMNS, Observed
+from specdenoise.data.artefacts import SDSS_OBSERVE_COLUMNS, Observed, load_sample
 from specdenoise.data.preprocess import edges_from_centres_log, resample
 from specdenoise.errors import DataError
-from specdenoise.io import load_table, save_table_chunks
+from specdenoise.io import save_table_chunks
 from specdenoise.sources.observe import sdss_loglam, split_column
 from specdenoise.survey.download import spec_filename
 from specdenoise.survey.readers import read_spectra
@@ -181,7 +181,7 @@ def run_universe(params: Any, out: Path, n: int | None = None) -> str:
 def run_observe(params: Any, sample: Path, out: Path, progress: bool = False) -> str:
     """``data observe`` with ``data.source: sdss``: the selected galaxies' spec-lite files to ``out``."""
     t0 = time.perf_counter()
-    cat = load_table(sample, required=SDSS_OBSERVE_COLUMNS)
+    cat = load_sample(sample, SDSS_OBSERVE_COLUMNS)
     obs = observe_sdss(cat, params.data)
     Observed.from_arrays({**obs, "split": split_column(cat)}).save(out)
     rate = len(cat) / max(time.perf_counter() - t0, 1e-9)
