@@ -1,0 +1,2 @@
+"""Evaluation stages: model comparison and figures, uncertainty calibration, emission lines,
+the MZR test, the leaderboard, benchmarks."""

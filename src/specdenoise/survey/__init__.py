@@ -1,0 +1,1 @@
+"""Real survey spectra: readers (SDSS, DESI, MPA-JHU), downloads, the ``Denoiser`` API and batch de-noising."""

@@ -1,0 +1,1 @@
+"""Training one family at one latent dimension: the splits (``splits``) and the ``train`` stage."""
