@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from specdenoise.cli.common import NOISY, SPECTRA, TEMPLATES, NoisyOpt, ParamsOpt, SpectraOpt, params, progress
+from specdenoise.cli.common import NOISY, SPECTRA, TEMPLATES, NoisyOpt, ParamsOpt, SpectraOpt, progress
 from specdenoise.cli.denoise import DEFAULT_MODEL
+from specdenoise.config import resolve_params
 from specdenoise.errors import ConfigError
 from specdenoise.evaluation.bench import bench_denoise, bench_pipeline, bench_training, bench_universe
 from specdenoise.io import save_json
@@ -30,7 +31,7 @@ def bench_universe_cmd(
     out: OutOpt = Path("reports/bench_universe.json"),
 ) -> None:
     """Time the universe end to end (catalogue + every spectrum, chunked) and its peak memory."""
-    _write(out, bench_universe(params(params_path), n, progress=progress()))
+    _write(out, bench_universe(resolve_params(params_path), n, progress=progress()))
 
 
 @app.command("pipeline")
@@ -52,7 +53,10 @@ def bench_pipeline_cmd(
     model_s = str(model) if model and model.exists() else None
     templates_s = str(templates) if templates and templates.exists() else None
     _write(
-        out, bench_pipeline(params(params_path), str(observed), str(spectra), str(noisy), model_s, templates_s, n_ppxf)
+        out,
+        bench_pipeline(
+            resolve_params(params_path), str(observed), str(spectra), str(noisy), model_s, templates_s, n_ppxf
+        ),
     )
 
 
@@ -90,4 +94,4 @@ def bench_denoise_cmd(
         raise ConfigError(f"--workers: expected comma-separated integers, got '{workers}'") from None
     if copies <= 0 or any(c <= 0 for c in counts):
         raise ConfigError("--copies and --workers must be positive")
-    _write(out, bench_denoise(list(inputs), model, params(params_path), counts, copies, batch_size))
+    _write(out, bench_denoise(list(inputs), model, resolve_params(params_path), counts, copies, batch_size))

@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from specdenoise.config import Params, resolve_params
-
 log = logging.getLogger("specdenoise")
 
 ParamsOpt = Annotated[
@@ -27,11 +25,6 @@ NOISY = Path("data/processed/noisy.npz")
 SAMPLE = Path("data/interim/sample.parquet")
 TEMPLATES = Path("data/external/emiles_ppxf826.npz")
 STATE = {"progress": True}
-
-
-def params(path: Path | None) -> Params:
-    """The validated parameters (:func:`specdenoise.config.resolve_params`)."""
-    return resolve_params(path)
 
 
 def done(what: str, t0: float, **facts: object) -> None:

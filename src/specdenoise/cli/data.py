@@ -18,9 +18,9 @@ from specdenoise.cli.common import (
     SpectraOpt,
     done,
     log,
-    params,
     progress,
 )
+from specdenoise.config import resolve_params
 from specdenoise.data import noise, preprocess, select, summary, validate
 from specdenoise.sources import source
 
@@ -40,7 +40,7 @@ def universe_cmd(
     """Draw the embedded galaxy universe (an MPA-JHU-like catalogue with known truth), or read MPA-JHU \
 (data.source sdss)."""
     t0 = time.perf_counter()
-    p = params(params_path)
+    p = resolve_params(params_path)
     line = source(p.data.source).run_universe(p, out, n)
     done("universe", t0, out=str(out))
     typer.echo(line)
@@ -57,7 +57,7 @@ def select_cmd(
 ) -> None:
     """Select galaxies in bins of H-alpha flux and fix the train/test split."""
     t0 = time.perf_counter()
-    p = params(params_path)
+    p = resolve_params(params_path)
     rep = select.run(p.select, catalogue, out, report)
     for b in rep["bins"]:
         if b["shortfall"]:
@@ -79,7 +79,7 @@ def observe_cmd(
     """Observed-frame spectra of the sample: synthesised SDSS-like (noise-free truth, noisy flux, ivar) or read \
 (data.source sdss)."""
     t0 = time.perf_counter()
-    p = params(params_path)
+    p = resolve_params(params_path)
     line = source(p.data.source).run_observe(p, sample, out, progress=progress())
     done("observe", t0)
     typer.echo(line)
@@ -95,7 +95,7 @@ def preprocess_cmd(
 ) -> None:
     """Shift to the rest frame, resample onto the common grid (flux-conserving) and normalise."""
     t0 = time.perf_counter()
-    line = preprocess.run(params(params_path).preprocess, observed, out)
+    line = preprocess.run(resolve_params(params_path).preprocess, observed, out)
     done("preprocess", t0)
     typer.echo(line)
 
@@ -108,7 +108,7 @@ def noise_cmd(
 ) -> None:
     """Add the paper's Gaussian noise (seeded realisations) and renormalise."""
     t0 = time.perf_counter()
-    p = params(params_path)
+    p = resolve_params(params_path)
     line = noise.run(p.noise, p.preprocess.norm, spectra, out)
     done("noise", t0)
     typer.echo(line)
@@ -125,7 +125,7 @@ def validate_cmd(
 ) -> None:
     """Validate shapes, normalisation, catalogue ranges, bin counts and noise level (great-expectations)."""
     t0 = time.perf_counter()
-    line = validate.run(params(params_path), spectra, noisy, sample, selection, report)
+    line = validate.run(resolve_params(params_path), spectra, noisy, sample, selection, report)
     done("validate", t0)
     typer.echo(line)
 
@@ -143,6 +143,6 @@ def summary_cmd(
 ) -> None:
     """Class mix (Table 1) and PCA variance of clean and noise-added spectra (Tables 2-3) next to the paper."""
     t0 = time.perf_counter()
-    text = summary.run(params(params_path), spectra, noisy, sample, out_json, out_md)
+    text = summary.run(resolve_params(params_path), spectra, noisy, sample, out_json, out_md)
     done("summary", t0)
     typer.echo(text)

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from specdenoise.cli.common import ParamsOpt, log, params
+from specdenoise.cli.common import ParamsOpt, log
+from specdenoise.config import resolve_params
 from specdenoise.survey.batch import run_batch
 
 DEFAULT_MODEL = "models:/specdenoise-vae@champion"
@@ -54,7 +55,7 @@ def denoise_cmd(
     Exit status 0 when every input succeeded (or was already done), 1 when some inputs were
     bad (listed in the summary; the others are complete), 2 on a usage error (bad --model).
     """
-    p = params(params_path)
+    p = resolve_params(params_path)
     summary = run_batch(
         list(inputs), out, model, p, calibration, add_noise, seed, workers, scheduler, batch_size, max_masked
     )

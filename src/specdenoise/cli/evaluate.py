@@ -20,9 +20,9 @@ from specdenoise.cli.common import (
     SpectraOpt,
     TemplatesOpt,
     done,
-    params,
     progress,
 )
+from specdenoise.config import resolve_params
 from specdenoise.evaluation import evaluate, lines, uncertainty
 
 TrackingOpt = Annotated[
@@ -44,7 +44,7 @@ def evaluate_cmd(
     """Compare every trained model, promote the registry's best version to @champion and draw the figures."""
     t0 = time.perf_counter()
     text = evaluate.run(
-        params(params_path), models_dir, spectra, noisy, sample, out, out_md, figures_dir, tracking=tracking
+        resolve_params(params_path), models_dir, spectra, noisy, sample, out, out_md, figures_dir, tracking=tracking
     )
     done("evaluate", t0)
     typer.echo(text)
@@ -65,7 +65,7 @@ def uncertainty_cmd(
     """Calibrate per-pixel uncertainties on the validation split; measure 1/2-sigma coverage on the test split."""
     t0 = time.perf_counter()
     text, n = uncertainty.run(
-        params(params_path), models_dir, spectra, noisy, calibration_dir, out, out_md, tracking=tracking
+        resolve_params(params_path), models_dir, spectra, noisy, calibration_dir, out, out_md, tracking=tracking
     )
     done("uncertainty", t0, models=n)
     typer.echo(text)
@@ -86,7 +86,7 @@ def lines_cmd(
     """Measure emission lines on the test set for every model; sigma, sigma_fill, CRB; Table 6 and Fig. 9."""
     t0 = time.perf_counter()
     text, rate = lines.run(
-        params(params_path),
+        resolve_params(params_path),
         spectra,
         noisy,
         sample,

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from specdenoise.cli.common import TEMPLATES, ParamsOpt, TemplatesOpt, done, params
+from specdenoise.cli.common import TEMPLATES, ParamsOpt, TemplatesOpt, done
+from specdenoise.config import resolve_params
 from specdenoise.data import desi, select
 from specdenoise.data.artefacts import MZR_SAMPLE_COLUMNS
 from specdenoise.evaluation import mzr
@@ -30,7 +31,9 @@ def select_cmd(
 ) -> None:
     """Star-forming galaxies in bins of H-alpha flux (mzr.select) with their train/test split."""
     t0 = time.perf_counter()
-    rep = select.run(params(params_path).mzr.select, catalogue, out, report, columns=("class", *MZR_SAMPLE_COLUMNS))
+    rep = select.run(
+        resolve_params(params_path).mzr.select, catalogue, out, report, columns=("class", *MZR_SAMPLE_COLUMNS)
+    )
     done("mzr select", t0)
     bins = ", ".join(str(b["selected"]) for b in rep["bins"])
     typer.echo(
@@ -48,7 +51,7 @@ def desi_noise_cmd(
 ) -> None:
     """Fetch the real DESI coadds from the fastspecfit wheel and derive the noise shape sigma(lambda)."""
     t0 = time.perf_counter()
-    line = desi.run_noise_shape(params(params_path).mzr.desi, out)
+    line = desi.run_noise_shape(resolve_params(params_path).mzr.desi, out)
     done("mzr desi-noise", t0)
     typer.echo(line)
 
@@ -68,7 +71,7 @@ def desi_cmd(
 ) -> None:
     """Move every galaxy to z = mzr.desi.z (dimming + redshift) and add DESI-like noise."""
     t0 = time.perf_counter()
-    p = params(params_path)
+    p = resolve_params(params_path)
     line = desi.run(p.mzr.desi, p.preprocess, observed, noise_shape, out)
     done("mzr desi", t0)
     typer.echo(line)
@@ -100,7 +103,16 @@ def evaluate_cmd(
     """Metallicities from original, DESI-like and de-noised spectra; scatter, SFR trend, Fig. 10."""
     t0 = time.perf_counter()
     line = mzr.run(
-        params(params_path), spectra, desi_path, sample, templates, out, out_md, figure, model=model, tracking=tracking
+        resolve_params(params_path),
+        spectra,
+        desi_path,
+        sample,
+        templates,
+        out,
+        out_md,
+        figure,
+        model=model,
+        tracking=tracking,
     )
     done("mzr evaluate", t0)
     typer.echo(line)

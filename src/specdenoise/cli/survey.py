@@ -8,7 +8,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from specdenoise.cli.common import ParamsOpt, log, params
+from specdenoise.cli.common import ParamsOpt, log
+from specdenoise.config import resolve_params
 from specdenoise.io import save_json
 from specdenoise.survey.download import MPAJHU_FILES, download_many, mpajhu_targets, read_targets, sdss_targets
 from specdenoise.survey.readers import read_spectra
@@ -40,7 +41,7 @@ def download_sdss_cmd(
     report: Annotated[Path | None, typer.Option(help="Write the per-file outcome (JSON) here.")] = None,
 ) -> None:
     """Download SDSS spec-lite spectra by plate-mjd-fiber (resumable, checked, parallel)."""
-    d = params(params_path).data
+    d = resolve_params(params_path).data
     dl = d.download
     table = read_targets(targets)
     tg = sdss_targets(table, out or Path(d.sdss_dir), base_url=base_url or dl.sdss_base_url)
@@ -64,7 +65,7 @@ def download_mpajhu_cmd(
     ] = True,
 ) -> None:
     """Download the MPA-JHU DR7 catalogues (gal_info, gal_line, totlgm, gal_totsfr, gal_indx)."""
-    d = params(params_path).data
+    d = resolve_params(params_path).data
     dl = d.download
     files = [f for f in MPAJHU_FILES if indx or not f.startswith("gal_indx")]
     tg = mpajhu_targets(out or Path(d.mpajhu_dir), base_url=base_url or dl.mpajhu_base_url, files=files)

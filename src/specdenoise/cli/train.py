@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from specdenoise.cli.common import NOISY, SPECTRA, NoisyOpt, ParamsOpt, SpectraOpt, done, params, progress
+from specdenoise.cli.common import NOISY, SPECTRA, NoisyOpt, ParamsOpt, SpectraOpt, done, progress
+from specdenoise.config import resolve_params
 from specdenoise.training import train
 
 
@@ -34,7 +35,7 @@ def train_cmd(
 ) -> None:
     """Search hyper-parameters (searchable families), train, score on the test set and log to MLflow."""
     t0 = time.perf_counter()
-    p = params(params_path)
+    p = resolve_params(params_path)
     if registered_model:
         p = p.model_copy(update={"tracking": p.tracking.model_copy(update={"registered_model": registered_model})})
     rec, final = train.run(
