@@ -187,3 +187,14 @@ def test_size_allow_lists_are_explained_and_current(allowed, measured, limit):
         assert isinstance(reason, str) and len(reason.strip()) >= 10, f"{key}: give a reason"
         assert key in measured, f"{key}: no such module/function (remove the entry)"
         assert measured[key] > limit, f"{key}: {measured[key]} lines, within the limit now (remove the entry)"
+
+
+def test_only_the_tracking_package_imports_mlflow():
+    """MLflow is reached through :mod:`specdenoise.tracking` only (one place to configure the store)."""
+    modules = discover()
+    outside = sorted(
+        imp.where()
+        for imp in all_imports(modules)
+        if not imp.internal and imp.top == "mlflow" and not imp.importer.startswith("specdenoise.tracking")
+    )
+    assert not outside, f"mlflow imported outside specdenoise.tracking: {outside}"
