@@ -45,7 +45,6 @@ def _main(
     STATE["progress"] = not quiet and sys.stderr.isatty()
 
 
-@app.command("profile")
 def profile_cmd(
     name: Annotated[str, typer.Argument(help="Profile: smoke, default or paper (profiles/<name>.yaml).")],
     out: Annotated[Path, typer.Option(help="Parameters file to write.")] = Path("params.yaml"),
@@ -69,6 +68,7 @@ app.add_typer(mzr.app, name="mzr")
 app.command("leaderboard")(leaderboard.leaderboard_cmd)
 app.command("denoise")(denoise.denoise_cmd)
 app.add_typer(bench.app, name="bench")
+app.command("profile")(profile_cmd)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""What every command shares: the options, the parameters helper, logging and progress."""
+"""What every command shares: the options and their defaults, stage logging and progress bars."""
 
 from __future__ import annotations
 

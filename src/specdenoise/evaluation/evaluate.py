@@ -12,7 +12,7 @@ from specdenoise.errors import DataError
 from specdenoise.evaluation.figures import figures
 from specdenoise.io import save_json, save_text
 from specdenoise.models import store
-from specdenoise.tracking import set_champion, setup
+from specdenoise.tracking import set_champion
 from specdenoise.tracking.runs import log_stage_run
 
 #: Paper Tables 4 (AE) and 5 (VAE): latent dimension -> (dropout, units per layer).
@@ -130,7 +130,6 @@ def run(
     )
     champion = None
     if tracking:
-        setup(params.tracking)
         champion = set_champion(params.tracking)
         run_params = {"champion_version": champion["version"], "champion_run": champion["run_id"]} if champion else None
         log_stage_run(params, "evaluate", run_params=run_params, artifacts=paths)

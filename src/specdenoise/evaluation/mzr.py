@@ -36,7 +36,7 @@ from specdenoise.evaluation.stats import spearman
 from specdenoise.io import atomic_path, save_json, save_text
 from specdenoise.survey.denoiser import Denoiser
 from specdenoise.survey.readers.spectrum import sigma_from_ivar
-from specdenoise.tracking import set_champion, setup
+from specdenoise.tracking import set_champion
 from specdenoise.tracking.runs import log_stage_run
 from specdenoise.training.splits import split_indices
 
@@ -373,7 +373,6 @@ def run(
     smp = load_sample(sample, MZR_SAMPLE_COLUMNS)
     champion = None
     if tracking:
-        setup(params.tracking)
         champion = set_champion(params.tracking, registered_model=params.mzr.registered_model)
     uri = model or f"models:/{params.mzr.registered_model}@champion"
     den = Denoiser.load(uri, params=params)

@@ -177,17 +177,17 @@ class Denoiser:
             params = resolve_params(params)
         text = str(uri)
         prov: dict[str, Any] = {"model_uri": text}
-        with tempfile.TemporaryDirectory(prefix="specdenoise-model-") as tmp:
-            if is_model_uri(text):
+        if is_model_uri(text):
+            with tempfile.TemporaryDirectory(prefix="specdenoise-model-") as tmp:  # the download, read into memory
                 path, cal_obj, info = download_model(text, params.tracking, root, Path(tmp))
                 prov.update(info)
                 model, record, _ = _load_dir(path)
-            else:
-                path = Path(text)
-                if not path.is_dir():
-                    raise DataError(f"model '{text}': not a models:/ or runs:/ URI nor an existing model directory")
-                model, record, cal_obj = _load_dir(path)
-                prov.update(_local_provenance(path))
+        else:
+            path = Path(text)
+            if not path.is_dir():
+                raise DataError(f"model '{text}': not a models:/ or runs:/ URI nor an existing model directory")
+            model, record, cal_obj = _load_dir(path)
+            prov.update(_local_provenance(path))
         if record is None:
             raise DataError(
                 f"model '{text}': no {store.PREPROCESS} (the preprocessing it was trained with); retrain it"

@@ -112,6 +112,7 @@ def set_champion(
     from mlflow.exceptions import MlflowException
 
     name = registered_model or cfg.registered_model
+    setup(cfg)
     client = MlflowClient()
     try:
         versions = client.search_model_versions(f"name='{name}'")

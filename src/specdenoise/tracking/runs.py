@@ -92,7 +92,9 @@ class TrainingRun:
             return
         import mlflow
 
-        with mlflow.start_run(run_name=f"{self.family}-{self.latent_dim}d-trial{number}", nested=True):
+        name = f"{self.family}-{self.latent_dim}d-trial{number}"
+        # in the parent's experiment (without experiment_id MLflow files nested runs under Default)
+        with mlflow.start_run(run_name=name, nested=True, experiment_id=self.run.info.experiment_id):
             mlflow.set_tags({"family": self.family, "latent_dim": str(self.latent_dim), "role": "search_trial"})
             layers = {"n_layers": len(hyper["units"])} if "units" in hyper else {}
             mlflow.log_params(
