@@ -125,3 +125,28 @@ def emiles_templates(tmp_path_factory) -> Path:
             f"registry ({exc})"
         )
     return out
+
+
+def desi_set(pre, noisy, amplitude: float = 2.33):
+    """A DESI-like set (:class:`~specdenoise.data.artefacts.DesiSet`) made of the tiny spectra and
+    their first noise realisation, with the given noise amplitude."""
+    from specdenoise.data.artefacts import DesiSet
+
+    n = len(pre["flux"])
+    one = np.ones(n)
+    return DesiSet(
+        noisy=noisy["noisy"][:1],
+        renorm=noisy["renorm"][:1],
+        sigma=noisy["sigma"],
+        ivar=pre["ivar"],
+        clean=pre["flux"],
+        wave=pre["wave"],
+        id=pre["id"],
+        split=pre["split"],
+        dimming=one,
+        clean_norm=one,
+        amplitude=np.float64(amplitude),
+        amplitude_coadds=np.float64(0.117),
+        envelope_median=np.float64(0.04),
+        z_desi=np.float64(0.1),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import desi_set
 from specdenoise.data.artefacts import DesiSet, NoisySet, Observed, Spectra, load_noisy, load_sample
 from specdenoise.errors import DataError
 from specdenoise.io import save_npz, save_table
@@ -38,28 +39,10 @@ def test_missing_arrays_name_the_file_and_the_product(tmp_path):
         pre.require("truth", "split", source="x.npz")
 
 
-def test_load_noisy_tells_the_gaussian_set_from_the_desi_like_one(tmp_path, tiny_noisy):
+def test_load_noisy_tells_the_gaussian_set_from_the_desi_like_one(tmp_path, tiny_processed, tiny_noisy):
     NoisySet.from_arrays(tiny_noisy).save(tmp_path / "n.npz")
     assert type(load_noisy(tmp_path / "n.npz")) is NoisySet
-    n_pix = tiny_noisy["noisy"].shape[2]
-    one = np.ones(2)
-    arrays = dict(
-        noisy=np.zeros((1, 2, n_pix), np.float32),
-        renorm=np.ones((1, 2)),
-        sigma=np.ones(n_pix),
-        ivar=np.ones((2, n_pix)),
-        clean=np.ones((2, n_pix)),
-        wave=np.arange(n_pix, dtype=float),
-        id=np.arange(2),
-        split=np.array(["train", "test"]),
-        dimming=one,
-        clean_norm=one,
-        amplitude=np.float64(2.0),
-        amplitude_coadds=np.float64(0.1),
-        envelope_median=np.float64(0.04),
-        z_desi=np.float64(0.1),
-    )
-    save_npz(tmp_path / "d.npz", **arrays)
+    desi_set(tiny_processed, tiny_noisy, amplitude=2.0).save(tmp_path / "d.npz")
     desi = load_noisy(tmp_path / "d.npz")
     assert type(desi) is DesiSet and float(desi.amplitude) == 2.0
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from specdenoise.data.artefacts import DesiSet, NoisySet
+from conftest import desi_set
+from specdenoise.data.artefacts import NoisySet
 from specdenoise.survey.denoiser import Denoiser
 from specdenoise.training.train import train_one
 
@@ -18,32 +18,9 @@ def params(tiny_params):
     return tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"val_size": 20})})
 
 
-def _desi_like(pre, noisy) -> DesiSet:
-    n = len(pre["flux"])
-    one = np.ones(n)
-    return DesiSet(
-        noisy=noisy["noisy"][:1],
-        renorm=noisy["renorm"][:1],
-        sigma=noisy["sigma"],
-        ivar=pre["ivar"],
-        clean=pre["flux"],
-        wave=pre["wave"],
-        id=pre["id"],
-        split=pre["split"],
-        dimming=one,
-        clean_norm=one,
-        amplitude=np.float64(2.33),
-        amplitude_coadds=np.float64(0.117),
-        envelope_median=np.float64(0.04),
-        z_desi=np.float64(0.1),
-    )
-
-
 def test_gaussian_and_desi_noise_are_recorded_as_trained(tmp_path, params, tiny_processed, tiny_noisy):
     train_one("pca", 2, params, tiny_processed, NoisySet.from_arrays(tiny_noisy), tmp_path / "main", tracking=False)
-    train_one(
-        "pca", 2, params, tiny_processed, _desi_like(tiny_processed, tiny_noisy), tmp_path / "desi", tracking=False
-    )
+    train_one("pca", 2, params, tiny_processed, desi_set(tiny_processed, tiny_noisy), tmp_path / "desi", tracking=False)
     main = json.loads((tmp_path / "main/model/preprocess.json").read_text())["noise"]
     desi = json.loads((tmp_path / "desi/model/preprocess.json").read_text())["noise"]
     assert main == params.noise.model_dump()
