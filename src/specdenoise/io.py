@@ -122,6 +122,17 @@ def load_table(path: str | Path, required: tuple[str, ...] = ()) -> Any:
     return df
 
 
+def load_json(path: str | Path) -> Any:
+    """Read a JSON file; a missing or corrupt one is a :class:`DataError` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
 def save_json(path: str | Path, obj: Any) -> Path:
     """Write JSON (sorted keys, 2-space indent) atomically."""
     return save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")

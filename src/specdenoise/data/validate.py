@@ -17,7 +17,6 @@ expectation, the column and how many rows failed; the full report is written fir
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ import pandas as pd
 from specdenoise.config import Params
 from specdenoise.data.artefacts import SAMPLE_COLUMNS, Spectra, load_noisy, load_sample
 from specdenoise.data.preprocess import normalise
-from specdenoise.errors import DataError, ValidationFailed
-from specdenoise.io import save_json
+from specdenoise.errors import ValidationFailed
+from specdenoise.io import load_json, save_json
 from specdenoise.physics.relations import CLASSES
 
 
@@ -206,13 +205,7 @@ def run(params: Params, spectra: Path, noisy: Path, sample: Path, selection: Pat
     pre = Spectra.load(spectra).require("id", source=str(spectra))
     nz = load_noisy(noisy)
     smp = load_sample(sample, SAMPLE_COLUMNS)
-    try:
-        rep = json.loads(Path(selection).read_text())
-    except FileNotFoundError:
-        raise DataError(f"{selection}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{selection}: not valid JSON ({exc.msg})") from None
-    res = run_validation(params, pre, nz, smp, rep)
+    res = run_validation(params, pre, nz, smp, load_json(selection))
     save_json(report, res)
     check(res, str(report))
     n_exp = sum(len(s["results"]) for s in res["suites"].values())

@@ -19,7 +19,6 @@ knows: for every pixel ``j`` the scale ``s_j`` is the 68.27 % quantile of
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from specdenoise.errors import DataError
-from specdenoise.io import save_json
+from specdenoise.io import load_json, save_json
 
 #: Gaussian 1-sigma and 2-sigma probability mass.
 LEVEL_1SIGMA = 0.682689492137
@@ -99,14 +98,7 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
-        path = Path(path)
-        try:
-            obj = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
-        return cls.from_json(obj, str(path))
+        return cls.from_json(load_json(path), str(path))
 
 
 def uses_posterior(model: Any) -> bool:

@@ -30,7 +30,7 @@ import numpy as np
 from specdenoise.config import Params
 from specdenoise.data.artefacts import Spectra, load_noisy, load_sample
 from specdenoise.data.preprocess import rest_grid
-from specdenoise.evaluation.linefit import BALMER, FIT_LINES, TABLE6_LINES, crb_flux_error, make_fast_fitter  # noqa: F401
+from specdenoise.evaluation.linefit import TABLE6_LINES, crb_flux_error, make_fast_fitter
 from specdenoise.evaluation.ppxf_fit import PpxfFitter
 from specdenoise.io import atomic_path, save_json, save_text
 from specdenoise.models import store

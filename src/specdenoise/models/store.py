@@ -9,13 +9,13 @@ after, so an interruption never leaves the name without a complete model.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from specdenoise.errors import DataError
+from specdenoise.io import load_json
 from specdenoise.models.base import DenoisingModel, load_model
 from specdenoise.tracking import benchmark_tag
 from specdenoise.version import __version__
@@ -33,12 +33,7 @@ def key(family: str, latent_dim: int) -> str:
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON file, or None when it does not exist; corrupt JSON is a DataError naming it."""
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
+    return load_json(path) if path.exists() else None
 
 
 def training_record(params: Any, noise: dict[str, Any]) -> dict[str, Any]:

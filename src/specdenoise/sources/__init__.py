@@ -6,21 +6,27 @@ Each source module provides ``run_universe(params, out, n)`` (the parent catalog
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Callable
+from typing import NamedTuple
 
 from specdenoise.errors import ConfigError
 from specdenoise.sources import observe, sdss, universe
 
 
-class _Universe:
-    run_universe = staticmethod(universe.run_universe)
-    run_observe = staticmethod(observe.run_observe)
+class Source(NamedTuple):
+    """The two stage bodies of one ``data.source``."""
+
+    run_universe: Callable[..., str]
+    run_observe: Callable[..., str]
 
 
-SOURCES: dict[str, object] = {"universe": _Universe, "sdss": sdss}
+SOURCES: dict[str, Source] = {
+    "universe": Source(universe.run_universe, observe.run_observe),
+    "sdss": Source(sdss.run_universe, sdss.run_observe),
+}
 
 
-def source(name: str) -> ModuleType | type:
+def source(name: str) -> Source:
     """The source called ``name`` (``data.source``)."""
     try:
         return SOURCES[name]
