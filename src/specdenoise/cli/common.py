@@ -24,7 +24,7 @@ SPECTRA = Path("data/processed/spectra.npz")
 NOISY = Path("data/processed/noisy.npz")
 SAMPLE = Path("data/interim/sample.parquet")
 TEMPLATES = Path("data/external/emiles_ppxf826.npz")
-STATE = {"progress": True}
+STATE = {"progress": True, "debug": False}
 
 
 def done(what: str, t0: float, **facts: object) -> None:
