@@ -29,7 +29,8 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # allow_inf_nan=False: every float parameter must be finite (``.inf`` / ``.nan`` are errors)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 class UniverseConfig(_Section):
@@ -302,7 +303,14 @@ class Params(_Section):
     uncertainty: UncertaintyConfig = UncertaintyConfig()
     mzr: MzrConfig = MzrConfig()
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _latent_below_pixels(self) -> Params:
+        for key, dims in (("train.latent_dims", self.train.latent_dims), ("mzr.latent_dim", [self.mzr.latent_dim])):
+            if any(d >= self.preprocess.n_pix for d in dims):
+                raise ValueError(f"{key}: {dims} must be below preprocess.n_pix ({self.preprocess.n_pix})")
+        return self
 
 
 def _describe(err: ValidationError, source: str) -> str:
@@ -354,14 +362,35 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | N
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty parameters file (no keys); write one with `specdenoise profile default`")
     if overrides:
         data = deep_merge(data or {}, overrides)
     return parse_params(data, str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' at lines {seen[key]} and {line}", key_node.start_mark
+                )
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep)
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,10 @@ so an interrupted or failed step never leaves a partial file. Arrays load with
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,17 +27,55 @@ import pyarrow.parquet as pq
 
 from specdenoise.errors import DataError
 
+#: Test hook: ``SPECDENOISE_TEST_KILL_AT=<point>`` makes :func:`kill_point` ``<point>`` SIGKILL the process.
+KILL_AT = "SPECDENOISE_TEST_KILL_AT"
+
+
+def kill_point(name: str) -> None:
+    """Die by SIGKILL here when ``$SPECDENOISE_TEST_KILL_AT`` is ``name`` (fault tests of killed runs)."""
+    if os.environ.get(KILL_AT) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files ``.<name>.<pid>.*.tmp*`` of ``path`` whose writer process is gone
+    (a killed run); return them."""
+    prefix = f".{path.name}."
+    gone = []
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
+        pid = tmp.name[len(prefix) :].split(".")[0]
+        if pid.isdigit() and not pid_alive(int(pid)) and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp)
+    return gone
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path ``.<name>.<pid>.<random>.tmp<suffix>`` beside ``path``; rename it onto
+    ``path`` only on success. Temporary files of ``path`` left by killed processes are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{suffix or path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        kill_point("atomic-write")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
@@ -129,6 +169,10 @@ def load_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid JSON (binary, not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
 

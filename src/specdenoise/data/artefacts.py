@@ -183,6 +183,17 @@ def load_noisy(path: str | Path) -> NoisySet | DesiSet:
     return cls.from_arrays(arrays, str(path))
 
 
+def check_pair(pre: Spectra, noisy: NoisySet | DesiSet, spectra: str | Path, noisy_path: str | Path) -> None:
+    """Raise a :class:`DataError` naming both files unless ``noisy`` holds realisations (r, n, n_pix)
+    of exactly the (n, n_pix) spectra of ``pre``."""
+    want, got = tuple(np.shape(pre["flux"])), tuple(np.shape(noisy["noisy"]))
+    if len(got) != 3 or got[1:] != want:
+        raise DataError(
+            f"{noisy_path}: noise-added spectra of shape {got} do not match the {want} spectra of {spectra} "
+            "(make both with the same parameters)"
+        )
+
+
 def load_sample(path: str | Path, columns: tuple[str, ...] = SAMPLE_COLUMNS) -> Any:
     """A selected sample or catalogue (pandas DataFrame), checked for ``columns``."""
     return load_table(path, required=columns)

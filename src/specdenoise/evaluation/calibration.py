@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from specdenoise.errors import DataError
+from specdenoise.errors import DataError, ModelError
 from specdenoise.io import load_json, save_json
 
 #: Gaussian 1-sigma and 2-sigma probability mass.
@@ -92,6 +92,19 @@ class Calibration:
         if scale.ndim != 1 or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise DataError(f"{source}: scale: must be a finite positive 1-D array")
         return cal
+
+    def check_fits(self, model: Any, n_pix: int, source: str = "calibration") -> None:
+        """Raise a :class:`ModelError` naming ``source`` and both models unless this calibration is of
+        ``model`` (same pixels, a posterior method only for a model that draws posterior samples,
+        and the recorded model name ``<family>_<dim>`` when there is one)."""
+        name = f"{getattr(model, 'family', '?')}_{getattr(model, 'latent_dim', '?')}"
+        of = f"calibration of {self.model or 'an unnamed model'}"
+        if len(self.scale) != n_pix:
+            raise ModelError(f"{source}: {of} has {len(self.scale)} pixels but the model {name} takes {n_pix}")
+        if self.method == "vae-posterior" and not uses_posterior(model):
+            raise ModelError(f"{source}: {of} scales posterior samples, which the model {name} does not draw")
+        if self.model and self.model != name:
+            raise ModelError(f"{source}: {of} does not apply to the model {name}")
 
     def save(self, path: str | Path) -> Path:
         return save_json(path, self.to_json())

@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from specdenoise.errors import ConfigError, DataError
+from specdenoise.errors import ConfigError
 
 FAMILIES: dict[str, type[DenoisingModel]] = {}
 
@@ -49,7 +49,7 @@ class FamilySettings(BaseModel):
     ``params.yaml`` takes the defaults).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 def register(cls: type[DenoisingModel]) -> type[DenoisingModel]:
@@ -211,7 +211,7 @@ class DenoisingModel(ABC):
     """A de-noiser: ``fit`` on :class:`TrainingData`, ``denoise`` (n, n_pix) -> (n, n_pix).
 
     ``save`` writes a directory with ``family.json`` plus the family's own files (NumPy
-    ``.npz`` or Keras ``.keras``; never pickles); :func:`load_model` reads it back.
+    ``.npz`` or Keras ``.keras``; never pickles); :func:`specdenoise.models.loading.load_model` reads it back.
 
     Parameters
     ----------
@@ -350,6 +350,10 @@ class DenoisingModel(ABC):
     @abstractmethod
     def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> DenoisingModel: ...
 
+    def input_size(self) -> int | None:
+        """Pixels per spectrum the fitted or loaded model takes (None when not known)."""
+        return None
+
     def n_parameters(self) -> int:
         """Number of fitted parameters (0 when not counted)."""
         return 0
@@ -362,18 +366,3 @@ class DenoisingModel(ABC):
         meta = {"family": self.family, "latent_dim": self.latent_dim, "hyper": self.hyper, "history": self.history}
         (path / "family.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         return path
-
-
-def load_model(path: str | Path) -> DenoisingModel:
-    """Load a model saved by :meth:`DenoisingModel.save` (any family)."""
-    path = Path(path)
-    try:
-        meta = json.loads((path / "family.json").read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: not a saved specdenoise model (no family.json)") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path / 'family.json'}: not valid JSON ({exc.msg})") from None
-    cls = get_family(meta["family"])
-    model = cls._load_files(path, int(meta["latent_dim"]), meta.get("hyper", {}))
-    model.history = meta.get("history", {})
-    return model

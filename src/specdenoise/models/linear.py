@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from specdenoise.errors import DataError, ModelError
+from specdenoise.io import load_npz
 from specdenoise.models.base import DenoisingModel, TrainingData, register
 
 
@@ -26,8 +28,23 @@ def _save_arrays(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path / "linear.npz", allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """The four arrays of ``linear.npz`` (no pickles), checked: finite floats of matching shapes."""
+    file = path / "linear.npz"
+    try:
+        a = load_npz(file, required=("mean_in", "mean_out", "left", "right"))
+    except DataError as exc:
+        raise ModelError(str(exc)) from None
+    n_pix = np.shape(a["mean_in"])[0] if np.ndim(a["mean_in"]) == 1 else -1
+    shapes_ok = (
+        n_pix > 0
+        and np.shape(a["mean_out"]) == (n_pix,)
+        and np.ndim(a["left"]) == 2
+        and np.shape(a["left"])[0] == n_pix
+        and np.shape(a["right"]) == (np.shape(a["left"])[1], n_pix)
+    )
+    if not shapes_ok or not all(np.issubdtype(v.dtype, np.floating) and np.all(np.isfinite(v)) for v in a.values()):
+        raise ModelError(f"{file}: not a linear model (finite float mean_in, mean_out, left, right of matching shapes)")
+    return a
 
 
 class _LinearOperator(DenoisingModel):
@@ -54,6 +71,9 @@ class _LinearOperator(DenoisingModel):
     def denoise(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         return (self.mean_out + ((x - self.mean_in) @ self.left) @ self.right).astype(np.float32)
+
+    def input_size(self) -> int | None:
+        return None if self.mean_in is None else int(self.mean_in.shape[0])
 
     def n_parameters(self) -> int:
         return int(self.left.size + self.right.size + self.mean_in.size + self.mean_out.size)

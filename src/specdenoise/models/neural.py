@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 
 from specdenoise.errors import DataError
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
+from specdenoise.models.loading import load_keras
 from specdenoise.models.losses import keras_weighted_mse
 from specdenoise.models.search import baseline_trial, suggest
 
@@ -299,6 +300,9 @@ class _KerasDenoiser(DenoisingModel):
     def n_parameters(self) -> int:
         return int(self.model.count_params())
 
+    def input_size(self) -> int | None:
+        return None if self.model is None else self.model.input_shape[-1]
+
     def _save_files(self, path: Path) -> None:
         self.model.save(path / "model.keras")
         if self.encoder is not None:
@@ -306,11 +310,10 @@ class _KerasDenoiser(DenoisingModel):
 
     @classmethod
     def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> _KerasDenoiser:
-        keras = _keras()
         m = cls(latent_dim, hyper)
-        m.model = keras.saving.load_model(path / "model.keras", safe_mode=True, compile=False)
+        m.model = load_keras(path / "model.keras")
         if (path / "encoder.keras").exists():
-            m.encoder = keras.saving.load_model(path / "encoder.keras", safe_mode=True, compile=False)
+            m.encoder = load_keras(path / "encoder.keras")
         return m
 
 

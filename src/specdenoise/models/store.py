@@ -9,16 +9,20 @@ after, so an interruption never leaves the name without a complete model.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specdenoise.errors import DataError
-from specdenoise.io import load_json
-from specdenoise.models.base import DenoisingModel, load_model
+from specdenoise.errors import DataError, ModelError
+from specdenoise.io import kill_point, load_json
+from specdenoise.models.base import DenoisingModel
+from specdenoise.models.loading import load_model
 from specdenoise.tracking import benchmark_tag
 from specdenoise.version import __version__
+
+log = logging.getLogger(__name__)
 
 MODEL = "model"
 RECORD = "record.json"
@@ -34,6 +38,21 @@ def key(family: str, latent_dim: int) -> str:
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON file, or None when it does not exist; corrupt JSON is a DataError naming it."""
     return load_json(path) if path.exists() else None
+
+
+def load_checked(path: Path) -> tuple[DenoisingModel, dict[str, Any] | None]:
+    """A saved model folder's model and its ``preprocess.json`` (None when absent), checked to agree:
+    the pixels the preprocessing makes are the pixels the model takes (else a ModelError naming both)."""
+    model = load_model(path)
+    record = read_json(path / PREPROCESS)
+    pre = record.get("preprocess") if isinstance(record, dict) else None
+    n_pix, takes = (pre or {}).get("n_pix") if isinstance(pre, dict) else None, model.input_size()
+    if n_pix is not None and takes is not None and n_pix != takes:
+        raise ModelError(
+            f"{path / PREPROCESS}: preprocess.n_pix is {n_pix} but the {model.family} model in {path} "
+            f"takes {takes} pixels (a preprocess.json of another model?)"
+        )
+    return model, record
 
 
 def training_record(params: Any, noise: dict[str, Any]) -> dict[str, Any]:
@@ -103,11 +122,32 @@ def list_models(models_dir: str | Path, dims: list[int] | None = None) -> list[T
     return out
 
 
-def replace(tmp: Path, final: Path) -> None:
-    """Move the finished folder ``tmp`` to ``final``; an earlier ``final`` is removed only after."""
-    old = final.with_name(f".{final.name}.old")
+def _old(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def recover(final: Path) -> None:
+    """Finish what an interrupted :func:`replace` left: the earlier model is renamed back when the
+    new one never arrived, and a leftover copy of it is removed once ``final`` is complete."""
+    old = _old(final)
+    if old.exists() and not final.exists():
+        old.rename(final)
+        log.warning("%s: restored the earlier model from %s (an interrupted replacement)", final, old.name)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def replace(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final``; an earlier ``final`` is removed only after.
+
+    Between the two renames ``final`` is missing for an instant; a kill there leaves the
+    earlier model complete in ``.<name>.old``, which :func:`recover` (the next training of the
+    same model) renames back.
+    """
+    recover(final)
+    old = _old(final)
     if final.exists():
         final.rename(old)
+    kill_point("replace-moved-old")
     tmp.rename(final)
+    kill_point("replace-moved-new")
     shutil.rmtree(old, ignore_errors=True)

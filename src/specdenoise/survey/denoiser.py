@@ -139,8 +139,8 @@ class Denoiser:
         self.calibration = calibration
         self.provenance = dict(provenance or {})
         self.edges, self.wave = rest_grid(preprocess)
-        if calibration is not None and len(calibration.scale) != preprocess.n_pix:
-            raise DataError(f"calibration: {len(calibration.scale)} pixels but the model has {preprocess.n_pix}")
+        if calibration is not None:
+            calibration.check_fits(model, preprocess.n_pix, self.provenance.get("calibration", "calibration"))
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -372,8 +372,7 @@ class Denoiser:
 def _load_dir(path: Path) -> tuple[Any, dict | None, tuple[dict, str] | None]:
     """Model, ``preprocess.json`` and calibration of a saved model folder (``calibration.json``
     inside it, or the DVC layout's ``calibration/<family>_<dim>.json`` beside ``models/``)."""
-    model = store.load_model(path)
-    record = store.read_json(path / store.PREPROCESS)
+    model, record = store.load_checked(path)
     cal = None
     for cand in (path / CALIBRATION, _dvc_calibration(path)):
         if cand is not None and cand.exists():

@@ -22,13 +22,17 @@ import json
 import logging
 import os
 import platform
+import sqlite3
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from specdenoise.config import Params, TrackingConfig
+from specdenoise.errors import DataError
 
 CHAMPION = "champion"
+#: Tables every MLflow sqlite store has (checked before a store is used).
+MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "runs", "tags", "metrics", "params"})
 #: Loggers of MLflow's dependencies kept at WARNING.
 QUIET_LOGGERS = ("mlflow", "alembic", "urllib3")
 
@@ -54,12 +58,43 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def check_store(uri: str, writable: bool) -> None:
+    """Refuse a sqlite MLflow store that is not one, before MLflow touches it.
+
+    A missing or empty (0-byte) file is a new store only for a command that writes runs
+    (``writable``); a read-only command never creates or migrates one. A file that sqlite cannot
+    read (truncated, random bytes) or without MLflow's tables is a :class:`DataError` naming it.
+    Other URIs (a tracking server, a folder) are left to MLflow.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///") :])
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        if writable:
+            return
+        state = "does not exist" if not path.exists() else "is empty (0 bytes)"
+        raise DataError(f"MLflow store {path} {state}; set tracking.uri or run from the project folder")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            check = con.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise DataError(f"{path}: not a readable MLflow sqlite store ({exc})") from None
+    if check != "ok" or not MLFLOW_TABLES <= tables:
+        what = f"corrupt ({check})" if check != "ok" else "has no MLflow tables"
+        raise DataError(f"{path}: not an MLflow sqlite store ({what})")
+
+
 def setup(cfg: TrackingConfig, root: Path | None = None) -> str:
     """Point MLflow at the store and return the experiment id (created if missing)."""
     import mlflow
 
     quiet()
     uri = tracking_uri(cfg, root)
+    check_store(uri, writable=True)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from specdenoise.config import TrackingConfig
 from specdenoise.errors import DataError
-from specdenoise.tracking import quiet, tracking_uri
+from specdenoise.tracking import check_store, quiet, tracking_uri
 from specdenoise.tracking.runs import CALIBRATION, MODEL_ARTIFACT
 
 
@@ -52,10 +52,7 @@ def download_model(
     """
     quiet()
     store = tracking_uri(cfg, root)
-    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists():
-        raise DataError(
-            f"model '{uri}': MLflow store {store} does not exist (set tracking.uri or run from the project folder)"
-        )
+    check_store(store, writable=False)  # a read-only command: never create or migrate a store
     import mlflow.artifacts
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException

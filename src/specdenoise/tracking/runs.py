@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
+import socket
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +16,17 @@ from typing import Any
 import numpy as np
 
 from specdenoise.config import Params
+from specdenoise.io import kill_point, pid_alive
 from specdenoise.tracking import benchmark_tag, environment, pip_requirements, setup
 
 #: Artifact folder holding the whole saved model (VAE encoder and preprocess.json included).
 MODEL_ARTIFACT = "specdenoise_model"
 #: Calibration file name in a run's artifacts (and in a model folder).
 CALIBRATION = "calibration.json"
+#: Tags naming the process that started a run (see :func:`mark_killed_runs`).
+PID_TAG, HOST_TAG = "pid", "host"
+
+log = logging.getLogger(__name__)
 
 
 def log_json(obj: Any, name: str) -> None:
@@ -26,6 +34,34 @@ def log_json(obj: Any, name: str) -> None:
     import mlflow
 
     mlflow.log_text(json.dumps(obj, indent=2, sort_keys=True, default=str), name)
+
+
+def owner_tags() -> dict[str, str]:
+    """``pid`` and ``host`` of this process, tagged on every run so that a later one can tell a
+    killed run (still RUNNING, its process gone) from a live one."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def mark_killed_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs of ``experiment_id`` still RUNNING whose process (``pid`` tag, this
+    host) is gone (a killed training); log a line for each and return their ids."""
+    from mlflow import MlflowClient
+
+    client, host, killed = MlflowClient(), socket.gethostname(), []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "")
+        if tags.get(HOST_TAG) != host or not pid.isdigit() or pid_alive(int(pid)):
+            continue
+        client.set_terminated(run.info.run_id, status="KILLED")
+        killed.append(run.info.run_id)
+        log.warning(
+            "MLflow run %s (%s) was still RUNNING but its process %s is gone: marked KILLED",
+            run.info.run_id,
+            tags.get("mlflow.runName", "?"),
+            pid,
+        )
+    return killed
 
 
 class TrainingRun:
@@ -51,6 +87,7 @@ class TrainingRun:
         import mlflow
 
         exp_id = setup(self.params.tracking, self.root)
+        mark_killed_runs(exp_id)
         self.run = mlflow.start_run(experiment_id=exp_id, run_name=f"{self.family}-{self.latent_dim}d")
         noise_tag = self.params.noise.model if self.sample == "main" else self.sample
         mlflow.set_tags(
@@ -61,9 +98,11 @@ class TrainingRun:
                 "noise_model": noise_tag,
                 "sample": self.sample,
                 "benchmark": benchmark_tag(self.params),
+                **owner_tags(),
             }
         )
         log_json(environment(), "environment.json")
+        kill_point("training-run-started")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -95,7 +134,9 @@ class TrainingRun:
         name = f"{self.family}-{self.latent_dim}d-trial{number}"
         # in the parent's experiment (without experiment_id MLflow files nested runs under Default)
         with mlflow.start_run(run_name=name, nested=True, experiment_id=self.run.info.experiment_id):
-            mlflow.set_tags({"family": self.family, "latent_dim": str(self.latent_dim), "role": "search_trial"})
+            mlflow.set_tags(
+                {"family": self.family, "latent_dim": str(self.latent_dim), "role": "search_trial", **owner_tags()}
+            )
             layers = {"n_layers": len(hyper["units"])} if "units" in hyper else {}
             mlflow.log_params(
                 {**layers, **{k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in hyper.items()}}
@@ -199,7 +240,7 @@ def log_stage_run(
 
     exp_id = setup(params.tracking)
     with mlflow.start_run(experiment_id=exp_id, run_name=name) as run:
-        mlflow.set_tags({"role": name, "benchmark": benchmark_tag(params), **(tags or {})})
+        mlflow.set_tags({"role": name, "benchmark": benchmark_tag(params), **owner_tags(), **(tags or {})})
         if run_params:
             mlflow.log_params(run_params)
         if metrics:

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from specdenoise.config import Params
-from specdenoise.data.artefacts import DesiSet, NoisySet, Spectra, load_noisy
+from specdenoise.data.artefacts import DesiSet, NoisySet, Spectra, check_pair, load_noisy
 from specdenoise.errors import ConfigError, DataError
 from specdenoise.io import save_json
 from specdenoise.models import DenoisingModel, get_family, store
@@ -57,14 +57,41 @@ def test_metrics(model: DenoisingModel, test: dict[str, np.ndarray]) -> tuple[di
     return metrics, pred
 
 
-def read_hyper(path: Path) -> dict[str, Any]:
-    """The chosen hyper-parameters (``hyper``) of a trained model's ``record.json``."""
+def read_hyper(path: Path, family: str | None = None) -> dict[str, Any]:
+    """The chosen hyper-parameters (``hyper``) of a trained model's ``record.json``, checked
+    against ``family``'s settings (its ``train.<family>`` section) when given."""
     try:
-        return json.loads(path.read_text())["hyper"]
+        hyper = json.loads(path.read_bytes())["hyper"]
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (train that model first)") from None
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a training record") from None
+    except (ValueError, KeyError, TypeError):  # not JSON (binary, not UTF-8) or no 'hyper' field
         raise DataError(f"{path}: not a training record with a 'hyper' field") from None
+    settings = get_family(family).settings_model if family else None
+    if not isinstance(hyper, dict) or (settings is not None and not _valid(settings, hyper)):
+        raise DataError(f"{path}: 'hyper' is not a valid set of {family or 'model'} hyper-parameters")
+    return hyper
+
+
+def _valid(model: Any, value: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(value)
+    except ValueError:  # pydantic's ValidationError
+        return False
+    return True
+
+
+def check_latent_dim(latent_dim: int, pre: Spectra, params: Params) -> None:
+    """The latent dimension must be positive and below the pixels and the training spectra."""
+    n_pix = np.shape(pre["flux"])[1]
+    n_fit = int(np.sum(np.asarray(pre["split"]).astype(str) == "train")) - params.train.val_size
+    limit = min(n_pix - 1, n_fit)
+    if n_fit > 0 and not 0 < latent_dim <= limit:
+        raise ConfigError(
+            f"--latent-dim: {latent_dim} is outside 1..{limit} (below the {n_pix} pixels and at most the "
+            f"{n_fit} training spectra)"
+        )
 
 
 def train_one(
@@ -162,11 +189,14 @@ def run(
     get_family(family)
     if latent_dim <= 0:
         raise ConfigError(f"--latent-dim: must be positive, got {latent_dim}")
-    hyper = read_hyper(hyper_from) if hyper_from is not None else None
+    hyper = read_hyper(hyper_from, family) if hyper_from is not None else None
     pre = Spectra.load(spectra).require("truth", "split", source=str(spectra))
     nz = load_noisy(noisy)
+    check_pair(pre, nz, spectra, noisy)
+    check_latent_dim(latent_dim, pre, params)
     final = out or Path("models") / store.key(family, latent_dim)
     tmp = final.with_name(f".{final.name}.partial")
+    store.recover(final)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         rec = train_one(

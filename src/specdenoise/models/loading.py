@@ -1,0 +1,66 @@
+"""Reading a saved model back: :func:`load_model` (any family) and :func:`load_keras` (one ``.keras`` file).
+
+Every way a saved model can be bad (a missing, corrupt, truncated or incomplete file, an unknown
+family, a Keras file with unsafe layers) is a :class:`~specdenoise.errors.ModelError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from specdenoise.errors import ModelError, SpecdenoiseError, one_line
+from specdenoise.models.base import FAMILIES, DenoisingModel, _unknown
+
+
+def load_model(path: str | Path) -> DenoisingModel:
+    """Load a model saved by :meth:`DenoisingModel.save` (any family).
+
+    Raises
+    ------
+    ModelError
+        No ``family.json``, a corrupt or incomplete one, an unknown family, or family files that
+        are missing, corrupt or refused (a Keras file with unsafe layers); the message names the file.
+    """
+    path = Path(path)
+    meta_file = path / "family.json"
+    try:
+        meta = json.loads(meta_file.read_bytes())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: not a saved specdenoise model (no family.json)") from None
+    except (OSError, ValueError) as exc:  # a folder, binary, not JSON
+        raise ModelError(f"{meta_file}: not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("family"), str) or not _is_int(meta.get("latent_dim")):
+        raise ModelError(f"{meta_file}: not a model description (needs 'family' and an integer 'latent_dim')")
+    if meta["family"] not in FAMILIES:
+        raise ModelError(f"{meta_file}: {_unknown(meta['family'])}")
+    hyper = meta.get("hyper", {})
+    if not isinstance(hyper, dict):
+        raise ModelError(f"{meta_file}: 'hyper' must be a mapping")
+    try:
+        model = FAMILIES[meta["family"]]._load_files(path, int(meta["latent_dim"]), hyper)
+    except SpecdenoiseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Keras and NumPy raise many types for a bad file
+        raise ModelError(f"{path}: cannot load the {meta['family']} model ({one_line(exc)[:300]})") from None
+    model.history = meta.get("history", {})
+    return model
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def load_keras(file: Path) -> Any:
+    """A ``.keras`` file in safe mode (no Lambda layers, no arbitrary code); ModelError naming it otherwise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    if not file.is_file():
+        raise ModelError(f"{file}: file not found")
+    try:
+        return keras.saving.load_model(file, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, TypeError, OSError, zip errors...
+        raise ModelError(f"{file}: not a loadable, safe Keras model ({one_line(exc)[:200]})") from None
