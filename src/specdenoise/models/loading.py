@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,13 @@ def load_keras(file: Path) -> Any:
 
     if not file.is_file():
         raise ModelError(f"{file}: file not found")
+    try:  # Keras calls every unreadable archive "File not found": check the zip here
+        with zipfile.ZipFile(file) as z:
+            complete = z.testzip() is None and "config.json" in z.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        complete = False
+    if not complete:
+        raise ModelError(f"{file}: not a Keras model file (not a complete .keras zip archive)")
     try:
         return keras.saving.load_model(file, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, TypeError, OSError, zip errors...
