@@ -1,22 +1,19 @@
 """A tiny, real project folder for the fault tests of parameters, training, models, calibrations
 and the MLflow store: ``params.yaml``, ``data/spectra.npz``, ``data/noisy.npz`` and a trained
-``models/pca_2``. Built once per session (``fault_template``); every test gets its own copy
-(``proj``), so a test may break files without touching another's.
+``models/pca_2``. Built once per session (fixture ``fault_template``); every test gets its own
+copy (fixture ``proj``), so a test may break files without touching another's.
 
-Import the fixtures into a test module: ``from tests.faults.projects import fault_template, proj  # noqa: F401``.
+The fixtures are in ``tests/faults/conftest.py``; the helpers here.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
-import yaml
 
 from conftest import TINY
-from specdenoise.config import deep_merge, parse_params
+from specdenoise.config import deep_merge
 
 #: The session's parameters: the tiny universe, a small validation split, no search.
 PARAMS = deep_merge(TINY, {"train": {"val_size": 20}, "search": {"trials": 0}})
@@ -27,29 +24,6 @@ def real_spectrum() -> Path:
     import ppxf
 
     return Path(ppxf.__file__).parent / "spectra" / "NGC3073_SDSS_DR18.fits"
-
-
-@pytest.fixture(scope="session")
-def fault_template(tmp_path_factory, tiny_processed, tiny_noisy) -> Path:
-    from specdenoise.data.artefacts import NoisySet, Spectra
-    from specdenoise.training.train import train_one
-
-    root = tmp_path_factory.mktemp("fault-project")
-    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    keys = [f.name for f in Spectra.__dataclass_fields__.values() if f.name in tiny_processed]
-    Spectra.from_arrays({k: tiny_processed[k] for k in keys}).save(root / "data" / "spectra.npz")
-    NoisySet.from_arrays(tiny_noisy).save(root / "data" / "noisy.npz")
-    train_one("pca", 2, parse_params(PARAMS), tiny_processed, tiny_noisy, root / "models" / "pca_2", tracking=False)
-    return root
-
-
-@pytest.fixture
-def proj(fault_template, tmp_path, monkeypatch) -> Path:
-    """A fresh copy of the template project; MLflow points at its own ``mlflow.db``."""
-    dst = tmp_path / "proj"
-    shutil.copytree(fault_template, dst)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return dst
 
 
 def train_args(proj: Path, *extra: object) -> list[object]:

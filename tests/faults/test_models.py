@@ -10,9 +10,14 @@ import zipfile
 import numpy as np
 import pytest
 from tests.faults.harness import assert_fails, cli, fingerprint
-from tests.faults.projects import fault_template, keras_model_dir, proj, random_bytes, real_spectrum  # noqa: F401
+from tests.faults.projects import keras_model_dir, random_bytes, real_spectrum
 
 from specdenoise.errors import EXIT_DATA
+
+#: marshalled ``lambda x: x`` as Keras serialises a Lambda layer's function (base64)
+LAMBDA_CODE = (
+    "4wEAAAAAAAAAAAAAAAEAAAADAAAAQwAAAHMEAAAAfABTACkBTqkAKQHaAXhyAQAAAHIBAAAA+gg8c3RkaW4+2gg8bGFtYmRhPgEAAABzAAAAAA=="
+)
 
 
 @pytest.fixture(scope="session")
@@ -149,7 +154,7 @@ def test_keras_file_with_a_lambda_layer_is_refused(proj, keras_template):
                     "function": {
                         "class_name": "__lambda__",
                         "config": {
-                            "code": "4wEAAAAAAAAAAAAAAAEAAAADAAAAQwAAAHMEAAAAfABTACkBTqkAKQHaAXhyAQAAAHIBAAAA+gg8c3RkaW4+2gg8bGFtYmRhPgEAAABzAAAAAA==",
+                            "code": LAMBDA_CODE,
                             "defaults": None,
                             "closure": None,
                         },

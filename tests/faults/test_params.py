@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from tests.faults.harness import assert_fails, cli, fingerprint
-from tests.faults.projects import PARAMS, fault_template, proj, train_args  # noqa: F401
+from tests.faults.projects import PARAMS, train_args
 
 from specdenoise.config import deep_merge
 from specdenoise.errors import EXIT_USAGE

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 from tests.faults.harness import assert_fails, cli, fingerprint
-from tests.faults.projects import fault_template, proj, random_bytes, train_args  # noqa: F401
+from tests.faults.projects import random_bytes, train_args
 
 from specdenoise.errors import EXIT_DATA, EXIT_USAGE
 
