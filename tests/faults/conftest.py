@@ -33,3 +33,13 @@ def proj(fault_template, tmp_path, monkeypatch) -> Path:
     shutil.copytree(fault_template, dst)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return dst
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory) -> Path:
+    """A real, empty MLflow sqlite store (schema and the project's experiment), made once."""
+    from specdenoise import tracking
+
+    root = tmp_path_factory.mktemp("mlflow-store")
+    tracking.setup(parse_params(PARAMS).tracking, root)
+    return root / "mlflow.db"
