@@ -305,13 +305,6 @@ class Params(_Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
-    @model_validator(mode="after")
-    def _latent_below_pixels(self) -> Params:
-        for key, dims in (("train.latent_dims", self.train.latent_dims), ("mzr.latent_dim", [self.mzr.latent_dim])):
-            if any(d >= self.preprocess.n_pix for d in dims):
-                raise ValueError(f"{key}: {dims} must be below preprocess.n_pix ({self.preprocess.n_pix})")
-        return self
-
 
 def _describe(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
@@ -379,17 +372,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
-        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}' at lines {seen[key]} and {line}", key_node.start_mark
-                )
+        for key_node, _ in node.value:  # "<<" merges are not duplicates
+            key = None if key_node.tag == "tag:yaml.org,2002:merge" else self.construct_object(key_node, deep=True)
             if isinstance(key, (str, int, float, bool)):
-                seen[key] = line
+                if key in seen:
+                    msg = f"duplicate key '{key}' at lines {seen[key]} and {key_node.start_mark.line + 1}"
+                    raise yaml.constructor.ConstructorError(None, None, msg, key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
 

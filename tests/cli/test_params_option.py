@@ -31,5 +31,5 @@ def test_without_params_the_built_in_defaults_apply(tmp_path):
         text=True,
         timeout=120,
     )
-    assert res.returncode == 2
+    assert res.returncode == 3  # a missing input is a data error (errors.EXIT_DATA)
     assert res.stderr.strip().splitlines()[-1] == "error: x.npz: file not found"

@@ -77,11 +77,6 @@ def test_top_level_must_be_a_mapping(proj, text, kind):
     assert_fails(res, EXIT_USAGE, str(params), "top level must be a mapping", kind)
 
 
-def test_latent_dims_must_be_below_the_pixels(proj):
-    res, params = _train_with(proj, yaml.safe_dump(deep_merge(PARAMS, {"train": {"latent_dims": [2, 900]}})))
-    assert_fails(res, EXIT_USAGE, str(params), "train.latent_dims", "preprocess.n_pix (825)")
-
-
 def test_yaml_merge_keys_are_not_duplicates(proj):
     """A control: ``<<`` merges are legal YAML and no duplicate (the refusals above are specific)."""
     from specdenoise.config import load_params
