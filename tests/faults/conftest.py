@@ -40,6 +40,6 @@ def mlflow_store(tmp_path_factory) -> Path:
     """A real, empty MLflow sqlite store (schema and the project's experiment), made once."""
     from specdenoise import tracking
 
-    root = tmp_path_factory.mktemp("mlflow-store")
-    tracking.setup(parse_params(PARAMS).tracking, root)
-    return root / "mlflow.db"
+    db = tmp_path_factory.mktemp("mlflow-store") / "mlflow.db"
+    tracking.setup(parse_params(PARAMS).tracking.model_copy(update={"uri": f"sqlite:///{db}"}))
+    return db

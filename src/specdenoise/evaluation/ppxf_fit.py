@@ -12,6 +12,7 @@ A fit that raises or returns non-finite fluxes is flagged (``ok = False``), neve
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from specdenoise.io import save_text
 from specdenoise.physics.constants import C_KMS
 from specdenoise.physics.grids import LINES
 
@@ -120,13 +122,10 @@ class PpxfFitter:
             return self.fit_one(flux)
         h = hashlib.sha256(np.ascontiguousarray(flux, dtype=np.float32).tobytes() + self.key.encode()).hexdigest()
         path = self.cache_dir / h[:2] / f"{h}.json"
-        if path.exists():
+        with contextlib.suppress(FileNotFoundError, ValueError):  # absent, or unreadable: fit again
             return json.loads(path.read_text())
         res = self.fit_one(flux)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(res))
-        tmp.replace(path)
+        save_text(path, json.dumps(res))  # atomic: a killed run leaves no half-written cache entry
         return res
 
     def __call__(self, flux: np.ndarray) -> dict[str, dict[str, np.ndarray]]:

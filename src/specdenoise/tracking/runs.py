@@ -239,6 +239,7 @@ def log_stage_run(
     import mlflow
 
     exp_id = setup(params.tracking)
+    mark_killed_runs(exp_id)
     with mlflow.start_run(experiment_id=exp_id, run_name=name) as run:
         mlflow.set_tags({"role": name, "benchmark": benchmark_tag(params), **owner_tags(), **(tags or {})})
         if run_params:
