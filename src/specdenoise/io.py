@@ -8,8 +8,10 @@ so an interrupted or failed step never leaves a partial file. Arrays load with
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,15 +27,26 @@ import pyarrow.parquet as pq
 
 from specdenoise.errors import DataError
 
+#: Test hook: a glob of file names; the process kills itself (SIGKILL) right after creating the
+#: temporary file of a matching output, to test what a killed run leaves (tests/faults).
+KILL_HOOK_ENV = "SPECDENOISE_TEST_KILL_AT"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The temporary file is ``.<name>.p<pid>.<random><suffix>``: the pid lets a later run tell
+    the leftovers of a killed process from a live one's (:func:`specdenoise.survey.outdir.clean_stale_temps`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.p{os.getpid()}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
+    _kill_hook(path)
     try:
         yield tmp_path
         umask = os.umask(0)
@@ -43,6 +56,12 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _kill_hook(path: Path) -> None:
+    pattern = os.environ.get(KILL_HOOK_ENV)
+    if pattern and fnmatch.fnmatch(path.name, pattern):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
