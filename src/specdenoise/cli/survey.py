@@ -20,6 +20,8 @@ def _report(summary, report: Path | None) -> None:
     for r in summary.results:
         if r.status not in ("ok", "skipped"):
             typer.echo(f"{r.status}: {r.url} ({r.error})")
+        elif r.final_url and r.final_url != r.url:
+            typer.echo(f"redirected: {r.url} -> {r.final_url}")
     if report is not None:
         save_json(report, summary.to_dict())
     typer.echo(f"download: {summary.line()}")
@@ -53,6 +55,7 @@ def download_sdss_cmd(
         retries=dl.retries if retries is None else retries,
         backoff_s=dl.backoff_s,
         timeout=dl.timeout_s,
+        allowed_hosts=dl.allowed_hosts,
     )
     _report(summary, report)
 
@@ -71,7 +74,12 @@ def download_mpajhu_cmd(
     files = [f for f in MPAJHU_FILES if indx or not f.startswith("gal_indx")]
     tg = mpajhu_targets(out or Path(d.mpajhu_dir), base_url=base_url or dl.mpajhu_base_url, files=files)
     summary = download_many(
-        tg, workers=min(dl.workers, len(tg)), retries=dl.retries, backoff_s=dl.backoff_s, timeout=dl.timeout_s
+        tg,
+        workers=min(dl.workers, len(tg)),
+        retries=dl.retries,
+        backoff_s=dl.backoff_s,
+        timeout=dl.timeout_s,
+        allowed_hosts=dl.allowed_hosts,
     )
     _report(summary, None)
 

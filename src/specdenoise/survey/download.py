@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -85,6 +86,7 @@ class Result:
     attempts: int = 0
     resumed: bool = False
     error: str | None = None
+    final_url: str | None = None
 
 
 @dataclass
@@ -158,7 +160,38 @@ def _total_size(resp: Any, offset: int) -> int | None:
     return int(cl) if cl is not None else None
 
 
-def _fetch_once(session: Any, t: Target, timeout: float, res: Result) -> None:
+#: HTTP statuses that redirect (followed only to allowed hosts, see :func:`_open`).
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 5
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _open(session: Any, url: str, headers: dict, timeout: float, allowed_hosts: tuple[str, ...]) -> tuple[Any, str]:
+    """GET ``url`` following redirects by hand: only to the same host or one of ``allowed_hosts``,
+    never from https to http, at most :data:`MAX_REDIRECTS`; returns the response and the final URL."""
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        resp = session.get(current, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+        location = resp.headers.get("Location")
+        if resp.status_code not in REDIRECTS or not location:
+            return resp, current
+        resp.close()
+        nxt = urljoin(current, location)
+        host = _host(nxt)
+        if host != _host(url) and host not in allowed_hosts:
+            raise _Fatal(
+                f"redirected from {url} to {nxt}: host {host} is not allowed (add it to data.download.allowed_hosts)"
+            )
+        if urlsplit(current).scheme == "https" and urlsplit(nxt).scheme != "https":
+            raise _Fatal(f"redirected from {url} to {nxt}: https to {urlsplit(nxt).scheme} refused")
+        current = nxt
+    raise _Fatal(f"more than {MAX_REDIRECTS} redirects from {url} (last {current})")
+
+
+def _fetch_once(session: Any, t: Target, timeout: float, res: Result, allowed_hosts: tuple[str, ...] = ()) -> None:
     part = t.dest.with_name(t.dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
     if t.size is not None and offset > t.size:
@@ -167,7 +200,10 @@ def _fetch_once(session: Any, t: Target, timeout: float, res: Result) -> None:
     headers = {"Range": f"bytes={offset}-"} if offset else {}
 
     try:
-        with session.get(t.url, headers=headers, stream=True, timeout=timeout) as resp:
+        resp, res.final_url = _open(session, t.url, headers, timeout, allowed_hosts)
+        if res.final_url != t.url:
+            log.info("%s: redirected to %s", t.url, res.final_url)
+        with resp:
             code = resp.status_code
             if code == 416 and offset:
                 part.unlink()  # our part is longer than the file or stale: start again
@@ -221,8 +257,13 @@ def fetch(
     timeout: float = 60.0,
     session: Any | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    allowed_hosts: Iterable[str] = (),
 ) -> Result:
     """Fetch one file with retries, resume and checks; never raises for network or HTTP errors.
+
+    Redirects are followed only to the URL's own host or one of ``allowed_hosts``
+    (``data.download.allowed_hosts``); any other is a failure naming both URLs. The URL the
+    data finally came from is ``Result.final_url``.
 
     Parameters
     ----------
@@ -236,6 +277,8 @@ def fetch(
     session : requests.Session, optional
     sleep : callable
         Used between attempts (tests pass a no-op).
+    allowed_hosts : iterable of str
+        Hosts a redirect may lead to besides the URL's own.
 
     Returns
     -------
@@ -256,7 +299,7 @@ def fetch(
         for attempt in range(retries + 1):
             res.attempts = attempt + 1
             try:
-                _fetch_once(session, t, timeout, res)
+                _fetch_once(session, t, timeout, res, tuple(h.lower() for h in allowed_hosts))
                 res.status, res.error = "ok", None
                 return res
             except _Fatal as exc:
@@ -283,6 +326,7 @@ def download_many(
     timeout: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[Result], None] | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> Summary:
     """Fetch many files with at most ``workers`` at a time; every outcome goes in the summary."""
     targets = list(targets)
@@ -292,11 +336,20 @@ def download_many(
     if workers < 1:
         raise DataError(f"download: workers must be >= 1 (got {workers})")
     local = threading.local()
+    hosts = tuple(allowed_hosts)
 
     def one(t: Target) -> Result:
         if not hasattr(local, "session"):
             local.session = requests.Session()
-        r = fetch(t, retries=retries, backoff_s=backoff_s, timeout=timeout, session=local.session, sleep=sleep)
+        r = fetch(
+            t,
+            retries=retries,
+            backoff_s=backoff_s,
+            timeout=timeout,
+            session=local.session,
+            sleep=sleep,
+            allowed_hosts=hosts,
+        )
         if progress:
             progress(r)
         return r
