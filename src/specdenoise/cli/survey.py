@@ -91,13 +91,15 @@ def read_cmd(
 
     Every file is tried: each unreadable one gets a ``bad: <file>: <why>`` line on stderr and a
     count at the end. Exit status 0 when all were read, 1 when some were bad, 3 (one ``error:``
-    line naming the bad files) when none could be read.
+    line naming the bad files; for a single file, its own error) when none could be read.
     """
     bad: list[str] = []
     for f in files:
         try:
             spectra = read_spectra(f)
         except SpecdenoiseError as exc:
+            if len(files) == 1:
+                raise
             bad.append(str(f))
             typer.echo(f"bad: {one_line(exc)}", err=True)
             continue
