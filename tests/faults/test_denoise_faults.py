@@ -174,3 +174,20 @@ def test_temp_files_of_live_processes_are_kept(tmp_path, pca_model):
     live.write_bytes(b"")
     assert _denoise(f, out, pca_model, tmp_path).code == EXIT_OK
     assert live.exists()
+
+
+def test_killed_dask_worker_temps_are_removed_by_the_next_run(tmp_path, pca_model):
+    f = good_spec(tmp_path / "in" / "a.fits")
+    out = tmp_path / "out"
+    args = ("denoise", f, "--model", pca_model, "--out", out, "--workers", "1")
+    env = {KILL_HOOK_ENV: "*.sdss-*.fits", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    res = cli_subprocess(*args, cwd=tmp_path, env=env)
+    assert res.code == EXIT_PARTIAL and "Traceback" not in res.stderr, res.stderr[-2000:]
+    (err,) = [b["error"] for b in _summary(out)["bad"]]
+    assert str(f) in err and "worker failed" in err
+    temps = [p for p in out.iterdir() if TEMP_RE.match(p.name)]
+    assert temps and all(p.stat().st_size == 0 for p in temps) and not (out / OUT_NAME).exists()
+    res = _denoise(f, out, pca_model, tmp_path)
+    assert res.code == EXIT_OK, res.stderr
+    assert all(f"removed {p}" in res.stderr for p in temps)
+    assert sorted(p.name for p in out.iterdir()) == ["a.done.json", OUT_NAME, "summary.json"]
