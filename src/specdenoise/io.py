@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import requests
 
 from specdenoise.errors import DataError
 
@@ -191,8 +192,6 @@ def package_download(
     and both hashes. ``sdist`` picks the ``.tar.gz`` source distribution, otherwise a pure-Python
     wheel (``py3-none-any``).
     """
-    import requests
-
     name, sep, version = requirement.partition("==")
     if not sep or not name or not version:
         raise DataError(f"{requirement}: expected NAME==VERSION")

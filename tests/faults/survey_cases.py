@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from survey.survey_fixtures import write_spec_lite
 
 from specdenoise.config import parse_params
+from survey.survey_fixtures import write_spec_lite
 
 Z = 0.004  # the real redshift of the ppxf NGC3522 spectrum
 

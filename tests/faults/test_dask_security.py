@@ -4,10 +4,13 @@ without them cannot connect; --scheduler / --security-file faults are one-line u
 from __future__ import annotations
 
 import pytest
+from tests.faults import survey_cases
 from tests.faults.harness import assert_fails, cli, fingerprint
-from tests.faults.survey_cases import good_spec, pca_model  # noqa: F401 (fixture)
+from tests.faults.survey_cases import good_spec
 
 from specdenoise.errors import EXIT_OK, EXIT_USAGE
+
+pca_model = survey_cases.pca_model  # the module's fixture
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,17 @@ import shutil
 
 import numpy as np
 from astropy.io import fits
+from tests.faults import survey_cases
 from tests.faults.harness import cli, cli_subprocess, fingerprint
-from tests.faults.survey_cases import bad_spec, good_spec, pca_model, scaled_flux  # noqa: F401 (fixture)
+from tests.faults.survey_cases import bad_spec, good_spec, scaled_flux
 
 from specdenoise.errors import EXIT_OK, EXIT_PARTIAL
 from specdenoise.io import KILL_HOOK_ENV
 from specdenoise.survey.outdir import TEMP_RE
 
 OUT_NAME = "a.sdss-0266-51602-0001.fits"
+
+pca_model = survey_cases.pca_model  # the module's fixture
 
 
 def _denoise(inp, out, model, cwd, *extra):

@@ -10,11 +10,14 @@ import socket
 import subprocess
 import sys
 
+from tests.faults import survey_cases
 from tests.faults.harness import assert_fails, cli, fingerprint
-from tests.faults.survey_cases import good_spec, pca_model  # noqa: F401 (fixture)
+from tests.faults.survey_cases import good_spec
 
 from specdenoise.errors import EXIT_DATA, EXIT_OK, EXIT_USAGE
 from specdenoise.survey.outdir import LOCK_NAME
+
+pca_model = survey_cases.pca_model  # the module's fixture
 
 
 def _denoise(inp, out, model, cwd):

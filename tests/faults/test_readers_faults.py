@@ -7,11 +7,14 @@ import json
 
 import numpy as np
 from astropy.io import fits
-from survey.survey_fixtures import write_spspec
+from tests.faults import survey_cases
 from tests.faults.harness import assert_fails, cli, fingerprint
-from tests.faults.survey_cases import Z, bad_spec, good_spec, pca_model  # noqa: F401 (fixture)
+from tests.faults.survey_cases import Z, bad_spec, good_spec
 
 from specdenoise.errors import EXIT_DATA, EXIT_PARTIAL
+from survey.survey_fixtures import write_spspec
+
+pca_model = survey_cases.pca_model  # the module's fixture
 
 
 def _spspec_with(path, **cards):
@@ -86,6 +89,10 @@ def test_denoise_traversal_plate_stays_in_out_and_is_reported(tmp_path, pca_mode
     assert summary["n_ok"] == 1 and summary["n_bad"] == 1
     assert str(trav) in summary["bad"][0]["error"] and "SPECOBJ.PLATE" in summary["bad"][0]["error"]
     assert not (tmp_path / "etc").exists() and not (tmp_path / "deep" / "etc").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["good.done.json", f"good.sdss-0266-51602-0001.fits", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "good.done.json",
+        "good.sdss-0266-51602-0001.fits",
+        "summary.json",
+    ]
     assert fingerprint(inp) == before
     assert Z > 0

@@ -33,6 +33,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from specdenoise.errors import ConfigError, DataError
 
 #: Thread-count variables set to 1 in every local Dask worker.
@@ -85,7 +87,6 @@ def local_cluster(workers: int) -> Any:
 def client_security(security_file: Path | None) -> Any:
     """The :class:`distributed.security.Security` of a client: from ``security_file`` (YAML,
     keys :data:`SECURITY_KEYS`; files must exist) or, without one, from dask's configuration."""
-    import yaml
     from distributed.security import Security
 
     if security_file is None:

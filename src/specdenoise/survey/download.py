@@ -25,7 +25,6 @@ reduction of the SDSS-I/II plates the MPA-JHU DR7 catalogue covers); the catalog
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -36,13 +35,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 import pandas as pd
 import requests
 
 from specdenoise.errors import DataError
+from specdenoise.survey.http import RedirectRefused, digest, open_url
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +129,10 @@ class _Fatal(Exception):
     """A permanent failure: report it, do not retry."""
 
 
-def _digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_checksums(path: Path, t: Target) -> None:
     for algo, want in (("sha256", t.sha256), ("md5", t.md5)):
         if want:
-            got = _digest(path, algo)
+            got = digest(path, algo)
             if got.lower() != want.lower():
                 raise _Retry(f"{algo} mismatch (got {got[:12]}..., expected {want[:12]}...)")
 
@@ -160,37 +151,6 @@ def _total_size(resp: Any, offset: int) -> int | None:
     return int(cl) if cl is not None else None
 
 
-#: HTTP statuses that redirect (followed only to allowed hosts, see :func:`_open`).
-REDIRECTS = (301, 302, 303, 307, 308)
-MAX_REDIRECTS = 5
-
-
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
-
-
-def _open(session: Any, url: str, headers: dict, timeout: float, allowed_hosts: tuple[str, ...]) -> tuple[Any, str]:
-    """GET ``url`` following redirects by hand: only to the same host or one of ``allowed_hosts``,
-    never from https to http, at most :data:`MAX_REDIRECTS`; returns the response and the final URL."""
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        resp = session.get(current, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
-        location = resp.headers.get("Location")
-        if resp.status_code not in REDIRECTS or not location:
-            return resp, current
-        resp.close()
-        nxt = urljoin(current, location)
-        host = _host(nxt)
-        if host != _host(url) and host not in allowed_hosts:
-            raise _Fatal(
-                f"redirected from {url} to {nxt}: host {host} is not allowed (add it to data.download.allowed_hosts)"
-            )
-        if urlsplit(current).scheme == "https" and urlsplit(nxt).scheme != "https":
-            raise _Fatal(f"redirected from {url} to {nxt}: https to {urlsplit(nxt).scheme} refused")
-        current = nxt
-    raise _Fatal(f"more than {MAX_REDIRECTS} redirects from {url} (last {current})")
-
-
 def _fetch_once(session: Any, t: Target, timeout: float, res: Result, allowed_hosts: tuple[str, ...] = ()) -> None:
     part = t.dest.with_name(t.dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
@@ -200,7 +160,10 @@ def _fetch_once(session: Any, t: Target, timeout: float, res: Result, allowed_ho
     headers = {"Range": f"bytes={offset}-"} if offset else {}
 
     try:
-        resp, res.final_url = _open(session, t.url, headers, timeout, allowed_hosts)
+        try:
+            resp, res.final_url = open_url(session, t.url, headers, timeout, allowed_hosts)
+        except RedirectRefused as exc:
+            raise _Fatal(str(exc)) from None
         if res.final_url != t.url:
             log.info("%s: redirected to %s", t.url, res.final_url)
         with resp:
@@ -326,7 +289,7 @@ def download_many(
     timeout: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[Result], None] | None = None,
-    allowed_hosts: Iterable[str] = (),
+    allowed_hosts: tuple[str, ...] = (),
 ) -> Summary:
     """Fetch many files with at most ``workers`` at a time; every outcome goes in the summary."""
     targets = list(targets)
@@ -336,20 +299,18 @@ def download_many(
     if workers < 1:
         raise DataError(f"download: workers must be >= 1 (got {workers})")
     local = threading.local()
-    hosts = tuple(allowed_hosts)
+    kw = {
+        "retries": retries,
+        "backoff_s": backoff_s,
+        "timeout": timeout,
+        "sleep": sleep,
+        "allowed_hosts": allowed_hosts,
+    }
 
     def one(t: Target) -> Result:
         if not hasattr(local, "session"):
             local.session = requests.Session()
-        r = fetch(
-            t,
-            retries=retries,
-            backoff_s=backoff_s,
-            timeout=timeout,
-            session=local.session,
-            sleep=sleep,
-            allowed_hosts=hosts,
-        )
+        r = fetch(t, session=local.session, **kw)
         if progress:
             progress(r)
         return r

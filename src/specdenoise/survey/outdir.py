@@ -21,6 +21,7 @@ and cleared of the temporary files that killed runs left behind.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import json
 import logging
 import os
@@ -94,8 +95,6 @@ def check_out_dir(out: Path, inputs: Iterable[Path] = (), output_names: Iterable
 
 def _check_inputs_safe(out: Path, real: Path, inputs: list[Path], extra: list[str]) -> None:
     """An input inside ``out`` whose name an output could take would be overwritten: refuse."""
-    import fnmatch
-
     stems = [file_stem(Path(p)) for p in inputs]
     patterns = ["summary.json", LOCK_NAME, *extra]
     for stem in stems:
