@@ -169,3 +169,34 @@ def test_out_not_writable(tmp_path, pca_model):
         assert_fails(_denoise(f, out, pca_model, tmp_path), EXIT_USAGE, str(out), "not writable")
     finally:
         out.chmod(0o755)
+
+
+def test_concurrent_run_into_the_same_folder_is_refused(tmp_path, pca_model):
+    import signal
+    import time
+
+    files = [good_spec(tmp_path / "in" / f"f{k}.fits", fiber=k + 1) for k in range(3)]
+    out = tmp_path / "out"
+    exe = os.path.join(os.path.dirname(sys.executable), "specdenoise")
+    first = subprocess.Popen(
+        [exe, "denoise", *map(str, files), "--model", str(pca_model), "--out", str(out), "--workers", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while not (out / LOCK_NAME).exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)  # hold the first run inside its locked section
+        assert (out / LOCK_NAME).exists(), first.communicate()
+        res = _denoise(files[0], out, pca_model, tmp_path)
+        assert_fails(res, EXIT_USAGE, str(out / LOCK_NAME), f"pid {first.pid}")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == EXIT_OK, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_ok"] == 3 and summary["n_inputs"] == 3  # the first run's summary, not replaced
+    assert not (out / LOCK_NAME).exists()

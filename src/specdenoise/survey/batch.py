@@ -123,7 +123,8 @@ def process_batch(
         rec: dict[str, Any] = {"input": str(path), "status": "ok", "outputs": [], "spectra": []}
         records.append(rec)
         try:
-            rec["identity"] = input_record(path)  # before reading: a later change is seen on resume
+            if path.is_file():  # hashed before reading, so a later change is seen on resume
+                rec["identity"] = input_record(path)
             good += [(len(records) - 1, s, pre) for s, pre in _prepare_file(den, path, options["max_masked"])]
         except SpecdenoiseError as exc:
             rec.update(status="bad", error=str(exc))
