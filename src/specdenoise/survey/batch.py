@@ -154,7 +154,7 @@ def process_batch(
     for rec in records:
         rec["seconds"] = dt / max(len(records), 1)
         ident = rec.pop("identity", None)
-        if rec["status"] == "ok":
+        if rec["status"] == "ok" and ident is not None:  # no record (redone next time) for a non-regular file
             write_done(out, ident, options, rec["outputs"], spectra=rec["spectra"])
     return records
 
