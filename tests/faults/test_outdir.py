@@ -200,3 +200,11 @@ def test_concurrent_run_into_the_same_folder_is_refused(tmp_path, pca_model):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_ok"] == 3 and summary["n_inputs"] == 3  # the first run's summary, not replaced
     assert not (out / LOCK_NAME).exists()
+
+
+def test_failed_run_releases_the_lock_and_writes_nothing(tmp_path):
+    f = good_spec(tmp_path / "in" / "a.fits")
+    out = tmp_path / "out"
+    res = _denoise(f, out, tmp_path / "no-such-model", tmp_path)
+    assert_fails(res, EXIT_DATA, str(tmp_path / "no-such-model"))
+    assert list(out.iterdir()) == []  # the lock is gone, no summary, no output
