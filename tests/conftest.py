@@ -93,7 +93,7 @@ def tiny_noisy(tiny_processed, tiny_params):
 
 
 def emiles_download_failed(exc: BaseException) -> bool:
-    """True for the one error that means "no registry access": ``pip download`` of the ppxf 8.2.6 sdist failed."""
+    """True for the one error that means "no registry access": the download of the ppxf 8.2.6 sdist failed."""
     from specdenoise.errors import DataError
     from specdenoise.physics.templates import EMILES_SDIST
 

@@ -225,6 +225,7 @@ class DownloadConfig(_Section):
     retries: int = Field(3, ge=0, le=20, description="retries of a transient failure (404 is never retried)")
     backoff_s: float = Field(1.0, ge=0.0, description="wait before retry k: backoff_s * 2**k seconds")
     timeout_s: float = Field(60.0, gt=0.0, description="connect / read timeout")
+    allowed_hosts: list[str] = Field([], description="hosts a download may be redirected to besides its own")
 
 
 class DataConfig(_Section):

@@ -8,12 +8,13 @@ so an interrupted or failed step never leaves a partial file. Arrays load with
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
+import hashlib
 import json
 import os
+import re
 import signal
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -24,11 +25,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import requests
 
 from specdenoise.errors import DataError
 
-#: Test hook: ``SPECDENOISE_TEST_KILL_AT=<point>`` makes :func:`kill_point` ``<point>`` SIGKILL the process.
+#: Test hook (tests/faults): ``SPECDENOISE_TEST_KILL_AT`` names a point (:func:`kill_point`) or is a
+#: glob of output file names (:func:`atomic_path` dies right after creating a matching temp file);
+#: there the process SIGKILLs itself, to test what a killed run leaves.
 KILL_AT = "SPECDENOISE_TEST_KILL_AT"
+KILL_HOOK_ENV = KILL_AT
+#: Temporary files of :func:`atomic_path`: ``.<name>.p<pid>.<random>.tmp<suffix>``; group 1 is the writer's pid.
+TEMP_RE = re.compile(r"^\..+\.p(\d+)\.[A-Za-z0-9_]{6,}")
 
 
 def kill_point(name: str) -> None:
@@ -39,6 +46,8 @@ def kill_point(name: str) -> None:
 
 def pid_alive(pid: int) -> bool:
     """True when a process ``pid`` exists on this machine."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -48,14 +57,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def stale_temp(tmp: Path) -> bool:
+    """Whether ``tmp`` is a temporary file of :func:`atomic_path` whose writer process is gone."""
+    m = TEMP_RE.match(tmp.name)
+    return bool(m) and tmp.is_file() and not tmp.is_symlink() and not pid_alive(int(m.group(1)))
+
+
 def remove_stale_temps(path: Path) -> list[Path]:
-    """Remove the temporary files ``.<name>.<pid>.*.tmp*`` of ``path`` whose writer process is gone
-    (a killed run); return them."""
-    prefix = f".{path.name}."
+    """Remove the temporary files of ``path`` left by killed writers (see :data:`TEMP_RE`); return them."""
     gone = []
-    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp*"):
-        pid = tmp.name[len(prefix) :].split(".")[0]
-        if pid.isdigit() and not pid_alive(int(pid)) and tmp.is_file():
+    for tmp in path.parent.glob(f"{glob.escape(f'.{path.name}.p')}*"):
+        if stale_temp(tmp):
             tmp.unlink(missing_ok=True)
             gone.append(tmp)
     return gone
@@ -63,16 +75,18 @@ def remove_stale_temps(path: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path ``.<name>.<pid>.<random>.tmp<suffix>`` beside ``path``; rename it onto
-    ``path`` only on success. Temporary files of ``path`` left by killed processes are removed first."""
+    """Yield a temporary path ``.<name>.p<pid>.<random>.tmp<suffix>`` beside ``path``; rename it onto
+    ``path`` only on success. The pid lets a later run tell a killed writer's leftovers from a live
+    one's: temporary files of ``path`` left by dead processes are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{suffix or path.suffix}", dir=path.parent
+        prefix=f".{path.name}.p{os.getpid()}.", suffix=f".tmp{suffix or path.suffix}", dir=path.parent
     )
     os.close(fd)
     tmp_path = Path(tmp)
+    _kill_hook(path)
     try:
         yield tmp_path
         kill_point("atomic-write")
@@ -83,6 +97,12 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _kill_hook(path: Path) -> None:
+    pattern = os.environ.get(KILL_HOOK_ENV)
+    if pattern and fnmatch.fnmatch(path.name, pattern):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
@@ -200,18 +220,60 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def pip_download(requirement: str, dest: str | Path, sdist: bool = False) -> Path:
-    """Download one distribution of ``requirement`` (no dependencies) from the package registry
-    into ``dest`` with ``pip download``; return its path.
+#: The package index (PEP 691 JSON "simple" API) :func:`package_download` reads; overridden by
+#: ``SPECDENOISE_INDEX_URL`` or pip's ``PIP_INDEX_URL``.
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
 
-    ``sdist`` asks for the source distribution, otherwise a wheel. A failure is a
-    :class:`DataError` ``"<requirement>: cannot download the source distribution|wheel (<pip's last line>)"``.
+
+def package_download(
+    requirement: str, dest: str | Path, sdist: bool = False, sha256: str | None = None, index_url: str | None = None
+) -> Path:
+    """Download one distribution file of ``NAME==VERSION`` from the package index; return its path.
+
+    No code of the package runs: the file is fetched by URL from the index's JSON listing (not
+    with ``pip download``, which runs an sdist's build backend to read its metadata), streamed
+    to a temporary name and checked against the sha256 the index publishes and, when given, the
+    pinned ``sha256``. A mismatch removes the file and raises :class:`DataError` naming the file
+    and both hashes. ``sdist`` picks the ``.tar.gz`` source distribution, otherwise a pure-Python
+    wheel (``py3-none-any``).
     """
-    kind = ("--no-binary", "source distribution") if sdist else ("--only-binary", "wheel")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", kind[0], ":all:", requirement, "-d", str(dest), "-q"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    files = sorted(p for p in Path(dest).iterdir() if p.is_file())
-    if res.returncode != 0 or len(files) != 1:
-        tail = (res.stderr.strip().splitlines() or [f"{len(files)} files downloaded"])[-1]
-        raise DataError(f"{requirement}: cannot download the {kind[1]} ({tail})")
-    return files[0]
+    name, sep, version = requirement.partition("==")
+    if not sep or not name or not version:
+        raise DataError(f"{requirement}: expected NAME==VERSION")
+    kind = "source distribution" if sdist else "wheel"
+    index = index_url or os.environ.get("SPECDENOISE_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX_URL
+    listing = f"{index.rstrip('/')}/{name.lower()}/"
+    try:
+        resp = requests.get(listing, headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=60)
+        resp.raise_for_status()
+        files = resp.json()["files"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"{requirement}: cannot download the {kind} (listing {listing}: {type(exc).__name__})"
+        ) from None
+    norm = name.lower().replace("-", "_")
+    want_name = f"{norm}-{version}.tar.gz" if sdist else f"{norm}-{version}-py3-none-any.whl"
+    entry = next((f for f in files if isinstance(f, dict) and str(f.get("filename", "")).lower() == want_name), None)
+    if entry is None:
+        raise DataError(f"{requirement}: no {kind} {want_name} in {listing}")
+    published = str((entry.get("hashes") or {}).get("sha256") or "")
+    if not published:
+        raise DataError(f"{requirement}: {listing} publishes no sha256 for {want_name}")
+    path = Path(dest) / entry["filename"]
+    url = requests.compat.urljoin(listing, entry["url"])
+    h = hashlib.sha256()
+    try:
+        with atomic_path(path) as tmp, requests.get(url, stream=True, timeout=60, allow_redirects=False) as r:
+            if r.status_code != 200:
+                raise DataError(f"{requirement}: cannot download the {kind} ({url}: HTTP {r.status_code})")
+            with open(tmp, "wb") as fh:
+                for block in r.iter_content(1 << 20):
+                    h.update(block)
+                    fh.write(block)
+            got = h.hexdigest()
+            for want, source in ((published, f"published by {listing}"), (sha256, "pinned")):
+                if want and got != want.lower():
+                    raise DataError(f"{path.name}: sha256 {got} does not match the {source} sha256 {want}; removed")
+    except requests.RequestException as exc:
+        raise DataError(f"{requirement}: cannot download the {kind} ({url}: {type(exc).__name__})") from None
+    return path

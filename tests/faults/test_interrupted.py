@@ -87,7 +87,7 @@ def test_killed_atomic_write_leaves_a_named_temp_file_that_the_next_write_remove
     assert left.name.startswith(".universe.parquet.") and ".tmp" in left.name
     pid = int(left.name.split(".")[3])
     # a live writer's temp file is never touched
-    live = out.parent / f".universe.parquet.{os.getpid()}.abc.tmp.parquet"
+    live = out.parent / f".universe.parquet.p{os.getpid()}.abcdef.tmp.parquet"
     live.write_bytes(b"")
     res = cli(*args, cwd=proj)
     assert res.code == 0, res.stderr[-2000:]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from conftest import emiles_download_failed
@@ -12,12 +10,8 @@ from specdenoise.physics.templates import build_emiles
 
 
 def test_unreachable_registry_is_a_named_download_error(tmp_path, monkeypatch):
-    # no index, an empty find-links folder and no pip configuration: `pip download` cannot succeed
-    empty = tmp_path / "no-packages"
-    empty.mkdir()
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
+    # an index URL where nothing listens: the download cannot succeed
+    monkeypatch.setenv("SPECDENOISE_INDEX_URL", "http://127.0.0.1:9/simple")
     out = tmp_path / "emiles.npz"
     with pytest.raises(DataError, match=r"ppxf==8\.2\.6: cannot download the source distribution") as err:
         build_emiles(out)

@@ -37,7 +37,15 @@ def denoise_cmd(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the added noise (per spectrum: seed + id).")] = 0,
     scheduler: Annotated[
-        str | None, typer.Option("--scheduler", help="Existing Dask scheduler, tcp://HOST:PORT.")
+        str | None, typer.Option("--scheduler", help="Existing Dask scheduler, tls://HOST:PORT (or tcp://).")
+    ] = None,
+    security_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--security-file",
+            help="YAML with tls_ca_file, tls_client_cert, tls_client_key for a tls:// --scheduler "
+            "(default: dask's distributed.comm.tls config).",
+        ),
     ] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Local Dask workers (0 = this process).")] = 2,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Files per Dask task.")] = 8,
@@ -53,11 +61,24 @@ def denoise_cmd(
     """De-noise survey spectra with a trained model: FITS per spectrum with uncertainty, mask and provenance.
 
     Exit status 0 when every input succeeded (or was already done), 1 when some inputs were
-    bad (listed in the summary; the others are complete), 2 on a usage error (bad --model).
+    bad (listed in the summary; the others are complete), 2 on a usage error (bad --model, an
+    unusable --out, the folder locked by another run), 3 on a data error (e.g. summary.json is
+    a folder). The local Dask cluster is TLS-secured; see :mod:`specdenoise.survey.cluster`.
     """
     p = resolve_params(params_path)
     summary = run_batch(
-        list(inputs), out, model, p, calibration, add_noise, seed, workers, scheduler, batch_size, max_masked
+        list(inputs),
+        out,
+        model,
+        p,
+        calibration,
+        add_noise,
+        seed,
+        workers,
+        scheduler,
+        batch_size,
+        max_masked,
+        security_file=security_file,
     )
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "files"}, indent=2, default=str))
     log.info(

@@ -10,6 +10,7 @@ import typer
 
 from specdenoise.cli.common import ParamsOpt, log
 from specdenoise.config import resolve_params
+from specdenoise.errors import DataError, SpecdenoiseError, one_line
 from specdenoise.io import save_json
 from specdenoise.survey.download import MPAJHU_FILES, download_many, mpajhu_targets, read_targets, sdss_targets
 from specdenoise.survey.readers import read_spectra
@@ -19,6 +20,8 @@ def _report(summary, report: Path | None) -> None:
     for r in summary.results:
         if r.status not in ("ok", "skipped"):
             typer.echo(f"{r.status}: {r.url} ({r.error})")
+        elif r.final_url and r.final_url != r.url:
+            typer.echo(f"redirected: {r.url} -> {r.final_url}")
     if report is not None:
         save_json(report, summary.to_dict())
     typer.echo(f"download: {summary.line()}")
@@ -52,6 +55,7 @@ def download_sdss_cmd(
         retries=dl.retries if retries is None else retries,
         backoff_s=dl.backoff_s,
         timeout=dl.timeout_s,
+        allowed_hosts=dl.allowed_hosts,
     )
     _report(summary, report)
 
@@ -70,7 +74,12 @@ def download_mpajhu_cmd(
     files = [f for f in MPAJHU_FILES if indx or not f.startswith("gal_indx")]
     tg = mpajhu_targets(out or Path(d.mpajhu_dir), base_url=base_url or dl.mpajhu_base_url, files=files)
     summary = download_many(
-        tg, workers=min(dl.workers, len(tg)), retries=dl.retries, backoff_s=dl.backoff_s, timeout=dl.timeout_s
+        tg,
+        workers=min(dl.workers, len(tg)),
+        retries=dl.retries,
+        backoff_s=dl.backoff_s,
+        timeout=dl.timeout_s,
+        allowed_hosts=dl.allowed_hosts,
     )
     _report(summary, None)
 
@@ -78,12 +87,32 @@ def download_mpajhu_cmd(
 def read_cmd(
     files: Annotated[list[Path], typer.Argument(help="SDSS spec/spec-lite, DR7 spSpec or DESI coadd FITS files.")],
 ) -> None:
-    """Read survey spectra and print one line per spectrum (id, format, z, coverage, masking, S/N)."""
+    """Read survey spectra and print one line per spectrum (id, format, z, coverage, masking, S/N).
+
+    Every file is tried: each unreadable one gets a ``bad: <file>: <why>`` line on stderr and a
+    count at the end. Exit status 0 when all were read, 1 when some were bad, 3 (one ``error:``
+    line naming the bad files; for a single file, its own error) when none could be read.
+    """
+    bad: list[str] = []
     for f in files:
-        for s in read_spectra(f):
+        try:
+            spectra = read_spectra(f)
+        except SpecdenoiseError as exc:
+            if len(files) == 1:
+                raise
+            bad.append(str(f))
+            typer.echo(f"bad: {one_line(exc)}", err=True)
+            continue
+        for s in spectra:
             good = s.ivar > 0
             snr = float(np.median(np.abs(s.flux[good]) * np.sqrt(s.ivar[good]))) if good.any() else 0.0
             typer.echo(
                 f"{s.id}\t{s.meta.get('format', '?')}\tz={s.z:.5f}\t{s.wave[0]:.1f}-{s.wave[-1]:.1f} A (air)\t"
                 f"{len(s.wave)} px\t{100 * (1 - good.mean()):.1f}% masked\tmedian S/N {snr:.1f}\t{f}"
             )
+    if not bad:
+        return
+    if len(bad) == len(files):
+        raise DataError(f"data read: none of the {len(files)} file(s) could be read: {', '.join(bad)}")
+    typer.echo(f"data read: {len(files) - len(bad)} of {len(files)} file(s) read, {len(bad)} bad", err=True)
+    raise typer.Exit(1)

@@ -3,7 +3,8 @@
 Three steps, each a function:
 
 1. :func:`fetch_coadds` takes the two real DESI coadds shipped in the fastspecfit wheel (the only
-   real DESI spectra available offline; fetched with ``pip download``, sha256 recorded).
+   real DESI spectra available offline; fetched from the package index by URL and sha256-checked:
+   :func:`specdenoise.io.package_download`).
 2. :func:`noise_shape` turns them into a noise-density shape s(lambda) (observed-frame air A):
    per-pixel sigma times sqrt(pixel width), each coadd divided by its median, the coadds
    combined by their median. Sky lines and the arm overlaps stay in the shape.
@@ -38,13 +39,15 @@ from specdenoise.data.artefacts import DesiSet, Observed
 from specdenoise.data.noise import NoiseModel, renormalisation
 from specdenoise.data.preprocess import edges_from_centres_log, preprocess, resample, rest_grid
 from specdenoise.errors import DataError
-from specdenoise.io import atomic_path, load_npz, pip_download, save_npz, save_text
+from specdenoise.io import atomic_path, load_npz, package_download, save_npz, save_text
 from specdenoise.physics.relations import luminosity_distance_cm
 from specdenoise.sources.observe import sdss_loglam
 from specdenoise.survey.readers.desi import read_desi_coadd
 from specdenoise.survey.readers.spectrum import sigma_from_ivar
 
 COADD_DIR = "fastspecfit/test/data/"
+#: Pinned sha256 of known wheels (PyPI's published digests); others are checked against the index only.
+KNOWN_SHA256 = {"fastspecfit==3.6.1": "d4ad9053f40603a1d44c43508da681f4563120971fe8f2dc8c3a630a43a25133"}
 
 
 def fetch_coadds(cfg: DesiConfig, dest: Path) -> dict[str, Any]:
@@ -55,7 +58,7 @@ def fetch_coadds(cfg: DesiConfig, dest: Path) -> dict[str, Any]:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            wheel = pip_download(cfg.package, tmp)
+            wheel = package_download(cfg.package, tmp, sha256=KNOWN_SHA256.get(cfg.package))
         except DataError as exc:
             raise DataError(f"mzr.desi.package: {exc}") from None
         prov: dict[str, Any] = {

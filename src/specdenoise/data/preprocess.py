@@ -182,6 +182,35 @@ def check_spectra(
         raise DataError(f"{source}: galaxy id {ids[int(np.flatnonzero(zero)[0])]}: all-zero (or fully masked) spectrum")
 
 
+#: Largest finite float32: normalised flux and ivar are stored as float32.
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def to_float32(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised ``flux`` and ``ivar`` (n, n_pix), float64, as float32 without inf or NaN.
+
+    A pixel whose flux or inverse variance does not fit float32 (e.g. an absurd S/N such as
+    flux 1e38 with ivar 1: ``ivar * norm**2`` ~ 1e78) is masked (ivar 0, flux 0). A spectrum
+    with no pixel left is a :class:`DataError` naming ``source``, the galaxy and the field.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad_flux = ~(np.abs(flux) <= F32_MAX)
+        bad = bad_flux | ~(np.abs(ivar) <= F32_MAX)
+    if bad.any():
+        usable = (ivar > 0) & ~bad
+        dead = ~usable.any(axis=1) & bad.any(axis=1)
+        if dead.any():
+            i = int(np.flatnonzero(dead)[0])
+            field = "flux" if bad_flux[i].any() else "ivar"
+            top = float(np.nanmax(np.abs(flux[i] if field == "flux" else ivar[i])))
+            raise DataError(
+                f"{source}: galaxy id {ids[i]}: normalised {field} up to {top:.3g} overflows float32 on every usable "
+                "pixel (S/N beyond any instrument): not a physical spectrum"
+            )
+        flux, ivar = np.where(bad, 0.0, flux), np.where(bad, 0.0, ivar)
+    return flux.astype(np.float32), ivar.astype(np.float32)
+
+
 def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: str = "observed") -> dict[str, Any]:
     """Rest-frame, resample and normalise observed spectra.
 
@@ -228,10 +257,11 @@ def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: s
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"{source}: galaxy id {ids[i]}: normalisation '{cfg.norm}' is {norm[i]:.3g} (non-positive)")
+    flux32, ivar32 = to_float32(fr / norm[:, None], ir * norm[:, None] ** 2, ids, source)
     out.update(
         wave=wave,
-        flux=(fr / norm[:, None]).astype(np.float32),
-        ivar=(ir * norm[:, None] ** 2).astype(np.float32),
+        flux=flux32,
+        ivar=ivar32,
         norm=norm,
         coverage=cov.astype(np.float32),
         id=ids,

@@ -5,7 +5,8 @@ flatter the fits, so line fitting uses an independent library: the 150 E-MILES S
 (Vazdekis et al. 2016; 25 ages x 6 [M/H], 1680-50000 A at 0.9 A, Kroupa-like unimodal 1.30 IMF,
 BaSTI-free Padova isochrones) shipped inside the ppxf 8.2.6 *source* distribution on PyPI.
 ppxf 8.2.6 itself breaks on NumPy 2, so only its data files are used: they are fetched once
-with ``pip download`` (the package registry is reachable; nothing else is) and converted to the
+from the package index by URL, sha256-checked, without running any package code
+(:func:`specdenoise.io.package_download`; the registry is reachable, nothing else is) and converted to the
 ``.npz`` layout that ``ppxf.sps_util.sps_lib`` reads (``templates``, ``masses``, ``lam``,
 ``ages``, ``metals``, ``fwhm``), with provenance (archive SHA-256, file count) stored beside it.
 ppxf's licence forbids redistributing its code; no ppxf code is copied, and the data file is
@@ -27,10 +28,12 @@ from scipy.ndimage import gaussian_filter1d
 
 from specdenoise.data.preprocess import resample
 from specdenoise.errors import DataError
-from specdenoise.io import atomic_path, load_npz, pip_download, save_json
+from specdenoise.io import atomic_path, load_npz, package_download, save_json
 from specdenoise.physics.constants import C_KMS
 
 EMILES_SDIST = "ppxf==8.2.6"
+#: sha256 of ppxf-8.2.6.tar.gz as published by PyPI (checked on every download).
+EMILES_SHA256 = "e51249d28f12eb41c6dce325a17c7bd554b546e73de930a59f7b29b02f35c8c3"
 _NAME = re.compile(r"Eun1\.30Z([mp])([0-9.]+)T([0-9.]+)_iPp0\.00_baseFe_linear_FWHM_variable\.fits$")
 #: MILES spectral resolution (FWHM, A) over the optical (Falcon-Barroso et al. 2011).
 MILES_FWHM = 2.51
@@ -43,7 +46,7 @@ def build_emiles(out: Path, wave_min: float = 3000.0, wave_max: float = 9500.0) 
     """
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
-        archive = pip_download(EMILES_SDIST, tmp, sdist=True)
+        archive = package_download(EMILES_SDIST, tmp, sdist=True, sha256=EMILES_SHA256)
         sha = hashlib.sha256(archive.read_bytes()).hexdigest()
         entries = []
         with tarfile.open(archive) as tar:

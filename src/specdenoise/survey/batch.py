@@ -1,13 +1,15 @@
 """Batch de-noising of survey files (``specdenoise denoise``): files in, one FITS per spectrum out.
 
 Files are processed in batches on a Dask cluster: a local one (``workers`` single-threaded
-processes bound to 127.0.0.1) by default, an existing one given by ``scheduler`` (its workers
+processes bound to 127.0.0.1, TLS-secured with temporary credentials: :mod:`.cluster`) by
+default, an existing one given by ``scheduler`` (its workers
 need this package and access to the model), or in this process with ``workers=0``.
 
 Robustness: a file that cannot be read or de-noised is listed in the summary and skipped; the
 batch goes on. Every output is written atomically (:mod:`specdenoise.survey.fits_out`) and
 ``<stem>.done.json`` is written last for each input, so a rerun with the same options skips
-finished inputs (resume).
+finished inputs whose input and outputs are unchanged (resume: :mod:`.resume`). The output
+folder is checked and locked first (:mod:`.outdir`).
 
 Output layout (``out_dir``): ``<stem>.<spectrum id>.fits`` per spectrum, ``<stem>.done.json``
 per input, ``summary.json`` for the run.
@@ -24,54 +26,32 @@ from typing import Any
 import numpy as np
 
 from specdenoise.config import parse_params
-from specdenoise.errors import ConfigError, DataError, SpecdenoiseError
+from specdenoise.errors import ConfigError, SpecdenoiseError
 from specdenoise.io import save_json
+from specdenoise.survey.cluster import THREAD_VARS, connect, local_cluster  # noqa: F401 (re-exported)
 from specdenoise.survey.denoiser import Denoiser
 from specdenoise.survey.fits_out import write_fits
+from specdenoise.survey.outdir import OutputLock, check_out_dir, clean_stale_temps
 from specdenoise.survey.readers import read_spectra
+from specdenoise.survey.resume import (
+    SUMMARY,
+    check_done,
+    check_markers,
+    file_stem,
+    input_record,
+    load_done,
+    output_names,
+    write_done,
+)
 from specdenoise.tracking import is_model_uri
 
 log = logging.getLogger("specdenoise.denoise")
 
 _DENOISERS: dict[str, Any] = {}  # per-process cache of loaded de-noisers (filled lazily)
-SUMMARY = "summary.json"
-#: Thread-count variables set to 1 in every local Dask worker.
-THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
-)
-
-
-def file_stem(path: Path) -> str:
-    """``spec-0266-51602-0001.fits(.gz)`` -> ``spec-0266-51602-0001``."""
-    name = path.name
-    for ext in (".fits.gz", ".fit.gz", ".fits", ".fit", ".fz"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return path.stem
 
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_+." else "_" for c in text)
-
-
-def done_path(out_dir: Path, path: Path) -> Path:
-    return out_dir / f"{file_stem(path)}.done.json"
-
-
-def is_done(out_dir: Path, path: Path, options: dict[str, Any]) -> bool:
-    """True when ``path`` was finished by an earlier run with the same options."""
-    marker = done_path(out_dir, path)
-    if not marker.exists():
-        return False
-    try:
-        rec = json.loads(marker.read_text())
-    except json.JSONDecodeError:
-        return False
-    return rec.get("options") == options and all((out_dir / o).exists() for o in rec.get("outputs", []))
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -143,9 +123,13 @@ def process_batch(
         rec: dict[str, Any] = {"input": str(path), "status": "ok", "outputs": [], "spectra": []}
         records.append(rec)
         try:
+            if path.is_file():  # hashed before reading, so a later change is seen on resume
+                rec["identity"] = input_record(path)
             good += [(len(records) - 1, s, pre) for s, pre in _prepare_file(den, path, options["max_masked"])]
         except SpecdenoiseError as exc:
             rec.update(status="bad", error=str(exc))
+        except OSError as exc:
+            rec.update(status="bad", error=f"{path}: cannot read ({exc.strerror or exc})")
         except Exception as exc:  # never stop the batch on one file
             rec.update(status="bad", error=f"{path}: {_first_line(exc)}")
     good = [g for g in good if records[g[0]]["status"] == "ok"]
@@ -169,9 +153,9 @@ def process_batch(
     dt = time.perf_counter() - t0
     for rec in records:
         rec["seconds"] = dt / max(len(records), 1)
-        if rec["status"] == "ok":
-            marker = {"options": options, "outputs": rec["outputs"], "spectra": rec["spectra"]}
-            save_json(done_path(out, Path(rec["input"])), marker)
+        ident = rec.pop("identity", None)
+        if rec["status"] == "ok" and ident is not None:  # no record (redone next time) for a non-regular file
+            write_done(out, ident, options, rec["outputs"], spectra=rec["spectra"])
     return records
 
 
@@ -215,11 +199,13 @@ def _plan(inputs: list[Path], out_dir: Path, options: dict[str, Any]) -> tuple[l
             records.append({"input": str(p), "status": "bad", "error": error, "outputs": []})
             continue
         seen[stem] = p
-        if is_done(out_dir, p, options):
-            outputs = json.loads(done_path(out_dir, p).read_text())["outputs"]
-            records.append({"input": str(p), "status": "skipped", "outputs": outputs})
-        else:
-            todo.append(str(p.resolve()) if p.exists() else str(p))
+        ok, why = check_done(out_dir, p, options)
+        if ok:
+            records.append({"input": str(p), "status": "skipped", "outputs": output_names(load_done(out_dir, p) or {})})
+            continue
+        if why != "no record":
+            log.info("%s: done before, but %s: redoing it", p, why)
+        todo.append(str(p.resolve()) if p.exists() else str(p))
     return records, todo
 
 
@@ -266,23 +252,63 @@ def run_batch(
     max_masked: float = 0.5,
     root: Path | None = None,
     check_model: bool = True,
+    security_file: Path | None = None,
 ) -> dict[str, Any]:
     """De-noise ``inputs`` into ``out_dir``; return the summary (also written to ``summary.json``).
+
+    Before any work the output folder is checked (:func:`~specdenoise.survey.outdir.check_out_dir`)
+    and locked for the run (:class:`~specdenoise.survey.outdir.OutputLock`: a second run into the
+    same folder stops with exit 2), temporary files of killed runs are removed, and each input's
+    resume record is re-checked (:func:`~specdenoise.survey.resume.check_done`).
 
     Parameters
     ----------
     workers : int
         Local Dask workers (one thread each); 0 runs in this process. Ignored with ``scheduler``.
+    scheduler : str, optional
+        An existing Dask scheduler, ``tls://HOST:PORT`` (with ``security_file`` or the dask
+        config's ``distributed.comm.tls`` settings) or ``tcp://HOST:PORT``.
     check_model : bool
         Load the model here first, so a bad URI fails at once with one line.
+    security_file : Path, optional
+        YAML with ``tls_ca_file``, ``tls_client_cert``, ``tls_client_key`` for ``scheduler``
+        (:func:`specdenoise.survey.cluster.client_security`).
     """
     _check_options(batch_size, workers, max_masked, add_noise)
+    real_out = check_out_dir(out_dir, inputs)
+    check_markers(real_out, inputs)
+    with OutputLock(real_out):
+        clean_stale_temps(real_out)
+        return _run_locked(
+            inputs, out_dir, model, params, calibration, add_noise, seed, workers, scheduler, batch_size, max_masked,
+            root, check_model, security_file,
+        )  # fmt: skip
+
+
+def _run_locked(
+    inputs: list[Path],
+    out_dir: Path,
+    model: str,
+    params: Any,
+    calibration: Path | None,
+    add_noise: float | None,
+    seed: int,
+    workers: int,
+    scheduler: str | None,
+    batch_size: int,
+    max_masked: float,
+    root: Path | None,
+    check_model: bool,
+    security_file: Path | None,
+) -> dict[str, Any]:
     root_s = str((root or Path.cwd()).resolve())
     pdict = params.model_dump(by_alias=True)
     cal_s = str(Path(calibration).resolve()) if calibration else None
     model_s = model if is_model_uri(model) else str(Path(model).resolve())
+    identity = None
     if check_model:
         prov = get_denoiser(model_s, pdict, cal_s, root_s).provenance
+        identity = {k: prov.get(k) for k in ("run_id", "model_version", "params_hash", "family", "latent_dim")}
         log.info(
             "model %s: %s %s-D, run %s, calibration %s",
             model,
@@ -291,15 +317,21 @@ def run_batch(
             prov.get("run_id"),
             prov.get("calibration") or "none",
         )
-    options = {"model": model, "add_noise": add_noise, "seed": seed, "max_masked": max_masked, "calibration": cal_s}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    options = {
+        "model": model,
+        "model_identity": identity,
+        "add_noise": add_noise,
+        "seed": seed,
+        "max_masked": max_masked,
+        "calibration": cal_s,
+    }
     records, todo = _plan(inputs, out_dir, options)
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     t0 = time.perf_counter()
     args = (str(out_dir.resolve()), model_s, pdict, cal_s, root_s, options)
     n_workers = 0
     if batches and (scheduler or workers > 0):
-        recs, n_workers = _run_dask(batches, args, scheduler, workers)
+        recs, n_workers = _run_dask(batches, args, scheduler, workers, security_file)
         records += recs
     else:
         for b in batches:
@@ -309,48 +341,18 @@ def run_batch(
     return summary
 
 
-def local_cluster(workers: int) -> Any:
-    """A local Dask cluster of ``workers`` single-threaded processes on 127.0.0.1."""
-    from distributed import LocalCluster
-
-    env = {v: "1" for v in THREAD_VARS}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    if logging.getLogger("specdenoise").getEffectiveLevel() > logging.DEBUG:
-        for name in (
-            "distributed",
-            "distributed.scheduler",
-            "distributed.nanny",
-            "distributed.core",
-            "distributed.http.proxy",
-        ):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    return LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        scheduler_port=0,
-        silence_logs=logging.WARNING,
-        env=env,
-    )
-
-
 def _run_dask(
-    batches: list[list[str]], args: tuple, scheduler: str | None, workers: int
+    batches: list[list[str]], args: tuple, scheduler: str | None, workers: int, security_file: Path | None = None
 ) -> tuple[list[dict[str, Any]], int]:
     from distributed import Client, as_completed
 
     cluster = None
     try:
         if scheduler:
-            try:
-                client = Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise DataError(f"--scheduler {scheduler}: cannot connect ({type(exc).__name__}: {exc})") from None
+            client = connect(scheduler, security_file)
         else:
             cluster = local_cluster(workers)
-            client = Client(cluster)
+            client = Client(cluster, security=cluster.security)
         with client:
             n_workers = len(client.scheduler_info().get("workers", {}))
             futures = {client.submit(process_batch, b, *args, pure=False): b for b in batches}

@@ -25,7 +25,6 @@ reduction of the SDSS-I/II plates the MPA-JHU DR7 catalogue covers); the catalog
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ import pandas as pd
 import requests
 
 from specdenoise.errors import DataError
+from specdenoise.survey.http import RedirectRefused, digest, open_url
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Result:
     attempts: int = 0
     resumed: bool = False
     error: str | None = None
+    final_url: str | None = None
 
 
 @dataclass
@@ -128,18 +129,10 @@ class _Fatal(Exception):
     """A permanent failure: report it, do not retry."""
 
 
-def _digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_checksums(path: Path, t: Target) -> None:
     for algo, want in (("sha256", t.sha256), ("md5", t.md5)):
         if want:
-            got = _digest(path, algo)
+            got = digest(path, algo)
             if got.lower() != want.lower():
                 raise _Retry(f"{algo} mismatch (got {got[:12]}..., expected {want[:12]}...)")
 
@@ -158,7 +151,7 @@ def _total_size(resp: Any, offset: int) -> int | None:
     return int(cl) if cl is not None else None
 
 
-def _fetch_once(session: Any, t: Target, timeout: float, res: Result) -> None:
+def _fetch_once(session: Any, t: Target, timeout: float, res: Result, allowed_hosts: tuple[str, ...] = ()) -> None:
     part = t.dest.with_name(t.dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
     if t.size is not None and offset > t.size:
@@ -167,7 +160,13 @@ def _fetch_once(session: Any, t: Target, timeout: float, res: Result) -> None:
     headers = {"Range": f"bytes={offset}-"} if offset else {}
 
     try:
-        with session.get(t.url, headers=headers, stream=True, timeout=timeout) as resp:
+        try:
+            resp, res.final_url = open_url(session, t.url, headers, timeout, allowed_hosts)
+        except RedirectRefused as exc:
+            raise _Fatal(str(exc)) from None
+        if res.final_url != t.url:
+            log.info("%s: redirected to %s", t.url, res.final_url)
+        with resp:
             code = resp.status_code
             if code == 416 and offset:
                 part.unlink()  # our part is longer than the file or stale: start again
@@ -221,8 +220,13 @@ def fetch(
     timeout: float = 60.0,
     session: Any | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    allowed_hosts: Iterable[str] = (),
 ) -> Result:
     """Fetch one file with retries, resume and checks; never raises for network or HTTP errors.
+
+    Redirects are followed only to the URL's own host or one of ``allowed_hosts``
+    (``data.download.allowed_hosts``); any other is a failure naming both URLs. The URL the
+    data finally came from is ``Result.final_url``.
 
     Parameters
     ----------
@@ -236,6 +240,8 @@ def fetch(
     session : requests.Session, optional
     sleep : callable
         Used between attempts (tests pass a no-op).
+    allowed_hosts : iterable of str
+        Hosts a redirect may lead to besides the URL's own.
 
     Returns
     -------
@@ -256,7 +262,7 @@ def fetch(
         for attempt in range(retries + 1):
             res.attempts = attempt + 1
             try:
-                _fetch_once(session, t, timeout, res)
+                _fetch_once(session, t, timeout, res, tuple(h.lower() for h in allowed_hosts))
                 res.status, res.error = "ok", None
                 return res
             except _Fatal as exc:
@@ -283,6 +289,7 @@ def download_many(
     timeout: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[Result], None] | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> Summary:
     """Fetch many files with at most ``workers`` at a time; every outcome goes in the summary."""
     targets = list(targets)
@@ -292,11 +299,18 @@ def download_many(
     if workers < 1:
         raise DataError(f"download: workers must be >= 1 (got {workers})")
     local = threading.local()
+    kw = {
+        "retries": retries,
+        "backoff_s": backoff_s,
+        "timeout": timeout,
+        "sleep": sleep,
+        "allowed_hosts": allowed_hosts,
+    }
 
     def one(t: Target) -> Result:
         if not hasattr(local, "session"):
             local.session = requests.Session()
-        r = fetch(t, retries=retries, backoff_s=backoff_s, timeout=timeout, session=local.session, sleep=sleep)
+        r = fetch(t, session=local.session, **kw)
         if progress:
             progress(r)
         return r

@@ -9,8 +9,23 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from specdenoise.errors import DataError
 from specdenoise.io import atomic_path
 from specdenoise.version import __version__
+
+
+def check_finite(cols: list[Any], what: str) -> None:
+    """No inf or NaN is ever written: raise :class:`DataError` naming ``what`` and the column.
+
+    ``SIGMA`` may be NaN (no uncertainty: an uncalibrated model) but never infinite.
+    """
+    for c in cols:
+        a = np.asarray(c.array)
+        if a.dtype.kind != "f":
+            continue
+        bad = np.isinf(a) if c.name == "SIGMA" else ~np.isfinite(a)
+        if bad.any():
+            raise DataError(f"{what}: column {c.name} would hold {int(bad.sum())} non-finite value(s); not written")
 
 
 def write_fits(path: Path, den: Any, res: Any, j: int, spec: Any, source: str, options: dict[str, Any]) -> Path:
@@ -25,6 +40,7 @@ def write_fits(path: Path, den: Any, res: Any, j: int, spec: Any, source: str, o
     ]
     if res.clean is not None:
         cols.append(fits.Column("FLUX_CLEAN", "E", array=res.clean[j]))
+    check_finite(cols, f"{source} ({spec.id})")
     table = fits.BinTableHDU.from_columns(cols, name="DENOISED")
     hdr = fits.Header()
     prov = den.provenance

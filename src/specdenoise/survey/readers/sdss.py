@@ -76,6 +76,25 @@ def _clean(flux: np.ndarray, ivar: np.ndarray, mask: np.ndarray | None) -> tuple
     return flux, ivar
 
 
+def _number(value: Any, field: str, path: Path, kind: type = float) -> Any:
+    """``value`` (a header card or the first cell of a column) as ``kind``; a string, an empty
+    cell or a non-finite number is a :class:`DataError` naming the file and the field."""
+    v = np.asarray(value).ravel()
+    if v.size == 0:
+        raise DataError(f"{path}: {field} is empty")
+    x = v[0]
+    if isinstance(x, bytes | str) or v.dtype.kind not in "biuf":
+        text = x.decode(errors="replace") if isinstance(x, bytes) else str(x)
+        raise DataError(f"{path}: {field} is {text.strip()[:40]!r}, not a number")
+    if not np.isfinite(x):
+        raise DataError(f"{path}: {field} is {x}, not a finite number")
+    if kind is int:
+        if float(x) != int(x) or x < 0:
+            raise DataError(f"{path}: {field} is {x}, not a non-negative integer")
+        return int(x)
+    return float(x)
+
+
 def _scalar(value: Any) -> Any:
     v = np.asarray(value).ravel()
     if v.size == 0:
@@ -127,8 +146,10 @@ def read_sdss_spec(path: str | Path, hdul: Any | None = None) -> list[Spectrum]:
     s = _columns(so, ("Z", "PLATE", "MJD", "FIBERID"), path)
     if len(s["Z"]) == 0:
         raise DataError(f"{path}: SPECOBJ table is empty")
-    z = float(s["Z"][0])
-    plate, mjd, fiber = int(s["PLATE"][0]), int(s["MJD"][0]), int(s["FIBERID"][0])
+    z = _number(s["Z"], "SPECOBJ.Z", path)
+    plate, mjd, fiber = (_number(s[k], f"SPECOBJ.{k}", path, int) for k in ("PLATE", "MJD", "FIBERID"))
+    if len(c["loglam"]) < 2:
+        raise DataError(f"{path}: COADD table has {len(c['loglam'])} row(s); no spectrum")
     wave = _air_wave(10.0 ** np.asarray(c["loglam"], dtype=float), path)
     flux, ivar = _clean(c["flux"], c["ivar"], mask)
     so_cols = {n.upper(): n for n in so.columns.names}
@@ -195,13 +216,16 @@ def read_sdss_spspec(path: str | Path, hdul: Any | None = None) -> list[Spectrum
     missing = [k for k in ("COEFF0", "COEFF1", "Z") if k not in hdr]
     if missing:
         raise DataError(f"{path}: spSpec header lacks keyword(s) {', '.join(missing)}")
-    plate = hdr.get("PLATEID", hdr.get("PLATE"))
-    mjd, fiber = hdr.get("MJD"), hdr.get("FIBERID")
-    if plate is None or mjd is None or fiber is None:
+    plate_key = "PLATEID" if "PLATEID" in hdr else "PLATE"
+    if hdr.get(plate_key) is None or hdr.get("MJD") is None or hdr.get("FIBERID") is None:
         raise DataError(f"{path}: spSpec header lacks PLATEID / MJD / FIBERID")
+    plate = _number(hdr[plate_key], plate_key, path, int)
+    mjd, fiber = _number(hdr["MJD"], "MJD", path, int), _number(hdr["FIBERID"], "FIBERID", path, int)
+    z = _number(hdr["Z"], "Z", path)
+    coeff0, coeff1 = _number(hdr["COEFF0"], "COEFF0", path), _number(hdr["COEFF1"], "COEFF1", path)
     data = np.asarray(data, dtype=float)
     n_pix = data.shape[1]
-    loglam = float(hdr["COEFF0"]) + float(hdr["COEFF1"]) * np.arange(n_pix)
+    loglam = coeff0 + coeff1 * np.arange(n_pix)
     medium = str(hdr.get("AIRORVAC", "vac")).strip().lower()
     wave = 10.0**loglam
     wave = _air_wave(wave, path) if medium.startswith("vac") else wave
@@ -223,4 +247,4 @@ def read_sdss_spspec(path: str | Path, hdul: Any | None = None) -> list[Spectrum
     for key in ("Z_ERR", "Z_STATUS", "SPEC_CLN", "RAOBJ", "DECOBJ"):
         if key in hdr:
             meta[key.lower()] = hdr[key]
-    return [Spectrum(wave, flux, ivar, float(hdr["Z"]), sdss_id(plate, mjd, fiber), meta)]
+    return [Spectrum(wave, flux, ivar, z, sdss_id(plate, mjd, fiber), meta)]
