@@ -85,7 +85,7 @@ def test_killed_atomic_write_leaves_a_named_temp_file_that_the_next_write_remove
     assert not out.exists()  # never a partial output
     (left,) = list(out.parent.iterdir())
     assert left.name.startswith(".universe.parquet.") and ".tmp" in left.name
-    pid = int(left.name.split(".")[3])
+    pid = int(left.name.split(".")[3].removeprefix("p"))
     # a live writer's temp file is never touched
     live = out.parent / f".universe.parquet.p{os.getpid()}.abcdef.tmp.parquet"
     live.write_bytes(b"")

@@ -190,7 +190,7 @@ def test_bad_model_uri_is_a_one_line_error(project, tmp_path):
         res = _run(
             ["-q", "denoise", spec, "--model", uri, "--out", str(tmp_path / "o"), "--workers", "0"], project["dir"]
         )
-        assert res.returncode == 2, res.stderr[-2000:]
+        assert res.returncode == 3, res.stderr[-2000:]
         errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and msg in errors[0], res.stderr[-2000:]
         assert "Traceback" not in res.stderr

@@ -275,14 +275,20 @@ def run_batch(
         (:func:`specdenoise.survey.cluster.client_security`).
     """
     _check_options(batch_size, workers, max_masked, add_noise)
+    created = not Path(out_dir).exists()
     real_out = check_out_dir(out_dir, inputs)
-    check_markers(real_out, inputs)
-    with OutputLock(real_out):
-        clean_stale_temps(real_out)
-        return _run_locked(
-            inputs, out_dir, model, params, calibration, add_noise, seed, workers, scheduler, batch_size, max_masked,
-            root, check_model, security_file,
-        )  # fmt: skip
+    try:
+        check_markers(real_out, inputs)
+        with OutputLock(real_out):
+            clean_stale_temps(real_out)
+            return _run_locked(
+                inputs, out_dir, model, params, calibration, add_noise, seed, workers, scheduler, batch_size,
+                max_masked, root, check_model, security_file,
+            )  # fmt: skip
+    except BaseException:
+        if created and real_out.is_dir() and not any(real_out.iterdir()):
+            real_out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        raise
 
 
 def _run_locked(
