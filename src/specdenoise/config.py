@@ -126,6 +126,24 @@ class NoiseConfig(_Section):
         ),
     )
     seed: int = Field(3, ge=0)
+    levels: list[float] = Field(
+        [0.005, 0.01, 0.02, 0.04],
+        min_length=1,
+        description=(
+            "the noise-level axis (same units as sigma); every level gets its own seeded realisations, "
+            "``sigma`` (the paper's 0.04) must be one of them and stays the paper-reproduction column"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _levels(self) -> NoiseConfig:
+        if any(not (lv > 0.0) for lv in self.levels):
+            raise ValueError(f"levels must be positive, got {self.levels}")
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels must be distinct, got {self.levels}")
+        if self.sigma not in self.levels:
+            raise ValueError(f"levels {self.levels} must include sigma ({self.sigma}), the paper level")
+        return self
 
 
 class ValidateConfig(_Section):
@@ -161,11 +179,19 @@ class TrainConfig(_Section, FamilySections):
     monitor: Literal["loss", "val_loss"] = "val_loss"
     fresh_noise: bool = Field(False, description="draw new noise every epoch instead of one realisation")
     kl_weight: float = Field(1.0, ge=0.0, description="weight of the KL term of the VAE loss (paper: 1)")
+    seeds: int = Field(3, ge=1, description="training seeds per model at the paper level (axis_dims only)")
+    level_seeds: int = Field(1, ge=1, description="training seeds per model at the other noise.levels")
+    axis_dims: list[int] = Field(
+        [6], description="latent dimensions that get the seed and noise-level axes (a subset of latent_dims)"
+    )
 
     @model_validator(mode="after")
     def _dims(self) -> TrainConfig:
         if any(d <= 0 for d in self.latent_dims):
             raise ValueError("latent_dims must be positive")
+        extra = [d for d in self.axis_dims if d not in self.latent_dims]
+        if extra:
+            raise ValueError(f"axis_dims {extra} are not in latent_dims {self.latent_dims}")
         return self
 
 
@@ -210,6 +236,16 @@ class LinesConfig(_Section):
     dims: list[int] | None = Field(None, description="latent dimensions to score (None = all trained)")
     ppxf_max_spectra: int = Field(100, ge=0, description="test spectra also fitted with pPXF (agreement check)")
     seed: int = Field(6, ge=0)
+
+
+class EvaluateConfig(_Section):
+    """Rankings: paired bootstrap over test spectra (see :mod:`specdenoise.evaluation.rankings`)."""
+
+    n_bootstrap: int = Field(1000, ge=100, description="paired-bootstrap resamples of the test spectra")
+    seed: int = Field(8, ge=0, description="seed of the bootstrap resamples")
+    sd_factor: float = Field(
+        2.0, ge=0.0, description="a rank gap needs the paired CI to exclude 0 and the gap to exceed this x seed sd"
+    )
 
 
 class DownloadConfig(_Section):
@@ -298,6 +334,7 @@ class Params(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)  # sections of the families registered now
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
     lines: LinesConfig = LinesConfig()
     uncertainty: UncertaintyConfig = UncertaintyConfig()
     mzr: MzrConfig = MzrConfig()
