@@ -130,8 +130,8 @@ class NoiseConfig(_Section):
         [0.005, 0.01, 0.02, 0.04],
         min_length=1,
         description=(
-            "the noise-level axis (same units as sigma); every level gets its own seeded realisations, "
-            "``sigma`` (the paper's 0.04) must be one of them and stays the paper-reproduction column"
+            "the noise-level axis (same units as sigma); every level gets its own seeded realisations; "
+            "``sigma`` (the paper's 0.04) is always one of them (added if absent): the paper-reproduction column"
         ),
     )
 
@@ -141,9 +141,12 @@ class NoiseConfig(_Section):
             raise ValueError(f"levels must be positive, got {self.levels}")
         if len(set(self.levels)) != len(self.levels):
             raise ValueError(f"levels must be distinct, got {self.levels}")
-        if self.sigma not in self.levels:
-            raise ValueError(f"levels {self.levels} must include sigma ({self.sigma}), the paper level")
         return self
+
+    @property
+    def all_levels(self) -> list[float]:
+        """``levels`` with ``sigma`` (the paper level), ascending."""
+        return sorted({float(lv) for lv in self.levels} | {float(self.sigma)})
 
 
 class ValidateConfig(_Section):

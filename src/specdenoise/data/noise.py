@@ -200,7 +200,7 @@ def run(
     """
     pre = Spectra.load(spectra)
     snr: dict[str, dict[str, float]] = {}
-    levels = cfg.levels if levels_dir is not None else [cfg.sigma]
+    levels = cfg.all_levels if levels_dir is not None else [cfg.sigma]
     for level in levels:
         lc = at_level(cfg, level)
         arrays = add_noise(pre.flux, pre.wave, lc, norm_kind)

@@ -229,7 +229,7 @@ def axis_jobs(family: str, params: Params) -> list[tuple[float | None, int]]:
     tc, nc = params.train, params.noise
     seeds, level_seeds = (tc.seeds, tc.level_seeds) if get_family(family).iterative else (1, 1)
     jobs: list[tuple[float | None, int]] = [(None, k) for k in range(1, seeds)]
-    for level in nc.levels:
+    for level in nc.all_levels:
         if float(level) != float(nc.sigma):
             jobs += [(float(level), k) for k in range(level_seeds)]
     return jobs
