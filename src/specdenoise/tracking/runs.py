@@ -218,8 +218,14 @@ def family_params(family: str, params: Params) -> dict[str, Any]:
 
 
 def git_tags() -> dict[str, str]:
-    """``mlflow.source.git.commit`` (and ``git_dirty``) of the working tree, when it is a git checkout."""
+    """``mlflow.source.git.commit`` (and ``git_dirty``) of the working tree, when it is a git checkout,
+    and ``launcher_run`` (the ``mlflow run`` launcher's run id, see :func:`specdenoise.tracking.setup`)."""
+    import os
     import subprocess
+
+    launcher = (
+        {"launcher_run": os.environ["SPECDENOISE_LAUNCHER_RUN"]} if os.environ.get("SPECDENOISE_LAUNCHER_RUN") else {}
+    )
 
     try:
         commit = subprocess.run(
@@ -229,8 +235,9 @@ def git_tags() -> dict[str, str]:
             ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"mlflow.source.git.commit": commit, "git_dirty": str(bool(dirty)).lower()} if commit else {}
+        return launcher
+    git = {"mlflow.source.git.commit": commit, "git_dirty": str(bool(dirty)).lower()} if commit else {}
+    return {**git, **launcher}
 
 
 def _log_dataset(data: Any, params: Params, sample: str) -> None:
@@ -288,7 +295,7 @@ def log_stage_run(
 
     exp_id = setup(params.tracking)
     with mlflow.start_run(experiment_id=exp_id, run_name=name) as run:
-        mlflow.set_tags({"role": name, "benchmark": benchmark_tag(params), **(tags or {})})
+        mlflow.set_tags({"role": name, "benchmark": benchmark_tag(params), **git_tags(), **(tags or {})})
         if run_params:
             mlflow.log_params(run_params)
         if metrics:
