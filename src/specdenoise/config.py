@@ -127,7 +127,7 @@ class NoiseConfig(_Section):
     )
     seed: int = Field(3, ge=0)
     levels: list[float] = Field(
-        [0.005, 0.01, 0.02, 0.04],
+        [0.01, 0.04],
         min_length=1,
         description=(
             "the noise-level axis (same units as sigma); every level gets its own seeded realisations; "

@@ -117,10 +117,10 @@ def test_cells_pool_seeds_and_levels_from_the_store(tmp_path):
     assert classes["0.04"]["ae_6"] == {"emission_line": pytest.approx(102.0), "quiescent": pytest.approx(112.0)}
     assert classes["0.04"]["n"] == {"emission_line": 1, "quiescent": 1}
     m = headline.metrics_json(cells, 0.04, {"levels": {"0.04": {"snr_median": 0.894}, "0.01": {"snr_median": 3.63}}})
-    assert m["loss"]["sigma0_04"]["ae_6"]["mean"] == pytest.approx(107.0)
-    assert m["loss"]["sigma0_01"]["ae_6"] == {"mean": 25.0}
-    assert m["input_snr"] == {"sigma0_04": 0.894, "sigma0_01": 3.63}
-    assert m["champion"]["model"] == "ae_6"
+    assert m["s0_04"]["ae_6"] == pytest.approx(107.0) and m["s0_04"]["ae_6_sd"] == pytest.approx(2.0)
+    assert m["s0_01"] == {"ae_6": 25.0}
+    assert m["snr"] == {"s0_04": 0.894, "s0_01": 3.63}
+    assert m["champion"] == "ae_6" and m["champion_ties"] == 0
     by_dim, by_level = headline.plot_tables(cells, 0.04)
     assert by_dim.splitlines()[0] == "latent_dim,ae,ae_sd,pca,pca_sd"
     assert by_level.splitlines()[1].startswith("0.01,25,")

@@ -68,14 +68,15 @@ def _errorbar_panel(ax: Any, cells: list[dict[str, Any]], x_key: str) -> None:
     for label, cs in sorted(groups.items()):
         cs = sorted(cs, key=lambda c: c[x_key])
         yerr = [c["test_loss_sd"] or 0.0 for c in cs]
-        n = max(c["n_seeds"] for c in cs)
+        ns = sorted({c["n_seeds"] for c in cs})
+        seeds = f"{ns[0]} seed{'s' if ns[0] > 1 else ''}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]} seeds"
         ax.errorbar(
             [c[x_key] for c in cs],
             [c["test_loss"] for c in cs],
             yerr=yerr,
             fmt="o-",
             capsize=3,
-            label=f"{label} ({n} seed{'s' if n > 1 else ''})",
+            label=f"{label} ({seeds})",
         )
 
 
@@ -112,6 +113,9 @@ def loss_vs_level(cells: list[dict[str, Any]], path: Path) -> Path | None:
         yscale="log",
         title="Test loss vs noise level (error bars: seed sd)",
     )
+    levels = sorted({c["level"] for c in at})
+    ax.set_xticks(levels, [f"{lv:g}" for lv in levels])
+    ax.minorticks_off()
     ax.legend(fontsize=7)
     return _save(fig, path)
 

@@ -15,35 +15,37 @@ def _sig(v: float | None, digits: int = 4) -> float | None:
 
 
 def level_key(level: float) -> str:
-    """A level as a metrics key without dots (dots would split DVC's flattened column names)."""
-    return "sigma" + level_name(level).replace(".", "_")
+    """A level as a short metrics key without dots (dots would split DVC's flattened column names):
+    0.04 -> ``s0_04``."""
+    return "s" + level_name(level).replace(".", "_")
 
 
 #: Lines whose de-noised-vs-true slope the lines stage reports (filled in by that stage).
-SLOPE_LINES = ("Halpha", "Hbeta", "OIII_5007", "NII_6583")
+SLOPE_LINES = ("Halpha", "Hbeta", "OIII5007", "NII6583")
 
 
 def metrics_json(cells: list[dict[str, Any]], paper_sigma: float, snr: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Headline numbers: per noise level the input continuum S/N, per cell the loss mean (and seed
-    sd where there are seeds), the champion (rank-1 cell at the paper level) and placeholders (null)
-    for the line slopes of the champion."""
-    out: dict[str, Any] = {"loss": {}, "input_snr": {}}
-    for c in sorted(cells, key=lambda c: (c["level"], c["key"])):
-        cell = {"mean": _sig(c["test_loss"])}
-        if c["test_loss_sd"] is not None:
-            cell["sd"] = _sig(c["test_loss_sd"], 3)
-        out["loss"].setdefault(level_key(c["level"]), {})[c["key"]] = cell
-    for name, v in ((snr or {}).get("levels") or {}).items():
-        out["input_snr"][level_key(float(name))] = _sig(v["snr_median"], 3)
+    """Headline numbers, flat and with short keys so that ``dvc metrics show`` stays one short table:
+    per noise level ``s<level>`` the loss mean of every cell (``<family>_<dim>``) and its seed sd
+    (``<family>_<dim>_sd``, where there are seeds); ``snr.s<level>`` the input continuum S/N; the
+    champion (rank-1 cell at the paper level, ``champion_ties``: cells sharing its rank) and
+    placeholders (null) for its line slopes."""
+    out: dict[str, Any] = {}
     paper = sorted((c for c in cells if c["level"] == paper_sigma), key=lambda c: c["test_loss"])
     if paper:
         best = paper[0]
-        out["champion"] = {
-            "model": best["key"],
-            "loss": _sig(best["test_loss"]),
-            "tied_with": sum(c.get("rank") == best.get("rank") for c in paper) - 1,
-        }
-        out["champion_line_slope"] = {name: None for name in SLOPE_LINES}
+        out["champion"] = best["key"]
+        out["champion_loss"] = _sig(best["test_loss"])
+        out["champion_ties"] = sum(c.get("rank") == best.get("rank") for c in paper) - 1
+        out["champion_slope"] = {name: None for name in SLOPE_LINES}
+    for c in sorted(cells, key=lambda c: (c["level"], c["key"])):
+        level = out.setdefault(level_key(c["level"]), {})
+        level[c["key"]] = _sig(c["test_loss"])
+        if c["test_loss_sd"] is not None:
+            level[f"{c['key']}_sd"] = _sig(c["test_loss_sd"], 3)
+    levels = (snr or {}).get("levels") or {}
+    if levels:
+        out["snr"] = {level_key(float(name)): _sig(v["snr_median"], 3) for name, v in levels.items()}
     return out
 
 
@@ -88,11 +90,13 @@ def markdown(
     for level, keys in sorted(rankings.items(), key=lambda kv: float(kv[0])):
         out += [
             "",
-            f"## Ranking at sigma = {level} (tie groups: same rank unless the paired 95 % CI excludes 0 "
-            "and the gap exceeds 2 x seed sd)",
+            f"## Ranking at sigma = {level}",
             "",
-            "| rank | model | seeds | test loss (observed) | test loss (truth) | diff vs group leader [95 % CI] "
-            "| seed sd used |",
+            "Tie groups: a model shares the rank of the group leader above it unless the paired-bootstrap 95 % CI "
+            "of the loss gap excludes 0 and the gap exceeds evaluate.sd_factor x the seed sd; gap: to the group "
+            "leader (for a leader: to the previous leader).",
+            "",
+            "| rank | model | seeds | test loss (observed) | test loss (truth) | gap [95 % CI] | seed sd used |",
             "|---:|---|---:|---:|---:|---|---|",
         ]
         for k in keys:
@@ -103,7 +107,7 @@ def markdown(
             out.append(
                 f"| {rank} | {c['family'].upper()} {c['latent_dim']}-D | {c['n_seeds']} "
                 f"| {_pm(c['test_loss'], c['test_loss_sd'])} | {_pm(c['test_loss_truth'], c['test_loss_truth_sd'])} "
-                f"| {c['diff_vs_leader']:+.1f} [{lo:+.1f}, {hi:+.1f}] | {sd} |"
+                f"| {c['diff_vs_leader']:+,.1f} [{lo:+,.1f}, {hi:+,.1f}] | {sd} |"
             )
     for level, table in sorted(classes.items(), key=lambda kv: float(kv[0])):
         names = list(table["n"])

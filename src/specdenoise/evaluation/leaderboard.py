@@ -32,7 +32,7 @@ MAIN_HEADS = [
     "model",
     "seeds",
     "test loss (observed)",
-    "diff vs group leader [95 % CI]",
+    "gap [95 % CI]",
     "test loss (truth)",
     "gain over input",
     "train s",
@@ -40,7 +40,7 @@ MAIN_HEADS = [
     "1-sigma cov. %",
     "2-sigma cov. %",
 ]
-LEVEL_HEADS = ["rank", "model", "seeds", "test loss (observed)", "diff vs group leader [95 % CI]", "test loss (truth)"]
+LEVEL_HEADS = ["rank", "model", "seeds", "test loss (observed)", "gap [95 % CI]", "test loss (truth)"]
 DEFAULT_UI = "http://127.0.0.1:5000"
 
 
@@ -263,8 +263,9 @@ def mzr_title(board: dict[str, Any]) -> str:
 
 NOTES = [
     "Cells pool the training seeds: mean +- sd over seeds (no sd: one seed). Rank: tie groups (`2=`); a model "
-    "starts a new group only when the paired-bootstrap 95 % CI of its loss difference from the group leader "
-    "(same test spectra) excludes 0 AND the difference exceeds 2 x the seed sd.",
+    "starts a new group only when the paired-bootstrap 95 % CI of its loss gap to the group leader "
+    "(same test spectra) excludes 0 AND the gap exceeds 2 x the seed sd. Gap: to the group leader; for a "
+    "leader, to the previous leader.",
     "Loss: mean eq.-3 weighted loss per test spectrum against the SDSS-like observed target (truth: the noise-free "
     "spectrum); gain = loss of the noise-added input / loss of the model.",
     "Coverage: % of true test pixels within the calibrated 1 / 2 sigma (ideal 68.3 / 95.4).",

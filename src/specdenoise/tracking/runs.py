@@ -185,7 +185,10 @@ class TrainingRun:
         log_json(record, "record.json")
         if figure is not None:
             mlflow.log_figure(figure, "loss_history.png")
-        if self.params.tracking.log_models:
+        # only the paper models (sigma = noise.sigma, first seed) are logged as MLflow models and are
+        # registry candidates: the champion is chosen at the paper level, never by a lucky seed or an
+        # easier noise level; the other seeds / levels (~25 MB each) stay in models/<family>_<dim>_axis
+        if self.params.tracking.log_models and self.level is None and self.seed_index == 0:
             _log_model(model, model_dir, x_example, y_example, self.params)
             mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
 
