@@ -126,26 +126,16 @@ class NoiseConfig(_Section):
         ),
     )
     seed: int = Field(3, ge=0)
-    levels: list[float] = Field(
-        [0.01, 0.04],
-        min_length=1,
-        description=(
-            "the noise-level axis (same units as sigma); every level gets its own seeded realisations; "
-            "``sigma`` (the paper's 0.04) is always one of them (added if absent): the paper-reproduction column"
-        ),
-    )
+    levels: list[float] = Field([0.01, 0.04], min_length=1, description="noise-level axis, sigma always added")
 
     @model_validator(mode="after")
-    def _levels(self) -> NoiseConfig:
-        if any(not (lv > 0.0) for lv in self.levels):
-            raise ValueError(f"levels must be positive, got {self.levels}")
-        if len(set(self.levels)) != len(self.levels):
-            raise ValueError(f"levels must be distinct, got {self.levels}")
+    def _levels(self) -> NoiseConfig:  # positive, distinct
+        if any(not (lv > 0.0) for lv in self.levels) or len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels must be positive and distinct, got {self.levels}")
         return self
 
     @property
-    def all_levels(self) -> list[float]:
-        """``levels`` with ``sigma`` (the paper level), ascending."""
+    def all_levels(self) -> list[float]:  # ``levels`` with ``sigma`` (the paper level), ascending
         return sorted({float(lv) for lv in self.levels} | {float(self.sigma)})
 
 
@@ -184,16 +174,13 @@ class TrainConfig(_Section, FamilySections):
     kl_weight: float = Field(1.0, ge=0.0, description="weight of the KL term of the VAE loss (paper: 1)")
     seeds: int = Field(3, ge=1, description="training seeds per model at the paper level (axis_dims only)")
     level_seeds: int = Field(1, ge=1, description="training seeds per model at the other noise.levels")
-    axis_dims: list[int] = Field(
-        [6], description="latent dimensions that get the seed and noise-level axes (a subset of latent_dims)"
-    )
+    axis_dims: list[int] = Field([6], description="latent dims with the seed and level axes (within latent_dims)")
 
     @model_validator(mode="after")
     def _dims(self) -> TrainConfig:
         if any(d <= 0 for d in self.latent_dims):
             raise ValueError("latent_dims must be positive")
-        extra = [d for d in self.axis_dims if d not in self.latent_dims]
-        if extra:
+        if extra := [d for d in self.axis_dims if d not in self.latent_dims]:
             raise ValueError(f"axis_dims {extra} are not in latent_dims {self.latent_dims}")
         return self
 
@@ -245,10 +232,8 @@ class EvaluateConfig(_Section):
     """Rankings: paired bootstrap over test spectra (see :mod:`specdenoise.evaluation.rankings`)."""
 
     n_bootstrap: int = Field(1000, ge=100, description="paired-bootstrap resamples of the test spectra")
-    seed: int = Field(8, ge=0, description="seed of the bootstrap resamples")
-    sd_factor: float = Field(
-        2.0, ge=0.0, description="a rank gap needs the paired CI to exclude 0 and the gap to exceed this x seed sd"
-    )
+    seed: int = Field(8, ge=0)
+    sd_factor: float = Field(2.0, ge=0.0, description="a rank gap must also exceed this x the seed sd")
 
 
 class DownloadConfig(_Section):

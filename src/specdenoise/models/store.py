@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from specdenoise.data.artefacts import NOISY_LEVELS_DIR, level_name, noisy_level_path
 from specdenoise.errors import DataError
 from specdenoise.io import load_json
@@ -112,8 +114,6 @@ class TrainedModel:
     def test_losses(self) -> dict[str, Any]:
         """Per-test-spectrum losses saved by training (``test_losses.npz``: ``loss``, ``loss_truth``,
         ``input_loss``, ``input_loss_truth``, ``index``)."""
-        import numpy as np
-
         path = self.root / TEST_LOSSES
         if not path.exists():
             raise DataError(f"{path}: file not found (re-train {self.name})")

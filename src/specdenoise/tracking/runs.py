@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,9 +100,9 @@ class TrainingRun:
 
             mlflow.end_run()
 
-    def log_start(self, n_train: int, n_val: int, data: Any = None) -> None:
+    def log_start(self, n_train: int, n_val: int, data: Any = None, family_cls: Any = None) -> None:
         """Parameters known before training (sizes, the noise level and the ``train`` settings that
-        apply to this family: :func:`family_params`) and, with ``data`` (a
+        apply to this family, ``family_cls``: :func:`family_params`) and, with ``data`` (a
         :class:`~specdenoise.models.base.TrainingData`), the training inputs as an MLflow dataset."""
         if self.run is None:
             return
@@ -114,7 +116,7 @@ class TrainingRun:
                 "n_val": n_val,
                 "noise.sigma": self.params.noise.sigma,
                 "noise.seed": self.params.noise.seed,
-                **family_params(self.family, self.params),
+                **family_params(family_cls, self.params),
             }
         )
         if data is not None:
@@ -206,15 +208,13 @@ ITERATIVE_ONLY = (
 )
 
 
-def family_params(family: str, params: Params) -> dict[str, Any]:
-    """The ``train.*`` scalars that apply to ``family`` (a PCA run logs no ``kl_weight`` or epochs)."""
-    from specdenoise.models import get_family
-
-    cls = get_family(family)
+def family_params(cls: Any, params: Params) -> dict[str, Any]:
+    """The ``train.*`` scalars that apply to the family class ``cls`` (a PCA run logs no ``kl_weight``
+    or epochs; None: all of them)."""
     skip = {"families", "latent_dims", "axis_dims"}
-    if not cls.iterative:
+    if cls is not None and not cls.iterative:
         skip |= set(ITERATIVE_ONLY)
-    if not getattr(cls, "variational", False):
+    if cls is not None and not getattr(cls, "variational", False):
         skip.add("kl_weight")
     tc = params.train.model_dump()
     return {f"train.{k}": v for k, v in tc.items() if k not in skip and not isinstance(v, (dict, list))}
@@ -223,9 +223,6 @@ def family_params(family: str, params: Params) -> dict[str, Any]:
 def git_tags() -> dict[str, str]:
     """``mlflow.source.git.commit`` (and ``git_dirty``) of the working tree, when it is a git checkout,
     and ``launcher_run`` (the ``mlflow run`` launcher's run id, see :func:`specdenoise.tracking.setup`)."""
-    import os
-    import subprocess
-
     launcher = (
         {"launcher_run": os.environ["SPECDENOISE_LAUNCHER_RUN"]} if os.environ.get("SPECDENOISE_LAUNCHER_RUN") else {}
     )

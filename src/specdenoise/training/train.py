@@ -42,10 +42,10 @@ def params_at_level(params: Params, level: float | None) -> Params:
     return params.model_copy(update={"noise": at_level(params.noise, level)})
 
 
-def test_losses(model: DenoisingModel, test: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-test-spectrum eq.-3 losses of the model and of the noise-added input, against the observed
-    target and the noise-free truth (each shape (n_test,)), and the test indices (``index``)."""
-    pred = model.denoise(test["x"])
+def test_losses(pred: np.ndarray, test: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-test-spectrum eq.-3 losses of the de-noised test spectra ``pred`` (n_test, n_pix) and of the
+    noise-added input, against the observed target and the noise-free truth (each shape (n_test,)),
+    and the test indices (``index``)."""
     return {
         "loss": weighted_mse(pred, test["y"], test["w"]),
         "loss_truth": weighted_mse(pred, test["truth"], test["w"]),
@@ -120,42 +120,20 @@ def train_one(
     params = params_at_level(params, level)
     data, test = training_data(pre, noisy, params)
     cls = get_family(family)
-    tc = params.train
     seed = model_seed(params, latent_dim, seed_index)
-    trials: list[dict[str, Any]] = []
     ident = {"noise_level": params.noise.sigma, "seed_index": seed_index, "seed": seed}
     with TrainingRun(
         params, family, latent_dim, sample, enabled=tracking, root=root, level=level, seed_index=seed_index
     ) as run:
-        run.log_start(data.meta["n_train"], data.meta["n_val"], data=data)
-        t0 = time.perf_counter()
-        if hyper is None:
-            hyper = cls.default_hyper(tc)
-            if cls.searchable and params.search.trials > 0:
-                search_seed = params.search.seed * 1000 + latent_dim
-                hyper, trials = random_search(family, latent_dim, data, params, seed=search_seed, trial=run.trial)
-        search_s = time.perf_counter() - t0
-        model = cls(latent_dim, dict(hyper))
-        callbacks = [c for c in (run.epoch_callback(),) if c is not None] if cls.iterative else []
-        if progress and cls.iterative:
-            callbacks.append(_epoch_bar(f"{family}-{latent_dim}d", tc.max_epochs))
-        t1 = time.perf_counter()
-        history = model.fit(data, tc, seed=seed, callbacks=callbacks)
-        fit_s = time.perf_counter() - t1
+        run.log_start(data.meta["n_train"], data.meta["n_val"], data=data, family_cls=cls)
+        model, history, trials, times = _search_and_fit(run, family, latent_dim, params, data, hyper, seed, progress)
         metrics, pred = test_metrics(model, test)
-        metrics.update(
-            {
-                "train_seconds": fit_s,
-                "search_seconds": search_s,
-                "n_parameters": model.n_parameters(),
-                "epochs": len(history.get("loss", [])),
-            }
-        )
+        metrics.update({**times, "n_parameters": model.n_parameters(), "epochs": len(history.get("loss", []))})
         if history.get("seconds_per_epoch"):
             metrics["seconds_per_epoch"] = history["seconds_per_epoch"][0]
         model_dir = out_dir / store.MODEL
         model.save(model_dir)
-        np.savez(out_dir / store.TEST_LOSSES, **test_losses(model, test))
+        np.savez(out_dir / store.TEST_LOSSES, **test_losses(pred, test))
         # the preprocessing and the noise the model was trained with travel with it (Denoiser)
         noise = noisy.noise_record(params) if isinstance(noisy, (NoisySet, DesiSet)) else params.noise.model_dump()
         save_json(model_dir / store.PREPROCESS, store.training_record(params, noise))
@@ -174,19 +152,43 @@ def train_one(
         run.log_result(model, model_dir, record, metrics, figure, test["x"][:4], pred[:4])
         if run.run_id:
             record["run_id"] = run.run_id
+        head = {"family": family, "latent_dim": latent_dim, **ident}
         save_json(
             out_dir / store.METRICS,
-            {
-                "family": family,
-                "latent_dim": latent_dim,
-                **ident,
-                **metrics,
-                "run_id": record.get("run_id"),
-                "experiment_id": run.experiment_id,
-            },
+            {**head, **metrics, "run_id": record.get("run_id"), "experiment_id": run.experiment_id},
         )
         save_json(out_dir / store.RECORD, record)
         return record
+
+
+def _search_and_fit(
+    run: TrainingRun,
+    family: str,
+    latent_dim: int,
+    params: Params,
+    data: Any,
+    hyper: dict[str, Any] | None,
+    seed: int,
+    progress: bool,
+) -> tuple[DenoisingModel, dict[str, Any], list[dict[str, Any]], dict[str, float]]:
+    """Search (searchable families, unless ``hyper`` is given) and fit; returns the model, its history,
+    the search trials and ``{"search_seconds", "train_seconds"}``."""
+    cls, tc = get_family(family), params.train
+    trials: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    if hyper is None:
+        hyper = cls.default_hyper(tc)
+        if cls.searchable and params.search.trials > 0:
+            search_seed = params.search.seed * 1000 + latent_dim
+            hyper, trials = random_search(family, latent_dim, data, params, seed=search_seed, trial=run.trial)
+    search_s = time.perf_counter() - t0
+    model = cls(latent_dim, dict(hyper))
+    callbacks = [c for c in (run.epoch_callback(),) if c is not None] if cls.iterative else []
+    if progress and cls.iterative:
+        callbacks.append(_epoch_bar(f"{family}-{latent_dim}d", tc.max_epochs))
+    t1 = time.perf_counter()
+    history = model.fit(data, tc, seed=seed, callbacks=callbacks)
+    return model, history, trials, {"train_seconds": time.perf_counter() - t1, "search_seconds": search_s}
 
 
 def run(
