@@ -38,9 +38,9 @@ def reports(tmp_path):
         "paper_level": 0.04,
         "rows": [{"family": "ae", "latent_dim": 6, "train_seconds": 45.0, "inference_spectra_per_s": 12345.6}],
         "cells": [
+            {**_cell("ae_6", 0.01, 250.0, None, 1, False, ["run4"]), "input_loss": 300.0},
             _cell("ae_6", 0.04, 640.0, 20.0, 1, True, ["run0", "run1", "run2"]),
             _cell("vae_6", 0.04, 645.0, 30.0, 1, True, ["run3"]),
-            _cell("ae_6", 0.01, 250.0, None, 1, False, ["run4"]),
         ],
         "per_class": {
             "0.04": {"ae_6": {"emission_line": 630.0}, "vae_6": {"emission_line": 700.0}, "n": {"emission_line": 9}}
@@ -63,9 +63,10 @@ def test_ties_seeds_and_levels_in_the_markdown(reports):
     md = lb.render_markdown(board)
     assert board["levels"] == ["0.04", "0.01"]  # the paper level first
     assert "| 1= | AE 6-D | 3 | 640.0 +- 20.0 | leader |" in md
-    assert "| 1= | VAE 6-D (champion) | 1 | 645.0 +- 30.0 | +5.0 [-1.0, +11.0] |" in md
+    assert "| 1= | VAE 6-D (registry champion) | 1 | 645.0 +- 30.0 | +5.0 [-1.0, +11.0] |" in md
     assert "input continuum S/N 3.63 per pixel" in md and "| 1 | AE 6-D | 1 | 250.0 |" in md
     assert "emission_line (9)" in md
+    assert board["input_loss"] == 1000.0  # the paper level's, whatever the order of the cells
     assert "de-noised, calibrated errors" in md and "denoised_calibrated" not in md
     assert "nan" not in md.lower()
 

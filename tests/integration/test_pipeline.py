@@ -96,7 +96,7 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     for fam in ("PCA", "WIENER", "AE", "VAE"):
         for dim in (2, 4):
             assert f"| {fam} {dim}-D" in board
-    assert "(champion)" in board
+    assert "(registry champion)" in board
     assert (project / "reports/leaderboard.html").read_text().startswith("<!doctype html>")
     lines = json.loads((project / "reports/lines.json").read_text())
     assert {"pca_2", "vae_4", "noisy", "crb"} <= set(lines["models"])

@@ -170,7 +170,7 @@ def build(
         "champion": champ,
         "line_names": line_metrics.get("lines", []),
         "line_refs": {k: line_metrics["models"][k] for k in ("noisy", "crb") if k in line_metrics.get("models", {})},
-        "input_loss": ev["cells"][0]["input_loss"] if ev["cells"] else None,
+        "input_loss": next((c["input_loss"] for c in ev["cells"] if c["level"] == paper_level), None),
         "figures": figures,
         "mzr": {"rows": mzr_rows, "model_uri": mz.get("model_uri"), "truth": mz.get("truth", {})},
     }
@@ -178,7 +178,7 @@ def build(
 
 def main_cells(row: dict[str, Any], line_names: list[str]) -> list[str]:
     """The paper-level table's cells of one row (text)."""
-    model = row["model"] + (" (champion)" if row["champion"] else "")
+    model = row["model"] + (" (registry champion)" if row["champion"] else "")
     cells = [
         row["rank_label"],
         model,
