@@ -24,7 +24,7 @@ def _env():
 
 
 def run(args, cwd, check=True):
-    res = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=1200)
     if check and res.returncode != 0:
         raise AssertionError(f"{args} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     return res
