@@ -119,6 +119,9 @@ def test_family_sections_keep_the_dump_and_attribute_access():
         "monitor",
         "fresh_noise",
         "kl_weight",
+        "seeds",
+        "level_seeds",
+        "axis_dims",
         "ae",
         "vae",
     ]
@@ -128,6 +131,14 @@ def test_family_sections_keep_the_dump_and_attribute_access():
     assert list(t.model_dump())[-2:] == ["ae", "vae"] and t.ae.units == [8] and t.vae.units == [64, 32]
     assert TrainConfig(families=["vae"]).ae == NetConfig()
     assert tc.model_copy(update={"val_size": 3}).vae == tc.vae
+
+
+def test_axis_dims_must_be_trained_dims():
+    with pytest.raises(ConfigError, match=r"train: .*axis_dims \[3\] are not in latent_dims"):
+        parse_params({"train": {"axis_dims": [3]}}, "p.yaml")
+    assert parse_params({"train": {"seeds": 5, "axis_dims": [2, 10]}}).train.axis_dims == [2, 10]
+    with pytest.raises(ConfigError, match="train.seeds"):
+        parse_params({"train": {"seeds": 0}}, "p.yaml")
 
 
 def test_resolve_params(tmp_path, monkeypatch):

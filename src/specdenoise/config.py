@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from specdenoise.errors import ConfigError
+from specdenoise.io import deep_merge, load_yaml
 from specdenoise.models.base import FamilyName, FamilySections
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -127,6 +127,17 @@ class NoiseConfig(_Section):
         ),
     )
     seed: int = Field(3, ge=0)
+    levels: list[float] = Field([0.01, 0.04], min_length=1, description="noise-level axis, sigma always added")
+
+    @model_validator(mode="after")
+    def _levels(self) -> NoiseConfig:  # positive, distinct
+        if any(not (lv > 0.0) for lv in self.levels) or len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels must be positive and distinct, got {self.levels}")
+        return self
+
+    @property
+    def all_levels(self) -> list[float]:  # ``levels`` with ``sigma`` (the paper level), ascending
+        return sorted({float(lv) for lv in self.levels} | {float(self.sigma)})
 
 
 class ValidateConfig(_Section):
@@ -162,11 +173,16 @@ class TrainConfig(_Section, FamilySections):
     monitor: Literal["loss", "val_loss"] = "val_loss"
     fresh_noise: bool = Field(False, description="draw new noise every epoch instead of one realisation")
     kl_weight: float = Field(1.0, ge=0.0, description="weight of the KL term of the VAE loss (paper: 1)")
+    seeds: int = Field(3, ge=1, description="training seeds per model at the paper level (axis_dims only)")
+    level_seeds: int = Field(1, ge=1, description="training seeds per model at the other noise.levels")
+    axis_dims: list[int] = Field([6], description="latent dims with the seed and level axes (within latent_dims)")
 
     @model_validator(mode="after")
     def _dims(self) -> TrainConfig:
         if any(d <= 0 for d in self.latent_dims):
             raise ValueError("latent_dims must be positive")
+        if extra := [d for d in self.axis_dims if d not in self.latent_dims]:
+            raise ValueError(f"axis_dims {extra} are not in latent_dims {self.latent_dims}")
         return self
 
 
@@ -211,6 +227,14 @@ class LinesConfig(_Section):
     dims: list[int] | None = Field(None, description="latent dimensions to score (None = all trained)")
     ppxf_max_spectra: int = Field(100, ge=0, description="test spectra also fitted with pPXF (agreement check)")
     seed: int = Field(6, ge=0)
+
+
+class EvaluateConfig(_Section):
+    """Rankings: paired bootstrap over test spectra (see :mod:`specdenoise.evaluation.rankings`)."""
+
+    n_bootstrap: int = Field(1000, ge=100, description="paired-bootstrap resamples of the test spectra")
+    seed: int = Field(8, ge=0)
+    sd_factor: float = Field(2.0, ge=0.0, description="a rank gap must also exceed this x the seed sd")
 
 
 class DownloadConfig(_Section):
@@ -300,6 +324,7 @@ class Params(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)  # sections of the families registered now
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
     lines: LinesConfig = LinesConfig()
     uncertainty: UncertaintyConfig = UncertaintyConfig()
     mzr: MzrConfig = MzrConfig()
@@ -348,47 +373,9 @@ def resolve_params(path: str | Path | None = None) -> Params:
 
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> Params:
     """Read and validate ``params.yaml``; ``overrides`` are deep-merged on top."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: parameters file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = load_yaml(path, "parameters file")
     if data is None:
         raise ConfigError(f"{path}: empty parameters file (no keys); write one with `specdenoise profile default`")
     if overrides:
         data = deep_merge(data or {}, overrides)
     return parse_params(data, str(path))
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:  # "<<" merges are not duplicates
-            key = None if key_node.tag == "tag:yaml.org,2002:merge" else self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)):
-                if key in seen:
-                    msg = f"duplicate key '{key}' at lines {seen[key]} and {key_node.start_mark.line + 1}"
-                    raise yaml.constructor.ConstructorError(None, None, msg, key_node.start_mark)
-                seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Return ``base`` updated recursively with ``extra`` (neither is modified)."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out

@@ -26,8 +26,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
+import yaml
 
-from specdenoise.errors import DataError
+from specdenoise.errors import ConfigError, DataError
 
 #: Test hook (tests/faults): ``SPECDENOISE_TEST_KILL_AT`` names a point (:func:`kill_point`) or is a
 #: glob of output file names (:func:`atomic_path` dies right after creating a matching temp file);
@@ -277,3 +278,46 @@ def package_download(
     except requests.RequestException as exc:
         raise DataError(f"{requirement}: cannot download the {kind} ({url}: {type(exc).__name__})") from None
     return path
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:  # "<<" merges are not duplicates
+            key = None if key_node.tag == "tag:yaml.org,2002:merge" else self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)):
+                if key in seen:
+                    msg = f"duplicate key '{key}' at lines {seen[key]} and {key_node.start_mark.line + 1}"
+                    raise yaml.constructor.ConstructorError(None, None, msg, key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: str | Path, what: str = "YAML file") -> Any:
+    """Parse a YAML file safely, refusing duplicate keys; :class:`ConfigError` names the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` updated recursively with ``extra`` (neither is modified)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -69,3 +69,47 @@ def test_interface_and_unknown_model():
     cfg = NoiseConfig.model_construct(model="desi", sigma=0.1, n_realisations=1, renormalise="none", seed=0)
     with pytest.raises(ConfigError, match="noise.model: unknown noise model 'desi'"):
         make_noise_model(cfg)
+
+
+def test_levels_are_positive_distinct_and_always_hold_the_paper_sigma():
+    from specdenoise.config import parse_params
+
+    assert parse_params({"noise": {"levels": [0.02, 0.01]}}).noise.all_levels == [0.01, 0.02, 0.04]
+    for levels, word in (([0.0, 0.04], "positive"), ([0.04, 0.04], "distinct")):
+        with pytest.raises(ConfigError, match=word) as err:
+            parse_params({"noise": {"levels": levels}}, "p.yaml")
+        assert "noise" in str(err.value)
+
+
+def test_every_level_is_written_with_its_own_seed_and_snr(tmp_path):
+    from specdenoise.data.artefacts import Spectra, noisy_level_path
+    from specdenoise.data.noise import at_level, run
+
+    rng = np.random.default_rng(0)
+    flux = np.abs(rng.normal(1.0, 0.1, (20, 100)))
+    flux /= np.linalg.norm(flux, axis=1, keepdims=True)
+    wave = np.linspace(4000, 7000, 100)
+    n = len(flux)
+    Spectra.from_arrays(
+        {
+            "wave": wave,
+            "flux": flux,
+            "ivar": np.ones_like(flux),
+            "norm": np.ones(n),
+        }
+    ).save(tmp_path / "spectra.npz")
+    cfg = NoiseConfig(sigma=0.04, levels=[0.005, 0.04], n_realisations=1, seed=3)
+    run(cfg, "l2", tmp_path / "spectra.npz", tmp_path / "noisy.npz", tmp_path / "levels", tmp_path / "snr.json")
+    paper = np.load(tmp_path / "noisy.npz")["noisy"]
+    alone = add_noise(flux, wave, cfg, "l2")["noisy"]
+    np.testing.assert_array_equal(paper, alone)  # the paper column does not depend on the other levels
+    low = np.load(noisy_level_path(tmp_path / "levels", 0.005))
+    assert np.std(low["noisy"][0] * low["renorm"][0][:, None] - flux) == pytest.approx(0.005, rel=0.05)
+    assert at_level(cfg, 0.005).seed == at_level(cfg.model_copy(update={"levels": [0.005, 0.01, 0.04]}), 0.005).seed
+    assert at_level(cfg, 0.04) is cfg
+    import json
+
+    snr = json.loads((tmp_path / "snr.json").read_text())
+    expect = np.median(np.median(flux, axis=1)) / 0.005
+    assert snr["levels"]["0.005"]["snr_median"] == pytest.approx(expect, rel=0.05)
+    assert snr["levels"]["0.04"]["snr_median"] == pytest.approx(expect / 8, rel=0.1)

@@ -24,7 +24,7 @@ def _env():
 
 
 def run(args, cwd, check=True):
-    res = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=1200)
     if check and res.returncode != 0:
         raise AssertionError(f"{args} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     return res
@@ -66,11 +66,14 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     for fam in ("pca", "wiener", "ae", "vae"):
         for dim in (2, 4):
             assert f"Running stage 'train@{fam}-{dim}'" in first
+        assert f"Running stage 'train_axis@{fam}-2'" in first  # smoke: axis_dims [2]
     spectra = np.load(project / "data/processed/spectra.npz", allow_pickle=False)
     assert spectra["flux"].shape == (300, 825)
     np.testing.assert_allclose(np.linalg.norm(spectra["flux"], axis=1), 1.0, rtol=1e-5)
     noisy = np.load(project / "data/processed/noisy.npz", allow_pickle=False)
     assert noisy["noisy"].shape == (2, 300, 825)
+    low = np.load(project / "data/processed/noisy_levels/sigma_0.01.npz", allow_pickle=False)
+    assert low["noisy"].shape == (2, 300, 825)
     assert (project / "reports/validation.json").exists() and (project / "dvc.lock").exists()
     import json
 
@@ -78,11 +81,22 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     assert len(ev["rows"]) == 8 and all(np.isfinite(r["test_loss"]) for r in ev["rows"])
     assert ev["champion"]["model"] == "specdenoise-vae"
     assert (project / "reports/figures/models/fig7_loss_vs_dim.png").exists()
+    # seeds and levels: AE/VAE 2-D have 2 seeds at 0.04; every family has a 0.01 cell at 2-D
+    cells = {(c["key"], c["level"]): c for c in ev["cells"]}
+    assert cells[("ae_2", 0.04)]["n_seeds"] == 2 and cells[("vae_2", 0.04)]["test_loss_sd"] is not None
+    assert cells[("pca_2", 0.04)]["n_seeds"] == 1 and cells[("ae_4", 0.04)]["n_seeds"] == 1
+    assert {k for k, lv in cells if lv == 0.01} == {"pca_2", "wiener_2", "ae_2", "vae_2"}
+    assert set(ev["rankings"]) == {"0.01", "0.04"} and "0.04" in ev["per_class"]
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert {"s0_01", "s0_04", "snr", "champion"} <= set(metrics) and metrics["snr"]["s0_01"] > 3
+    assert (project / "reports/figures/models/loss_vs_level.svg").exists()
+    shown = run([str(BIN / "dvc"), "metrics", "show"], project).stdout
+    assert len(shown) < 2000 and "evaluation.json" not in shown  # was one table of ~100k characters
     board = (project / "reports/leaderboard.md").read_text()
     for fam in ("PCA", "WIENER", "AE", "VAE"):
         for dim in (2, 4):
             assert f"| {fam} {dim}-D" in board
-    assert "(champion)" in board
+    assert "(registry champion)" in board
     assert (project / "reports/leaderboard.html").read_text().startswith("<!doctype html>")
     lines = json.loads((project / "reports/lines.json").read_text())
     assert {"pca_2", "vae_4", "noisy", "crb"} <= set(lines["models"])

@@ -98,8 +98,6 @@ def test_toy_family_trains_evaluates_calibrates_and_ranks(project):
         "reports/evaluation.json",
         "--lines",
         "none.json",
-        "--bench-dir",
-        "reports",
         "--uncertainty",
         "reports/uncertainty.json",
         "--mzr",

@@ -104,12 +104,17 @@ def preprocess_cmd(
 def noise_cmd(
     params_path: ParamsOpt = None,
     spectra: SpectraOpt = SPECTRA,
-    out: Annotated[Path, typer.Option(help="Noise-added realisations (.npz).")] = NOISY,
+    out: Annotated[Path, typer.Option(help="Noise-added realisations at noise.sigma, the paper level (.npz).")] = NOISY,
+    levels_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the other noise.levels (sigma_<level>.npz); omitted: paper level only."),
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Continuum S/N per pixel of every level (JSON).")] = None,
 ) -> None:
-    """Add the paper's Gaussian noise (seeded realisations) and renormalise."""
+    """Add the paper's Gaussian noise (seeded realisations, every noise level) and renormalise."""
     t0 = time.perf_counter()
     p = resolve_params(params_path)
-    line = noise.run(p.noise, p.preprocess.norm, spectra, out)
+    line = noise.run(p.noise, p.preprocess.norm, spectra, out, levels_dir, report)
     done("noise", t0)
     typer.echo(line)
 

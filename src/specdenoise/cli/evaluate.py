@@ -40,11 +40,28 @@ def evaluate_cmd(
     out_md: Annotated[Path, typer.Option(help="Evaluation table (Markdown).")] = Path("reports/evaluation.md"),
     figures_dir: Annotated[Path, typer.Option(help="Where figures go.")] = Path("reports/figures/models"),
     tracking: TrackingOpt = True,
+    noise_report: Annotated[
+        Path | None, typer.Option(help="The noise stage's S/N per level (JSON), shown next to the levels.")
+    ] = None,
+    metrics: Annotated[
+        Path | None, typer.Option(help="Compact headline metrics (JSON) for `dvc metrics show`.")
+    ] = None,
 ) -> None:
-    """Compare every trained model, promote the registry's best version to @champion and draw the figures."""
+    """Rank every trained model (seeds pooled, paired-bootstrap CIs, every noise level), promote the
+    registry's best version to @champion and draw the figures."""
     t0 = time.perf_counter()
     text = evaluate.run(
-        resolve_params(params_path), models_dir, spectra, noisy, sample, out, out_md, figures_dir, tracking=tracking
+        resolve_params(params_path),
+        models_dir,
+        spectra,
+        noisy,
+        sample,
+        out,
+        out_md,
+        figures_dir,
+        tracking=tracking,
+        noise_report=noise_report,
+        metrics_out=metrics,
     )
     done("evaluate", t0)
     typer.echo(text)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from specdenoise.evaluation import leaderboard
+from specdenoise.evaluation import leaderboard, leaderboard_html
 from specdenoise.io import save_text
 
 
@@ -18,7 +18,12 @@ def leaderboard_cmd(
     lines_path: Annotated[Path, typer.Option("--lines", help="Per-line metrics, when the line stage has run.")] = Path(
         "reports/lines.json"
     ),
-    bench_dir: Annotated[Path, typer.Option(help="Folder with bench_*.json for the footer.")] = Path("reports"),
+    figures_dir: Annotated[
+        Path, typer.Option(help="The evaluate stage's figures (loss_vs_dim.svg, loss_vs_level.svg are embedded).")
+    ] = Path("reports/figures/models"),
+    mlflow_ui: Annotated[str, typer.Option(help="Base URL of the MLflow UI the run links point to.")] = (
+        leaderboard.DEFAULT_UI
+    ),
     uncertainty_path: Annotated[
         Path, typer.Option("--uncertainty", help="Coverage metrics, when the uncertainty stage has run.")
     ] = Path("reports/uncertainty.json"),
@@ -30,9 +35,10 @@ def leaderboard_cmd(
         "reports/leaderboard.html"
     ),
 ) -> None:
-    """Print the leaderboard (one row per family x dimension) and write it as Markdown and HTML."""
-    board = leaderboard.build(evaluation, lines_path, bench_dir, uncertainty_path, mzr)
+    """Print the leaderboard (per noise level, one row per family x dimension, seeds pooled) and write it
+    as Markdown and as a self-contained, sortable HTML page."""
+    board = leaderboard.build(evaluation, lines_path, uncertainty_path, mzr, figures_dir, mlflow_ui)
     text = leaderboard.render_markdown(board)
     save_text(out_md, text)
-    save_text(out_html, leaderboard.render_html(board))
+    save_text(out_html, leaderboard_html.render(board))
     typer.echo(text)

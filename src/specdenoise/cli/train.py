@@ -10,6 +10,8 @@ import typer
 
 from specdenoise.cli.common import NOISY, SPECTRA, NoisyOpt, ParamsOpt, SpectraOpt, done, progress
 from specdenoise.config import resolve_params
+from specdenoise.data.artefacts import NOISY_LEVELS_DIR
+from specdenoise.models import store
 from specdenoise.training import train
 
 
@@ -56,3 +58,31 @@ def train_cmd(
         f"train {model} {latent_dim}-D: test loss {m['test_loss']:.1f} (truth {m['test_loss_truth']:.1f}), "
         f"gain {m['gain']:.1f}, {m.get('epochs', 0)} epochs, {m['train_seconds']:.1f} s -> {final}"
     )
+
+
+def train_axis_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model family (a registered family).")],
+    latent_dim: Annotated[int, typer.Option("--latent-dim", "-d", help="Latent dimension (one of train.axis_dims).")],
+    hyper_from: Annotated[Path, typer.Option(help="record.json of the paper model whose architecture is re-trained.")],
+    params_path: ParamsOpt = None,
+    spectra: SpectraOpt = SPECTRA,
+    noisy: NoisyOpt = NOISY,
+    levels_dir: Annotated[Path, typer.Option(help="Folder of the other noise levels (sigma_<level>.npz).")] = (
+        NOISY_LEVELS_DIR
+    ),
+    out: Annotated[Path | None, typer.Option(help="Output folder (default models/<family>_<dim>_axis).")] = None,
+    tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Log the runs to MLflow.")] = True,
+) -> None:
+    """Train the other seeds (train.seeds) and noise levels (noise.levels) of one family and dimension."""
+    t0 = time.perf_counter()
+    p = resolve_params(params_path)
+    final = out or store.axis_dir(Path("models"), model, latent_dim)
+    recs = train.run_axis(
+        model, latent_dim, p, spectra, noisy, levels_dir, final, hyper_from, tracking=tracking, progress=progress()
+    )
+    done("train-axis", t0, model=f"{model}-{latent_dim}d", models=len(recs))
+    for r in recs:
+        typer.echo(
+            f"train {model} {latent_dim}-D sigma={r['noise_level']:g} seed {r['seed_index']}: "
+            f"test loss {r['metrics']['test_loss']:.1f}, {r['metrics']['train_seconds']:.1f} s"
+        )

@@ -176,6 +176,20 @@ class DesiSet(NpzArtefact):
         }
 
 
+#: Where the noise stage writes the realisations of the levels other than ``noise.sigma``.
+NOISY_LEVELS_DIR = Path("data/processed/noisy_levels")
+
+
+def level_name(level: float) -> str:
+    """A noise level as it appears in file and model names: ``0.005`` -> ``"0.005"``."""
+    return f"{float(level):g}"
+
+
+def noisy_level_path(levels_dir: str | Path, level: float) -> Path:
+    """The file of one noise level's realisations: ``<levels_dir>/sigma_<level>.npz``."""
+    return Path(levels_dir) / f"sigma_{level_name(level)}.npz"
+
+
 def load_noisy(path: str | Path) -> NoisySet | DesiSet:
     """A noise-added set: the paper's Gaussian realisations or the DESI-like set, by content."""
     arrays = load_npz(path)

@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from specdenoise.config import NoiseConfig
-from specdenoise.data.artefacts import NoisySet, Spectra
+from specdenoise.data.artefacts import NoisySet, Spectra, level_name, noisy_level_path
 from specdenoise.data.preprocess import normalise
 from specdenoise.errors import ConfigError
+from specdenoise.io import save_json
 
 
 class NoiseModel(ABC):
@@ -149,9 +150,65 @@ def noisy_ivar(ivar: np.ndarray, sigma: np.ndarray, renorm: np.ndarray) -> np.nd
     return np.where(np.isfinite(var), 1.0 / var, 0.0) * renorm[:, None] ** 2
 
 
-def run(cfg: NoiseConfig, norm_kind: str, spectra: Path, out: Path) -> str:
-    """The ``noise`` stage: seeded noise realisations of the spectra at ``spectra`` to ``out``; returns a summary
-    line."""
+def at_level(cfg: NoiseConfig, level: float) -> NoiseConfig:
+    """The noise settings of one level of ``cfg.levels``.
+
+    The paper level (``cfg.sigma``) keeps ``cfg`` unchanged, so its realisations are those of the
+    paper column; any other level gets sigma = ``level`` and its own seed, derived from
+    ``(cfg.seed, level in micro-units)`` so that adding or removing a level changes no other level.
+    """
+    if float(level) == float(cfg.sigma):
+        return cfg
+    seed = int(np.random.SeedSequence([cfg.seed, round(float(level) * 1e6)]).generate_state(1)[0])
+    return cfg.model_copy(update={"sigma": float(level), "seed": seed})
+
+
+def continuum_snr(flux: np.ndarray, noisy: dict[str, np.ndarray]) -> dict[str, float]:
+    """Input continuum S/N per pixel of one level's first realisation.
+
+    Per spectrum: the median over pixels of the clean normalised flux divided by the sigma of the
+    renormalised noise (``sigma / renorm``); then the median and the 16th / 84th percentiles over
+    the spectra.
+
+    Parameters
+    ----------
+    flux : ndarray, shape (n, n_pix)
+        Clean normalised spectra.
+    noisy : dict
+        :func:`add_noise` output (``renorm`` (r, n), ``sigma`` (n_pix,)).
+    """
+    sig = np.median(np.asarray(noisy["sigma"], dtype=float)) / noisy["renorm"][0]
+    snr = np.median(flux, axis=1) / sig
+    p16, p50, p84 = np.percentile(snr, [16, 50, 84])
+    return {"snr_median": float(p50), "snr_p16": float(p16), "snr_p84": float(p84)}
+
+
+def run(
+    cfg: NoiseConfig,
+    norm_kind: str,
+    spectra: Path,
+    out: Path,
+    levels_dir: Path | None = None,
+    report: Path | None = None,
+) -> str:
+    """The ``noise`` stage: seeded realisations of the spectra at ``spectra``.
+
+    The paper level (``cfg.sigma``) goes to ``out``; with ``levels_dir``, every other level of
+    ``cfg.levels`` to ``<levels_dir>/sigma_<level>.npz`` (one file per level: a level is a
+    separately versioned input of the models trained on it, and the paper column keeps its
+    file). ``report`` (JSON) gets the continuum S/N per pixel of every level. Returns a summary line.
+    """
     pre = Spectra.load(spectra)
-    NoisySet.from_arrays(add_noise(pre.flux, pre.wave, cfg, norm_kind)).save(out)
-    return f"noise: {cfg.n_realisations} realisation(s) of sigma={cfg.sigma} ({cfg.model}) -> {out}"
+    snr: dict[str, dict[str, float]] = {}
+    levels = cfg.all_levels if levels_dir is not None else [cfg.sigma]
+    for level in levels:
+        lc = at_level(cfg, level)
+        arrays = add_noise(pre.flux, pre.wave, lc, norm_kind)
+        snr[level_name(level)] = {"sigma": float(level), "seed": lc.seed, **continuum_snr(pre.flux, arrays)}
+        NoisySet.from_arrays(arrays).save(
+            out if float(level) == float(cfg.sigma) else noisy_level_path(levels_dir, level)
+        )
+    if report is not None:
+        save_json(report, {"paper_level": level_name(cfg.sigma), "levels": snr})
+    desc = ", ".join(f"{k} (S/N {v['snr_median']:.2f})" for k, v in snr.items())
+    return f"noise: {cfg.n_realisations} realisation(s) ({cfg.model}) at sigma = {desc} -> {out}"

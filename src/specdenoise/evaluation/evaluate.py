@@ -9,8 +9,9 @@ from typing import Any
 from specdenoise.config import Params
 from specdenoise.data.artefacts import CLASS_COLUMNS, Spectra, load_noisy, load_sample
 from specdenoise.errors import DataError
+from specdenoise.evaluation import headline, rankings
 from specdenoise.evaluation.figures import figures
-from specdenoise.io import save_json, save_text
+from specdenoise.io import load_json, save_json, save_text
 from specdenoise.models import store
 from specdenoise.tracking import set_champion
 from specdenoise.tracking.runs import log_stage_run
@@ -33,8 +34,8 @@ PAPER_HYPER = {
 
 
 def collect(models_dir: Path) -> list[dict[str, Any]]:
-    """The ``record.json`` of every trained model in ``models_dir``."""
-    records = [tm.record() for tm in store.list_models(models_dir)]
+    """The ``record.json`` of every paper model (``<family>_<dim>``) in ``models_dir``."""
+    records = [tm.record() for tm in store.list_models(models_dir, paper_only=True)]
     if not records:
         raise DataError(f"{models_dir}: no trained models (no <family>_<dim>/model)")
     return records
@@ -115,19 +116,32 @@ def run(
     out_md: Path,
     figures_dir: Path,
     tracking: bool = True,
+    noise_report: Path | None = None,
+    metrics_out: Path | None = None,
 ) -> str:
     """The ``evaluate`` stage; returns the Markdown table (also written to ``out_md``).
 
-    Writes ``out`` (metrics per model, the champion, the rows), ``loss_vs_dim.csv`` beside it
-    (a DVC plot), ``out_md`` and the figures; with ``tracking`` gives the registry's best
-    version the ``champion`` alias and logs the figures to an ``evaluate`` run.
+    Writes ``out`` (per paper model: metrics, the rows; per seed-pooled cell of every noise
+    level: mean and seed sd, tie-group rank with the paired-bootstrap CI; per-class losses; the
+    registry champion), ``metrics_out`` (the compact DVC metrics, :func:`headline.metrics_json`),
+    ``loss_vs_dim.csv`` / ``loss_vs_level.csv`` beside ``out`` (DVC plots), ``out_md`` and the
+    figures; with ``tracking`` gives the registry's best version the ``champion`` alias and logs
+    the figures to an ``evaluate`` run. ``noise_report`` (the noise stage's S/N per level) adds
+    the input S/N.
     """
     records = collect(models_dir)
     rows = summary_table(records)
+    ec = params.evaluate
+    try:
+        cells = rankings.build_cells(store.list_models(models_dir), params.noise.sigma)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    ranks = rankings.rank_all(cells, ec.n_bootstrap, ec.seed, ec.sd_factor)
     pre = Spectra.load(spectra).require("truth", "split", source=str(spectra))
-    paths = figures(
-        records, models_dir, pre, load_noisy(noisy), load_sample(sample, CLASS_COLUMNS), params, figures_dir
-    )
+    samp = load_sample(sample, CLASS_COLUMNS)
+    classes = rankings.per_class(cells, samp["class"].astype(str).to_numpy())
+    snr = load_json(noise_report) if noise_report is not None and Path(noise_report).exists() else None
+    paths = figures(records, models_dir, pre, load_noisy(noisy), samp, params, figures_dir, cells)
     champion = None
     if tracking:
         champion = set_champion(params.tracking)
@@ -135,11 +149,24 @@ def run(
         log_stage_run(params, "evaluate", run_params=run_params, artifacts=paths)
     keys = ("test_loss", "test_loss_truth", "gain", "gain_truth")
     metrics = {store.key(r["family"], r["latent_dim"]): {k: r[k] for k in keys} for r in rows}
-    save_json(out, {"models": metrics, "champion": champion, "rows": rows})
-    csv = "family,latent_dim,test_loss,test_loss_truth\n" + "".join(
-        f"{r['family']},{r['latent_dim']},{r['test_loss']:.6g},{r['test_loss_truth']:.6g}\n" for r in rows
+    save_json(
+        out,
+        {
+            "models": metrics,
+            "champion": champion,
+            "rows": rows,
+            "paper_level": params.noise.sigma,
+            "cells": [rankings.public(c) for c in cells],
+            "rankings": ranks,
+            "per_class": classes,
+            "noise_levels": (snr or {}).get("levels", {}),
+        },
     )
-    save_text(out.with_name("loss_vs_dim.csv"), csv)
-    text = render_markdown(rows, champion)
+    by_dim, by_level = headline.plot_tables(cells, params.noise.sigma)
+    save_text(out.with_name("loss_vs_dim.csv"), by_dim)
+    save_text(out.with_name("loss_vs_level.csv"), by_level)
+    if metrics_out is not None:
+        save_json(metrics_out, headline.metrics_json(cells, params.noise.sigma, snr))
+    text = render_markdown(rows, champion) + "\n".join(headline.markdown(cells, ranks, classes, snr)) + "\n"
     save_text(out_md, text)
     return text

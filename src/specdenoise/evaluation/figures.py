@@ -2,7 +2,8 @@
 
 ``fig5_loss_history.png`` (training / validation loss of the iterative families),
 ``fig6_latent.png`` (latent means of the 6-D VAE coloured by class), ``fig7_loss_vs_dim.png``
-(mean test loss vs latent dimension per family), ``fig8_reconstructions.png`` (examples at the
+(mean test loss vs latent dimension per family, +-1 seed sd; also ``loss_vs_dim.svg``),
+``loss_vs_level.png`` / ``.svg`` (mean test loss vs noise level), ``fig8_reconstructions.png`` (examples at the
 smallest and largest dimension with residuals) and ``worst_reconstructions.png``.
 """
 
@@ -30,8 +31,10 @@ def _plt() -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    """Write ``fig`` atomically as PNG, or as self-contained SVG when ``path`` ends in ``.svg``."""
+    fmt = "svg" if path.suffix == ".svg" else "png"
+    with atomic_path(path, suffix=f".{fmt}") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt)
     _plt().close(fig)
     return path
 
@@ -55,15 +58,65 @@ def fig5_loss_history(records: list[dict[str, Any]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def fig7_loss_vs_dim(records: list[dict[str, Any]], path: Path) -> Path:
-    """Mean test loss against latent dimension, one line a family, the noise-added input as reference."""
-    fig, ax = _plt().subplots(figsize=(6, 4))
-    for fam in sorted({r["family"] for r in records}):
-        rs = _by_family(records, fam)
-        ax.plot([r["latent_dim"] for r in rs], [r["metrics"]["test_loss"] for r in rs], "o-", label=fam.upper())
-    ax.axhline(records[0]["metrics"]["input_loss"], color="grey", ls=":", label="noise-added input")
-    ax.set(xlabel="latent dimension", ylabel="mean test loss (eq. 3)", yscale="log")
-    ax.legend()
+def _errorbar_panel(ax: Any, cells: list[dict[str, Any]], x_key: str) -> None:
+    """One line per family (per family and dimension when ``x_key`` is the level): mean test loss
+    over seeds with +-1 seed-sd error bars (none where a cell has one seed)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in cells:
+        label = c["family"].upper() if x_key == "latent_dim" else f"{c['family'].upper()} {c['latent_dim']}-D"
+        groups.setdefault(label, []).append(c)
+    for label, cs in sorted(groups.items()):
+        cs = sorted(cs, key=lambda c: c[x_key])
+        yerr = [c["test_loss_sd"] or 0.0 for c in cs]
+        ns = sorted({c["n_seeds"] for c in cs})
+        seeds = f"{ns[0]} seed{'s' if ns[0] > 1 else ''}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]} seeds"
+        ax.errorbar(
+            [c[x_key] for c in cs],
+            [c["test_loss"] for c in cs],
+            yerr=yerr,
+            fmt="o-",
+            capsize=3,
+            label=f"{label} ({seeds})",
+        )
+
+
+def fig7_loss_vs_dim(cells: list[dict[str, Any]], paper_sigma: float, path: Path) -> Path:
+    """Mean test loss against latent dimension at the paper level, one line a family, +-1 seed sd,
+    the noise-added input as reference (``path``'s suffix picks PNG or SVG)."""
+    at = [c for c in cells if c["level"] == paper_sigma]
+    fig, ax = _plt().subplots(figsize=(6.5, 4.2))
+    _errorbar_panel(ax, at, "latent_dim")
+    ax.axhline(at[0]["input_loss"], color="grey", ls=":", label="noise-added input")
+    ax.set(
+        xlabel="latent dimension",
+        ylabel="mean test loss, eq. 3 (dimensionless)",
+        yscale="log",
+        title=f"Test loss vs latent dimension (sigma = {paper_sigma:g}; error bars: seed sd)",
+    )
+    ax.set_xticks(sorted({c["latent_dim"] for c in at}))
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def loss_vs_level(cells: list[dict[str, Any]], path: Path) -> Path | None:
+    """Mean test loss against the noise level for the dimensions trained at several levels (+-1 seed sd)."""
+    keys = {c["key"] for c in cells if sum(o["key"] == c["key"] for o in cells) > 1}
+    at = [c for c in cells if c["key"] in keys]
+    if not at:
+        return None
+    fig, ax = _plt().subplots(figsize=(6.5, 4.2))
+    _errorbar_panel(ax, at, "level")
+    ax.set(
+        xlabel="added noise sigma (normalised flux units, unit-L2 spectra)",
+        ylabel="mean test loss, eq. 3 (dimensionless)",
+        xscale="log",
+        yscale="log",
+        title="Test loss vs noise level (error bars: seed sd)",
+    )
+    levels = sorted({c["level"] for c in at})
+    ax.set_xticks(levels, [f"{lv:g}" for lv in levels])
+    ax.minorticks_off()
+    ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -95,7 +148,9 @@ def fig8_reconstructions(
             ax.set_title(f"{classes[i]}, {best_family.upper()} {dim}-D", fontsize=9)
     axes[0, 0].legend(fontsize=7)
     for ax in axes[-1]:
-        ax.set_xlabel("rest wavelength (A)")
+        ax.set_xlabel("rest wavelength (Angstrom)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("normalised flux (unit L2)")
     return _save(fig, path)
 
 
@@ -117,6 +172,8 @@ def worst_reconstructions(
         ax.plot(wave, test["y"][i], lw=0.7, label="observed target")
         ax.plot(wave, pred[i], lw=0.9, label="prediction")
         ax.set_title(f"{classes[i]}: loss {loss[i]:.0f} (median {np.median(loss):.0f})", fontsize=9)
+        ax.set_ylabel("normalised flux (unit L2)")
+    np.atleast_1d(axes)[-1].set_xlabel("rest wavelength (Angstrom)")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     return _save(fig, path)
 
@@ -145,23 +202,35 @@ def fig6_latent(
             for cls in np.unique(classes):
                 m = classes == cls
                 ax.scatter(z[m, b], z[m, a], s=3, label=cls)
-            ax.set(xlabel=f"z{b}", ylabel=f"z{a}")
+            ax.set(xlabel=f"latent mean z{b} (dimensionless)", ylabel=f"latent mean z{a} (dimensionless)")
     axes[0, 0].legend(fontsize=6, markerscale=3)
-    fig.suptitle(f"{fams[0].upper()} {dim}-D latent means (test set)")
+    shown = f"first {k} of {dim} latents" if k < dim else f"all {dim} latents"
+    fig.suptitle(f"{fams[0].upper()} {dim}-D: latent means of the test set by class ({shown})")
     return _save(fig, path)
 
 
 def figures(
-    records: list[dict[str, Any]], models_dir: Path, pre: Any, noisy: Any, sample: Any, params: Params, fig_dir: Path
+    records: list[dict[str, Any]],
+    models_dir: Path,
+    pre: Any,
+    noisy: Any,
+    sample: Any,
+    params: Params,
+    fig_dir: Path,
+    cells: list[dict[str, Any]],
 ) -> list[Path]:
-    """Draw the paper's figures from the trained models; return the written paths."""
+    """Draw the paper's figures from the paper models' ``records`` and the seed / level ``cells``
+    (:mod:`specdenoise.evaluation.rankings`); return the written paths."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     _, test = training_data(pre, noisy, params)
     wave = pre["wave"]
     classes = sample["class"].astype(str).to_numpy()[test["index"]]
     written = [
         fig5_loss_history(records, fig_dir / "fig5_loss_history.png"),
-        fig7_loss_vs_dim(records, fig_dir / "fig7_loss_vs_dim.png"),
+        fig7_loss_vs_dim(cells, params.noise.sigma, fig_dir / "fig7_loss_vs_dim.png"),
+        fig7_loss_vs_dim(cells, params.noise.sigma, fig_dir / "loss_vs_dim.svg"),
+        loss_vs_level(cells, fig_dir / "loss_vs_level.png"),
+        loss_vs_level(cells, fig_dir / "loss_vs_level.svg"),
         fig8_reconstructions(
             records, models_dir, test, wave, classes, params.train.seed, fig_dir / "fig8_reconstructions.png"
         ),

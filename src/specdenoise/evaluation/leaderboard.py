@@ -1,33 +1,47 @@
-"""The leaderboard: one row per model family x latent dimension, from recorded metrics only.
+"""The leaderboard: one row per model family x latent dimension at every noise level, seeds pooled,
+from this run's recorded metrics only.
 
-Numbers come from ``reports/evaluation.json`` (written by the evaluate stage from each model's
-``metrics.json`` / MLflow run), optional per-line metrics (``reports/lines.json``, once the
-line stage exists) and optional benchmark files (``reports/bench_*.json``, the footer).
-Nothing is re-typed.
+Numbers come from ``reports/evaluation.json`` (the evaluate stage: seed-pooled cells with their
+tie-group ranks and paired-bootstrap CIs, the per-class table, the input S/N per level), and,
+when present, ``reports/lines.json``, ``reports/uncertainty.json`` and ``reports/mzr.json``;
+the figures (``loss_vs_dim.svg``, ``loss_vs_level.svg``) from the evaluate stage's figure folder.
+Nothing is re-typed and nothing from another run is shown (the ``make bench`` timings stay in
+``reports/bench_*.json``). HTML: :mod:`specdenoise.evaluation.leaderboard_html`.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+from specdenoise.data.artefacts import level_name
 from specdenoise.errors import DataError
 
-COLUMNS = [
-    ("rank", "rank"),
-    ("model", "model"),
-    ("test_loss", "test loss (observed)"),
-    ("test_loss_truth", "test loss (truth)"),
-    ("gain", "gain over input"),
-    ("gain_truth", "gain (truth)"),
-    ("train_seconds", "train s"),
-    ("inference_spectra_per_s", "spectra/s"),
-    ("coverage_1sigma", "1-sigma coverage %"),
-    ("coverage_2sigma", "2-sigma coverage %"),
-    ("run_id", "MLflow run"),
+#: Readable names of the MZR test's spectrum sets (``reports/mzr.json`` keys).
+MZR_LABELS = {
+    "original": "original (SDSS-like)",
+    "desi": "DESI-like input",
+    "denoised": "de-noised",
+    "denoised_calibrated": "de-noised, calibrated errors",
+}
+MZR_HEADS = ["spectra", "measurable %", "MZR scatter (dex)", "median error (dex)", "SFR rho"]
+MAIN_HEADS = [
+    "rank",
+    "model",
+    "seeds",
+    "test loss (observed)",
+    "gap [95 % CI]",
+    "test loss (truth)",
+    "gain over input",
+    "train s",
+    "spectra/s",
+    "1-sigma cov. %",
+    "2-sigma cov. %",
 ]
+LEVEL_HEADS = ["rank", "model", "seeds", "test loss (observed)", "gap [95 % CI]", "test loss (truth)"]
+DEFAULT_UI = "http://127.0.0.1:5000"
 
 
 def _read(path: Path) -> Any:
@@ -39,195 +53,226 @@ def _read(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
+def _optional(path: Path | None) -> Any:
+    return _read(path) if path is not None and Path(path).exists() else {}
+
+
+def fmt(v: Any, kind: str = "loss") -> str:
+    """One number format per kind: ``loss`` 1,234.5; ``pct`` 68.3; ``dex`` 0.123; ``rate`` 12,345;
+    ``rho`` +0.12; ``snr`` 0.89. None and NaN are "-"."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, str):
+        return v
+    spec = {"loss": ",.1f", "pct": ".1f", "dex": ".3f", "rate": ",.0f", "rho": "+.2f", "snr": ".2f", "int": "d"}[kind]
+    return format(v, spec)
+
+
+def pm(mean: float | None, sd: float | None) -> str:
+    """``mean +- sd`` (sd omitted when there is one seed)."""
+    return fmt(mean) if sd is None else f"{fmt(mean)} +- {fmt(sd)}"
+
+
+def run_url(ui: str, experiment_id: str | None, run_id: str | None) -> str | None:
+    """The MLflow UI page of a run (``mlflow ui`` / ``make ui`` serves it)."""
+    if not run_id or not experiment_id:
+        return None
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _row(c: dict[str, Any], paper: dict[str, Any], champ: dict[str, Any], ui: str) -> dict[str, Any]:
+    lo, hi = c.get("ci_vs_leader", [0.0, 0.0])
+    diff = "leader" if c.get("diff_vs_leader", 0.0) == 0.0 and lo == hi == 0.0 else None
+    runs = [
+        {
+            "seed": s["seed_index"],
+            "url": run_url(ui, s.get("experiment_id"), s.get("run_id")),
+            "run_id": s.get("run_id"),
+        }
+        for s in c["seeds"]
+    ]
+    return {
+        "key": c["key"],
+        "family": c["family"],
+        "latent_dim": c["latent_dim"],
+        "level": c["level"],
+        "rank": c.get("rank"),
+        "rank_label": f"{c.get('rank')}=" if c.get("tied") else str(c.get("rank")),
+        "model": f"{c['family'].upper()} {c['latent_dim']}-D",
+        "n_seeds": c["n_seeds"],
+        "test_loss": c["test_loss"],
+        "test_loss_sd": c["test_loss_sd"],
+        "test_loss_truth": c["test_loss_truth"],
+        "test_loss_truth_sd": c["test_loss_truth_sd"],
+        "diff": diff or f"{c['diff_vs_leader']:+,.1f} [{lo:+,.1f}, {hi:+,.1f}]",
+        "diff_value": c.get("diff_vs_leader", 0.0),
+        "gain": c["input_loss"] / c["test_loss"] if c["test_loss"] else None,
+        "train_seconds": paper.get("train_seconds"),
+        "inference_spectra_per_s": paper.get("inference_spectra_per_s"),
+        "champion": bool(champ) and any(s.get("run_id") == champ.get("run_id") for s in c["seeds"]),
+        "runs": runs,
+    }
+
+
 def build(
     evaluation: Path,
     lines: Path | None = None,
-    bench_dir: Path | None = None,
     uncertainty: Path | None = None,
     mzr: Path | None = None,
+    figures_dir: Path | None = None,
+    mlflow_ui: str = DEFAULT_UI,
 ) -> dict[str, Any]:
-    """Rows sorted by test loss against the observed target, champion marked, plus footer facts.
-
-    ``uncertainty`` (``reports/uncertainty.json``, when present) adds the test-set fraction of
-    true pixels within the calibrated 1 and 2 sigma (percent). ``mzr`` (``reports/mzr.json``,
-    when present) adds the mass-metallicity table of the DESI-like test.
-    """
+    """The leaderboard's content: ranked rows per level (the paper level first), per-class losses,
+    input S/N, line and coverage metrics, the MZR table and the figures (SVG text)."""
     ev = _read(evaluation)
-    unc = _read(uncertainty).get("models", {}) if uncertainty is not None and Path(uncertainty).exists() else {}
+    if "cells" not in ev:
+        raise DataError(f"{evaluation}: no 'cells' (written by an older specdenoise; re-run `dvc repro evaluate`)")
+    unc = _optional(uncertainty).get("models", {})
+    line_metrics = _optional(lines)
     champ = ev.get("champion") or {}
-    line_metrics = _read(lines) if lines is not None and lines.exists() else {}
-    rows = []
-    for r in sorted(ev["rows"], key=lambda r: r["test_loss"]):
-        row = {k: r.get(k) for k, _ in COLUMNS if k not in ("rank", "model")}
-        row["model"] = f"{r['family'].upper()} {r['latent_dim']}-D"
-        row["family"], row["latent_dim"] = r["family"], r["latent_dim"]
-        row["champion"] = bool(champ) and r.get("run_id") == champ.get("run_id")
-        key = f"{r['family']}_{r['latent_dim']}"
-        row["lines"] = line_metrics.get("models", {}).get(key, {})
-        after = (unc.get(key) or {}).get("after") or {}
-        for k in ("within_1sigma", "within_2sigma"):
-            if after.get(k) is not None:
-                row[f"coverage_{k[7:]}"] = round(100 * after[k], 1)
-        rows.append(row)
-    for i, row in enumerate(rows, 1):
-        row["rank"] = i
-    for key, label in (("noisy", "noise-added input"), ("crb", "Cramer-Rao bound")):
-        if key in line_metrics.get("models", {}):
-            rows.append(
-                {
-                    "rank": None,
-                    "model": label,
-                    "champion": False,
-                    "lines": line_metrics["models"][key],
-                    "test_loss": ev["rows"][0].get("input_loss") if key == "noisy" and ev["rows"] else None,
-                }
-            )
-    footer: dict[str, Any] = {}
-    if bench_dir is not None:
-        for path in sorted(Path(bench_dir).glob("bench_*.json")):
-            footer[path.stem] = _read(path)
-    mz = _read(mzr) if mzr is not None and Path(mzr).exists() else {}
+    paper_level = ev["paper_level"]
+    papers = {f"{r['family']}_{r['latent_dim']}": r for r in ev["rows"]}
+    levels: dict[str, list[dict[str, Any]]] = {}
+    for c in ev["cells"]:
+        levels.setdefault(level_name(c["level"]), []).append(c)
+    tables = {}
+    for name, cells in levels.items():
+        rows = [_row(c, papers.get(c["key"], {}) if c["level"] == paper_level else {}, champ, mlflow_ui) for c in cells]
+        rows.sort(key=lambda r: (r["rank"] or 0, r["test_loss"]))
+        for r in rows:
+            after = (unc.get(r["key"]) or {}).get("after") or {} if r["level"] == paper_level else {}
+            r["coverage_1sigma"] = 100 * after["within_1sigma"] if after.get("within_1sigma") is not None else None
+            r["coverage_2sigma"] = 100 * after["within_2sigma"] if after.get("within_2sigma") is not None else None
+            r["lines"] = line_metrics.get("models", {}).get(r["key"], {}) if r["level"] == paper_level else {}
+        tables[name] = rows
+    order = sorted(tables, key=lambda k: (float(k) != paper_level, float(k)))
+    figures = {}
+    for name in ("loss_vs_dim", "loss_vs_level"):
+        path = Path(figures_dir) / f"{name}.svg" if figures_dir is not None else None
+        if path is not None and path.exists():
+            figures[name] = path.read_text()
+    mz = _optional(mzr)
     mzr_rows = [
-        {"set": k, **{m: v.get(m) for m in ("fraction_measurable", "scatter", "median_error", "sfr_rho")}}
+        {
+            "set": MZR_LABELS.get(k, k),
+            **{m: v.get(m) for m in ("fraction_measurable", "scatter", "median_error", "sfr_rho")},
+        }
         for k, v in sorted(
-            mz.get("sets", {}).items(), key=lambda kv: MZR_ORDER.index(kv[0]) if kv[0] in MZR_ORDER else 99
+            mz.get("sets", {}).items(), key=lambda kv: list(MZR_LABELS).index(kv[0]) if kv[0] in MZR_LABELS else 99
         )
     ]
     return {
-        "rows": rows,
+        "paper_level": level_name(paper_level),
+        "levels": order,
+        "tables": tables,
+        "snr": ev.get("noise_levels", {}),
+        "per_class": ev.get("per_class", {}),
         "champion": champ,
         "line_names": line_metrics.get("lines", []),
-        "footer": footer,
-        "input_loss": ev["rows"][0].get("input_loss") if ev["rows"] else None,
+        "line_refs": {k: line_metrics["models"][k] for k in ("noisy", "crb") if k in line_metrics.get("models", {})},
+        "input_loss": next((c["input_loss"] for c in ev["cells"] if c["level"] == paper_level), None),
+        "figures": figures,
         "mzr": {"rows": mzr_rows, "model_uri": mz.get("model_uri"), "truth": mz.get("truth", {})},
     }
 
 
-MZR_ORDER = ["original", "desi", "denoised", "denoised_calibrated"]
-MZR_HEADS = ["spectra", "measurable %", "MZR scatter (dex)", "median error (dex)", "SFR rho"]
+def main_cells(row: dict[str, Any], line_names: list[str]) -> list[str]:
+    """The paper-level table's cells of one row (text)."""
+    model = row["model"] + (" (registry champion)" if row["champion"] else "")
+    cells = [
+        row["rank_label"],
+        model,
+        fmt(row["n_seeds"], "int"),
+        pm(row["test_loss"], row["test_loss_sd"]),
+        row["diff"],
+        pm(row["test_loss_truth"], row["test_loss_truth_sd"]),
+        fmt(row["gain"], "snr"),
+        fmt(row["train_seconds"], "rate"),
+        fmt(row["inference_spectra_per_s"], "rate"),
+        fmt(row["coverage_1sigma"], "pct"),
+        fmt(row["coverage_2sigma"], "pct"),
+    ]
+    return cells + [fmt(row["lines"].get(f"sigma_fill_{n}"), "dex") for n in line_names]
 
 
-def _mzr_cells(row: dict[str, Any]) -> list[str]:
+REF_LABELS = {"noisy": "noise-added input", "crb": "Cramer-Rao bound"}
+
+
+def ref_cells(board: dict[str, Any]) -> list[list[str]]:
+    """Reference rows of the paper-level table (line metrics of the noisy input and the Cramer-Rao bound)."""
+    rows = []
+    for key, lm in board["line_refs"].items():
+        loss = fmt(board["input_loss"]) if key == "noisy" else "-"
+        cells = ["", REF_LABELS[key], "", loss, "", "", "", "", "", "", ""]
+        rows.append(cells + [fmt(lm.get(f"sigma_fill_{n}"), "dex") for n in board["line_names"]])
+    return rows
+
+
+def level_cells(row: dict[str, Any]) -> list[str]:
+    return [
+        row["rank_label"],
+        row["model"],
+        fmt(row["n_seeds"], "int"),
+        pm(row["test_loss"], row["test_loss_sd"]),
+        row["diff"],
+        pm(row["test_loss_truth"], row["test_loss_truth_sd"]),
+    ]
+
+
+def mzr_cells(row: dict[str, Any]) -> list[str]:
     frac = row.get("fraction_measurable")
     return [
         row["set"],
-        _fmt(None if frac is None else round(100 * frac, 1)),
-        _fmt(row.get("scatter")),
-        _fmt(row.get("median_error")),
-        _fmt(row.get("sfr_rho")),
+        fmt(None if frac is None else 100 * frac, "pct"),
+        fmt(row.get("scatter"), "dex"),
+        fmt(row.get("median_error"), "dex"),
+        fmt(row.get("sfr_rho"), "rho"),
     ]
 
 
-def _mzr_title(board: dict[str, Any]) -> str:
+def class_table(board: dict[str, Any], level: str) -> tuple[list[str], list[list[str]]]:
+    """Heads and rows of the per-class loss table at one level (models in rank order)."""
+    table = board["per_class"].get(level) or {}
+    if not table:
+        return [], []
+    names = list(table["n"])
+    heads = ["model", *[f"{n} ({table['n'][n]})" for n in names]]
+    rows = [
+        [r["model"], *[fmt(table[r["key"]][n]) for n in names]] for r in board["tables"][level] if r["key"] in table
+    ]
+    return heads, rows
+
+
+def level_title(board: dict[str, Any], level: str) -> str:
+    snr = (board["snr"].get(level) or {}).get("snr_median")
+    paper = " (the paper's level)" if level == board["paper_level"] else ""
+    return f"Noise sigma = {level}{paper}: input continuum S/N {fmt(snr, 'snr')} per pixel"
+
+
+def mzr_title(board: dict[str, Any]) -> str:
     t = board["mzr"].get("truth") or {}
-    truth = f"; truth: scatter {t['scatter']:.3f}, SFR rho {t['sfr_rho']:+.2f}" if t.get("scatter") is not None else ""
+    truth = (
+        f"; truth: scatter {fmt(t['scatter'], 'dex')}, SFR rho {fmt(t['sfr_rho'], 'rho')}"
+        if t.get("scatter") is not None
+        else ""
+    )
     return (
-        f"Mass-metallicity test (DESI-like, `{board['mzr']['model_uri']}`; "
-        f"paper: 0.09 original / poor DESI-like / 0.12 de-noised{truth})"
+        f"Mass-metallicity test (DESI-like, {board['mzr']['model_uri']}; paper: 0.09 original / 0.12 de-noised{truth})"
     )
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-    return str(v)
-
-
-def _cells(row: dict[str, Any], line_names: list[str]) -> list[str]:
-    cells = []
-    for k, _ in COLUMNS:
-        v = row.get(k)
-        if k == "model" and row["champion"]:
-            v = f"{v} (champion)"
-        if k == "run_id" and v:
-            v = v[:8]
-        cells.append(_fmt(v))
-    for name in line_names:
-        cells.append(_fmt(row["lines"].get(f"sigma_fill_{name}")))
-    return cells
-
-
-def render_markdown(board: dict[str, Any]) -> str:
-    heads = [h for _, h in COLUMNS] + [f"sigma_fill {n}" for n in board["line_names"]]
-    out = [
-        "# specdenoise leaderboard",
-        "",
-        "Sorted by mean test loss (eq. 3) against the SDSS-like observed target.",
-        "",
-    ]
-    out += _md_table(heads, [_cells(row, board["line_names"]) for row in board["rows"]])
-    if board["input_loss"] is not None:
-        out += ["", f"Noise-added input: test loss {board['input_loss']:,.0f}."]
-    if board["champion"]:
-        c = board["champion"]
-        out.append(f"Champion: `models:/{c['model']}@champion` (version {c['version']}).")
-    if any(r.get("coverage_1sigma") is not None for r in board["rows"]):
-        out.append(
-            "Coverage: % of true test pixels within the calibrated 1 / 2 sigma "
-            "(ideal 68.3 / 95.4; `reports/uncertainty.md`)."
-        )
-    if not board["line_names"]:
-        out.append("Line metrics (sigma, sigma_fill, CRB) appear once the emission-line stage runs.")
-    else:
-        out.append(
-            "sigma_fill: scatter (dex) of log line flux against the fit to the observed target over filled bins "
-            "(paper Table 6). "
-            "The Cramer-Rao row is an unbiased single-line measurement at the input noise with no prior; "
-            "de-noisers use the "
-            "population prior and can beat it."
-        )
-    if board.get("mzr", {}).get("rows"):
-        out += ["", "## " + _mzr_title(board), "", *_md_table(MZR_HEADS, [_mzr_cells(r) for r in board["mzr"]["rows"]])]
-    out += _footer_lines(board["footer"])
-    return "\n".join(out) + "\n"
-
-
-def _footer_lines(footer: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    if "bench_universe" in footer:
-        b = footer["bench_universe"]
-        lines.append(
-            f"Universe: {b['n_galaxies']:,} galaxies with spectra in {b['total_s']} s "
-            f"({b['spectra_per_s_end_to_end']} spectra/s, peak {b['peak_rss_gb']} GB)."
-        )
-    if "bench_pipeline" in footer:
-        b = footer["bench_pipeline"]
-        lines.append(
-            f"Preprocessing: {b['preprocess_spectra_per_s']:,} spectra/s; dense matmul {b['matmul_gflops']} GFLOP/s."
-        )
-        if "inference" in b:
-            i = b["inference"]
-            lines.append(
-                f"Inference ({i['model']}): {i['spectra_per_s']:,} spectra/s = {i['gflops_achieved']} GFLOP/s, "
-                f"roofline ratio {i['roofline_ratio']}."
-            )
-        if "lines" in b:
-            ln = b["lines"]
-            lines.append(
-                f"Line fitting: fast {ln['fast_spectra_per_s']:,} spectra/s "
-                f"vs pPXF {ln['ppxf_spectra_per_s']} spectra/s ({ln['speedup']:.0f}x)."
-            )
-    if "bench_denoise" in footer:
-        b = footer["bench_denoise"]
-        rates = ", ".join(f"{r['spectra_per_s']} spectra/s with {r['workers']} worker(s)" for r in b.get("results", []))
-        lines.append(
-            "`specdenoise denoise` (read, preprocess, de-noise with sigma, write FITS; "
-            f"{b.get('family', '').upper()} {b.get('latent_dim')}-D) on a local Dask cluster: {rates}."
-        )
-    if "bench_train" in footer:
-        for b in footer["bench_train"]:
-            if "error" not in b:
-                lines.append(
-                    f"Training ({b['backend']}, {b['family'].upper()}, {b['n_parameters']:,} parameters): "
-                    f"{b['seconds_per_epoch']} s/epoch on {b['n_spectra']} spectra."
-                )
-    return ["", "## Benchmarks", "", *[f"- {ln}" for ln in lines]] if lines else []
+NOTES = [
+    "Cells pool the training seeds: mean +- sd over seeds (no sd: one seed). Rank: tie groups (`2=`); a model "
+    "starts a new group only when the paired-bootstrap 95 % CI of its loss gap to the group leader "
+    "(same test spectra) excludes 0 AND the gap exceeds 2 x the seed sd. Gap: to the group leader; for a "
+    "leader, to the previous leader.",
+    "Loss: mean eq.-3 weighted loss per test spectrum against the SDSS-like observed target (truth: the noise-free "
+    "spectrum); gain = loss of the noise-added input / loss of the model.",
+    "Coverage: % of true test pixels within the calibrated 1 / 2 sigma (ideal 68.3 / 95.4).",
+]
 
 
 def _md_table(heads: list[str], rows: list[list[str]]) -> list[str]:
-    """Lines of a Markdown table."""
     return [
         "| " + " | ".join(heads) + " |",
         "|" + "|".join("---" for _ in heads) + "|",
@@ -235,43 +280,30 @@ def _md_table(heads: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _html_table(heads: list[str], rows: list[list[str]], highlight: list[bool] | None = None) -> str:
-    """An HTML table; rows flagged in ``highlight`` get ``class="champion"``."""
-    flags = highlight or [False] * len(rows)
-    cls = {True: ' class="champion"', False: ""}
-    body = "".join(
-        f"<tr{cls[hi]}>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-        for r, hi in zip(rows, flags, strict=True)
-    )
-    return (
-        "<table><thead><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
-        + "</tr></thead><tbody>"
-        + body
-        + "</tbody></table>"
-    )
-
-
-def render_html(board: dict[str, Any]) -> str:
-    """A standalone HTML page (no external assets)."""
-    heads = [h for _, h in COLUMNS] + [f"sigma_fill {n}" for n in board["line_names"]]
-    main = _html_table(
-        heads, [_cells(row, board["line_names"]) for row in board["rows"]], [row["champion"] for row in board["rows"]]
-    )
-    foot = "".join(f"<li>{html.escape(x[2:])}</li>" for x in _footer_lines(board["footer"]) if x.startswith("- "))
-    mzr_html = ""
-    if board.get("mzr", {}).get("rows"):
-        mzr_html = f"<h2>{html.escape(_mzr_title(board))}</h2>" + _html_table(
-            MZR_HEADS, [_mzr_cells(r) for r in board["mzr"]["rows"]]
-        )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>specdenoise leaderboard</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}tr.champion{background:#fff3c4}"
-        "</style></head><body>"
-        "<h1>specdenoise leaderboard</h1><p>Sorted by mean test loss (eq. 3) against the SDSS-like observed target.</p>"
-        + main
-        + mzr_html
-        + (f"<h2>Benchmarks</h2><ul>{foot}</ul>" if foot else "")
-        + "</body></html>\n"
-    )
+def render_markdown(board: dict[str, Any]) -> str:
+    """The leaderboard as Markdown (paper level first, then the other levels, per-class, MZR)."""
+    out = ["# specdenoise leaderboard", "", *NOTES, ""]
+    for level in board["levels"]:
+        out += ["", f"## {level_title(board, level)}", ""]
+        if level == board["paper_level"]:
+            heads = MAIN_HEADS + [f"sigma_fill {n} (dex)" for n in board["line_names"]]
+            rows = [main_cells(r, board["line_names"]) for r in board["tables"][level]] + ref_cells(board)
+            out += _md_table(heads, rows)
+        else:
+            out += _md_table(LEVEL_HEADS, [level_cells(r) for r in board["tables"][level]])
+        heads, rows = class_table(board, level)
+        if rows:
+            out += [
+                "",
+                f"Test loss (observed) per galaxy class (spectra), sigma = {level}:",
+                "",
+                *_md_table(heads, rows),
+            ]
+    if board["input_loss"] is not None:
+        out += ["", f"Noise-added input at sigma = {board['paper_level']}: test loss {fmt(board['input_loss'])}."]
+    if board["champion"]:
+        c = board["champion"]
+        out.append(f"Registry champion: `models:/{c['model']}@champion` (version {c['version']}).")
+    if board["mzr"]["rows"]:
+        out += ["", "## " + mzr_title(board), "", *_md_table(MZR_HEADS, [mzr_cells(r) for r in board["mzr"]["rows"]])]
+    return "\n".join(out) + "\n"

@@ -106,7 +106,7 @@ def run_uncertainty(
     wave = np.asarray(pre["wave"], float)
     val, test = split_arrays(pre, noisy, params)
     entries, metrics, texts = [], {}, {}
-    for tm in store.list_models(models_dir):
+    for tm in store.list_models(models_dir, paper_only=True):
         cal, entry = assess(tm.load(), tm.name, val, test, wave, uc.n_samples, uc.seed, uc.window)
         cal.save(Path(calibration_dir) / f"{tm.name}.json")
         entry["run_id"] = run_id = tm.run_id()

@@ -89,10 +89,19 @@ def check_store(uri: str, writable: bool) -> None:
 
 
 def setup(cfg: TrackingConfig, root: Path | None = None) -> str:
-    """Point MLflow at the store and return the experiment id (created if missing)."""
+    """Point MLflow at the store and return the experiment id (created if missing).
+
+    Under ``mlflow run`` (which starts a launcher run, in the experiment named on its command
+    line, and passes its id in ``MLFLOW_RUN_ID``), the pipeline's runs still go to
+    ``tracking.experiment``: the id is moved to ``SPECDENOISE_LAUNCHER_RUN`` (tagged on each run as
+    ``launcher_run``) so that ``start_run`` opens new runs instead of resuming the launcher.
+    """
     import mlflow
 
     quiet()
+    launcher = os.environ.pop("MLFLOW_RUN_ID", None)
+    if launcher:
+        os.environ["SPECDENOISE_LAUNCHER_RUN"] = launcher
     uri = tracking_uri(cfg, root)
     check_store(uri, writable=True)
     mlflow.set_tracking_uri(uri)

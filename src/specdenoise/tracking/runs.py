@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,15 +72,38 @@ class TrainingRun:
     """
 
     def __init__(
-        self, params: Params, family: str, latent_dim: int, sample: str, enabled: bool = True, root: Path | None = None
+        self,
+        params: Params,
+        family: str,
+        latent_dim: int,
+        sample: str,
+        enabled: bool = True,
+        root: Path | None = None,
+        level: float | None = None,
+        seed_index: int = 0,
     ):
         self.params, self.family, self.latent_dim, self.sample = params, family, latent_dim, sample
         self.enabled, self.root = enabled, root
+        self.level, self.seed_index = level, seed_index
         self.run = None
 
     @property
     def run_id(self) -> str | None:
         return self.run.info.run_id if self.run is not None else None
+
+    @property
+    def experiment_id(self) -> str | None:
+        return self.run.info.experiment_id if self.run is not None else None
+
+    @property
+    def run_name(self) -> str:
+        """Unique per model: ``vae-6d``, ``vae-6d-s1``, ``vae-6d-n0.01-s0``, ``vae-6d-desi``."""
+        name = f"{self.family}-{self.latent_dim}d"
+        if self.level is not None:
+            name += f"-n{self.level:g}-s{self.seed_index}"
+        elif self.seed_index:
+            name += f"-s{self.seed_index}"
+        return name if self.sample == "main" else f"{name}-{self.sample}"
 
     def __enter__(self) -> TrainingRun:
         if not self.enabled:
@@ -88,7 +112,7 @@ class TrainingRun:
 
         exp_id = setup(self.params.tracking, self.root)
         mark_killed_runs(exp_id)
-        self.run = mlflow.start_run(experiment_id=exp_id, run_name=f"{self.family}-{self.latent_dim}d")
+        self.run = mlflow.start_run(experiment_id=exp_id, run_name=self.run_name)
         noise_tag = self.params.noise.model if self.sample == "main" else self.sample
         mlflow.set_tags(
             {
@@ -96,9 +120,12 @@ class TrainingRun:
                 "latent_dim": str(self.latent_dim),
                 "role": "final",
                 "noise_model": noise_tag,
+                "noise_level": f"{self.params.noise.sigma:g}",
+                "seed_index": str(self.seed_index),
                 "sample": self.sample,
                 "benchmark": benchmark_tag(self.params),
                 **owner_tags(),
+                **git_tags(),
             }
         )
         log_json(environment(), "environment.json")
@@ -111,17 +138,27 @@ class TrainingRun:
 
             mlflow.end_run()
 
-    def log_start(self, n_train: int, n_val: int) -> None:
-        """Parameters known before training: sizes and the ``train`` section's scalars."""
+    def log_start(self, n_train: int, n_val: int, data: Any = None, family_cls: Any = None) -> None:
+        """Parameters known before training (sizes, the noise level and the ``train`` settings that
+        apply to this family, ``family_cls``: :func:`family_params`) and, with ``data`` (a
+        :class:`~specdenoise.models.base.TrainingData`), the training inputs as an MLflow dataset."""
         if self.run is None:
             return
         import mlflow
 
-        tc = self.params.train.model_dump()
-        scalars = {f"train.{k}": v for k, v in tc.items() if not isinstance(v, (dict, list))}
         mlflow.log_params(
-            {"family": self.family, "latent_dim": self.latent_dim, "n_train": n_train, "n_val": n_val, **scalars}
+            {
+                "family": self.family,
+                "latent_dim": self.latent_dim,
+                "n_train": n_train,
+                "n_val": n_val,
+                "noise.sigma": self.params.noise.sigma,
+                "noise.seed": self.params.noise.seed,
+                **family_params(family_cls, self.params),
+            }
         )
+        if data is not None:
+            _log_dataset(data, self.params, self.sample)
 
     @contextlib.contextmanager
     def trial(self, number: int, hyper: dict[str, Any]) -> Iterator[Any]:
@@ -190,9 +227,67 @@ class TrainingRun:
         log_json(record, "record.json")
         if figure is not None:
             mlflow.log_figure(figure, "loss_history.png")
-        if self.params.tracking.log_models:
+        # only the paper models (sigma = noise.sigma, first seed) are logged as MLflow models and are
+        # registry candidates: the champion is chosen at the paper level, never by a lucky seed or an
+        # easier noise level; the other seeds / levels (~25 MB each) stay in models/<family>_<dim>_axis
+        if self.params.tracking.log_models and self.level is None and self.seed_index == 0:
             _log_model(model, model_dir, x_example, y_example, self.params)
             mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
+
+
+#: ``train`` settings that only an iterative (gradient-trained) family uses; ``kl_weight`` only a VAE.
+ITERATIVE_ONLY = (
+    "batch_size",
+    "learning_rate",
+    "max_epochs",
+    "patience",
+    "min_rel_drop",
+    "lr_factor",
+    "monitor",
+    "fresh_noise",
+)
+
+
+def family_params(cls: Any, params: Params) -> dict[str, Any]:
+    """The ``train.*`` scalars that apply to the family class ``cls`` (a PCA run logs no ``kl_weight``
+    or epochs; None: all of them)."""
+    skip = {"families", "latent_dims", "axis_dims"}
+    if cls is not None and not cls.iterative:
+        skip |= set(ITERATIVE_ONLY)
+    if cls is not None and not getattr(cls, "variational", False):
+        skip.add("kl_weight")
+    tc = params.train.model_dump()
+    return {f"train.{k}": v for k, v in tc.items() if k not in skip and not isinstance(v, (dict, list))}
+
+
+def git_tags() -> dict[str, str]:
+    """``mlflow.source.git.commit`` (and ``git_dirty``) of the working tree, when it is a git checkout,
+    and ``launcher_run`` (the ``mlflow run`` launcher's run id, see :func:`specdenoise.tracking.setup`)."""
+    launcher = (
+        {"launcher_run": os.environ["SPECDENOISE_LAUNCHER_RUN"]} if os.environ.get("SPECDENOISE_LAUNCHER_RUN") else {}
+    )
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return launcher
+    git = {"mlflow.source.git.commit": commit, "git_dirty": str(bool(dirty)).lower()} if commit else {}
+    return {**git, **launcher}
+
+
+def _log_dataset(data: Any, params: Params, sample: str) -> None:
+    """The training and validation inputs as MLflow datasets (digest of the arrays, shape, noise level)."""
+    import mlflow
+
+    level = f"{params.noise.sigma:g}"
+    for context, x in (("training", data.x), ("validation", data.x_val)):
+        ds = mlflow.data.from_numpy(np.asarray(x), name=f"{sample}-noisy-sigma{level}-{context}")
+        mlflow.log_input(ds, context=context)
 
 
 def _log_model(model: Any, model_dir: Path, x_example: np.ndarray, y_example: np.ndarray, params: Params) -> None:
@@ -241,7 +336,9 @@ def log_stage_run(
     exp_id = setup(params.tracking)
     mark_killed_runs(exp_id)
     with mlflow.start_run(experiment_id=exp_id, run_name=name) as run:
-        mlflow.set_tags({"role": name, "benchmark": benchmark_tag(params), **owner_tags(), **(tags or {})})
+        mlflow.set_tags(
+            {"role": name, "benchmark": benchmark_tag(params), **owner_tags(), **git_tags(), **(tags or {})}
+        )
         if run_params:
             mlflow.log_params(run_params)
         if metrics:

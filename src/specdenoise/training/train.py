@@ -18,7 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from specdenoise.config import Params
-from specdenoise.data.artefacts import DesiSet, NoisySet, Spectra, check_pair, load_noisy
+from specdenoise.data.artefacts import DesiSet, NoisySet, Spectra, check_pair, load_noisy, noisy_level_path
+from specdenoise.data.noise import at_level
 from specdenoise.errors import ConfigError, DataError
 from specdenoise.io import save_json
 from specdenoise.models import DenoisingModel, get_family, store
@@ -26,6 +27,32 @@ from specdenoise.models.losses import weighted_mse
 from specdenoise.models.search import random_search
 from specdenoise.tracking.runs import TrainingRun
 from specdenoise.training.splits import training_data
+
+
+def model_seed(params: Params, latent_dim: int, seed_index: int = 0) -> int:
+    """The seed of one training: ``train.seed * 1000 + latent_dim`` for the first seed (the paper
+    model), plus ``100_000 * seed_index`` for the others."""
+    return params.train.seed * 1000 + latent_dim + 100_000 * seed_index
+
+
+def params_at_level(params: Params, level: float | None) -> Params:
+    """``params`` with ``noise`` set to one level of ``noise.levels`` (None: the paper level)."""
+    if level is None:
+        return params
+    return params.model_copy(update={"noise": at_level(params.noise, level)})
+
+
+def test_losses(pred: np.ndarray, test: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-test-spectrum eq.-3 losses of the de-noised test spectra ``pred`` (n_test, n_pix) and of the
+    noise-added input, against the observed target and the noise-free truth (each shape (n_test,)),
+    and the test indices (``index``)."""
+    return {
+        "loss": weighted_mse(pred, test["y"], test["w"]),
+        "loss_truth": weighted_mse(pred, test["truth"], test["w"]),
+        "input_loss": weighted_mse(test["x"], test["y"], test["w"]),
+        "input_loss_truth": weighted_mse(test["x"], test["truth"], test["w"]),
+        "index": np.asarray(test["index"]),
+    }
 
 
 def test_metrics(model: DenoisingModel, test: dict[str, np.ndarray]) -> tuple[dict[str, float], np.ndarray]:
@@ -106,53 +133,41 @@ def train_one(
     sample: str = "main",
     progress: bool = False,
     hyper: dict[str, Any] | None = None,
+    seed_index: int = 0,
+    level: float | None = None,
 ) -> dict[str, Any]:
     """Search (searchable families), fit, score, save and log one model into ``out_dir``; return its record.
 
     ``hyper`` (e.g. another model's chosen hyper-parameters) skips the search: the model is
     re-trained with that architecture, as the paper re-trains its VAE on DESI-like spectra.
     ``sample`` tags the MLflow run (``main`` for the paper's sample, ``desi`` for the DESI-like one).
+    ``seed_index`` picks the training seed (:func:`model_seed`); ``level`` (None: ``noise.sigma``)
+    is the noise level of ``noisy``, recorded with the model.
     """
+    params = params_at_level(params, level)
     data, test = training_data(pre, noisy, params)
     cls = get_family(family)
-    tc = params.train
-    seed = tc.seed * 1000 + latent_dim
-    trials: list[dict[str, Any]] = []
-    with TrainingRun(params, family, latent_dim, sample, enabled=tracking, root=root) as run:
-        run.log_start(data.meta["n_train"], data.meta["n_val"])
-        t0 = time.perf_counter()
-        if hyper is None:
-            hyper = cls.default_hyper(tc)
-            if cls.searchable and params.search.trials > 0:
-                search_seed = params.search.seed * 1000 + latent_dim
-                hyper, trials = random_search(family, latent_dim, data, params, seed=search_seed, trial=run.trial)
-        search_s = time.perf_counter() - t0
-        model = cls(latent_dim, dict(hyper))
-        callbacks = [c for c in (run.epoch_callback(),) if c is not None] if cls.iterative else []
-        if progress and cls.iterative:
-            callbacks.append(_epoch_bar(f"{family}-{latent_dim}d", tc.max_epochs))
-        t1 = time.perf_counter()
-        history = model.fit(data, tc, seed=seed, callbacks=callbacks)
-        fit_s = time.perf_counter() - t1
+    seed = model_seed(params, latent_dim, seed_index)
+    ident = {"noise_level": params.noise.sigma, "seed_index": seed_index, "seed": seed}
+    with TrainingRun(
+        params, family, latent_dim, sample, enabled=tracking, root=root, level=level, seed_index=seed_index
+    ) as run:
+        run.log_start(data.meta["n_train"], data.meta["n_val"], data=data, family_cls=cls)
+        model, history, trials, times = _search_and_fit(run, family, latent_dim, params, data, hyper, seed, progress)
         metrics, pred = test_metrics(model, test)
-        metrics.update(
-            {
-                "train_seconds": fit_s,
-                "search_seconds": search_s,
-                "n_parameters": model.n_parameters(),
-                "epochs": len(history.get("loss", [])),
-            }
-        )
+        metrics.update({**times, "n_parameters": model.n_parameters(), "epochs": len(history.get("loss", []))})
         if history.get("seconds_per_epoch"):
             metrics["seconds_per_epoch"] = history["seconds_per_epoch"][0]
         model_dir = out_dir / store.MODEL
         model.save(model_dir)
+        np.savez(out_dir / store.TEST_LOSSES, **test_losses(pred, test))
         # the preprocessing and the noise the model was trained with travel with it (Denoiser)
         noise = noisy.noise_record(params) if isinstance(noisy, (NoisySet, DesiSet)) else params.noise.model_dump()
         save_json(model_dir / store.PREPROCESS, store.training_record(params, noise))
         record = {
             "family": family,
             "latent_dim": latent_dim,
+            **ident,
             "hyper": model.hyper,
             "metrics": metrics,
             "trials": trials,
@@ -164,12 +179,43 @@ def train_one(
         run.log_result(model, model_dir, record, metrics, figure, test["x"][:4], pred[:4])
         if run.run_id:
             record["run_id"] = run.run_id
+        head = {"family": family, "latent_dim": latent_dim, **ident}
         save_json(
             out_dir / store.METRICS,
-            {"family": family, "latent_dim": latent_dim, **metrics, "run_id": record.get("run_id")},
+            {**head, **metrics, "run_id": record.get("run_id"), "experiment_id": run.experiment_id},
         )
         save_json(out_dir / store.RECORD, record)
         return record
+
+
+def _search_and_fit(
+    run: TrainingRun,
+    family: str,
+    latent_dim: int,
+    params: Params,
+    data: Any,
+    hyper: dict[str, Any] | None,
+    seed: int,
+    progress: bool,
+) -> tuple[DenoisingModel, dict[str, Any], list[dict[str, Any]], dict[str, float]]:
+    """Search (searchable families, unless ``hyper`` is given) and fit; returns the model, its history,
+    the search trials and ``{"search_seconds", "train_seconds"}``."""
+    cls, tc = get_family(family), params.train
+    trials: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    if hyper is None:
+        hyper = cls.default_hyper(tc)
+        if cls.searchable and params.search.trials > 0:
+            search_seed = params.search.seed * 1000 + latent_dim
+            hyper, trials = random_search(family, latent_dim, data, params, seed=search_seed, trial=run.trial)
+    search_s = time.perf_counter() - t0
+    model = cls(latent_dim, dict(hyper))
+    callbacks = [c for c in (run.epoch_callback(),) if c is not None] if cls.iterative else []
+    if progress and cls.iterative:
+        callbacks.append(_epoch_bar(f"{family}-{latent_dim}d", tc.max_epochs))
+    t1 = time.perf_counter()
+    history = model.fit(data, tc, seed=seed, callbacks=callbacks)
+    return model, history, trials, {"train_seconds": time.perf_counter() - t1, "search_seconds": search_s}
 
 
 def run(
@@ -206,6 +252,66 @@ def run(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rec, final
+
+
+def axis_jobs(family: str, params: Params) -> list[tuple[float | None, int]]:
+    """The (level, seed index) pairs of a family's seed / noise-level axis, the paper model excluded:
+    seeds 1.. ``train.seeds``-1 at the paper level and 0.. ``train.level_seeds``-1 at every other
+    level. A family whose fit takes no seed (not iterative: PCA, Wiener) gets seed 0 only."""
+    tc, nc = params.train, params.noise
+    seeds, level_seeds = (tc.seeds, tc.level_seeds) if get_family(family).iterative else (1, 1)
+    jobs: list[tuple[float | None, int]] = [(None, k) for k in range(1, seeds)]
+    for level in nc.all_levels:
+        if float(level) != float(nc.sigma):
+            jobs += [(float(level), k) for k in range(level_seeds)]
+    return jobs
+
+
+def run_axis(
+    family: str,
+    latent_dim: int,
+    params: Params,
+    spectra: Path,
+    noisy: Path,
+    levels_dir: Path,
+    out: Path,
+    hyper_from: Path,
+    tracking: bool = True,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """The ``train_axis`` stage: the other seeds and noise levels of one family and dimension
+    (:func:`axis_jobs`), with the paper model's architecture (``hyper_from``, no search), into
+    ``out`` (``models/<family>_<dim>_axis``), replaced atomically as a whole; returns the records."""
+    get_family(family)
+    hyper = read_hyper(hyper_from)
+    pre = Spectra.load(spectra).require("truth", "split", source=str(spectra))
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    records = []
+    try:
+        tmp.mkdir(parents=True)
+        for level, k in axis_jobs(family, params):
+            nz = load_noisy(noisy if level is None else noisy_level_path(levels_dir, level))
+            name = store.key(family, latent_dim, level, k)
+            records.append(
+                train_one(
+                    family,
+                    latent_dim,
+                    params,
+                    pre,
+                    nz,
+                    tmp / name,
+                    tracking=tracking,
+                    progress=progress,
+                    hyper=dict(hyper),
+                    seed_index=k,
+                    level=level,
+                )
+            )
+        store.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return records
 
 
 def _history_figure(history: dict[str, list[float]], title: str) -> Any:
