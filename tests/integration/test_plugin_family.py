@@ -27,7 +27,7 @@ def project(tmp_path, monkeypatch, tiny_processed, tiny_noisy, tiny_sample):
         "universe": {"n_galaxies": 3000, "seed": 11, "chunk_size": 50},
         "select": {"per_bin": 20, "n_test": 40, "seed": 5},
         "noise": {"n_realisations": 2, "seed": 9},
-        "train": {"families": ["pca", NAME], "latent_dims": [2], "val_size": 40, NAME: {"width": 7}},
+        "train": {"families": ["pca", NAME], "latent_dims": [2], "axis_dims": [2], "val_size": 40, NAME: {"width": 7}},
         "tracking": {"experiment": "toy", "registered_model": "toy-registered"},
         "uncertainty": {"n_samples": 5, "window": 8},
     }
