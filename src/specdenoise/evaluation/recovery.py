@@ -146,7 +146,7 @@ def coverage_by_bin(
     Returns
     -------
     list of dict
-        One per bin: ``snr_lo``, ``snr_hi``, ``n`` (objects with a finite interval),
+        One per bin: ``snr_lo``, ``snr_hi`` (None for an infinite edge), ``n`` (objects with a finite interval),
         ``coverage`` (fraction inside; NaN for an empty bin), ``median_width`` (hi - lo).
     """
     true, lo, hi, snr = (np.asarray(a, dtype=float) for a in (true, lo, hi, snr))
@@ -158,7 +158,7 @@ def coverage_by_bin(
         out.append(
             {
                 "snr_lo": float(a),
-                "snr_hi": float(b),
+                "snr_hi": float(b) if np.isfinite(b) else None,  # None: open bin (JSON has no inf)
                 "n": int(m.sum()),
                 "coverage": float(inside[m].sum() / m.sum()) if m.any() else float("nan"),
                 "median_width": float(np.median(hi[m] - lo[m])) if m.any() else float("nan"),
