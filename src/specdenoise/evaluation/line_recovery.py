@@ -281,7 +281,7 @@ def stage_recovery(
         ref_true,
         extras,
         norm,
-        float(np.mean(noisy.sigma)),
+        float(np.mean(noisy["sigma"])),
         edges,
         params.lines.sigma_kms,
         with_models,

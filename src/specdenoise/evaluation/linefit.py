@@ -244,7 +244,12 @@ def make_fast_fitter(
     """
     if templates_path is None:
         windows = build_windows(edges, sigma_kms, absorption=True)
-        return lambda flux: fit_lines(flux, None, edges, windows)
+
+        def fit_windows(flux: np.ndarray, sigma: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
+            ivar = None if sigma is None else np.broadcast_to(1.0 / np.asarray(sigma, float) ** 2, np.shape(flux))
+            return fit_lines(flux, ivar, edges, windows)
+
+        return fit_windows
     basis = continuum_basis(templates_path, edges, n_components, STELLAR_SIGMAS_KMS)
     cont = continuum_design(basis, MULT_DEG, ADD_DEG)
     names = [n for n in LINES if n in FIT_LINES]
