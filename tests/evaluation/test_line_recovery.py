@@ -70,3 +70,12 @@ def test_coverage_per_snr_bin_for_models_with_a_stated_uncertainty(report):
     assert len(cov["oh"]) == len(SNR_EDGES) - 1
     assert report["input_snr_median"]["Halpha"] > 0
     json.dumps(report)  # the report is plain JSON (no numpy scalars left, no infinities)
+
+
+def test_mzr_block_against_the_true_o3n2_states_which_errors_make_measurable(report):
+    cal = report["models"]["mean_0"]["mzr"]
+    formal = report["models"]["noisy"]["mzr"]
+    assert cal["measurable_by"].startswith("calibrated") and formal["measurable_by"].startswith("fit residuals")
+    for block in (cal, formal):
+        assert 0 < block["n_galaxies"] <= 40 and 0.0 <= block["fraction_measurable"] <= 1.0
+        assert set(block["oh_fit"]) == {"intercept", "oh_true", "log_mass", "log_sfr", "n"}

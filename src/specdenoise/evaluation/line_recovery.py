@@ -40,7 +40,16 @@ Schema of ``reports/lines.json["recovery"]``::
             "method": "vae-posterior" | "residual",
             "lines": {line: [C, ...]},            # one C per S/N bin
             "oh": [C, ...]},                      # 12 + log(O/H) (O3N2, PP04), bins of the
-        }                                         # smallest input S/N of its four lines
+                                                  # smallest input S/N of its four lines
+          "mzr": {                                # star-forming (emission_line) galaxies only
+            **V,                                  # mzr_truth.vs_true: n, o3n2 M (slope of the
+                                                  # set's O3N2 on the true-flux O3N2), oh_fit
+                                                  # (coefficient of true O/H at fixed mass, SFR),
+                                                  # oh_coverage, oh_median_error
+            "n_galaxies", "fraction_measurable",  # H-alpha S/N > mzr.snr_min ...
+            "measurable_by",                      # ... with calibrated (trained models) or formal errors
+            "scatter": S, "truth_scatter": S}     # mzr_truth.scatter_stats: scatter about a relation
+        }                                         # fitted to the true-flux O/H, SFR rho / slope
       }
     }
 
@@ -64,7 +73,8 @@ import numpy as np
 from specdenoise.evaluation.calibration import calibrate, raw_sigma
 from specdenoise.evaluation.indices import d4000n, ew_halpha, hdelta_a
 from specdenoise.evaluation.linefit import crb_flux_error
-from specdenoise.evaluation.mzr import MZR_LINES, metallicities, o3n2, pp04_o3n2
+from specdenoise.evaluation.mzr import MZR_LINES, metallicities
+from specdenoise.evaluation.mzr_truth import fit_reference, o3n2, pp04_o3n2, scatter_stats, true_o3n2, vs_true
 from specdenoise.evaluation.recovery import coverage_by_bin, recovery_metrics
 
 #: Lines scored (the paper's Table 6 lines plus H-beta, needed for O3N2).
@@ -175,6 +185,42 @@ def coverage_tables(
     return out
 
 
+def mzr_block(
+    fits: dict[str, dict[str, np.ndarray]],
+    ref_true: dict[str, np.ndarray],
+    extras: dict[str, Any],
+    snr_min: float,
+    n_bins: int,
+    calibrated: bool,
+) -> dict[str, Any] | None:
+    """O3N2 metallicities of one set's star-forming galaxies (class ``emission_line`` where the
+    sample has classes) against the O3N2 of their true fluxes
+    (:func:`~specdenoise.evaluation.mzr_truth.vs_true`), plus the measurable fraction (H-alpha
+    S/N > ``snr_min`` with the set's errors: ``calibrated`` or formal fit residuals), the scatter
+    about a reference relation fitted to the true-flux O/H of the same galaxies and its SFR
+    dependence (:func:`~specdenoise.evaluation.mzr_truth.scatter_stats`); None without masses."""
+    if extras.get("log_mass") is None or extras.get("log_sfr") is None:
+        return None
+    classes = extras.get("classes")
+    sel = np.ones(len(extras["log_mass"]), bool) if classes is None else classes == "emission_line"
+    met = metallicities({k: {f: np.asarray(v)[sel] for f, v in fits[k].items()} for k in MZR_LINES}, snr_min)
+    o3_true = true_o3n2({k: ref_true[k][sel] for k in MZR_LINES})
+    lm, ls = extras["log_mass"][sel], extras["log_sfr"][sel]
+    out = vs_true(met["oh"], met["oh_err"], met["measurable"], o3_true, lm, ls)
+    oh_true = pp04_o3n2(o3_true)
+    ok, m = np.isfinite(oh_true), met["measurable"]
+    out.update(
+        n_galaxies=int(sel.sum()),
+        fraction_measurable=float(m.mean()) if sel.any() else float("nan"),
+        measurable_by="calibrated sigma, propagated" if calibrated else "fit residuals (formal)",
+    )
+    if ok.sum() >= 10:
+        ref = fit_reference(lm[ok], oh_true[ok])
+        out["scatter"] = scatter_stats(lm[m], met["oh"][m], ls[m], ref, n_bins)
+        out["truth_scatter"] = scatter_stats(lm[ok], oh_true[ok], ls[ok], ref, n_bins)
+    return out
+
+
 def recovery_report(
     fit,
     sets: dict[str, np.ndarray],
@@ -186,6 +232,7 @@ def recovery_report(
     edges: np.ndarray,
     sigma_kms: float,
     models: dict[str, Any] | None = None,
+    mzr_cfg: Any = None,
 ) -> dict[str, Any]:
     """The ``recovery`` section of ``reports/lines.json`` (schema in the module docstring).
 
@@ -200,13 +247,16 @@ def recovery_report(
     ref_true : dict line -> (n,)
         True fluxes (1e-17 erg/s/cm^2) of at least :data:`RECOVERY_LINES`.
     extras : dict
-        ``classes`` (n,) or None, ``hdelta_a`` (n,) catalogue Lick HdeltaA or None.
+        ``classes`` (n,) or None, ``hdelta_a`` (n,) catalogue Lick HdeltaA or None,
+        ``log_mass`` / ``log_sfr`` (n,) or None (for the ``mzr`` block).
     norm : (n,)
         Normalisation factors (normalised -> 1e-17 erg/s/cm^2 per A).
     noise_sigma : float
         Per-pixel sigma of the input noise (normalised units).
     models : dict name -> (model, val arrays, x_test, uncertainty config), optional
         Trained models whose stated uncertainty is checked (coverage).
+    mzr_cfg : MzrConfig, optional
+        ``snr_min`` and ``n_mass_bins`` of the ``mzr`` block (None: no block).
     """
     nf_fits = fit(truth_spectra)
     nf_idx = measure_indices(truth_spectra, nf_fits, edges)
@@ -240,10 +290,14 @@ def recovery_report(
     for name, x in sets.items():
         entry = score_set(set_fits[name], measure_indices(x, set_fits[name], edges), ref, norm, baseline)
         entry = {"noise_sigma": float(noise_sigma), "input_snr_median": snr_med, **entry}
+        mzr_fits, calibrated = set_fits[name], False
         if models and name in models:
             model, val, x_test, uc = models[name]
             pred, sigma, method = calibrated_errors(model, val, x_test, uc)
-            entry["coverage"] = {"method": method, **coverage_tables(fit(pred, sigma), ref_true, norm, snr)}
+            mzr_fits, calibrated = fit(pred, sigma), True
+            entry["coverage"] = {"method": method, **coverage_tables(mzr_fits, ref_true, norm, snr)}
+        if mzr_cfg is not None:
+            entry["mzr"] = mzr_block(mzr_fits, ref_true, extras, mzr_cfg.snr_min, mzr_cfg.n_mass_bins, calibrated)
         report["models"][name] = entry
     return report
 
@@ -270,6 +324,7 @@ def stage_recovery(
     extras = {
         "classes": sample["class"].astype(str).to_numpy()[idx] if "class" in sample.columns else None,
         "hdelta_a": sample["lick_hdelta_a"].to_numpy()[idx] if "lick_hdelta_a" in sample.columns else None,
+        **{k: sample[k].to_numpy()[idx] if k in sample.columns else None for k in ("log_mass", "log_sfr")},
     }
     val, _ = split_arrays(pre, noisy, params)
     uc = params.uncertainty
@@ -285,4 +340,5 @@ def stage_recovery(
         edges,
         params.lines.sigma_kms,
         with_models,
+        params.mzr,
     )
