@@ -61,7 +61,7 @@ log) and ``C`` the dict of :func:`~specdenoise.evaluation.recovery.coverage_by_b
 ``median_width``). Coverage: the model's per-pixel sigma, calibrated on the validation split
 exactly as the ``uncertainty`` stage does (same settings and seeds), propagated through the
 fast fitter (a Gaussian 1-sigma interval of each flux); O/H errors propagated from the four
-line errors (:func:`specdenoise.evaluation.mzr.metallicities`).
+line errors (:func:`specdenoise.evaluation.mzr_truth.metallicities`).
 """
 
 from __future__ import annotations
@@ -73,9 +73,17 @@ import numpy as np
 from specdenoise.evaluation.calibration import calibrate, raw_sigma
 from specdenoise.evaluation.indices import d4000n, ew_halpha, hdelta_a
 from specdenoise.evaluation.linefit import crb_flux_error
-from specdenoise.evaluation.mzr import MZR_LINES, metallicities
-from specdenoise.evaluation.mzr_truth import fit_reference, o3n2, pp04_o3n2, scatter_stats, true_o3n2, vs_true
+from specdenoise.evaluation.mzr_truth import (
+    MZR_LINES,
+    fit_reference,
+    metallicities,
+    pp04_o3n2,
+    scatter_stats,
+    true_o3n2,
+    vs_true,
+)
 from specdenoise.evaluation.recovery import coverage_by_bin, recovery_metrics
+from specdenoise.evaluation.uncertainty import split_arrays
 
 #: Lines scored (the paper's Table 6 lines plus H-beta, needed for O3N2).
 RECOVERY_LINES = ("Halpha", "Hbeta", "OIII_5007", "NII_6583", "Hdelta", "OIII_4363", "SII_6716")
@@ -178,7 +186,7 @@ def coverage_tables(
         f, e = fits[ln]["flux"] * norm, fits[ln]["err"] * norm
         out["lines"][ln] = coverage_by_bin(true[ln], f - e, f + e, snr[ln], SNR_EDGES)
     met = metallicities(fits, snr_min=-np.inf)
-    oh_true = pp04_o3n2(o3n2(true["OIII_5007"], true["Hbeta"], true["NII_6583"], true["Halpha"]))
+    oh_true = pp04_o3n2(true_o3n2(true))
     oh = np.where(np.isfinite(met["oh"]) & np.isfinite(met["oh_err"]), met["oh"], np.nan)
     snr_min = np.min(np.stack([snr[ln] for ln in MZR_LINES]), axis=0)
     out["oh"] = coverage_by_bin(oh_true, oh - met["oh_err"], oh + met["oh_err"], snr_min, SNR_EDGES)
@@ -317,8 +325,6 @@ def stage_recovery(
     """:func:`recovery_report` for the ``lines`` stage: true fluxes, classes and Lick HdeltaA of
     the test galaxies from ``sample`` (the selected sample's table, rows in the spectra's order),
     the validation split for the coverage calibration, and the mean input noise."""
-    from specdenoise.evaluation.uncertainty import split_arrays  # the uncertainty stage's own split
-
     idx = test["index"]
     ref_true = {ln: sample[f"{ln}_flux"].to_numpy()[idx] for ln in RECOVERY_LINES}
     extras = {

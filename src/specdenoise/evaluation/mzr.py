@@ -31,9 +31,11 @@ from specdenoise.data.artefacts import MZR_SAMPLE_COLUMNS, DesiSet, Spectra, loa
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.errors import DataError
 from specdenoise.evaluation.linefit import make_fast_fitter
-from specdenoise.evaluation.mzr_truth import (
+from specdenoise.evaluation.mzr_truth import (  # noqa: F401 (o3n2, pp04_o3n2: this module's interface)
+    MZR_LINES,
     curti,
     fit_reference,
+    metallicities,
     o3n2,
     pp04_o3n2,
     scatter_stats,
@@ -47,36 +49,6 @@ from specdenoise.survey.readers.spectrum import sigma_from_ivar
 from specdenoise.tracking import set_champion
 from specdenoise.tracking.runs import log_stage_run
 from specdenoise.training.splits import split_indices
-
-LN10 = np.log(10.0)
-MZR_LINES = ("Halpha", "Hbeta", "OIII_5007", "NII_6583")
-
-
-def metallicities(fits: dict[str, dict[str, np.ndarray]], snr_min: float) -> dict[str, np.ndarray]:
-    """O3N2 metallicities, their propagated errors and the measurable mask.
-
-    Parameters
-    ----------
-    fits : dict
-        ``{line: {"flux", "err", "ok"}}`` (n,) arrays for at least :data:`MZR_LINES`.
-    snr_min : float
-        H-alpha S/N threshold.
-
-    Returns
-    -------
-    dict
-        ``oh`` (n,) 12 + log(O/H), ``oh_err`` (n,) dex, ``snr_halpha`` (n,), ``measurable`` (n,) bool.
-    """
-    f = {k: np.asarray(fits[k]["flux"], dtype=float) for k in MZR_LINES}
-    e = {k: np.asarray(fits[k]["err"], dtype=float) for k in MZR_LINES}
-    ok = np.logical_and.reduce([np.asarray(fits[k]["ok"], bool) & (f[k] > 0) for k in MZR_LINES])
-    oh = pp04_o3n2(o3n2(f["OIII_5007"], f["Hbeta"], f["NII_6583"], f["Halpha"]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel2 = sum((e[k] / f[k]) ** 2 for k in MZR_LINES)
-        oh_err = 0.32 / LN10 * np.sqrt(rel2)
-        snr = f["Halpha"] / e["Halpha"]
-    meas = ok & np.isfinite(oh) & np.isfinite(oh_err) & (snr > snr_min)
-    return {"oh": oh, "oh_err": oh_err, "snr_halpha": snr, "measurable": meas}
 
 
 def evaluate_mzr(

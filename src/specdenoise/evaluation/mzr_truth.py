@@ -1,6 +1,7 @@
 """MZR statistics: the reference relation, the scatter about it, and the comparison with the right truth.
 
-:func:`curti` / :func:`fit_reference` (the Curti et al. 2020 form), :func:`scatter_stats` (scatter
+:func:`metallicities` (O3N2 metallicities, errors, measurable mask), :func:`curti` /
+:func:`fit_reference` (the Curti et al. 2020 form), :func:`scatter_stats` (scatter
 at fixed mass and its SFR dependence) and :func:`vs_true`: metallicities compared with O3N2 of
 the TRUE line fluxes of the same galaxies.
 
@@ -32,6 +33,36 @@ from scipy.optimize import least_squares
 
 from specdenoise.evaluation.recovery import MIN_POINTS, recovery_metrics
 from specdenoise.evaluation.stats import spearman
+
+LN10 = np.log(10.0)
+MZR_LINES = ("Halpha", "Hbeta", "OIII_5007", "NII_6583")
+
+
+def metallicities(fits: dict[str, dict[str, np.ndarray]], snr_min: float) -> dict[str, np.ndarray]:
+    """O3N2 metallicities, their propagated errors and the measurable mask.
+
+    Parameters
+    ----------
+    fits : dict
+        ``{line: {"flux", "err", "ok"}}`` (n,) arrays for at least :data:`MZR_LINES`.
+    snr_min : float
+        H-alpha S/N threshold.
+
+    Returns
+    -------
+    dict
+        ``oh`` (n,) 12 + log(O/H), ``oh_err`` (n,) dex, ``snr_halpha`` (n,), ``measurable`` (n,) bool.
+    """
+    f = {k: np.asarray(fits[k]["flux"], dtype=float) for k in MZR_LINES}
+    e = {k: np.asarray(fits[k]["err"], dtype=float) for k in MZR_LINES}
+    ok = np.logical_and.reduce([np.asarray(fits[k]["ok"], bool) & (f[k] > 0) for k in MZR_LINES])
+    oh = pp04_o3n2(o3n2(f["OIII_5007"], f["Hbeta"], f["NII_6583"], f["Halpha"]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel2 = sum((e[k] / f[k]) ** 2 for k in MZR_LINES)
+        oh_err = 0.32 / LN10 * np.sqrt(rel2)
+        snr = f["Halpha"] / e["Halpha"]
+    meas = ok & np.isfinite(oh) & np.isfinite(oh_err) & (snr > snr_min)
+    return {"oh": oh, "oh_err": oh_err, "snr_halpha": snr, "measurable": meas}
 
 
 def o3n2(oiii_5007: np.ndarray, hbeta: np.ndarray, nii_6583: np.ndarray, halpha: np.ndarray) -> np.ndarray:
