@@ -241,6 +241,7 @@ def recovery_report(
     sigma_kms: float,
     models: dict[str, Any] | None = None,
     mzr_cfg: Any = None,
+    fits: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``recovery`` section of ``reports/lines.json`` (schema in the module docstring).
 
@@ -265,6 +266,8 @@ def recovery_report(
         Trained models whose stated uncertainty is checked (coverage).
     mzr_cfg : MzrConfig, optional
         ``snr_min`` and ``n_mass_bins`` of the ``mzr`` block (None: no block).
+    fits : dict name -> fitter output, optional
+        Fits of (some of) ``sets`` already made (by the same ``fit``), so they are not repeated.
     """
     nf_fits = fit(truth_spectra)
     nf_idx = measure_indices(truth_spectra, nf_fits, edges)
@@ -278,7 +281,7 @@ def recovery_report(
     }
     snr = input_snr({ln: ref_true[ln] for ln in RECOVERY_LINES}, norm, noise_sigma, edges, sigma_kms)
     snr_med = {ln: float(np.nanmedian(v)) for ln, v in snr.items()}
-    set_fits = {name: fit(x) for name, x in sets.items()}
+    set_fits = {name: (fits or {}).get(name) or fit(x) for name, x in sets.items()}
     baseline = None
     mean_key = next((k for k in sets if k.split("_")[0] == "mean"), None)
     if mean_key is not None:
@@ -321,6 +324,7 @@ def stage_recovery(
     test: dict[str, np.ndarray],
     norm: np.ndarray,
     edges: np.ndarray,
+    fits: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`recovery_report` for the ``lines`` stage: true fluxes, classes and Lick HdeltaA of
     the test galaxies from ``sample`` (the selected sample's table, rows in the spectra's order),
@@ -347,4 +351,5 @@ def stage_recovery(
         params.lines.sigma_kms,
         with_models,
         params.mzr,
+        fits,
     )

@@ -208,9 +208,10 @@ def _width_designs(
         sig = np.hypot(s_gas, SIGMA_INST_KMS) / C_KMS
         gauss = np.stack([_gauss_bins(edges, LINES[n][0], LINES[n][0] * sig) for n in names + others], axis=1)
         design = np.concatenate([cont, gauss], axis=1)
-        pinv = np.linalg.pinv(design)
-        resid_near = (np.eye(len(centres)) - design @ pinv)[:, near]
-        out.append((pinv[cont.shape[1] : cont.shape[1] + len(names)], resid_near, np.linalg.qr(design)[0]))
+        q, r = np.linalg.qr(design)  # least squares: coef = R^-1 Q^T x; residual = (I - Q Q^T) x
+        rows = np.linalg.solve(r, q.T)[cont.shape[1] : cont.shape[1] + len(names)]
+        resid_near = np.eye(len(centres))[:, near] - q @ q[near].T
+        out.append((rows, resid_near, q))
     return out
 
 
@@ -255,6 +256,7 @@ def make_fast_fitter(
     names = [n for n in LINES if n in FIT_LINES]
     widths = _width_designs(cont, edges, names, gas_sigmas_kms)
     dof = max(len(edges) - 1 - widths[0][2].shape[1], 1)
+    resid_all = np.concatenate([r for _, r, _ in widths], axis=1)  # one matrix product selects the width
 
     def fit(flux: np.ndarray, sigma: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
         """Fit ``flux`` (n, n_pix). Errors come from the residuals, or, given ``sigma``
@@ -264,7 +266,8 @@ def make_fast_fitter(
         finite = np.all(np.isfinite(flux), axis=1)
         x = np.where(finite[:, None], flux, 0.0)
         norm2 = np.sum(x**2, axis=1)
-        best = np.argmin(np.stack([np.sum((x @ r) ** 2, axis=1) for _, r, _ in widths]), axis=0)
+        near_rss = ((x @ resid_all) ** 2).reshape(len(x), len(widths), -1).sum(axis=2)  # (n, n_widths)
+        best = np.argmin(near_rss, axis=1)
         f_all = np.zeros((len(x), len(names)))
         err = np.zeros_like(f_all)
         var = None if sigma is None else np.broadcast_to(np.asarray(sigma, dtype=np.float64) ** 2, x.shape)

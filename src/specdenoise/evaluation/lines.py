@@ -383,7 +383,8 @@ def run(
         out_obj["ppxf_agreement"] = fitter_agreement(
             fast, ppxf_fitter, test["y"][sub], test["truth"][sub], norm[sub], true_sub
         )
-    out_obj["recovery"] = stage_recovery(params, pre, nz, smp, fast, sets, loaded, test, norm, edges)
+    same = fits if fit is fast else None  # recovery uses the fast fitter throughout
+    out_obj["recovery"] = stage_recovery(params, pre, nz, smp, fast, sets, loaded, test, norm, edges, same)
     save_json(out, out_obj)
     text = "# Table 6: line-flux scatter (dex) against the fit to the observed target\n\n" + table6_markdown(res)
     text += "\n## Against the true line fluxes of the universe\n\n" + table6_markdown(res, "vs_truth")
