@@ -229,6 +229,21 @@ def mzr_block(
     return out
 
 
+def prior_baseline(
+    sets: dict[str, np.ndarray], set_fits: dict[str, Any], norm: np.ndarray, edges: np.ndarray
+) -> dict[str, Any] | None:
+    """Line fluxes (1e-17 erg/s/cm^2) and indices of the prior-only ``mean`` model's set, or None
+    when no ``mean_<dim>`` set is scored."""
+    key = next((k for k in sets if k.split("_")[0] == "mean"), None)
+    if key is None:
+        return None
+    mf = set_fits[key]
+    return {
+        "lines": {ln: np.where(mf[ln]["ok"], mf[ln]["flux"] * norm, np.nan) for ln in RECOVERY_LINES},
+        "indices": measure_indices(sets[key], mf, edges),
+    }
+
+
 def recovery_report(
     fit,
     sets: dict[str, np.ndarray],
@@ -282,14 +297,7 @@ def recovery_report(
     snr = input_snr({ln: ref_true[ln] for ln in RECOVERY_LINES}, norm, noise_sigma, edges, sigma_kms)
     snr_med = {ln: float(np.nanmedian(v)) for ln, v in snr.items()}
     set_fits = {name: (fits or {}).get(name) or fit(x) for name, x in sets.items()}
-    baseline = None
-    mean_key = next((k for k in sets if k.split("_")[0] == "mean"), None)
-    if mean_key is not None:
-        mf = set_fits[mean_key]
-        baseline = {
-            "lines": {ln: np.where(mf[ln]["ok"], mf[ln]["flux"] * norm, np.nan) for ln in RECOVERY_LINES},
-            "indices": measure_indices(sets[mean_key], mf, edges),
-        }
+    baseline = prior_baseline(sets, set_fits, norm, edges)
     report: dict[str, Any] = {
         "lines": list(RECOVERY_LINES),
         "indices": list(INDICES),
