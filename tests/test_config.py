@@ -37,7 +37,7 @@ def test_repository_params_are_valid_and_paper_defaults():
         ({"train": {"pca": {"width": 3}}}, "train.pca: model family 'pca' takes no settings"),
         (
             {"train": {"families": ["pca", "gan"]}},
-            "train.families.1: unknown model family 'gan' (known: ae, pca, vae, wiener)",
+            "train.families.1: unknown model family 'gan' (known: ae, mean, pca, vae, wiener)",
         ),
         (
             {"train": {"max_epochs": 0, "ae": {"dropout": 2}}},

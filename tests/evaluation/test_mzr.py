@@ -74,3 +74,26 @@ def test_evaluate_mzr_three_sets():
     assert res["sets"]["desi"]["fraction_measurable"] == pytest.approx(np.mean(lm > 10.5))
     assert res["sets"]["original"]["scatter"] == pytest.approx(res["truth"]["scatter"], rel=0.05)
     assert abs(res["sets"]["desi"]["vs_original_median"]) < 1e-9
+
+
+def test_vs_true_separates_a_measured_metallicity_from_one_supplied_by_mass_and_sfr():
+    from specdenoise.evaluation.mzr_truth import pp04_o3n2, vs_true
+
+    rng = np.random.default_rng(5)
+    n = 800
+    lm, lsfr = rng.uniform(9, 11, n), rng.normal(0, 0.4, n)
+    o3_true = -1.5 * (lm - 10) + 0.5 * lsfr + rng.normal(0, 0.3, n)  # scatter at fixed mass and SFR
+    oh_true = pp04_o3n2(o3_true)
+    err = np.full(n, 0.05)
+    every = np.ones(n, bool)
+    measured = vs_true(oh_true + rng.normal(0, 0.05, n), err, every, o3_true, lm, lsfr)
+    assert measured["o3n2"]["slope_ols"] == pytest.approx(1.0, abs=0.03)
+    assert measured["oh_fit"]["oh_true"] == pytest.approx(1.0, abs=0.03)
+    assert measured["oh_coverage"] == pytest.approx(0.683, abs=0.05)  # honest 1-sigma errors
+    # a de-noiser that returns the population relation: right on average, no information
+    prior = pp04_o3n2(-1.5 * (lm - 10) + 0.5 * lsfr)
+    from_prior = vs_true(prior, np.full(n, 0.005), every, o3_true, lm, lsfr)
+    assert abs(from_prior["oh_fit"]["oh_true"]) < 0.02
+    assert from_prior["o3n2"]["slope_ols"] < 0.9 and from_prior["o3n2"]["spread_ratio"] < 0.95
+    assert from_prior["oh_coverage"] < 0.1  # tiny stated errors: the truth is rarely inside
+    assert vs_true(prior, err, np.zeros(n, bool), o3_true, lm, lsfr)["n"] == 0

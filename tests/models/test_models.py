@@ -108,7 +108,7 @@ def test_same_seed_same_losses_and_save_load(tmp_path):
 
 
 def test_every_family_is_registered_and_unknown_is_named():
-    assert {"pca", "wiener", "ae", "vae"} <= set(FAMILIES)
+    assert {"pca", "wiener", "ae", "vae", "mean"} <= set(FAMILIES)
     with pytest.raises(ConfigError, match="unknown model family 'gan'"):
         get_family("gan")
 
@@ -190,6 +190,7 @@ def test_training_data_fresh_noise_matches_the_noise_stage(tiny_params, tiny_pro
     "family, iterative, searchable, has_posterior, registry_candidate, flavour, settings",
     [
         ("pca", False, False, False, False, "pyfunc", None),
+        ("mean", False, False, False, False, "pyfunc", None),
         ("wiener", False, False, False, False, "pyfunc", None),
         ("ae", True, True, False, False, "keras", "NetConfig"),
         ("vae", True, True, True, True, "keras", "NetConfig"),
@@ -224,7 +225,7 @@ def test_capabilities_are_class_attributes(
 def test_closed_form_families_take_the_iterative_arguments_and_ignore_them():
     clean, noisy, sigma = _toy(n=300, n_pix=20)
     data = toy_training_data(clean, noisy, sigma)
-    for family in ("pca", "wiener"):
+    for family in ("pca", "wiener", "mean"):
         a, b = get_family(family)(3), get_family(family)(3)
         assert a.fit(data, TrainConfig(), seed=0) == {} == b.fit(data, TrainConfig(), seed=0, callbacks=[], epochs=2)
         np.testing.assert_array_equal(a.denoise(noisy[:10]), b.denoise(noisy[:10]))
@@ -295,3 +296,27 @@ def test_search_uses_the_family_space_and_reports_every_trial():
     assert best == {"dropout": chosen["dropout"], "units": chosen["units"]}
     with pytest.raises(ConfigError, match="'pca' has no hyper-parameter search space"):
         random_search("pca", 2, None, params, seed=1)
+
+
+def test_mean_family_returns_the_training_population_mean_whatever_the_input(
+    tiny_params, tiny_processed, tiny_noisy, tmp_path
+):
+    """The prior-only baseline trains through train_one like any family and ignores its input."""
+    from specdenoise.models import store
+    from specdenoise.training.train import train_one
+
+    cls = get_family("mean")
+    assert cls.has_latent is False and not cls.has_posterior and cls.mlflow_flavour == "pyfunc"
+    params = tiny_params.model_copy(update={"train": tiny_params.train.model_copy(update={"val_size": 20})})
+    data, test = training_data(tiny_processed, tiny_noisy, params)
+    out = tmp_path / store.key("mean", 2)
+    record = train_one("mean", 2, params, tiny_processed, tiny_noisy, out, tracking=False)
+    assert record["history"] == {} and record["metrics"]["epochs"] == 0
+    (tm,) = store.list_models(tmp_path)
+    model = tm.load()
+    mu = np.asarray(data.y, dtype=np.float64).mean(axis=0)
+    rng = np.random.default_rng(0)
+    for x in (test["x"][:5], rng.standard_normal((3, mu.size)).astype(np.float32), np.zeros((2, mu.size), np.float32)):
+        out_x = model.denoise(x)
+        assert out_x.shape == x.shape
+        np.testing.assert_allclose(out_x, np.broadcast_to(mu, x.shape), rtol=1e-6, atol=1e-7)

@@ -13,6 +13,7 @@ from specdenoise.cli.denoise import DEFAULT_MODEL
 from specdenoise.config import resolve_params
 from specdenoise.errors import ConfigError
 from specdenoise.evaluation.bench import bench_denoise, bench_pipeline, bench_training, bench_universe
+from specdenoise.evaluation.bench_linefit import bench_linefit
 from specdenoise.io import save_json
 
 app = typer.Typer(help="Performance benchmarks (numbers into reports/, never asserted).", no_args_is_help=True)
@@ -57,6 +58,31 @@ def bench_pipeline_cmd(
         bench_pipeline(
             resolve_params(params_path), str(observed), str(spectra), str(noisy), model_s, templates_s, n_ppxf
         ),
+    )
+
+
+@app.command("linefit")
+def bench_linefit_cmd(
+    params_path: ParamsOpt = None,
+    spectra: SpectraOpt = SPECTRA,
+    noisy: NoisyOpt = NOISY,
+    sample: Annotated[Path, typer.Option(help="Selected sample with the true line fluxes.")] = Path(
+        "data/interim/sample.parquet"
+    ),
+    templates: Annotated[Path, typer.Option(help="E-MILES templates.")] = TEMPLATES,
+    n: Annotated[int, typer.Option(help="Noise-free test spectra fitted by both fitters.")] = 500,
+    n_time: Annotated[int, typer.Option(help="Of those, fitted again by pPXF without cache for its rate.")] = 10,
+    cache_dir: Annotated[Path, typer.Option(help="pPXF fit cache (shared with the lines stage).")] = Path(
+        "data/interim/ppxf_cache"
+    ),
+    out: OutOpt = Path("reports/bench_linefit.json"),
+) -> None:
+    """Fast fitter vs pPXF on noise-free spectra: bias/scatter per line against the true fluxes, speed ratio."""
+    if n < 1 or n_time < 1:
+        raise ConfigError("--n and --n-time must be positive")
+    _write(
+        out,
+        bench_linefit(resolve_params(params_path), spectra, noisy, sample, templates, n, n_time, cache_dir),
     )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from specdenoise.config import Params
 from specdenoise.data.artefacts import Spectra, load_noisy, load_sample
 from specdenoise.data.preprocess import rest_grid
+from specdenoise.evaluation.line_recovery import RECOVERY_LINES, stage_recovery
 from specdenoise.evaluation.linefit import TABLE6_LINES, crb_flux_error, make_fast_fitter
 from specdenoise.evaluation.ppxf_fit import PpxfFitter
 from specdenoise.io import atomic_path, save_json, save_text
@@ -339,7 +340,7 @@ def run(
     lc = params.lines
     pre = Spectra.load(spectra).require("truth", "split", source=str(spectra))
     nz = load_noisy(noisy)
-    smp = load_sample(sample, tuple(f"{ln}_flux" for ln in TABLE6_LINES))
+    smp = load_sample(sample, tuple(f"{ln}_flux" for ln in dict.fromkeys(TABLE6_LINES + RECOVERY_LINES)))
     _, test = training_data(pre, nz, params)
     idx = test["index"]
     norm = pre.norm[idx]
@@ -351,9 +352,10 @@ def run(
         ppxf_fitter = PpxfFitter(templates, pre.wave, cache_dir=cache, n_jobs=2, progress=progress)
     fit = ppxf_fitter if lc.fitter == "ppxf" else fast
     sets = {"observed": test["y"], "noisy": test["x"]}
-    run_ids = {}
+    run_ids, loaded = {}, {}
     for tm in store.list_models(models_dir, lc.dims):
-        sets[tm.name] = tm.load().denoise(test["x"])
+        loaded[tm.name] = tm.load()
+        sets[tm.name] = loaded[tm.name].denoise(test["x"])
         run_ids[tm.name] = tm.run_id()
     truth = {ln: smp[f"{ln}_flux"].to_numpy()[idx] for ln in TABLE6_LINES}
     t_fit = time.perf_counter()
@@ -381,6 +383,8 @@ def run(
         out_obj["ppxf_agreement"] = fitter_agreement(
             fast, ppxf_fitter, test["y"][sub], test["truth"][sub], norm[sub], true_sub
         )
+    same = fits if fit is fast else None  # recovery uses the fast fitter throughout
+    out_obj["recovery"] = stage_recovery(params, pre, nz, smp, fast, sets, loaded, test, norm, edges, same)
     save_json(out, out_obj)
     text = "# Table 6: line-flux scatter (dex) against the fit to the observed target\n\n" + table6_markdown(res)
     text += "\n## Against the true line fluxes of the universe\n\n" + table6_markdown(res, "vs_truth")

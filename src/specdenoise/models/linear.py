@@ -9,6 +9,11 @@ Wiener filter
     targets and ``N`` the covariance of the added noise (diagonal, ``sigma^2``). With
     ``latent_dim`` = d < n_pix the clean covariance is truncated to its first d eigenvectors
     (a rank-d Wiener filter, comparable with the other families at each dimension).
+Prior-only baseline (``mean``)
+    Returns the mean of the training targets whatever the input (a rank-0 operator): what a
+    de-noiser that ignores the input's lines recovers. Every metric of a real de-noiser is
+    read against it (information gain, :mod:`specdenoise.evaluation.recovery`). In physical
+    units its line fluxes still follow each galaxy's normalisation (its brightness).
 """
 
 from __future__ import annotations
@@ -126,6 +131,25 @@ class WienerDenoiser(_LinearOperator):
         mu_x = np.asarray(data.x, dtype=np.float64).mean(axis=0)
         self.left, self.right = wiener_operator(cov, noise_var, self.latent_dim)
         self.mean_in, self.mean_out = mu_x, mu
+        return {}
+
+
+@register
+class MeanDenoiser(_LinearOperator):
+    """The prior-only baseline: the training population mean (of the targets), whatever the input.
+
+    ``latent_dim`` is not used (``has_latent`` is False; a rank-0 operator is stored so that
+    saving and loading are those of the other linear families)."""
+
+    family = "mean"
+    has_latent = False
+
+    def fit(
+        self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None
+    ) -> dict[str, list[float]]:
+        mu = np.asarray(data.y, dtype=np.float64).mean(axis=0)
+        self.mean_in, self.mean_out = np.zeros_like(mu), mu
+        self.left, self.right = np.zeros((mu.size, 0)), np.zeros((0, mu.size))
         return {}
 
 
