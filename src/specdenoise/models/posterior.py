@@ -50,7 +50,6 @@ from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData
 #: range, data not explained by the prior (evidence chi^2 outlier).
 OOD_BITS = {"redshift": 1, "snr": 2, "chi2": 4}
 _PRIOR_KEYS = ("mu", "w", "d", "log_pi")
-_CALIB_KEYS = ("calib_log_snr", "calib_scale", "ood_chi2_max", "z_range", "snr_range", "default_sigma")
 
 
 class PosteriorConfig(FamilySettings):
@@ -171,7 +170,7 @@ class PosteriorDenoiser(DenoisingModel):
         self.arrays["log_pi"] = log_pi - np.logaddexp.reduce(log_pi)
         p = self.arrays["mu"].shape[1]
         self.arrays.setdefault("calib_log_snr", np.zeros(1))
-        self.arrays.setdefault("calib_scale", np.ones(1))
+        self.arrays.setdefault("calib_scale", np.ones((1, p)))
         self.arrays.setdefault("ood_chi2_max", np.array(np.inf))
         self.arrays.setdefault("z_range", np.array([-np.inf, np.inf]))
         self.arrays.setdefault("snr_range", np.array([0.0, np.inf]))
@@ -217,22 +216,36 @@ class PosteriorDenoiser(DenoisingModel):
         mean = np.zeros_like(y)
         second = np.zeros_like(y)
         for c, (k, s, m_z, chol, kappa, aa, _chi2) in enumerate(terms):
+            rows = np.flatnonzero(resp[:, c] > 1e-10)  # terms with negligible weight are skipped
+            if len(rows) == 0:
+                continue
+            s, m_z, chol, kappa, aa, yr = s[rows], m_z[rows], chol[rows], kappa[rows], aa[rows], y[rows]
             wk = s[:, None, None] * a["w"][k][None] * (1 - kappa)[:, :, None]
-            mk = (1 - kappa) * s[:, None] * a["mu"][k] + np.einsum("npq,nq->np", wk, m_z) + kappa * y
+            mk = (1 - kappa) * s[:, None] * a["mu"][k] + np.einsum("npq,nq->np", wk, m_z) + kappa * yr
             # rows of wk L^-T: Cov = wk P^-1 wk^T = (wk L^-T)(wk L^-T)^T
             v = np.linalg.solve(chol, np.swapaxes(wk, 1, 2))  # (n, q, P)
             vk = aa * (1 - kappa) + np.sum(v * v, axis=1)
-            mean += resp[:, c : c + 1] * mk
-            second += resp[:, c : c + 1] * (vk + mk * mk)
+            r = resp[rows, c : c + 1]
+            mean[rows] += r * mk
+            second[rows] += r * (vk + mk * mk)
         best = np.argmax(logw, axis=1)
         chi2 = np.stack([t[-1] for t in terms], axis=1)[np.arange(len(y)), best]
         return mean, np.sqrt(np.clip(second - mean**2, 0, None)), chi2
 
     def calibration_scale(self, snr: np.ndarray) -> np.ndarray:
-        """Factor (n,) multiplying the raw posterior spread at continuum S/N ``snr``."""
+        """Factor (n, P) multiplying the raw posterior spread at continuum S/N ``snr`` (n,):
+        ``calib_scale`` (n_bins, P) interpolated in log10 S/N (constant beyond the ends)."""
         a = self.arrays
         ls = np.log10(np.clip(snr, 1e-3, None))
-        return np.interp(ls, a["calib_log_snr"], a["calib_scale"])
+        tab = np.atleast_2d(a["calib_scale"])
+        if tab.shape[0] != len(a["calib_log_snr"]):  # one factor per bin
+            tab = tab.T
+        x = a["calib_log_snr"]
+        j = np.clip(np.searchsorted(x, ls) - 1, 0, max(len(x) - 2, 0))
+        if len(x) == 1:
+            return np.broadcast_to(tab[0], (len(ls), tab.shape[1])) * np.ones((len(ls), 1))
+        f = np.clip((ls - x[j]) / (x[j + 1] - x[j]), 0.0, 1.0)[:, None]
+        return tab[j] * (1 - f) + tab[j + 1] * f
 
     def _batches(self, x, ivar, batch):
         x = np.asarray(x, dtype=np.float64)
@@ -246,7 +259,7 @@ class PosteriorDenoiser(DenoisingModel):
         for _, xb, ib in self._batches(x, ivar, batch):
             m, sd, c = self._moments(xb, ib)
             if calibrated:
-                sd = sd * self.calibration_scale(continuum_snr(xb, ib))[:, None]
+                sd = sd * self.calibration_scale(continuum_snr(xb, ib))
             means.append(m)
             sds.append(sd)
             chis.append(c)
@@ -273,7 +286,7 @@ class PosteriorDenoiser(DenoisingModel):
             resp, terms, _ = self._terms(xb, ib)
             draws = draw_samples(self.arrays, xb, resp, terms, n_samples, rng)
             mean = self._moments(xb, ib)[0]
-            scale = self.calibration_scale(continuum_snr(xb, ib))[None, :, None]
+            scale = self.calibration_scale(continuum_snr(xb, ib))[None]
             out.append(mean[None] + scale * (draws - mean[None]))
         return np.concatenate(out, axis=1)
 

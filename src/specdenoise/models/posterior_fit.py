@@ -24,7 +24,7 @@ from specdenoise.config import PreprocessConfig, UniverseConfig
 from specdenoise.models.posterior_sim import iter_clean, mixed_observations
 
 PCA_DIM = 32
-CALIB_EDGES = np.array([-0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5])  # log10 continuum S/N
+CALIB_EDGES = np.arange(-0.5, 2.51, 0.25)  # log10 continuum S/N
 
 
 class PriorAccumulator:
@@ -99,20 +99,22 @@ def fit_prior(stream, n_components: int, q: int, n_kmeans: int, seed: int) -> tu
 
 
 def calibrate(model: Any, obs: dict[str, np.ndarray], z: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-S/N spread scale, S/N and redshift ranges and OOD threshold from validation ``obs``."""
+    """Per-S/N, per-pixel spread scale, S/N and redshift ranges and OOD threshold from validation ``obs``.
+
+    ``calib_scale`` (n_bins, P) is the 68.27 % quantile of |truth - mean| / sd per S/N bin and
+    pixel (bins with fewer than 60 spectra are dropped), so line pixels get their own factor."""
     mean, sd, chi2 = model.predict(obs["flux"], obs["ivar"], calibrated=False)
     zs = np.abs(obs["truth"] - mean) / np.maximum(sd, 1e-12)
-    zs = np.where(obs["ivar"] > 0, zs, np.nan)  # masked pixels are judged too, but keep the fit clean
     ls = np.log10(np.clip(obs["snr"], 1e-3, None))
     centres, scales = [], []
     for lo, hi in zip(CALIB_EDGES[:-1], CALIB_EDGES[1:], strict=True):
         sel = (ls >= lo) & (ls < hi)
-        if sel.sum() < 20:
+        if sel.sum() < 60:
             continue
         centres.append(float(np.median(ls[sel])))
-        scales.append(float(np.nanquantile(zs[sel], 0.6827)))
+        scales.append(np.quantile(zs[sel], 0.6827, axis=0))
     if not centres:
-        centres, scales = [0.0], [1.0]
+        centres, scales = [0.0], [np.ones(zs.shape[1])]
     return {
         "calib_log_snr": np.array(centres),
         "calib_scale": np.array(scales),
@@ -133,14 +135,27 @@ def fit_from_universe(settings: Any, q: int, seed: int, universe=None, preproces
     model = PosteriorDenoiser(q, settings.model_dump())
     model.set_prior(**arrays)
     if settings.n_calib > 0:
-        from specdenoise.data.preprocess import rest_grid
-
-        val = next(iter_clean(ucfg, pcfg, settings.n_calib, seed, stream=1, chunk=settings.n_calib))
-        rng = np.random.default_rng([seed, 2])
-        obs = mixed_observations(val[0], rest_grid(pcfg)[1], val[1]["z"].to_numpy(), rng)
-        model.arrays.update(calibrate(model, obs, val[1]["z"].to_numpy()))
+        calibrate_on_universe(model, ucfg, pcfg, settings.n_calib, seed)
     model.arrays["fit_info"] = np.array([info["n_prior"], info["prior_cpu_s"]])
     return model.arrays
+
+
+def calibrate_on_universe(model, ucfg, pcfg, n: int, seed: int, desi=None) -> None:
+    """Calibrate ``model`` in place on ``n`` fresh clean draws (stream 1) with mixed noise and S/N."""
+    from specdenoise.data.preprocess import rest_grid
+
+    val = next(iter_clean(ucfg, pcfg, n, seed, stream=1, chunk=n))
+    rng = np.random.default_rng([seed, 2])
+    z = val[1]["z"].to_numpy()
+    obs = mixed_observations(val[0], rest_grid(pcfg)[1], z, rng, desi=desi)
+    model.arrays.update(calibrate(model, obs, z))
+
+
+def truncate_rank(arrays: dict[str, np.ndarray], q: int) -> dict[str, np.ndarray]:
+    """The prior with each loading cut to its first ``q`` columns; the dropped columns' variance
+    moves into the diagonal (exact on the diagonal, drops their correlations)."""
+    w = arrays["w"]
+    return {**arrays, "w": w[:, :, :q].copy(), "d": arrays["d"] + np.sum(w[:, :, q:] ** 2, axis=2)}
 
 
 def draw_samples(arrays, y, resp, terms, n_samples: int, rng: np.random.Generator) -> np.ndarray:
