@@ -19,6 +19,7 @@ import numpy as np
 
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.posterior_real import anomaly_rates, real_spectra_chi2
+from specdenoise.models.posterior import continuum_snr
 from specdenoise.models.posterior_sim import draw_clean, observe_normalised
 
 SNRS = (0.5, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -111,10 +112,10 @@ def snr_grid(model, clean, cat, wave, fitter, shapes, rng, n_samples: int = 30, 
         for snr in SNRS:
             obs = observe_normalised(clean, wave, z, np.full(len(clean), snr), kind, rng, desi=desi)
             t0 = time.perf_counter()
-            mean, sd, _ = model.predict(obs["flux"], obs["ivar"])
+            mean, raw_sd, _ = model.predict(obs["flux"], obs["ivar"], calibrated=False)
             t_pred += time.perf_counter() - t0
             n_done += len(clean)
-            raw_sd = model.predict(obs["flux"], obs["ivar"], calibrated=False)[1]
+            sd = raw_sd * model.calibration_scale(continuum_snr(obs["flux"], obs["ivar"]))
             entry = _pixel_metrics(obs, mean, sd, lines_mask, classes)
             entry["coverage_raw"] = float(np.mean(np.abs(obs["truth"] - mean) <= raw_sd))
             draws = model.sample(obs["flux"], n_samples, seed=int(snr * 10), ivar=obs["ivar"])

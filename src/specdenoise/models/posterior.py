@@ -60,7 +60,7 @@ class PosteriorConfig(FamilySettings):
     n_components: int = Field(16, gt=0, description="mixture components")
     n_scale: int = Field(5, gt=0, description="grid points of the marginalised amplitude")
     rel_floor: float = Field(
-        0.02, ge=0, description="model-mismatch floor: per-pixel prior sd added in quadrature, fraction of the mean"
+        0.0, ge=0, description="model-mismatch floor: per-pixel prior sd added in quadrature, fraction of the mean"
     )
     fixed_scale: float | None = Field(
         None, gt=0, description="known amplitude of the clean spectrum (None: marginalise it, noisy-norm inputs)"
@@ -209,10 +209,11 @@ class PosteriorDenoiser(DenoisingModel):
         """Component ``k``'s diagonal prior variance with the model-mismatch floor, (P,)."""
         return self.arrays["d"][k] + (float(self.hyper.get("rel_floor", 0.0)) * self.arrays["mu"][k]) ** 2
 
-    def _moments(self, y: np.ndarray, ivar: np.ndarray):
-        """Posterior mean, raw sd (n, P), the standardised chi^2 of the best term (n,)."""
+    def _moments(self, y: np.ndarray, ivar: np.ndarray, pre=None):
+        """Posterior mean, raw sd (n, P), the standardised chi^2 of the best term (n,); ``pre``:
+        the output of :meth:`_terms` if already computed."""
         a = self.arrays
-        resp, terms, logw = self._terms(y, ivar)
+        resp, terms, logw = self._terms(y, ivar) if pre is None else pre
         mean = np.zeros_like(y)
         second = np.zeros_like(y)
         for c, (k, s, m_z, chol, kappa, aa, _chi2) in enumerate(terms):
@@ -283,9 +284,9 @@ class PosteriorDenoiser(DenoisingModel):
         rng = np.random.default_rng(seed)
         out = []
         for _, xb, ib in self._batches(x, ivar, batch):
-            resp, terms, _ = self._terms(xb, ib)
-            draws = draw_samples(self.arrays, xb, resp, terms, n_samples, rng)
-            mean = self._moments(xb, ib)[0]
+            pre = self._terms(xb, ib)
+            draws = draw_samples(self.arrays, xb, pre[0], pre[1], n_samples, rng)
+            mean = self._moments(xb, ib, pre)[0]
             scale = self.calibration_scale(continuum_snr(xb, ib))[None]
             out.append(mean[None] + scale * (draws - mean[None]))
         return np.concatenate(out, axis=1)

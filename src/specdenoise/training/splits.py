@@ -63,7 +63,9 @@ def training_data(pre: Mapping, noisy: Mapping, params: Params) -> tuple[Trainin
     def fresh(clean: np.ndarray, g: np.random.Generator) -> np.ndarray:
         return draw_noisy(model, clean, wave, params.noise, params.preprocess.norm, g)[0]
 
-    meta = {"n_train": len(trn), "n_val": len(val), "val_index": val}
+    # universe/preprocess: families fitting a clean prior from fresh universe draws (posterior) read them
+    meta = {"n_train": len(trn), "n_val": len(val), "val_index": val, "universe": params.universe}
+    meta["preprocess"] = params.preprocess
     data = TrainingData(x[trn], y[trn], w[trn], x[val], y[val], w[val], wave, sigma, noise=fresh, meta=meta)
     test = {
         "x": x[test_idx],
