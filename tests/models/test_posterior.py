@@ -11,7 +11,8 @@ from specdenoise.data.preprocess import rest_grid
 from specdenoise.models import get_family, load_model
 from specdenoise.models.posterior import OOD_BITS, PosteriorDenoiser
 from specdenoise.models.posterior_fit import calibrate, fit_prior
-from specdenoise.models.posterior_sim import draw_clean, iter_clean, mixed_observations, observe_normalised
+from specdenoise.models.posterior_noise import mixed_observations, observe_normalised
+from specdenoise.models.posterior_sim import draw_clean, iter_clean
 
 P, Q = 30, 3
 

@@ -13,7 +13,9 @@ from specdenoise.cli.denoise import DEFAULT_MODEL
 from specdenoise.config import resolve_params
 from specdenoise.errors import ConfigError
 from specdenoise.evaluation.bench import bench_denoise, bench_pipeline, bench_training, bench_universe
+from specdenoise.evaluation.posterior_bench import render_markdown, run_bench
 from specdenoise.io import save_json, save_text
+from specdenoise.models import load_model
 
 app = typer.Typer(help="Performance benchmarks (numbers into reports/, never asserted).", no_args_is_help=True)
 OutOpt = Annotated[Path, typer.Option(help="JSON to write.")]
@@ -114,9 +116,6 @@ def bench_posterior_cmd(
     md: Annotated[Path, typer.Option(help="Markdown summary to write.")] = Path("reports/posterior.md"),
 ) -> None:
     """Evidence for the posterior family: coverage, loss and lines over S/N, real spectra, OOD rates."""
-    from specdenoise.evaluation.posterior_bench import render_markdown, run_bench
-    from specdenoise.models import load_model
-
     m = load_model(model)
     if not getattr(m, "noise_aware", False):
         raise ConfigError(f"--model: {model} is a '{m.family}' model, not a noise-aware posterior model")

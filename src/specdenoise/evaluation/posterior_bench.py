@@ -17,10 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from specdenoise.config import load_params
+from specdenoise.data.noise import noisy_ivar
+from specdenoise.data.preprocess import rest_grid
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.posterior_real import anomaly_rates, real_spectra_chi2
+from specdenoise.models.base import load_model
+from specdenoise.models.losses import pixel_weights, weighted_mse
 from specdenoise.models.posterior import continuum_snr
-from specdenoise.models.posterior_sim import draw_clean, observe_normalised
+from specdenoise.models.posterior_noise import observe_normalised
+from specdenoise.models.posterior_sim import draw_clean
 
 SNRS = (0.5, 1.0, 3.0, 10.0, 30.0, 100.0)
 SLOPE_LINES = ("Halpha", "Hbeta", "OIII_5007", "NII_6583")
@@ -127,11 +133,6 @@ def snr_grid(model, clean, cat, wave, fitter, shapes, rng, n_samples: int = 30, 
 def paper_comparison(model, bench: Path) -> dict[str, Any]:
     """Loss vs truth at the paper's sigma = 0.04 on the pipeline's test split (realisation 0), next
     to the trained paper families in ``bench/models``; the posterior gets the noisy input's ivar."""
-    from specdenoise.config import load_params
-    from specdenoise.data.noise import noisy_ivar
-    from specdenoise.models import load_model
-    from specdenoise.models.losses import pixel_weights, weighted_mse
-
     params = load_params(bench / "params.yaml")
     with np.load(bench / "data/processed/spectra.npz", allow_pickle=False) as s:
         test = np.flatnonzero(s["split"].astype(str) == "test")
@@ -170,8 +171,6 @@ def paper_comparison(model, bench: Path) -> dict[str, Any]:
 
 def run_bench(model, params, bench: Path, n_test: int, n_samples: int, shapes, seed: int) -> dict[str, Any]:
     """All of the evidence as one JSON-ready dict."""
-    from specdenoise.data.preprocess import rest_grid
-
     wave = rest_grid(params.preprocess)[1]
     clean, cat = draw_clean(params.universe, params.preprocess, n_test, seed, stream=2, chunk=n_test)
     tpl = bench / "data/external/emiles_ppxf826.npz"

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from specdenoise.data.preprocess import preprocess
 from specdenoise.models.posterior import OOD_BITS, continuum_snr
-from specdenoise.models.posterior_sim import observe_normalised
+from specdenoise.models.posterior_noise import observe_normalised
+from specdenoise.survey.readers import read_spectra
 
 C_KMS = 299_792.458
 
@@ -38,9 +40,6 @@ def _real_files(bench: Path) -> list[Path]:
 
 def real_spectra_chi2(model, pcfg, bench: Path) -> dict[str, Any]:
     """Reduced chi^2 of de-noised vs observed, the S/N and the OOD flags of each real galaxy spectrum."""
-    from specdenoise.data.preprocess import preprocess
-    from specdenoise.survey.readers import read_spectra
-
     out: dict[str, Any] = {}
     for path in _real_files(bench):
         for s in read_spectra(path):

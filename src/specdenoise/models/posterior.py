@@ -44,7 +44,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from specdenoise.errors import ConfigError
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
+from specdenoise.models.posterior_fit import calibrate, draw_samples, fit_prior
+from specdenoise.models.posterior_noise import mixed_observations
 
 #: Out-of-domain bits: redshift outside the prior's range, continuum S/N outside the calibrated
 #: range, data not explained by the prior (evidence chi^2 outlier).
@@ -142,24 +145,40 @@ class PosteriorDenoiser(DenoisingModel):
     def fit(
         self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None
     ) -> dict[str, list[float]]:
-        """Fit the clean prior from universe draws (``data.meta['universe']``/``['preprocess']``,
-        else the defaults), calibrate it on a validation split; ``data`` gives only the noise
-        assumed when ``denoise`` gets no ``ivar``."""
-        from specdenoise.models.posterior_fit import fit_from_universe
-
-        settings = cfg.settings(self.family) if hasattr(cfg, "settings") else PosteriorConfig()
-        self.hyper = {**settings.model_dump(), **{k: v for k, v in self.hyper.items() if k in settings.model_fields}}
-        self.arrays = fit_from_universe(
-            PosteriorConfig(**self.hyper),
-            self.latent_dim,
-            seed,
-            universe=data.meta.get("universe"),
-            preprocess=data.meta.get("preprocess"),
+        """Fit the clean prior on ``n_prior`` spectra of ``data.meta["clean_stream"]`` (a callable
+        ``(n, seed, stream, chunk)`` -> chunks of (unit-norm clean spectra, catalogue rows), set by
+        :func:`specdenoise.training.splits.training_data`) and calibrate it on ``n_calib`` more;
+        ``data.noise_sigma`` is only the noise assumed when ``denoise`` gets no ``ivar``."""
+        known = {k: v for k, v in self.hyper.items() if k in PosteriorConfig.model_fields}
+        st = PosteriorConfig(**known) if known else cfg.settings(self.family)
+        self.hyper = st.model_dump()
+        source = data.meta.get("clean_stream")
+        if source is None:
+            raise ConfigError(
+                "train.posterior: the training data carry no clean-spectrum source (meta['clean_stream']); "
+                "build them with specdenoise.training.splits.training_data"
+            )
+        arrays, info = fit_prior(
+            source(st.n_prior, seed, 0, st.chunk), st.n_components, self.latent_dim, st.n_kmeans, seed
         )
-        self.arrays["default_sigma"] = np.broadcast_to(
-            np.asarray(data.noise_sigma, dtype=np.float64), self.arrays["mu"].shape[1:]
-        ).copy()
+        self.set_prior(**arrays)
+        sigma = np.asarray(data.noise_sigma, dtype=np.float64)
+        self.arrays["default_sigma"] = np.broadcast_to(sigma, self.arrays["mu"].shape[1:]).copy()
+        if st.n_calib > 0:
+            self.calibrate_on(source, st.n_calib, seed, np.asarray(data.wave, dtype=float))
+        self.arrays["fit_info"] = np.array([info["n_prior"], info["prior_cpu_s"]])
         return {}
+
+    def calibrate_on(self, source, n: int, seed: int, wave: np.ndarray, desi=None) -> None:
+        """Calibrate in place on ``n`` fresh clean draws (stream 1 of ``source``) observed with
+        mixed noise shapes and log-uniform S/N (see :func:`.posterior_fit.calibrate`)."""
+        clean, cat = next(iter(source(n, seed, 1, n)))
+        z = cat["z"].to_numpy()
+        obs = mixed_observations(clean, wave, z, np.random.default_rng([seed, 2]), desi=desi)
+        for k in ("calib_log_snr", "calib_scale"):
+            self.arrays.pop(k, None)
+        self.arrays.update(calib_log_snr=np.zeros(1), calib_scale=np.ones((1, clean.shape[1])))
+        self.arrays.update(calibrate(self, obs, z))
 
     def set_prior(self, mu: np.ndarray, w: np.ndarray, d: np.ndarray, log_pi: np.ndarray) -> None:
         """Set the prior directly: ``mu`` (K, P), ``w`` (K, P, q), ``d`` (K, P), ``log_pi`` (K,)."""
@@ -279,8 +298,6 @@ class PosteriorDenoiser(DenoisingModel):
 
     def sample(self, x: np.ndarray, n_samples: int, seed: int, ivar: np.ndarray | None = None, batch: int = 128):
         """Calibrated posterior draws of the clean spectrum, shape (n_samples, n, P), normalised units."""
-        from specdenoise.models.posterior_fit import draw_samples
-
         rng = np.random.default_rng(seed)
         out = []
         for _, xb, ib in self._batches(x, ivar, batch):

@@ -1,4 +1,4 @@
-"""Fitting the posterior family's prior (streamed, memory bounded) and its calibration.
+"""Fitting the posterior family's prior (streamed, memory bounded), its calibration, and draws.
 
 Prior: a mixture of factor analysers over unit-norm clean spectra. The partition is k-means on
 the first ``n_kmeans`` spectra (in a 32-component PCA space); every spectrum of the stream is
@@ -19,9 +19,6 @@ import time
 from typing import Any
 
 import numpy as np
-
-from specdenoise.config import PreprocessConfig, UniverseConfig
-from specdenoise.models.posterior_sim import iter_clean, mixed_observations
 
 PCA_DIM = 32
 CALIB_EDGES = np.arange(-0.5, 2.51, 0.25)  # log10 continuum S/N
@@ -122,33 +119,6 @@ def calibrate(model: Any, obs: dict[str, np.ndarray], z: np.ndarray) -> dict[str
         "snr_range": np.array([0.2, 500.0]),
         "z_range": np.array([float(np.min(z)), float(np.max(z))]),
     }
-
-
-def fit_from_universe(settings: Any, q: int, seed: int, universe=None, preprocess=None) -> dict[str, np.ndarray]:
-    """Draw ``settings.n_prior`` clean spectra, fit the prior, calibrate on ``settings.n_calib`` more."""
-    from specdenoise.models.posterior import PosteriorDenoiser
-
-    ucfg = universe if isinstance(universe, UniverseConfig) else UniverseConfig(**(universe or {}))
-    pcfg = preprocess if isinstance(preprocess, PreprocessConfig) else PreprocessConfig(**(preprocess or {}))
-    stream = iter_clean(ucfg, pcfg, settings.n_prior, seed, stream=0, chunk=settings.chunk)
-    arrays, info = fit_prior(stream, settings.n_components, q, settings.n_kmeans, seed)
-    model = PosteriorDenoiser(q, settings.model_dump())
-    model.set_prior(**arrays)
-    if settings.n_calib > 0:
-        calibrate_on_universe(model, ucfg, pcfg, settings.n_calib, seed)
-    model.arrays["fit_info"] = np.array([info["n_prior"], info["prior_cpu_s"]])
-    return model.arrays
-
-
-def calibrate_on_universe(model, ucfg, pcfg, n: int, seed: int, desi=None) -> None:
-    """Calibrate ``model`` in place on ``n`` fresh clean draws (stream 1) with mixed noise and S/N."""
-    from specdenoise.data.preprocess import rest_grid
-
-    val = next(iter_clean(ucfg, pcfg, n, seed, stream=1, chunk=n))
-    rng = np.random.default_rng([seed, 2])
-    z = val[1]["z"].to_numpy()
-    obs = mixed_observations(val[0], rest_grid(pcfg)[1], z, rng, desi=desi)
-    model.arrays.update(calibrate(model, obs, z))
 
 
 def truncate_rank(arrays: dict[str, np.ndarray], q: int) -> dict[str, np.ndarray]:
