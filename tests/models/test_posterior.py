@@ -8,11 +8,13 @@ import pytest
 
 from specdenoise.config import PreprocessConfig, UniverseConfig
 from specdenoise.data.preprocess import rest_grid
+from specdenoise.errors import ConfigError
 from specdenoise.models import get_family, load_model
+from specdenoise.models.base import TrainingData
 from specdenoise.models.posterior import OOD_BITS, PosteriorDenoiser
-from specdenoise.models.posterior_fit import calibrate, fit_prior
+from specdenoise.models.posterior_fit import calibrate
 from specdenoise.models.posterior_noise import mixed_observations, observe_normalised
-from specdenoise.models.posterior_sim import draw_clean, iter_clean
+from specdenoise.models.posterior_sim import clean_source, draw_clean
 
 P, Q = 30, 3
 
@@ -104,17 +106,30 @@ def test_save_load_round_trip(tmp_path):
     assert (tmp_path / "m" / "posterior.npz").exists()
 
 
+TINY = {"n_prior": 400, "n_kmeans": 400, "n_components": 2, "n_calib": 0, "n_scale": 3, "chunk": 400}
+
+
+def _training_data(meta: dict) -> TrainingData:
+    z = np.zeros((1, 825), np.float32)
+    return TrainingData(z, z, z, z, z, z, rest_grid(PreprocessConfig())[1], np.full(825, 0.04), meta=meta)
+
+
 @pytest.fixture(scope="module")
 def small_universe_model():
     ucfg, pcfg = UniverseConfig(), PreprocessConfig()
-    arrays, _ = fit_prior(iter_clean(ucfg, pcfg, 400, seed=11, stream=0, chunk=400), 2, 6, 400, seed=0)
-    m = PosteriorDenoiser(6, {"n_scale": 3})
-    m.set_prior(**arrays)
+    m = PosteriorDenoiser(6, dict(TINY))
+    m.fit(_training_data({"clean_stream": clean_source(ucfg, pcfg)}), None, seed=11)  # the pipeline's path
+    assert m.arrays["fit_info"][0] == 400 and m.arrays["w"].shape == (2, 825, 6)
     clean, cat = draw_clean(ucfg, pcfg, 150, seed=11, stream=1)
     wave = rest_grid(pcfg)[1]
     obs = mixed_observations(clean, wave, cat["z"].to_numpy(), np.random.default_rng(0), snr_range=(3.0, 30.0))
     m.arrays.update(calibrate(m, obs, cat["z"].to_numpy()))
     return m, clean, cat, wave
+
+
+def test_fit_needs_a_clean_source():
+    with pytest.raises(ConfigError, match="train.posterior"):
+        PosteriorDenoiser(4, dict(TINY)).fit(_training_data({}), None, seed=0)
 
 
 def test_ood_flag_fires_on_a_star_not_on_galaxies(small_universe_model):
