@@ -24,7 +24,6 @@ from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.posterior_real import anomaly_rates, real_spectra_chi2
 from specdenoise.models.base import load_model
 from specdenoise.models.losses import pixel_weights, weighted_mse
-from specdenoise.models.posterior import continuum_snr
 from specdenoise.models.posterior_noise import observe_normalised
 from specdenoise.models.posterior_sim import draw_clean
 
@@ -121,7 +120,7 @@ def snr_grid(model, clean, cat, wave, fitter, shapes, rng, n_samples: int = 30, 
             mean, raw_sd, _ = model.predict(obs["flux"], obs["ivar"], calibrated=False)
             t_pred += time.perf_counter() - t0
             n_done += len(clean)
-            sd = raw_sd * model.calibration_scale(continuum_snr(obs["flux"], obs["ivar"]))
+            sd = raw_sd * model.calibration_scale(mean, obs["ivar"])
             entry = _pixel_metrics(obs, mean, sd, lines_mask, classes)
             entry["coverage_raw"] = float(np.mean(np.abs(obs["truth"] - mean) <= raw_sd))
             draws = model.sample(obs["flux"], n_samples, seed=int(snr * 10), ivar=obs["ivar"])

@@ -30,7 +30,7 @@ spectrum and component, batched. The evidence ``log N(y; s mu, s^2 W W^T + diag(
 same quantities. Where the data are good (``ivar >> 1/a``) ``kappa -> 1`` and the output follows
 the data; where they are poor it follows the prior, and the stated spread says which.
 
-A per-S/N calibration (``calib_*``, fitted on a validation split by :mod:`.posterior_fit`) rescales
+A calibration by pixel S/N (``calib_*``, fitted on a validation split by :mod:`.posterior_fit`) rescales
 the posterior spread if the raw posterior does not give 68 % pixel coverage. The out-of-domain
 bitmask (:data:`OOD_BITS`) flags redshift or S/N outside the trained range and spectra the prior
 cannot explain (a standardised chi^2 of the data under the best component's evidence).
@@ -46,7 +46,7 @@ from pydantic import Field
 
 from specdenoise.errors import ConfigError
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
-from specdenoise.models.posterior_fit import calibrate, draw_samples, fit_prior
+from specdenoise.models.posterior_fit import calibrate, draw_samples, fit_prior, pixel_log_snr
 from specdenoise.models.posterior_noise import mixed_observations
 
 #: Out-of-domain bits: redshift outside the prior's range, continuum S/N outside the calibrated
@@ -252,20 +252,20 @@ class PosteriorDenoiser(DenoisingModel):
         chi2 = np.stack([t[-1] for t in terms], axis=1)[np.arange(len(y)), best]
         return mean, np.sqrt(np.clip(second - mean**2, 0, None)), chi2
 
-    def calibration_scale(self, snr: np.ndarray) -> np.ndarray:
-        """Factor (n, P) multiplying the raw posterior spread at continuum S/N ``snr`` (n,):
-        ``calib_scale`` (n_bins, P) interpolated in log10 S/N (constant beyond the ends)."""
+    def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
+        """Factor (n, P) multiplying the raw posterior spread: ``calib_scale`` (n_bins, P)
+        interpolated in each pixel's log10 S/N (:func:`.posterior_fit.pixel_log_snr`; constant
+        beyond the end bins)."""
         a = self.arrays
-        ls = np.log10(np.clip(snr, 1e-3, None))
         tab = np.atleast_2d(a["calib_scale"])
-        if tab.shape[0] != len(a["calib_log_snr"]):  # one factor per bin
-            tab = tab.T
         x = a["calib_log_snr"]
-        j = np.clip(np.searchsorted(x, ls) - 1, 0, max(len(x) - 2, 0))
         if len(x) == 1:
-            return np.broadcast_to(tab[0], (len(ls), tab.shape[1])) * np.ones((len(ls), 1))
-        f = np.clip((ls - x[j]) / (x[j + 1] - x[j]), 0.0, 1.0)[:, None]
-        return tab[j] * (1 - f) + tab[j + 1] * f
+            return np.broadcast_to(tab[0], mean.shape).copy()
+        ls = pixel_log_snr(mean, ivar)
+        j = np.clip(np.searchsorted(x, ls) - 1, 0, len(x) - 2)
+        f = np.clip((ls - x[j]) / (x[j + 1] - x[j]), 0.0, 1.0)
+        cols = np.broadcast_to(np.arange(tab.shape[1]), ls.shape)
+        return tab[j, cols] * (1 - f) + tab[j + 1, cols] * f
 
     def _batches(self, x, ivar, batch):
         x = np.asarray(x, dtype=np.float64)
@@ -279,7 +279,7 @@ class PosteriorDenoiser(DenoisingModel):
         for _, xb, ib in self._batches(x, ivar, batch):
             m, sd, c = self._moments(xb, ib)
             if calibrated:
-                sd = sd * self.calibration_scale(continuum_snr(xb, ib))
+                sd = sd * self.calibration_scale(m, ib)
             means.append(m)
             sds.append(sd)
             chis.append(c)
@@ -304,7 +304,7 @@ class PosteriorDenoiser(DenoisingModel):
             pre = self._terms(xb, ib)
             draws = draw_samples(self.arrays, xb, pre[0], pre[1], n_samples, rng)
             mean = self._moments(xb, ib, pre)[0]
-            scale = self.calibration_scale(continuum_snr(xb, ib))[None]
+            scale = self.calibration_scale(mean, ib)[None]
             out.append(mean[None] + scale * (draws - mean[None]))
         return np.concatenate(out, axis=1)
 
