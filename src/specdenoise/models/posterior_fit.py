@@ -16,6 +16,7 @@ stored (interpolated in log S/N at inference). The OOD chi^2 threshold is the 99
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -122,7 +123,8 @@ def calibrate(model: Any, obs: dict[str, np.ndarray], z: np.ndarray) -> dict[str
             continue
         centres.append(float(np.median(ls[sel])))
         glob = float(np.quantile(zs[sel], 0.6827))
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # all-NaN columns: pixels never in this bin
+            warnings.simplefilter("ignore", RuntimeWarning)
             per = np.nanquantile(np.where(sel, zs, np.nan), 0.6827, axis=0)
         scales.append(np.where(sel.sum(axis=0) >= 30, per, glob))
     if not centres:
