@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.faults.harness import assert_fails, cli, fingerprint
 
 from specdenoise.config import PreprocessConfig, UniverseConfig
 from specdenoise.data.preprocess import rest_grid
-from specdenoise.errors import ConfigError
+from specdenoise.errors import EXIT_USAGE, ConfigError
 from specdenoise.models import get_family, load_model
 from specdenoise.models.base import TrainingData
+from specdenoise.models.linear import PCADenoiser
 from specdenoise.models.posterior import OOD_BITS, PosteriorDenoiser
 from specdenoise.models.posterior_fit import calibrate
 from specdenoise.models.posterior_noise import mixed_observations, observe_normalised
@@ -148,3 +150,15 @@ def test_ood_flag_fires_on_a_star_not_on_galaxies(small_universe_model):
     assert np.all(flags_star & OOD_BITS["chi2"])
     assert np.mean(flags_gal != 0) <= 0.1
     assert m.ood_flags(gal["flux"][:1], gal["ivar"][:1], np.array([0.3]))[0] & OOD_BITS["redshift"]
+
+
+def test_bench_posterior_refuses_a_model_that_is_not_noise_aware(tmp_path):
+    pca = PCADenoiser(2)
+    pca.mean_in = pca.mean_out = np.zeros(P)
+    pca.left, pca.right = np.zeros((P, 2)), np.zeros((2, P))
+    pca.save(tmp_path / "pca")
+    before = fingerprint(tmp_path)
+    out = tmp_path / "posterior.json"
+    res = cli("bench", "posterior", "--model", tmp_path / "pca", "--out", out, "--md", tmp_path / "p.md")
+    assert_fails(res, EXIT_USAGE, "--model", str(tmp_path / "pca"))
+    assert not out.exists() and fingerprint(tmp_path) == before
