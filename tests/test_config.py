@@ -37,7 +37,7 @@ def test_repository_params_are_valid_and_paper_defaults():
         ({"train": {"pca": {"width": 3}}}, "train.pca: model family 'pca' takes no settings"),
         (
             {"train": {"families": ["pca", "gan"]}},
-            "train.families.1: unknown model family 'gan' (known: ae, mean, pca, vae, wiener)",
+            "train.families.1: unknown model family 'gan' (known: ae, mean, pca, posterior, vae, wiener)",
         ),
         (
             {"train": {"max_epochs": 0, "ae": {"dropout": 2}}},
@@ -124,11 +124,12 @@ def test_family_sections_keep_the_dump_and_attribute_access():
         "axis_dims",
         "ae",
         "vae",
+        "posterior",
     ]
     assert tc.model_dump()["vae"] == {"units": [1000, 900], "dropout": 0.1}
     # sections come out in registration order whatever the input order; left-out ones are defaults
     t = TrainConfig(vae={"units": [64, 32], "dropout": 0.0}, ae=NetConfig(units=[8]))
-    assert list(t.model_dump())[-2:] == ["ae", "vae"] and t.ae.units == [8] and t.vae.units == [64, 32]
+    assert list(t.model_dump())[-3:] == ["ae", "vae", "posterior"] and t.ae.units == [8] and t.vae.units == [64, 32]
     assert TrainConfig(families=["vae"]).ae == NetConfig()
     assert tc.model_copy(update={"val_size": 3}).vae == tc.vae
 

@@ -39,7 +39,8 @@ def test_unregistered_family_is_rejected_by_the_config():
     assert NAME not in FAMILIES
     with pytest.raises(
         ConfigError,
-        match=r"^params.yaml: train.families.1: unknown model family 'smooth' \(known: ae, mean, pca, vae, wiener\)",
+        match=r"^params.yaml: train.families.1: unknown model family 'smooth' "
+        r"\(known: ae, mean, pca, posterior, vae, wiener\)",
     ):
         parse_params({"train": {"families": ["pca", NAME]}}, "params.yaml")
     with pytest.raises(ConfigError, match=r"^params.yaml: unknown key 'train.smooth'$"):

@@ -14,7 +14,9 @@ from specdenoise.config import resolve_params
 from specdenoise.errors import ConfigError
 from specdenoise.evaluation.bench import bench_denoise, bench_pipeline, bench_training, bench_universe
 from specdenoise.evaluation.bench_linefit import bench_linefit
-from specdenoise.io import save_json
+from specdenoise.evaluation.posterior_bench import render_markdown, run_bench
+from specdenoise.io import save_json, save_text
+from specdenoise.models import load_model
 
 app = typer.Typer(help="Performance benchmarks (numbers into reports/, never asserted).", no_args_is_help=True)
 OutOpt = Annotated[Path, typer.Option(help="JSON to write.")]
@@ -121,3 +123,29 @@ def bench_denoise_cmd(
     if copies <= 0 or any(c <= 0 for c in counts):
         raise ConfigError("--copies and --workers must be positive")
     _write(out, bench_denoise(list(inputs), model, resolve_params(params_path), counts, copies, batch_size))
+
+
+@app.command("posterior")
+def bench_posterior_cmd(
+    model: Annotated[Path, typer.Option(help="Saved posterior-family model directory.")] = Path(
+        "models/posterior_16/model"
+    ),
+    bench_dir: Annotated[
+        Path, typer.Option(help="A built pipeline (paper-family models, test split, DESI coadds, templates).")
+    ] = Path("."),
+    n_test: Annotated[int, typer.Option(help="Held-out universe spectra per S/N bin and noise shape.")] = 500,
+    n_samples: Annotated[int, typer.Option(help="Posterior draws per spectrum for the line intervals.")] = 30,
+    shapes: Annotated[str, typer.Option(help="Comma-separated noise shapes (white, sky, desi).")] = "white,sky,desi",
+    seed: Annotated[int, typer.Option(help="Seed of the held-out draws and the noise.")] = 99,
+    params_path: ParamsOpt = None,
+    out: OutOpt = Path("reports/posterior.json"),
+    md: Annotated[Path, typer.Option(help="Markdown summary to write.")] = Path("reports/posterior.md"),
+) -> None:
+    """Evidence for the posterior family: coverage, loss and lines over S/N, real spectra, OOD rates."""
+    m = load_model(model)
+    if not getattr(m, "noise_aware", False):
+        raise ConfigError(f"--model: {model} is a '{m.family}' model, not a noise-aware posterior model")
+    res = run_bench(m, resolve_params(params_path), bench_dir, n_test, n_samples, shapes.split(","), seed)
+    save_json(out, res)
+    save_text(md, render_markdown(res))
+    typer.echo(render_markdown(res))

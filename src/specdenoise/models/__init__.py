@@ -15,6 +15,7 @@ from __future__ import annotations
 # specdenoise.config at module top (so not models.store, which imports specdenoise.tracking).
 from specdenoise.models import linear as _linear  # noqa: E402,F401
 from specdenoise.models import neural as _neural  # noqa: E402,F401
+from specdenoise.models import posterior as _posterior  # noqa: E402,F401
 from specdenoise.models.base import FAMILIES, DenoisingModel, TrainingData, get_family, register, unregister
 from specdenoise.models.loading import load_model
 

@@ -17,6 +17,7 @@ from specdenoise.data.noise import draw_noisy, make_noise_model
 from specdenoise.errors import DataError
 from specdenoise.models.base import TrainingData
 from specdenoise.models.losses import pixel_weights
+from specdenoise.models.posterior_sim import clean_source
 
 
 def split_indices(split: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,6 +65,8 @@ def training_data(pre: Mapping, noisy: Mapping, params: Params) -> tuple[Trainin
         return draw_noisy(model, clean, wave, params.noise, params.preprocess.norm, g)[0]
 
     meta = {"n_train": len(trn), "n_val": len(val), "val_index": val}
+    # fresh clean universe draws, for families that fit a clean prior (posterior)
+    meta["clean_stream"] = clean_source(params.universe, params.preprocess)
     data = TrainingData(x[trn], y[trn], w[trn], x[val], y[val], w[val], wave, sigma, noise=fresh, meta=meta)
     test = {
         "x": x[test_idx],

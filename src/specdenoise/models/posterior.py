@@ -1,0 +1,339 @@
+"""The noise-aware posterior de-noiser (family ``posterior``): an exact Bayesian posterior under a
+learned mixture-of-factor-analysers prior of clean spectra, with the input's own per-pixel noise.
+
+Why this design
+---------------
+A de-noiser that is right at every S/N must know the noise of each pixel. Rather than learn that
+mapping from noisy examples (a network trained with fresh noise over the S/N range), this family
+separates the two parts exactly:
+
+* **Prior** (learned once, from clean spectra only): ``x0 ~ sum_k pi_k N(mu_k, W_k W_k^T + D_k)``
+  over unit-L2-norm clean spectra drawn from the universe (:mod:`.posterior_fit`; ``W_k`` rank
+  ``latent_dim``, ``D_k`` diagonal with a floor), i.e. a mixture of factor analysers.
+* **Likelihood** (per spectrum, at inference): ``y = s x0 + n``, ``n ~ N(0, diag(1/ivar))`` with
+  the input's own ivar (0 = masked pixel or gap: the pixel drops out), so any S/N, white or
+  heteroscedastic noise, Poisson noise on the object and masks are handled by construction.
+  "Training with fresh noise over the S/N range" therefore reduces to fitting the clean prior:
+  the noise never enters the fit. The benchmark checks this by evaluating over the whole range
+  (:mod:`specdenoise.evaluation.posterior_bench`).
+* **Scale**: the input is normalised by its *noisy* norm, so the clean spectrum has an unknown
+  amplitude ``s`` in the model's units. ``s`` is marginalised over a grid of ``n_scale`` values
+  around its noise-debiased estimate ``s^2 = |y|^2 - sum(1/ivar)``; each (component, scale) pair
+  is one Gaussian, weighted by its evidence.
+
+For one Gaussian the posterior of ``x`` is Gaussian and is computed with the Woodbury identity in
+the latent space: with ``a = s^2 d`` and ``g = ivar / (1 + a ivar)`` (the inverse of the prior
+residual plus noise variance), ``P_z = I + s^2 W^T diag(g) W`` (q x q), ``m_z = P_z^-1 s W^T g r``,
+``r = y - s mu``; the gain ``kappa = a g``; ``E[x] = (1 - kappa)(s mu + s W m_z) + kappa y`` and
+``Cov[x] = diag(a (1 - kappa)) + (1 - kappa) s W P_z^-1 s W^T (1 - kappa)``: O(n_pix q^2) per
+spectrum and component, batched. The evidence ``log N(y; s mu, s^2 W W^T + diag(1/g))`` uses the
+same quantities. Where the data are good (``ivar >> 1/a``) ``kappa -> 1`` and the output follows
+the data; where they are poor it follows the prior, and the stated spread says which.
+
+A calibration by pixel S/N (``calib_*``, fitted on a validation split by :mod:`.posterior_fit`) rescales
+the posterior spread if the raw posterior does not give 68 % pixel coverage. The out-of-domain
+bitmask (:data:`OOD_BITS`) flags redshift or S/N outside the trained range and spectra the prior
+cannot explain (a standardised chi^2 of the data under the best component's evidence).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from specdenoise.errors import ConfigError
+from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
+from specdenoise.models.posterior_fit import calibrate, draw_samples, fit_prior, pixel_log_snr
+from specdenoise.models.posterior_noise import mixed_observations
+
+#: Out-of-domain bits: redshift outside the prior's range, continuum S/N outside the calibrated
+#: range, data not explained by the prior (evidence chi^2 outlier).
+OOD_BITS = {"redshift": 1, "snr": 2, "chi2": 4}
+_PRIOR_KEYS = ("mu", "w", "d", "log_pi")
+
+
+class PosteriorConfig(FamilySettings):
+    """``train.posterior``: the prior's size and how many clean universe spectra fit it."""
+
+    n_prior: int = Field(100_000, gt=0, description="clean universe spectra drawn to fit the prior")
+    n_kmeans: int = Field(20_000, gt=0, description="spectra the k-means partition is fitted on")
+    n_components: int = Field(16, gt=0, description="mixture components")
+    n_scale: int = Field(5, gt=0, description="grid points of the marginalised amplitude")
+    rel_floor: float = Field(
+        0.0, ge=0, description="model-mismatch floor: per-pixel prior sd added in quadrature, fraction of the mean"
+    )
+    fixed_scale: float | None = Field(
+        None, gt=0, description="known amplitude of the clean spectrum (None: marginalise it, noisy-norm inputs)"
+    )
+    n_calib: int = Field(3000, ge=0, description="validation spectra for the coverage calibration")
+    chunk: int = Field(5000, gt=0, description="spectra synthesised per chunk (memory bound)")
+
+
+def continuum_snr(y: np.ndarray, ivar: np.ndarray) -> np.ndarray:
+    """Median per-pixel S/N over unmasked pixels, shape (n,)."""
+    snr = np.where(ivar > 0, y * np.sqrt(np.clip(ivar, 0, None)), np.nan)
+    with np.errstate(all="ignore"):
+        return np.nan_to_num(np.nanmedian(snr, axis=1), nan=0.0)
+
+
+def _scale_grid(y: np.ndarray, ivar: np.ndarray, n_scale: int) -> np.ndarray:
+    """Amplitude grid (n, n_scale) around the noise-debiased norm of ``y`` (unit-norm prior)."""
+    good = ivar > 0
+    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
+    y2 = np.sum(np.where(good, y, 0.0) ** 2, axis=1)
+    frac = good.mean(axis=1).clip(1e-3)
+    s2 = (y2 - var.sum(axis=1)) / frac
+    sd2 = np.sqrt(2 * np.sum(var**2, axis=1) + 4 * np.sum(np.where(good, y, 0.0) ** 2 * var, axis=1)) / frac
+    s2 = np.maximum(s2, np.maximum(sd2, 1e-4))
+    rel = np.clip(0.5 * sd2 / s2, 0.02, 0.5)  # fractional sd of s
+    off = np.linspace(-2.0, 2.0, n_scale) if n_scale > 1 else np.zeros(1)
+    return np.sqrt(s2)[:, None] * np.exp(off[None, :] * rel[:, None])
+
+
+def _gaussian_terms(y, ivar, s, mu, w, d):
+    """Latent posterior and evidence of one component at amplitudes ``s`` (n,), batched.
+
+    Returns ``loglik`` (n,), ``m_z`` (n, q), ``chol`` (n, q, q) of ``P_z``, ``kappa`` (n, P),
+    ``a`` (n, P) and the standardised chi^2 (n,)."""
+    a = (s**2)[:, None] * d[None, :]
+    g = ivar / (1.0 + a * ivar)
+    ws = s[:, None, None] * w[None]  # (n, P, q)
+    pz = np.matmul(np.swapaxes(ws * g[:, :, None], 1, 2), ws) + np.eye(w.shape[1])
+    chol = np.linalg.cholesky(pz)
+    r = y - s[:, None] * mu[None]
+    t = np.einsum("npq,np->nq", ws, g * r)
+    u = np.linalg.solve(chol, t[..., None])[..., 0]
+    m_z = np.linalg.solve(np.swapaxes(chol, 1, 2), u[..., None])[..., 0]
+    quad = np.sum(g * r * r, axis=1) - np.sum(u * u, axis=1)
+    good = ivar > 0
+    n_good = good.sum(axis=1)
+    logdet = -np.sum(np.log(np.where(good, g, 1.0)), axis=1) + 2 * np.sum(
+        np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1
+    )
+    loglik = -0.5 * (quad + logdet + n_good * np.log(2 * np.pi))
+    chi2 = (quad - n_good) / np.sqrt(2.0 * np.maximum(n_good, 1))
+    return loglik, m_z, chol, a * g, a, chi2
+
+
+@register
+class PosteriorDenoiser(DenoisingModel):
+    """Exact posterior under a mixture-of-factor-analysers prior and the input's per-pixel noise.
+
+    ``latent_dim`` is the rank of each component's factor loading. ``denoise`` and ``posterior``
+    take an optional ``ivar`` (n, n_pix) in the model's normalised units (0 = masked); without it
+    the noise of the training data (``default_sigma``) is assumed.
+    """
+
+    family = "posterior"
+    iterative = False
+    searchable = False
+    has_posterior = True
+    #: ``denoise``/``posterior`` accept the input's per-pixel ``ivar`` (n, n_pix), normalised units
+    noise_aware = True
+    registry_candidate = True
+    mlflow_flavour = "pyfunc"
+    settings_model = PosteriorConfig
+
+    def __init__(self, latent_dim: int, hyper: dict[str, Any] | None = None) -> None:
+        super().__init__(latent_dim, hyper)
+        self.arrays: dict[str, np.ndarray] = {}
+
+    # ---------------------------------------------------------------- fit
+    def fit(
+        self, data: TrainingData, cfg: Any, seed: int, callbacks: list | None = None, epochs: int | None = None
+    ) -> dict[str, list[float]]:
+        """Fit the clean prior on ``n_prior`` spectra of ``data.meta["clean_stream"]`` (a callable
+        ``(n, seed, stream, chunk)`` -> chunks of (unit-norm clean spectra, catalogue rows), set by
+        :func:`specdenoise.training.splits.training_data`) and calibrate it on ``n_calib`` more;
+        ``data.noise_sigma`` is only the noise assumed when ``denoise`` gets no ``ivar``."""
+        known = {k: v for k, v in self.hyper.items() if k in PosteriorConfig.model_fields}
+        st = PosteriorConfig(**known) if known else cfg.settings(self.family)
+        self.hyper = st.model_dump()
+        source = data.meta.get("clean_stream")
+        if source is None:
+            raise ConfigError(
+                "train.posterior: the training data carry no clean-spectrum source (meta['clean_stream']); "
+                "build them with specdenoise.training.splits.training_data"
+            )
+        arrays, info = fit_prior(
+            source(st.n_prior, seed, 0, st.chunk), st.n_components, self.latent_dim, st.n_kmeans, seed
+        )
+        self.set_prior(**arrays)
+        sigma = np.asarray(data.noise_sigma, dtype=np.float64)
+        self.arrays["default_sigma"] = np.broadcast_to(sigma, self.arrays["mu"].shape[1:]).copy()
+        if st.n_calib > 0:
+            self.calibrate_on(source, st.n_calib, seed, np.asarray(data.wave, dtype=float))
+        self.arrays["fit_info"] = np.array([info["n_prior"], info["prior_cpu_s"]])
+        return {}
+
+    def calibrate_on(self, source, n: int, seed: int, wave: np.ndarray, desi=None) -> None:
+        """Calibrate in place on ``n`` fresh clean draws (stream 1 of ``source``) observed with
+        mixed noise shapes and log-uniform S/N (see :func:`.posterior_fit.calibrate`)."""
+        clean, cat = next(iter(source(n, seed, 1, n)))
+        z = cat["z"].to_numpy()
+        obs = mixed_observations(clean, wave, z, np.random.default_rng([seed, 2]), desi=desi)
+        for k in ("calib_log_snr", "calib_scale"):
+            self.arrays.pop(k, None)
+        self.arrays.update(calib_log_snr=np.zeros(1), calib_scale=np.ones((1, clean.shape[1])))
+        self.arrays.update(calibrate(self, obs, z))
+
+    def set_prior(self, mu: np.ndarray, w: np.ndarray, d: np.ndarray, log_pi: np.ndarray) -> None:
+        """Set the prior directly: ``mu`` (K, P), ``w`` (K, P, q), ``d`` (K, P), ``log_pi`` (K,)."""
+        self.arrays.update(
+            mu=np.asarray(mu, float), w=np.asarray(w, float), d=np.asarray(d, float), log_pi=np.asarray(log_pi, float)
+        )
+        log_pi = self.arrays["log_pi"]
+        self.arrays["log_pi"] = log_pi - np.logaddexp.reduce(log_pi)
+        p = self.arrays["mu"].shape[1]
+        self.arrays.setdefault("calib_log_snr", np.zeros(1))
+        self.arrays.setdefault("calib_scale", np.ones((1, p)))
+        self.arrays.setdefault("ood_chi2_max", np.array(np.inf))
+        self.arrays.setdefault("z_range", np.array([-np.inf, np.inf]))
+        self.arrays.setdefault("snr_range", np.array([0.0, np.inf]))
+        self.arrays.setdefault("default_sigma", np.full(p, 0.04))
+
+    # ---------------------------------------------------------------- inference
+    def _ivar(self, x: np.ndarray, ivar: np.ndarray | None) -> np.ndarray:
+        if ivar is None:
+            return np.broadcast_to(1.0 / self.arrays["default_sigma"] ** 2, x.shape).copy()
+        ivar = np.asarray(ivar, dtype=np.float64)
+        return np.where(np.isfinite(ivar) & (ivar > 0), ivar, 0.0)
+
+    def _terms(self, y: np.ndarray, ivar: np.ndarray):
+        """Evidence-weighted (component, scale) terms for a batch: ``resp`` (n, C) and per term
+        the quantities of :func:`_gaussian_terms` plus the scale and component index."""
+        a = self.arrays
+        fixed = self.hyper.get("fixed_scale")
+        if fixed is None:
+            grid = _scale_grid(y, ivar, int(self.hyper.get("n_scale", 5)))
+        else:
+            grid = np.full((len(y), 1), float(fixed))
+        terms, logw = [], []
+        for k in range(a["mu"].shape[0]):
+            d = self._diag(k)
+            for j in range(grid.shape[1]):
+                s = grid[:, j]
+                out = _gaussian_terms(y, ivar, s, a["mu"][k], a["w"][k], d)
+                terms.append((k, s, *out[1:]))
+                logw.append(out[0] + a["log_pi"][k])
+        logw = np.stack(logw, axis=1)
+        resp = np.exp(logw - logw.max(axis=1, keepdims=True))
+        resp /= resp.sum(axis=1, keepdims=True)
+        return resp, terms, logw
+
+    def _diag(self, k: int) -> np.ndarray:
+        """Component ``k``'s diagonal prior variance with the model-mismatch floor, (P,)."""
+        return self.arrays["d"][k] + (float(self.hyper.get("rel_floor", 0.0)) * self.arrays["mu"][k]) ** 2
+
+    def _moments(self, y: np.ndarray, ivar: np.ndarray, pre=None):
+        """Posterior mean, raw sd (n, P), the standardised chi^2 of the best term (n,); ``pre``:
+        the output of :meth:`_terms` if already computed."""
+        a = self.arrays
+        resp, terms, logw = self._terms(y, ivar) if pre is None else pre
+        mean = np.zeros_like(y)
+        second = np.zeros_like(y)
+        for c, (k, s, m_z, chol, kappa, aa, _chi2) in enumerate(terms):
+            rows = np.flatnonzero(resp[:, c] > 1e-10)  # terms with negligible weight are skipped
+            if len(rows) == 0:
+                continue
+            s, m_z, chol, kappa, aa, yr = s[rows], m_z[rows], chol[rows], kappa[rows], aa[rows], y[rows]
+            wk = s[:, None, None] * a["w"][k][None] * (1 - kappa)[:, :, None]
+            mk = (1 - kappa) * s[:, None] * a["mu"][k] + np.einsum("npq,nq->np", wk, m_z) + kappa * yr
+            # rows of wk L^-T: Cov = wk P^-1 wk^T = (wk L^-T)(wk L^-T)^T
+            v = np.linalg.solve(chol, np.swapaxes(wk, 1, 2))  # (n, q, P)
+            vk = aa * (1 - kappa) + np.sum(v * v, axis=1)
+            r = resp[rows, c : c + 1]
+            mean[rows] += r * mk
+            second[rows] += r * (vk + mk * mk)
+        best = np.argmax(logw, axis=1)
+        chi2 = np.stack([t[-1] for t in terms], axis=1)[np.arange(len(y)), best]
+        return mean, np.sqrt(np.clip(second - mean**2, 0, None)), chi2
+
+    def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
+        """Factor (n, P) multiplying the raw posterior spread: ``calib_scale`` (n_bins, P)
+        interpolated in each pixel's log10 S/N (:func:`.posterior_fit.pixel_log_snr`; constant
+        beyond the end bins)."""
+        a = self.arrays
+        tab = np.atleast_2d(a["calib_scale"])
+        x = a["calib_log_snr"]
+        if len(x) == 1:
+            return np.broadcast_to(tab[0], mean.shape).copy()
+        ls = pixel_log_snr(mean, ivar)
+        j = np.clip(np.searchsorted(x, ls) - 1, 0, len(x) - 2)
+        f = np.clip((ls - x[j]) / (x[j + 1] - x[j]), 0.0, 1.0)
+        cols = np.broadcast_to(np.arange(tab.shape[1]), ls.shape)
+        return tab[j, cols] * (1 - f) + tab[j + 1, cols] * f
+
+    def _batches(self, x, ivar, batch):
+        x = np.asarray(x, dtype=np.float64)
+        iv = self._ivar(x, ivar)
+        for i in range(0, len(x), batch):
+            yield i, x[i : i + batch], iv[i : i + batch]
+
+    def predict(self, x: np.ndarray, ivar: np.ndarray | None = None, batch: int = 256, calibrated: bool = True):
+        """Posterior mean (n, P), its 1-sigma spread (n, P) and the standardised evidence chi^2 (n,)."""
+        means, sds, chis = [], [], []
+        for _, xb, ib in self._batches(x, ivar, batch):
+            m, sd, c = self._moments(xb, ib)
+            if calibrated:
+                sd = sd * self.calibration_scale(m, ib)
+            means.append(m)
+            sds.append(sd)
+            chis.append(c)
+        return np.concatenate(means), np.concatenate(sds), np.concatenate(chis)
+
+    def denoise(self, x: np.ndarray, ivar: np.ndarray | None = None) -> np.ndarray:
+        """Posterior mean, (n, P) float32, normalised units."""
+        return self.predict(x, ivar)[0].astype(np.float32)
+
+    def posterior(
+        self, x: np.ndarray, n_samples: int, seed: int, batch: int = 512, ivar: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and calibrated spread (the spread is exact, not a sample estimate)."""
+        m, sd, _ = self.predict(x, ivar)
+        return m.astype(np.float32), sd.astype(np.float32)
+
+    def sample(self, x: np.ndarray, n_samples: int, seed: int, ivar: np.ndarray | None = None, batch: int = 128):
+        """Calibrated posterior draws of the clean spectrum, shape (n_samples, n, P), normalised units."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for _, xb, ib in self._batches(x, ivar, batch):
+            pre = self._terms(xb, ib)
+            draws = draw_samples(self.arrays, xb, pre[0], pre[1], n_samples, rng)
+            mean = self._moments(xb, ib, pre)[0]
+            scale = self.calibration_scale(mean, ib)[None]
+            out.append(mean[None] + scale * (draws - mean[None]))
+        return np.concatenate(out, axis=1)
+
+    def ood_flags(self, x: np.ndarray, ivar: np.ndarray | None = None, z: np.ndarray | None = None, chi2=None):
+        """Out-of-domain bitmask (n,) of :data:`OOD_BITS` (0 = in domain)."""
+        a = self.arrays
+        x = np.asarray(x, dtype=np.float64)
+        iv = self._ivar(x, ivar)
+        if chi2 is None:
+            chi2 = self.predict(x, ivar)[2]
+        flags = np.where(chi2 > float(a["ood_chi2_max"]), OOD_BITS["chi2"], 0)
+        snr = continuum_snr(x, iv)
+        lo, hi = a["snr_range"]
+        flags |= np.where((snr < lo) | (snr > hi), OOD_BITS["snr"], 0)
+        if z is not None:
+            z = np.asarray(z, dtype=float)
+            flags |= np.where((z < a["z_range"][0]) | (z > a["z_range"][1]), OOD_BITS["redshift"], 0)
+        return flags.astype(np.int32)
+
+    # ---------------------------------------------------------------- persistence
+    def n_parameters(self) -> int:
+        return int(sum(self.arrays[k].size for k in _PRIOR_KEYS if k in self.arrays))
+
+    def _save_files(self, path: Path) -> None:
+        np.savez(path / "posterior.npz", **{k: np.asarray(v) for k, v in self.arrays.items()})
+
+    @classmethod
+    def _load_files(cls, path: Path, latent_dim: int, hyper: dict[str, Any]) -> PosteriorDenoiser:
+        m = cls(latent_dim, hyper)
+        with np.load(path / "posterior.npz", allow_pickle=False) as z:
+            m.arrays = {k: z[k] for k in z.files}
+        return m

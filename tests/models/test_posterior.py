@@ -1,0 +1,164 @@
+"""The posterior family: exact Gaussian posterior on a toy problem with a known answer, coverage,
+data following at high S/N, masks, save/load and the out-of-domain flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tests.faults.harness import assert_fails, cli, fingerprint
+
+from specdenoise.config import PreprocessConfig, UniverseConfig
+from specdenoise.data.preprocess import rest_grid
+from specdenoise.errors import EXIT_USAGE, ConfigError
+from specdenoise.models import get_family, load_model
+from specdenoise.models.base import TrainingData
+from specdenoise.models.linear import PCADenoiser
+from specdenoise.models.posterior import OOD_BITS, PosteriorDenoiser
+from specdenoise.models.posterior_fit import calibrate
+from specdenoise.models.posterior_noise import mixed_observations, observe_normalised
+from specdenoise.models.posterior_sim import clean_source, draw_clean
+
+P, Q = 30, 3
+
+
+def _toy(seed: int = 0, k: int = 1) -> PosteriorDenoiser:
+    rng = np.random.default_rng(seed)
+    mu = 1.0 + 0.3 * rng.standard_normal((k, P))
+    w = 0.5 * rng.standard_normal((k, P, Q))
+    d = 0.05 + 0.05 * rng.random((k, P))
+    m = PosteriorDenoiser(Q, {"fixed_scale": 1.0, "rel_floor": 0.0})
+    m.set_prior(mu, w, d, np.zeros(k))
+    return m
+
+
+def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    ivar = 1.0 / (0.1 + rng.random((n, P))) ** 2  # heteroscedastic
+    ivar[:, 5:9] = 0.0  # a masked gap
+    return ivar
+
+
+def test_registered_with_capabilities():
+    cls = get_family("posterior")
+    assert cls.has_posterior and cls.noise_aware and not cls.iterative
+
+
+def test_exact_posterior_matches_closed_form():
+    m = _toy()
+    rng = np.random.default_rng(1)
+    a = m.arrays
+    cov = a["w"][0] @ a["w"][0].T + np.diag(a["d"][0])
+    ivar = _noise(rng, 4)
+    y = rng.multivariate_normal(a["mu"][0], cov, 4) + rng.standard_normal((4, P)) / np.sqrt(ivar.clip(1e-12))
+    y[ivar == 0] = 123.0  # masked values must not matter
+    mean, sd, _ = m.predict(y, ivar, calibrated=False)
+    cinv = np.linalg.inv(cov)
+    for i in range(4):
+        post = np.linalg.inv(cinv + np.diag(ivar[i]))
+        exact = post @ (cinv @ a["mu"][0] + ivar[i] * np.where(ivar[i] > 0, y[i], 0.0))
+        np.testing.assert_allclose(mean[i], exact, rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(sd[i], np.sqrt(np.diag(post)), rtol=1e-8)
+    # samples have the exact covariance
+    draws = m.sample(y[:1], 4000, seed=2, ivar=ivar[:1])[:, 0]
+    post = np.linalg.inv(cinv + np.diag(ivar[0]))
+    np.testing.assert_allclose(np.cov(draws, rowvar=False), post, atol=0.08 * np.max(np.diag(post)))
+
+
+def test_pixel_coverage_is_68_percent_on_the_toy():
+    m = _toy(seed=3, k=2)
+    rng = np.random.default_rng(4)
+    a = m.arrays
+    n = 1500
+    comp = rng.integers(0, 2, n)
+    x = np.empty((n, P))
+    for k in range(2):
+        sel = comp == k
+        cov = a["w"][k] @ a["w"][k].T + np.diag(a["d"][k])
+        x[sel] = rng.multivariate_normal(a["mu"][k], cov, sel.sum())
+    ivar = _noise(rng, n)
+    y = x + rng.standard_normal((n, P)) / np.sqrt(ivar.clip(1e-12))
+    mean, sd, _ = m.predict(y, ivar, calibrated=False)
+    inside = np.abs(x - mean) < sd
+    assert abs(inside.mean() - 0.6827) < 0.01
+    assert abs(inside[:, 5:9].mean() - 0.6827) < 0.02  # masked pixels: prior-conditional, still right
+
+
+def test_follows_the_data_at_high_snr_and_ignores_masked_values():
+    m = _toy(seed=5)
+    rng = np.random.default_rng(6)
+    y = m.arrays["mu"][0][None] + 0.5 * np.sin(np.arange(P))[None]  # not a typical prior draw
+    ivar = np.full((1, P), 1e6)
+    out = m.denoise(y, ivar)
+    assert np.max(np.abs(out - y) * np.sqrt(ivar)) < 3.0
+    ivar_m = _noise(rng, 1)
+    y2 = y.copy()
+    y2[0, 5:9] = -50.0
+    np.testing.assert_allclose(m.denoise(y, ivar_m), m.denoise(y2, ivar_m), rtol=1e-6)
+    assert np.all(np.isfinite(m.denoise(y2, ivar_m)))
+
+
+def test_save_load_round_trip(tmp_path):
+    m = _toy(seed=7, k=2)
+    rng = np.random.default_rng(8)
+    ivar = _noise(rng, 3)
+    y = m.arrays["mu"][0] + rng.standard_normal((3, P))
+    m.save(tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert isinstance(back, PosteriorDenoiser)
+    np.testing.assert_array_equal(back.denoise(y, ivar), m.denoise(y, ivar))
+    assert (tmp_path / "m" / "posterior.npz").exists()
+
+
+TINY = {"n_prior": 400, "n_kmeans": 400, "n_components": 2, "n_calib": 0, "n_scale": 3, "chunk": 400}
+
+
+def _training_data(meta: dict) -> TrainingData:
+    z = np.zeros((1, 825), np.float32)
+    return TrainingData(z, z, z, z, z, z, rest_grid(PreprocessConfig())[1], np.full(825, 0.04), meta=meta)
+
+
+@pytest.fixture(scope="module")
+def small_universe_model():
+    ucfg, pcfg = UniverseConfig(), PreprocessConfig()
+    m = PosteriorDenoiser(6, dict(TINY))
+    m.fit(_training_data({"clean_stream": clean_source(ucfg, pcfg)}), None, seed=11)  # the pipeline's path
+    assert m.arrays["fit_info"][0] == 400 and m.arrays["w"].shape == (2, 825, 6)
+    clean, cat = draw_clean(ucfg, pcfg, 150, seed=11, stream=1)
+    wave = rest_grid(pcfg)[1]
+    obs = mixed_observations(clean, wave, cat["z"].to_numpy(), np.random.default_rng(0), snr_range=(3.0, 30.0))
+    m.arrays.update(calibrate(m, obs, cat["z"].to_numpy()))
+    return m, clean, cat, wave
+
+
+def test_fit_needs_a_clean_source():
+    with pytest.raises(ConfigError, match="train.posterior"):
+        PosteriorDenoiser(4, dict(TINY)).fit(_training_data({}), None, seed=0)
+
+
+def test_ood_flag_fires_on_a_star_not_on_galaxies(small_universe_model):
+    m, clean, cat, wave = small_universe_model
+    rng = np.random.default_rng(1)
+    z = cat["z"].to_numpy()[:40]
+    gal = observe_normalised(clean[:40], wave, z, np.full(40, 10.0), "white", rng)
+    # an A star: a steep blue continuum with deep, broad Balmer absorption
+    star = (wave / 5000.0) ** -3.0
+    for line in (6563.0, 4861.0, 4340.0, 4102.0):
+        star *= 1 - 0.6 * np.exp(-0.5 * ((wave - line) / 15.0) ** 2)
+    star = star / np.linalg.norm(star)
+    st = observe_normalised(np.repeat(star[None], 5, 0), wave, z[:5], np.full(5, 10.0), "white", rng)
+    flags_gal = m.ood_flags(gal["flux"], gal["ivar"], z)
+    flags_star = m.ood_flags(st["flux"], st["ivar"], z[:5])
+    assert np.all(flags_star & OOD_BITS["chi2"])
+    assert np.mean(flags_gal != 0) <= 0.1
+    assert m.ood_flags(gal["flux"][:1], gal["ivar"][:1], np.array([0.3]))[0] & OOD_BITS["redshift"]
+
+
+def test_bench_posterior_refuses_a_model_that_is_not_noise_aware(tmp_path):
+    pca = PCADenoiser(2)
+    pca.mean_in = pca.mean_out = np.zeros(P)
+    pca.left, pca.right = np.zeros((P, 2)), np.zeros((2, P))
+    pca.save(tmp_path / "pca")
+    before = fingerprint(tmp_path)
+    out = tmp_path / "posterior.json"
+    res = cli("bench", "posterior", "--model", tmp_path / "pca", "--out", out, "--md", tmp_path / "p.md")
+    assert_fails(res, EXIT_USAGE, "--model", str(tmp_path / "pca"))
+    assert not out.exists() and fingerprint(tmp_path) == before
