@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from specdenoise.cli.common import ParamsOpt, log
+from specdenoise.cli.common import ParamsOpt, log, progress
 from specdenoise.config import resolve_params
-from specdenoise.survey.batch import run_batch
+from specdenoise.survey.batch import TARGET_OPTIONS, run_batch
 
 DEFAULT_MODEL = "models:/specdenoise-vae@champion"
 
@@ -26,7 +26,7 @@ def denoise_cmd(
         ),
     ] = DEFAULT_MODEL,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder (one FITS per spectrum, summary.json).")
+        Path, typer.Option("--out", "-o", help="Output folder (<stem>.denoised.fits per input, summary.json).")
     ] = Path("denoised"),
     add_noise: Annotated[
         float | None,
@@ -43,28 +43,81 @@ def denoise_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Files per Dask task.")] = 8,
     max_masked: Annotated[
         float,
-        typer.Option("--max-masked", help="Skip spectra whose rest-frame grid is uncovered beyond this fraction."),
-    ] = 0.5,
+        typer.Option(
+            "--max-masked",
+            help="Flag (UNCOVERED) and skip targets whose rest-frame grid is uncovered beyond this fraction.",
+        ),
+    ] = TARGET_OPTIONS["max_masked"],
+    z_max: Annotated[
+        float, typer.Option("--z-max", help="Flag (Z_RANGE) and skip targets at or above this redshift (<= 1).")
+    ] = TARGET_OPTIONS["z_max"],
+    ood_chi2: Annotated[
+        float,
+        typer.Option(
+            "--ood-chi2", help="Flag (OUT_OF_DOMAIN) targets whose output fits the input worse than this reduced chi2."
+        ),
+    ] = TARGET_OPTIONS["ood_chi2"],
+    redshifts: Annotated[
+        Path | None,
+        typer.Option("--redshifts", help="Redshift catalogue (CSV or FITS table) overriding the files' redshifts."),
+    ] = None,
+    id_column: Annotated[
+        str, typer.Option("--id-column", help="Catalogue column of target ids (TARGETID or sdss-PPPP-MMMMM-FFFF).")
+    ] = TARGET_OPTIONS["id_column"],
+    z_column: Annotated[str, typer.Option("--z-column", help="Catalogue column of redshifts.")] = TARGET_OPTIONS[
+        "z_column"
+    ],
+    type_column: Annotated[
+        str, typer.Option("--type-column", help="Catalogue column of spectral types (optional).")
+    ] = TARGET_OPTIONS["type_column"],
+    per_spectrum: Annotated[
+        bool, typer.Option("--per-spectrum", help="Also write one file per spectrum (same data model, one row).")
+    ] = False,
     calibration: Annotated[
         Path | None, typer.Option("--calibration", help="Calibration file (default: the model's own).")
     ] = None,
     params_path: ParamsOpt = None,
 ) -> None:
-    """De-noise survey spectra with a trained model: FITS per spectrum with uncertainty, mask and provenance.
+    """De-noise survey files with a trained model: one FITS per input (de-noised flux, uncertainty, input, ivar,
+    mask; one table row per target with a quality bitmask) and provenance.
 
-    Exit status 0 when every input succeeded (or was already done), 1 when some inputs were
-    bad (listed in the summary; the others are complete), 2 on a usage error (bad --model).
+    A bad target (no redshift, z out of range, not a galaxy, uncovered, bad pixels) is a flagged
+    row, not a failed file. Exit status 0 when every input was written (or was already done), 1
+    when some input files could not be read (listed in the summary; the others are complete), 2 on
+    a usage error (bad --model or option), 3 on a bad --redshifts catalogue.
     """
     p = resolve_params(params_path)
     summary = run_batch(
-        list(inputs), out, model, p, calibration, add_noise, seed, workers, scheduler, batch_size, max_masked
+        list(inputs),
+        out,
+        model,
+        p,
+        calibration,
+        add_noise,
+        seed,
+        workers,
+        scheduler,
+        batch_size,
+        progress=progress(),
+        max_masked=max_masked,
+        z_max=z_max,
+        ood_chi2=ood_chi2,
+        redshifts=str(redshifts) if redshifts else None,
+        id_column=id_column,
+        z_column=z_column,
+        type_column=type_column,
+        per_spectrum=per_spectrum,
     )
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "files"}, indent=2, default=str))
     log.info(
-        "denoise: %d ok, %d skipped (done before), %d bad; %.1f spectra/s -> %s",
+        "denoise: %d file(s) ok, %d skipped (done before), %d bad; %d of %d spectra de-noised, flagged %s; "
+        "%.1f spectra/s -> %s",
         summary["n_ok"],
         summary["n_skipped"],
         summary["n_bad"],
+        summary["n_denoised"],
+        summary["n_spectra"],
+        summary["flags"] or "none",
         summary["spectra_per_s"],
         out,
     )

@@ -135,14 +135,28 @@ def resample(
 
 
 def fill_masked(flux: np.ndarray, mask: np.ndarray, wave: np.ndarray) -> np.ndarray:
-    """Replace masked bins by linear interpolation over unmasked neighbours (nearest at ends)."""
-    out = flux.copy()
-    for r in np.flatnonzero(mask.any(axis=1)):
-        m = mask[r]
-        if m.all():
-            continue
-        out[r, m] = np.interp(wave[m], wave[~m], flux[r, ~m])
-    return out
+    """Replace masked bins by linear interpolation over unmasked neighbours (nearest at ends).
+
+    Vectorised over rows (the result equals ``np.interp`` row by row): each masked bin takes
+    the nearest unmasked bin on each side from running maxima / minima of bin indices. Rows
+    with every bin masked are left unchanged.
+    """
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return flux.copy()
+    n, m = flux.shape
+    idx = np.broadcast_to(np.arange(m), (n, m))
+    prev = np.maximum.accumulate(np.where(mask, -1, idx), axis=1)  # last unmasked bin <= i (-1: none)
+    nxt = np.minimum.accumulate(np.where(mask, m, idx)[:, ::-1], axis=1)[:, ::-1]  # first unmasked >= i
+    has_prev, has_next = prev >= 0, nxt < m
+    p_i, n_i = np.where(has_prev, prev, np.where(has_next, nxt, 0)), np.where(has_next, nxt, np.maximum(prev, 0))
+    f_p, f_n = np.take_along_axis(flux, p_i, axis=1), np.take_along_axis(flux, n_i, axis=1)
+    w_p, w_n = wave[p_i], wave[n_i]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(w_n > w_p, (wave[None, :] - w_p) / np.where(w_n > w_p, w_n - w_p, 1.0), 0.0)
+    filled = f_p + t * (f_n - f_p)
+    fill = mask & (has_prev | has_next)
+    return np.where(fill, filled, flux)
 
 
 def normalise(flux: np.ndarray, kind: str) -> np.ndarray:
@@ -182,7 +196,9 @@ def check_spectra(
         raise DataError(f"{source}: galaxy id {ids[int(np.flatnonzero(zero)[0])]}: all-zero (or fully masked) spectrum")
 
 
-def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: str = "observed") -> dict[str, Any]:
+def preprocess(
+    observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: str = "observed", strict: bool = True
+) -> dict[str, Any]:
     """Rest-frame, resample and normalise observed spectra.
 
     Parameters
@@ -193,6 +209,9 @@ def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: s
     cfg : PreprocessConfig
     source : str
         Name of the input, used in error messages.
+    strict : bool
+        Raise :class:`DataError` on a non-positive normalisation (default); with False such
+        rows are kept with ``norm`` = 1 and marked in ``bad_norm`` (n,) for the caller to flag.
 
     Returns
     -------
@@ -225,7 +244,10 @@ def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: s
         out["truth_raw"] = tr
     norm = normalise(fr, cfg.norm)
     bad = ~np.isfinite(norm) | (norm <= 0)
-    if bad.any():
+    if not strict:
+        out["bad_norm"] = bad
+        norm = np.where(bad, 1.0, norm)
+    elif bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"{source}: galaxy id {ids[i]}: normalisation '{cfg.norm}' is {norm[i]:.3g} (non-positive)")
     out.update(
