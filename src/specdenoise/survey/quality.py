@@ -34,7 +34,7 @@ class Quality(enum.IntFlag):
 SKIP_BITS = Quality.BAD_INPUT | Quality.Z_RANGE | Quality.NOT_GALAXY | Quality.UNCOVERED
 
 DESCRIPTIONS: dict[Quality, str] = {
-    Quality.BAD_INPUT: "no good pixel, NaN flux, bad ivar/norm",
+    Quality.BAD_INPUT: "no good pixel/NaN flux/bad ivar,norm",
     Quality.Z_RANGE: "z missing or not in [0, ZMAX)",
     Quality.NOT_GALAXY: "SPECTYPE not GALAXY",
     Quality.UNCOVERED: "MASKED_FRAC > MAXMASK",
