@@ -66,11 +66,19 @@ def test_denoise_real_sdss_file_with_add_noise(project):
     from astropy.io import fits
 
     spec = _ppxf_spectra()[0]
+    # the SDSS pipeline classed NGC 3073 (z = 0.0038) as a STAR: a catalogue with a spectral-type
+    # column overrides it (without it the target is flagged NOT_GALAXY and skipped)
+    cat = project["dir"] / "types.csv"
+    cat.write_text("ID,Z,SPECTYPE\nsdss-0945-52652-0470,0.00376266,GALAXY\n")
     res = _run(
         [
             "-q",
             "denoise",
             str(spec),
+            "--redshifts",
+            str(cat),
+            "--id-column",
+            "ID",
             "--model",
             "models:/specdenoise-vae@champion",
             "--out",
@@ -96,11 +104,11 @@ def test_denoise_real_sdss_file_with_add_noise(project):
         assert (hdr["MODELNAM"], hdr["MODELVER"]) == ("specdenoise-vae", "1")
         assert hdr["RUNID"] == project["run_id"] and hdr["PARHASH"] == project["params_hash"]
         assert hdr["CALIB"] is True and hdr["NSPEC"] == 1
-        assert hdr["INFILE"] == str(spec) and hdr["SDVERS"] and hdr["ADDNOISE"] == 0.04
+        assert Path(hdr["INFILE"]).resolve() == spec.resolve() and hdr["SDVERS"] and hdr["ADDNOISE"] == 0.04
         assert h["FLUX"].header["BUNIT"] == "10**-17 erg/(s cm2 Angstrom)"
         assert (meta["PLATE"][0], meta["MJD"][0], meta["FIBERID"][0]) == (945, 52652, 470)
         assert meta["ID"][0] == "sdss-0945-52652-0470" and meta["QUALITY"][0] == 0
-        assert meta["Z_SOURCE"][0] == "file" and meta["SPECTYPE"][0] == "GALAXY"
+        assert meta["Z_SOURCE"][0] == "catalog" and meta["SPECTYPE"][0] == "GALAXY"
         norm = float(meta["NORM"][0])
         wave = np.asarray(h["WAVELENGTH"].data, float)
         clean, noisy, den, sig = (np.asarray(h[k].data[0], float) / norm for k in ("CLEAN", "INPUT", "FLUX", "SIGMA"))
@@ -129,6 +137,7 @@ def test_batch_in_process_reports_bad_files_and_resumes(project, tmp_path):
     out = tmp_path / "out"
     s = run_batch(inputs, out, "models:/specdenoise-vae@champion", params, workers=0, root=project["dir"])
     assert (s["n_ok"], s["n_bad"], s["n_skipped"], s["n_spectra"]) == (2, 2, 0, 2)
+    assert s["n_denoised"] == 1 and s["flags"] == {"NOT_GALAXY": 1}  # NGC 3073: CLASS = STAR in its SPECOBJ
     assert {Path(b["input"]).name for b in s["bad"]} == {"missing.fits", "empty.fits"}
     assert "missing.fits: file not found" in " ".join(b["error"] for b in s["bad"])
     s2 = run_batch(inputs, out, "models:/specdenoise-vae@champion", params, workers=0, root=project["dir"])

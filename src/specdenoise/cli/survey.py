@@ -10,6 +10,7 @@ import typer
 
 from specdenoise.cli.common import ParamsOpt, log
 from specdenoise.config import resolve_params
+from specdenoise.errors import EXIT_PARTIAL, DataError
 from specdenoise.io import save_json
 from specdenoise.survey.download import MPAJHU_FILES, download_many, mpajhu_targets, read_targets, sdss_targets
 from specdenoise.survey.readers import read_spectra
@@ -78,12 +79,28 @@ def download_mpajhu_cmd(
 def read_cmd(
     files: Annotated[list[Path], typer.Argument(help="SDSS spec/spec-lite, DR7 spSpec or DESI coadd FITS files.")],
 ) -> None:
-    """Read survey spectra and print one line per spectrum (id, format, z, coverage, masking, S/N)."""
+    """Read survey spectra and print one line per spectrum (id, format, z, coverage, masking, S/N).
+
+    Exit status 3 when the one file given is unreadable; with several files the readable ones
+    are printed, each unreadable one is named on stderr and the exit status is 1.
+    """
+    failed = []
     for f in files:
-        for s in read_spectra(f):
+        try:
+            spectra = read_spectra(f)
+        except DataError as exc:
+            if len(files) == 1:
+                raise
+            log.warning("skipped: %s", exc)
+            failed.append(f)
+            continue
+        for s in spectra:
             good = s.ivar > 0
             snr = float(np.median(np.abs(s.flux[good]) * np.sqrt(s.ivar[good]))) if good.any() else 0.0
             typer.echo(
                 f"{s.id}\t{s.meta.get('format', '?')}\tz={s.z:.5f}\t{s.wave[0]:.1f}-{s.wave[-1]:.1f} A (air)\t"
                 f"{len(s.wave)} px\t{100 * (1 - good.mean()):.1f}% masked\tmedian S/N {snr:.1f}\t{f}"
             )
+    if failed:
+        log.warning("data read: %d of %d file(s) unreadable", len(failed), len(files))
+        raise typer.Exit(EXIT_PARTIAL)

@@ -19,6 +19,7 @@ draws posterior samples and is the registered (``champion``) family.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from specdenoise.errors import DataError
+from specdenoise.logs import quiet_native_stderr
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
 from specdenoise.models.losses import keras_weighted_mse
 from specdenoise.models.search import baseline_trial, suggest
@@ -49,7 +51,13 @@ class NetConfig(FamilySettings):
 
 
 def _keras():
+    """Keras, imported (and its device initialised) with TensorFlow's native start-up log held back."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" not in sys.modules:
+        with quiet_native_stderr():
+            import keras
+
+            keras.ops.convert_to_numpy(keras.ops.zeros(1))  # device set-up (the cuInit error) now, not later
     import keras
 
     return keras

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from specdenoise.errors import ConfigError, DataError
 from specdenoise.io import save_json
+from specdenoise.logs import VERBOSE_ENV, verbose
 from specdenoise.survey.worker import done_path, file_stem, get_catalog, get_denoiser, process_batch, warm
 from specdenoise.tracking import is_model_uri
 
@@ -36,6 +38,16 @@ log = logging.getLogger("specdenoise.denoise")
 SUMMARY = "summary.json"
 __all__ = ["done_path", "file_stem", "get_denoiser", "is_done", "local_cluster", "process_batch", "run_batch", "warm"]
 
+#: Loggers of Dask held at WARNING unless --verbose (the nanny at ERROR: "Worker process still
+#: alive after 4.0 seconds, killing" on every normal shutdown).
+DASK_LOGGERS = (
+    "distributed",
+    "distributed.scheduler",
+    "distributed.nanny",
+    "distributed.core",
+    "distributed.worker",
+    "distributed.http.proxy",
+)
 #: Thread-count variables set to 1 in every local Dask worker.
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -240,17 +252,12 @@ def local_cluster(workers: int) -> Any:
     """A local Dask cluster of ``workers`` single-threaded processes on 127.0.0.1."""
     from distributed import LocalCluster
 
+    if not verbose():  # distributed sets its loggers' levels when imported: hold them back now
+        for name in DASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR if name == "distributed.nanny" else logging.WARNING)
     env = {v: "1" for v in THREAD_VARS}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    if logging.getLogger("specdenoise").getEffectiveLevel() > logging.DEBUG:
-        for name in (
-            "distributed",
-            "distributed.scheduler",
-            "distributed.nanny",
-            "distributed.core",
-            "distributed.http.proxy",
-        ):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    env[VERBOSE_ENV] = os.environ.get(VERBOSE_ENV, "0")
+    env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")  # the CLI's choice (--verbose: 0)
     return LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
