@@ -56,6 +56,7 @@ bench: install ## Performance benchmarks (results in reports/bench_*.json)
 	$(BIN)/specdenoise bench universe --n 100000 --out reports/bench_universe.json
 	$(BIN)/specdenoise bench train --backends tensorflow,jax --out reports/bench_train.json
 	$(BIN)/specdenoise bench pipeline --out reports/bench_pipeline.json
+	$(BIN)/specdenoise bench denoise data/external/desi/coadd-*.fits --targets 500 --copies 8 --workers 1,2 --out reports/bench_denoise.json
 
 .PHONY: ui
 ui: install ## Serve the MLflow UI for this project's store on 127.0.0.1:$(PORT)

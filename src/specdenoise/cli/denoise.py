@@ -14,6 +14,25 @@ from specdenoise.survey.batch import TARGET_OPTIONS, run_batch
 
 DEFAULT_MODEL = "models:/specdenoise-vae@champion"
 
+MaxMaskedOpt = Annotated[
+    float,
+    typer.Option("--max-masked", help="Flag (UNCOVERED), skip targets whose rest-frame grid is uncovered beyond this."),
+]
+ZMaxOpt = Annotated[float, typer.Option("--z-max", help="Flag (Z_RANGE), skip targets at or above this z (<= 1).")]
+OodChi2Opt = Annotated[
+    float,
+    typer.Option("--ood-chi2", help="Flag (OUT_OF_DOMAIN) targets whose output misses the input beyond this chi2."),
+]
+RedshiftsOpt = Annotated[
+    Path | None, typer.Option("--redshifts", help="Redshift catalogue (CSV or FITS) overriding the files' redshifts.")
+]
+IdColumnOpt = Annotated[str, typer.Option("--id-column", help="Catalogue column of ids (TARGETID or sdss-P-M-F).")]
+ZColumnOpt = Annotated[str, typer.Option("--z-column", help="Catalogue column of redshifts.")]
+TypeColumnOpt = Annotated[str, typer.Option("--type-column", help="Catalogue column of spectral types (optional).")]
+PerSpectrumOpt = Annotated[
+    bool, typer.Option("--per-spectrum", help="Also write one file per spectrum (same data model, one row).")
+]
+
 
 def denoise_cmd(
     inputs: Annotated[
@@ -41,38 +60,14 @@ def denoise_cmd(
     ] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Local Dask workers (0 = this process).")] = 2,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Files per Dask task.")] = 8,
-    max_masked: Annotated[
-        float,
-        typer.Option(
-            "--max-masked",
-            help="Flag (UNCOVERED) and skip targets whose rest-frame grid is uncovered beyond this fraction.",
-        ),
-    ] = TARGET_OPTIONS["max_masked"],
-    z_max: Annotated[
-        float, typer.Option("--z-max", help="Flag (Z_RANGE) and skip targets at or above this redshift (<= 1).")
-    ] = TARGET_OPTIONS["z_max"],
-    ood_chi2: Annotated[
-        float,
-        typer.Option(
-            "--ood-chi2", help="Flag (OUT_OF_DOMAIN) targets whose output fits the input worse than this reduced chi2."
-        ),
-    ] = TARGET_OPTIONS["ood_chi2"],
-    redshifts: Annotated[
-        Path | None,
-        typer.Option("--redshifts", help="Redshift catalogue (CSV or FITS table) overriding the files' redshifts."),
-    ] = None,
-    id_column: Annotated[
-        str, typer.Option("--id-column", help="Catalogue column of target ids (TARGETID or sdss-PPPP-MMMMM-FFFF).")
-    ] = TARGET_OPTIONS["id_column"],
-    z_column: Annotated[str, typer.Option("--z-column", help="Catalogue column of redshifts.")] = TARGET_OPTIONS[
-        "z_column"
-    ],
-    type_column: Annotated[
-        str, typer.Option("--type-column", help="Catalogue column of spectral types (optional).")
-    ] = TARGET_OPTIONS["type_column"],
-    per_spectrum: Annotated[
-        bool, typer.Option("--per-spectrum", help="Also write one file per spectrum (same data model, one row).")
-    ] = False,
+    max_masked: MaxMaskedOpt = TARGET_OPTIONS["max_masked"],
+    z_max: ZMaxOpt = TARGET_OPTIONS["z_max"],
+    ood_chi2: OodChi2Opt = TARGET_OPTIONS["ood_chi2"],
+    redshifts: RedshiftsOpt = None,
+    id_column: IdColumnOpt = TARGET_OPTIONS["id_column"],
+    z_column: ZColumnOpt = TARGET_OPTIONS["z_column"],
+    type_column: TypeColumnOpt = TARGET_OPTIONS["type_column"],
+    per_spectrum: PerSpectrumOpt = False,
     calibration: Annotated[
         Path | None, typer.Option("--calibration", help="Calibration file (default: the model's own).")
     ] = None,
@@ -108,6 +103,11 @@ def denoise_cmd(
         type_column=type_column,
         per_spectrum=per_spectrum,
     )
+    _report(summary, out)
+
+
+def _report(summary: dict, out: Path) -> None:
+    """The summary on stdout (JSON), one line on stderr, each unreadable file named; exit 1 if any."""
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "files"}, indent=2, default=str))
     log.info(
         "denoise: %d file(s) ok, %d skipped (done before), %d bad; %d of %d spectra de-noised, flagged %s; "

@@ -42,26 +42,32 @@ def edges_from_centres_log(loglam: np.ndarray) -> np.ndarray:
     return 10.0 ** np.concatenate([[loglam[0] - d[0] / 2], mid, [loglam[-1] + d[-1] / 2]])
 
 
-def _overlap_variance(vg: np.ndarray, width: np.ndarray, jc: np.ndarray, frac: np.ndarray) -> np.ndarray:
+def _cumulative(vals: np.ndarray) -> np.ndarray:
+    """Running sums along axis 1 with a leading 0 column, (n, k + 1), in one pass (no copy)."""
+    out = np.empty((vals.shape[0], vals.shape[1] + 1))
+    out[:, 0] = 0.0
+    np.cumsum(vals, axis=1, out=out[:, 1:])
+    return out
+
+
+def _overlap_variance(vw: np.ndarray, s2: np.ndarray, jc: np.ndarray, frac: np.ndarray) -> np.ndarray:
     """Variance of each output bin's flux integral: the sum over input pixels of variance x
     overlap^2 (full pixels by a cumulative sum, the two end pixels explicitly).
 
-    ``vg`` (n, k) variance of the good pixels (0 elsewhere); ``width`` (k,) pixel widths;
-    ``jc``, ``frac`` (n, m + 1) the pixel holding each output edge and the fraction of it below
-    the edge. Returns (n, m).
+    ``vw`` (n, k) variance x pixel width^2 of the good pixels (0 elsewhere); ``s2`` its
+    :func:`_cumulative`; ``jc``, ``frac`` (n, m + 1) the pixel holding each output edge and the
+    fraction of it below the edge. Returns (n, m).
     """
-    n, k = vg.shape
-    s2 = np.concatenate([np.zeros((n, 1)), np.cumsum(vg * width[None, :] ** 2, axis=1)], axis=1)
+    k = vw.shape[1]
     j_lo, j_hi = jc[:, :-1], jc[:, 1:]
     f_lo, f_hi = frac[:, :-1], frac[:, 1:]
-    w_lo, w_hi = width[j_lo], width[j_hi]
-    v_lo = np.take_along_axis(vg, j_lo, axis=1)
-    v_hi = np.take_along_axis(vg, j_hi, axis=1)
+    v_lo = np.take_along_axis(vw, j_lo, axis=1)
+    v_hi = np.take_along_axis(vw, j_hi, axis=1)
     full = np.take_along_axis(s2, j_hi, axis=1) - np.take_along_axis(s2, np.minimum(j_lo + 1, k), axis=1)
     return np.where(
         j_lo == j_hi,
-        v_lo * ((f_hi - f_lo) * w_lo) ** 2,
-        v_lo * ((1 - f_lo) * w_lo) ** 2 + np.clip(full, 0.0, None) + v_hi * (f_hi * w_hi) ** 2,
+        v_lo * (f_hi - f_lo) ** 2,
+        v_lo * (1 - f_lo) ** 2 + np.clip(full, 0.0, None) + v_hi * f_hi**2,
     )
 
 
@@ -95,36 +101,40 @@ def resample(
         Propagated inverse variance (0 where nothing is covered).
     coverage : ndarray, shape (n, m)
         Fraction of each output bin covered by good input pixels.
+
+    Notes
+    -----
+    Vectorised over spectra: three running sums along the input pixels (flux x width, good
+    width, variance x width^2; a few passes over the (n, k) arrays in all) evaluated at every
+    spectrum's fractional edge positions, so the cost is O(n k) with no Python loop.
     """
     flux = np.atleast_2d(np.asarray(flux, dtype=float))
     n, k = flux.shape
-    if ivar is None:
-        ivar = np.ones_like(flux)
-    ivar = np.atleast_2d(np.asarray(ivar, dtype=float))
-    good = (ivar > 0).astype(float)
-    var = np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), 0.0)
+    ivar = np.ones_like(flux) if ivar is None else np.atleast_2d(np.asarray(ivar, dtype=float))
+    good = ivar > 0
+    width = np.diff(old_edges)  # (k,)
     shift = np.ones(n) if shift is None else np.asarray(shift, dtype=float)
     # new edges in the observed frame of each spectrum: b * shift
     b = new_edges[None, :] * shift[:, None]  # (n, m+1)
     j = np.searchsorted(old_edges, b, side="right") - 1
-    inside_lo = j >= 0
-    inside_hi = j < k
     jc = np.clip(j, 0, k - 1)
-    width = np.diff(old_edges)  # (k,)
     frac = np.clip((b - old_edges[jc]) / width[jc], 0.0, 1.0)
-    frac = np.where(inside_lo, frac, 0.0)
-    frac = np.where(inside_hi, frac, 1.0)
+    frac = np.where(j >= 0, frac, 0.0)
+    frac = np.where(j < k, frac, 1.0)
+    # per-pixel integrals over a whole pixel (0 on bad pixels: a NaN under the mask must not leak)
+    fw = np.where(good, flux, 0.0)
+    fw *= width
+    gw = good * width
+    vw = np.zeros_like(flux)
+    np.divide(width**2, ivar, out=vw, where=good)
 
-    def cum_at(vals: np.ndarray) -> np.ndarray:
+    def at_edges(vals: np.ndarray) -> np.ndarray:
         # integral of a piecewise-constant density from old_edges[0] to each b, per spectrum
-        c = np.concatenate([np.zeros((n, 1)), np.cumsum(vals * width[None, :], axis=1)], axis=1)
-        return np.take_along_axis(c, jc, axis=1) + frac * np.take_along_axis(vals, jc, axis=1) * width[jc]
+        return np.take_along_axis(_cumulative(vals), jc, axis=1) + frac * np.take_along_axis(vals, jc, axis=1)
 
-    fw = cum_at(np.where(good > 0, flux, 0.0))  # a NaN under the mask must not leak into later bins
-    gw = cum_at(good)
-    d_flux = np.diff(fw, axis=1)
-    d_good = np.diff(gw, axis=1)
-    var_sum = _overlap_variance(var * good, width, jc, frac)
+    d_flux = np.diff(at_edges(fw), axis=1)
+    d_good = np.diff(at_edges(gw), axis=1)
+    var_sum = _overlap_variance(vw, _cumulative(vw), jc, frac)
     covered = d_good > 0
     safe = np.where(covered, d_good, 1.0)
     flux_new = np.where(covered, d_flux / safe, 0.0)

@@ -18,7 +18,7 @@ draws posterior samples and is the registered (``champion``) family.
 
 from __future__ import annotations
 
-import os
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -51,16 +51,12 @@ class NetConfig(FamilySettings):
 
 
 def _keras():
-    """Keras, imported (and its device initialised) with TensorFlow's native start-up log held back."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Keras, imported (and its device set up) with TensorFlow's native start-up log held back."""
     if "keras" not in sys.modules:
         with quiet_native_stderr():
-            import keras
-
-            keras.ops.convert_to_numpy(keras.ops.zeros(1))  # device set-up (the cuInit error) now, not later
-    import keras
-
-    return keras
+            keras = importlib.import_module("keras")
+            keras.ops.convert_to_numpy(keras.ops.zeros(1))  # device set-up (the cuInit error) now
+    return sys.modules["keras"]
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

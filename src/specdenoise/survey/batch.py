@@ -36,7 +36,17 @@ from specdenoise.tracking import is_model_uri
 log = logging.getLogger("specdenoise.denoise")
 
 SUMMARY = "summary.json"
-__all__ = ["done_path", "file_stem", "get_denoiser", "is_done", "local_cluster", "process_batch", "run_batch", "warm"]
+__all__ = [
+    "TARGET_OPTIONS",
+    "done_path",
+    "file_stem",
+    "get_denoiser",
+    "is_done",
+    "local_cluster",
+    "process_batch",
+    "run_batch",
+    "warm",
+]
 
 #: Loggers of Dask held at WARNING unless --verbose (the nanny at ERROR: "Worker process still
 #: alive after 4.0 seconds, killing" on every normal shutdown).

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from astropy.table import Table
 
 from specdenoise.data.preprocess import preprocess
 from specdenoise.errors import DataError
@@ -61,8 +62,6 @@ def load_catalog(path: str | Path, id_column: str = "TARGETID", z_column: str = 
         if path.suffix.lower() in (".csv", ".txt"):
             df = pd.read_csv(path)
         else:
-            from astropy.table import Table
-
             df = Table.read(path).to_pandas()
     except Exception as exc:  # pandas / astropy raise many types for unreadable files
         raise DataError(f"--redshifts {path}: not a readable CSV or FITS table ({type(exc).__name__})") from None
