@@ -24,7 +24,8 @@ from astropy.table import Table
 from specdenoise.data.preprocess import preprocess
 from specdenoise.errors import DataError
 from specdenoise.survey.fits_out import DenoisedFile
-from specdenoise.survey.quality import SKIP_BITS, Quality
+from specdenoise.survey.quality import SKIP_BITS, Quality, names
+from specdenoise.survey.readers.spectrum import SpectraBlock
 
 
 @dataclass
@@ -207,3 +208,67 @@ def assemble(
         block,
         header,
     )
+
+
+def _row_result(den: Any, row: Any, i: int, options: dict[str, Any]) -> dict[str, Any]:
+    """One served spectrum: a one-row block through the survey path (flags, preprocessing, model)."""
+    sid = str(getattr(row, "id", i))
+    wave, flux, ivar = (np.asarray(getattr(row, k), dtype=float).ravel() for k in ("wave", "flux", "ivar"))
+    block = SpectraBlock(
+        wave,
+        flux[None, :] if len(flux) == len(wave) else np.full((1, len(wave)), np.nan),
+        ivar[None, :] if len(ivar) == len(wave) else np.full((1, len(wave)), -1.0),
+        np.array([float(row.z)]),
+        [sid],
+        np.array([str(getattr(row, "spectype", "") or "")], dtype="U16"),
+        np.array(["input"]),
+        {},
+        {"source": f"input row {i} ({sid})"},
+    )
+    try:
+        q, pre = prepare_block(den, block, options)
+    except DataError:  # e.g. wavelengths not increasing
+        q, pre = np.array([int(Quality.BAD_INPUT)]), None
+    res = den.finish(pre, options.get("add_noise"), int(options.get("seed", 0))) if pre is not None else None
+    d = assemble(block, q, pre["rows"] if pre is not None else np.empty(0, int), res, 0, den.wave, options, [])
+    norm = float(d.norm[0])
+    return {
+        "id": sid,
+        "wave": den.wave.tolist(),
+        "flux": (d.denoised[0] * norm).tolist(),
+        "sigma": (d.sigma[0] * norm).tolist(),
+        "mask": d.mask[0].astype(int).tolist(),
+        "quality": int(d.quality[0]),
+        "flags": names(int(d.quality[0])),
+        "norm": norm,
+        "chi2_red": float(d.chi2_red[0]),
+        "masked_frac": float(d.masked_frac[0]),
+    }
+
+
+def denoise_frame(den: Any, frame: Any, options: dict[str, Any]) -> pd.DataFrame:
+    """De-noise raw observed spectra given as a table, one row per spectrum (the served model).
+
+    Parameters
+    ----------
+    den : Denoiser
+    frame : pandas.DataFrame or dict of columns
+        ``wave`` (array, observed-frame air A, increasing), ``flux`` (array, 1e-17
+        erg/s/cm^2/A), ``ivar`` (array), ``z`` (float); optional ``id``, ``spectype``.
+    options : dict
+        ``max_masked``, ``z_max``, ``ood_chi2`` (:data:`specdenoise.survey.batch.TARGET_OPTIONS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per row: ``id``, ``wave`` (rest-frame air A of the model grid), ``flux`` and ``sigma``
+        (de-noised flux and 1 sigma, rest frame, 1e-17 erg/s/cm^2/A; NaN for a skipped
+        target), ``mask`` (1 = not covered), ``quality`` (bits of
+        :class:`~specdenoise.survey.quality.Quality`) and ``flags`` (their names), ``norm``,
+        ``chi2_red``, ``masked_frac``.
+    """
+    df = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
+    missing = [c for c in ("wave", "flux", "ivar", "z") if c not in df.columns]
+    if missing:
+        raise DataError(f"input: missing column(s) {', '.join(missing)} (one row per spectrum: wave, flux, ivar, z)")
+    return pd.DataFrame([_row_result(den, row, i, options) for i, row in enumerate(df.itertuples(index=False))])
