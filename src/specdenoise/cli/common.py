@@ -33,8 +33,13 @@ STATE = {"progress": True, "debug": False}
 
 #: Environment variables that quiet libraries at the source (read when they are imported, so set
 #: before any of them is): TensorFlow's C++ / absl log (3 = errors hidden too: the "cuInit"
-#: error on a machine without a GPU), and the set MLflow uses to skip its own start-up chatter.
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
+#: error on a machine without a GPU), analytics pings, and MLflow's artifact download bars.
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 #: Python loggers of libraries held at WARNING by default (``--verbose`` brings back their INFO/DEBUG);
 #: ``distributed.nanny`` at ERROR: its "Worker process still alive after 4 s, killing" on a normal shutdown.
 QUIET_LOGGERS = {
