@@ -63,3 +63,13 @@ def test_console_script_help():
     res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "Usage" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_flags_are_shown_without_a_value_and_take_none():
+    """Boolean flags read ``--quiet``, not ``--quiet <bool>`` (typer 0.29 shows <bool> by default)."""
+    runner = CliRunner()
+    for args in (["-h"], ["denoise", "-h"]):
+        res = runner.invoke(app, args, terminal_width=120)
+        assert res.exit_code == 0 and "--quiet" in res.output or "--per-spectrum" in res.output
+        assert "<bool>" not in res.output, res.output
+    assert "<float>" in runner.invoke(app, ["denoise", "-h"], terminal_width=120).output  # values still shown

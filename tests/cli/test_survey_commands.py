@@ -82,3 +82,14 @@ def test_sdss_source_cli_stages(tmp_path, monkeypatch):
     obs = load_npz(tmp_path / "obs.npz", required=("loglam", "flux", "ivar", "truth", "z", "id", "split"))
     assert obs["flux"].shape[0] == len(sample) and set(obs["split"]) <= {"train", "test"}
     assert obs["id"].tolist() == sample["id"].tolist()
+
+
+def test_cli_read_bad_files_exit_3_alone_1_in_a_batch(tmp_path):
+    from faults.harness import assert_fails, cli
+
+    bad = tmp_path / "bad.fits"
+    bad.write_text("not FITS\n")
+    assert_fails(cli("data", "read", bad), 3, "bad.fits")
+    res = cli("data", "read", bad, ppxf_sdss_file())
+    assert res.code == 1 and "sdss-2488-54149-0001" in res.stdout and "bad.fits" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -46,6 +46,7 @@ LAZY_INTERNAL_IMPORTS: frozenset[str] = frozenset(
     {
         "src/specdenoise/__init__.py",
         "src/specdenoise/tracking/pyfunc_model.py",
+        "src/specdenoise/tracking/served_model.py",
     }
 )
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from specdenoise.survey.synthetic import write_desi_coadd  # noqa: F401 - a fixture builder of its own
+
 LINES = (
     "OII_3726",
     "OII_3729",

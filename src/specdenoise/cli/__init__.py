@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from specdenoise.cli import bench, data, denoise, evaluate, leaderboard, mzr, survey, templates, train
-from specdenoise.cli.common import STATE
+from specdenoise.cli.common import STATE, quiet_libraries
 from specdenoise.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, SpecdenoiseError, one_line
 from specdenoise.io import save_text
 from specdenoise.profiles import profile_text
@@ -43,7 +43,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Debug logging on stderr, library logs (TensorFlow, Dask, MLflow) included."
+        ),
+    ] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the Python traceback of an error instead of one line.")
     ] = False,
@@ -56,8 +61,7 @@ def _main(
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
     )
-    for noisy_lib in ("great_expectations", "matplotlib", "numexpr"):
-        logging.getLogger(noisy_lib).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    quiet_libraries(verbose)
     STATE["progress"] = not quiet and sys.stderr.isatty()
 
 

@@ -110,19 +110,26 @@ def bench_denoise_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="FITS files to copy into the batch.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Model URI or directory.")] = DEFAULT_MODEL,
     workers: Annotated[str, typer.Option(help="Comma-separated worker counts.")] = "1,2",
-    copies: Annotated[int, typer.Option(help="Copies of each input in the batch.")] = 100,
-    batch_size: Annotated[int, typer.Option(help="Files per Dask task.")] = 8,
+    copies: Annotated[int, typer.Option(help="Copies of each input in the batch.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Files per Dask task.")] = 1,
+    targets: Annotated[
+        int,
+        typer.Option(
+            help="Build one DESI coadd of this many targets from the inputs (real coadds); 0: use them as they are."
+        ),
+    ] = 500,
     params_path: ParamsOpt = None,
     out: OutOpt = Path("reports/bench_denoise.json"),
 ) -> None:
-    """De-noising throughput (spectra/s) with 1 and 2 local Dask workers."""
+    """End-to-end de-noising spectra/s with 1 and 2 local Dask workers beside the model-only rate, and peak memory."""
     try:
         counts = [int(w) for w in workers.split(",")]
     except ValueError:
         raise ConfigError(f"--workers: expected comma-separated integers, got '{workers}'") from None
-    if copies <= 0 or any(c <= 0 for c in counts):
-        raise ConfigError("--copies and --workers must be positive")
-    _write(out, bench_denoise(list(inputs), model, resolve_params(params_path), counts, copies, batch_size))
+    if copies <= 0 or targets < 0 or any(c <= 0 for c in counts):
+        raise ConfigError("--copies and --workers must be positive, --targets >= 0")
+    p = resolve_params(params_path)
+    _write(out, bench_denoise(list(inputs), model, p, counts, copies, batch_size, targets=targets))
 
 
 @app.command("posterior")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperOption
+
+from specdenoise.logs import VERBOSE_ENV
 
 log = logging.getLogger("specdenoise")
 
@@ -25,6 +29,54 @@ NOISY = Path("data/processed/noisy.npz")
 SAMPLE = Path("data/interim/sample.parquet")
 TEMPLATES = Path("data/external/emiles_ppxf826.npz")
 STATE = {"progress": True, "debug": False}
+
+
+#: Environment variables that quiet libraries at the source (read when they are imported, so set
+#: before any of them is): TensorFlow's C++ / absl log (3 = errors hidden too: the "cuInit"
+#: error on a machine without a GPU), analytics pings, and MLflow's artifact download bars.
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+#: Python loggers of libraries held at WARNING by default (``--verbose`` brings back their INFO/DEBUG);
+#: ``distributed.nanny`` at ERROR: its "Worker process still alive after 4 s, killing" on a normal shutdown.
+QUIET_LOGGERS = {
+    "great_expectations": logging.WARNING,
+    "matplotlib": logging.WARNING,
+    "numexpr": logging.WARNING,
+    "absl": logging.WARNING,
+    "tensorflow": logging.WARNING,
+    "mlflow": logging.WARNING,
+    "alembic": logging.WARNING,
+    "distributed": logging.WARNING,
+    "distributed.nanny": logging.ERROR,
+    "astropy": logging.WARNING,
+}
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Hold third-party logs back unless ``verbose`` (then TensorFlow logs everything too)."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        os.environ[VERBOSE_ENV] = "1"
+    else:
+        for key, value in QUIET_ENV.items():
+            os.environ.setdefault(key, value)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else level)
+
+
+def _flag_type_rich(self: object, ctx: object) -> str | None:
+    """Typer 0.29 shows boolean flags as ``--quiet <bool>`` although they take no value: show nothing."""
+    if getattr(self, "is_flag", False) and not getattr(self, "secondary_opts", None):
+        return None
+    return _TYPE_RICH(self, ctx)
+
+
+_TYPE_RICH = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type_rich  # type: ignore[method-assign]
 
 
 def done(what: str, t0: float, **facts: object) -> None:

@@ -8,11 +8,30 @@ from typing import Annotated
 
 import typer
 
-from specdenoise.cli.common import ParamsOpt, log
+from specdenoise.cli.common import ParamsOpt, log, progress
 from specdenoise.config import resolve_params
-from specdenoise.survey.batch import run_batch
+from specdenoise.survey.batch import TARGET_OPTIONS, run_batch
 
 DEFAULT_MODEL = "models:/specdenoise-vae@champion"
+
+MaxMaskedOpt = Annotated[
+    float,
+    typer.Option("--max-masked", help="Flag (UNCOVERED), skip targets whose rest-frame grid is uncovered beyond this."),
+]
+ZMaxOpt = Annotated[float, typer.Option("--z-max", help="Flag (Z_RANGE), skip targets at or above this z (<= 1).")]
+OodChi2Opt = Annotated[
+    float,
+    typer.Option("--ood-chi2", help="Flag (OUT_OF_DOMAIN) targets whose output misses the input beyond this chi2."),
+]
+RedshiftsOpt = Annotated[
+    Path | None, typer.Option("--redshifts", help="Redshift catalogue (CSV or FITS) overriding the files' redshifts.")
+]
+IdColumnOpt = Annotated[str, typer.Option("--id-column", help="Catalogue column of ids (TARGETID or sdss-P-M-F).")]
+ZColumnOpt = Annotated[str, typer.Option("--z-column", help="Catalogue column of redshifts.")]
+TypeColumnOpt = Annotated[str, typer.Option("--type-column", help="Catalogue column of spectral types (optional).")]
+PerSpectrumOpt = Annotated[
+    bool, typer.Option("--per-spectrum", help="Also write one file per spectrum (same data model, one row).")
+]
 
 
 def denoise_cmd(
@@ -26,7 +45,7 @@ def denoise_cmd(
         ),
     ] = DEFAULT_MODEL,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output folder (one FITS per spectrum, summary.json).")
+        Path, typer.Option("--out", "-o", help="Output folder (<stem>.denoised.fits per input, summary.json).")
     ] = Path("denoised"),
     add_noise: Annotated[
         float | None,
@@ -49,21 +68,28 @@ def denoise_cmd(
     ] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Local Dask workers (0 = this process).")] = 2,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Files per Dask task.")] = 8,
-    max_masked: Annotated[
-        float,
-        typer.Option("--max-masked", help="Skip spectra whose rest-frame grid is uncovered beyond this fraction."),
-    ] = 0.5,
+    max_masked: MaxMaskedOpt = TARGET_OPTIONS["max_masked"],
+    z_max: ZMaxOpt = TARGET_OPTIONS["z_max"],
+    ood_chi2: OodChi2Opt = TARGET_OPTIONS["ood_chi2"],
+    redshifts: RedshiftsOpt = None,
+    id_column: IdColumnOpt = TARGET_OPTIONS["id_column"],
+    z_column: ZColumnOpt = TARGET_OPTIONS["z_column"],
+    type_column: TypeColumnOpt = TARGET_OPTIONS["type_column"],
+    per_spectrum: PerSpectrumOpt = False,
     calibration: Annotated[
         Path | None, typer.Option("--calibration", help="Calibration file (default: the model's own).")
     ] = None,
     params_path: ParamsOpt = None,
 ) -> None:
-    """De-noise survey spectra with a trained model: FITS per spectrum with uncertainty, mask and provenance.
+    """De-noise survey files with a trained model: one FITS per input (de-noised flux, uncertainty, input, ivar,
+    mask; one table row per target with a quality bitmask) and provenance.
 
-    Exit status 0 when every input succeeded (or was already done), 1 when some inputs were
-    bad (listed in the summary; the others are complete), 2 on a usage error (bad --model, an
-    unusable --out, the folder locked by another run), 3 on a data error (e.g. summary.json is
-    a folder). The local Dask cluster is TLS-secured; see :mod:`specdenoise.survey.cluster`.
+    A bad target (no redshift, z out of range, not a galaxy, uncovered, bad pixels) is a flagged
+    row, not a failed file. Exit status 0 when every input was written (or was already done), 1
+    when some input files could not be read (listed in the summary; the others are complete), 2 on
+    a usage error (bad option, an unusable --out, the folder locked by another run), 3 on a data
+    error (a missing or corrupt model, a bad --redshifts catalogue, summary.json is a folder). The
+    local Dask cluster is TLS-secured; see :mod:`specdenoise.survey.cluster`.
     """
     p = resolve_params(params_path)
     summary = run_batch(
@@ -77,15 +103,32 @@ def denoise_cmd(
         workers,
         scheduler,
         batch_size,
-        max_masked,
+        progress=progress(),
+        max_masked=max_masked,
+        z_max=z_max,
+        ood_chi2=ood_chi2,
+        redshifts=str(redshifts) if redshifts else None,
+        id_column=id_column,
+        z_column=z_column,
+        type_column=type_column,
+        per_spectrum=per_spectrum,
         security_file=security_file,
     )
+    _report(summary, out)
+
+
+def _report(summary: dict, out: Path) -> None:
+    """The summary on stdout (JSON), one line on stderr, each unreadable file named; exit 1 if any."""
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "files"}, indent=2, default=str))
     log.info(
-        "denoise: %d ok, %d skipped (done before), %d bad; %.1f spectra/s -> %s",
+        "denoise: %d file(s) ok, %d skipped (done before), %d bad; %d of %d spectra de-noised, flagged %s; "
+        "%.1f spectra/s -> %s",
         summary["n_ok"],
         summary["n_skipped"],
         summary["n_bad"],
+        summary["n_denoised"],
+        summary["n_spectra"],
+        summary["flags"] or "none",
         summary["spectra_per_s"],
         out,
     )

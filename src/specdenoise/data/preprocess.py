@@ -42,26 +42,32 @@ def edges_from_centres_log(loglam: np.ndarray) -> np.ndarray:
     return 10.0 ** np.concatenate([[loglam[0] - d[0] / 2], mid, [loglam[-1] + d[-1] / 2]])
 
 
-def _overlap_variance(vg: np.ndarray, width: np.ndarray, jc: np.ndarray, frac: np.ndarray) -> np.ndarray:
+def _cumulative(vals: np.ndarray) -> np.ndarray:
+    """Running sums along axis 1 with a leading 0 column, (n, k + 1), in one pass (no copy)."""
+    out = np.empty((vals.shape[0], vals.shape[1] + 1))
+    out[:, 0] = 0.0
+    np.cumsum(vals, axis=1, out=out[:, 1:])
+    return out
+
+
+def _overlap_variance(vw: np.ndarray, s2: np.ndarray, jc: np.ndarray, frac: np.ndarray) -> np.ndarray:
     """Variance of each output bin's flux integral: the sum over input pixels of variance x
     overlap^2 (full pixels by a cumulative sum, the two end pixels explicitly).
 
-    ``vg`` (n, k) variance of the good pixels (0 elsewhere); ``width`` (k,) pixel widths;
-    ``jc``, ``frac`` (n, m + 1) the pixel holding each output edge and the fraction of it below
-    the edge. Returns (n, m).
+    ``vw`` (n, k) variance x pixel width^2 of the good pixels (0 elsewhere); ``s2`` its
+    :func:`_cumulative`; ``jc``, ``frac`` (n, m + 1) the pixel holding each output edge and the
+    fraction of it below the edge. Returns (n, m).
     """
-    n, k = vg.shape
-    s2 = np.concatenate([np.zeros((n, 1)), np.cumsum(vg * width[None, :] ** 2, axis=1)], axis=1)
+    k = vw.shape[1]
     j_lo, j_hi = jc[:, :-1], jc[:, 1:]
     f_lo, f_hi = frac[:, :-1], frac[:, 1:]
-    w_lo, w_hi = width[j_lo], width[j_hi]
-    v_lo = np.take_along_axis(vg, j_lo, axis=1)
-    v_hi = np.take_along_axis(vg, j_hi, axis=1)
+    v_lo = np.take_along_axis(vw, j_lo, axis=1)
+    v_hi = np.take_along_axis(vw, j_hi, axis=1)
     full = np.take_along_axis(s2, j_hi, axis=1) - np.take_along_axis(s2, np.minimum(j_lo + 1, k), axis=1)
     return np.where(
         j_lo == j_hi,
-        v_lo * ((f_hi - f_lo) * w_lo) ** 2,
-        v_lo * ((1 - f_lo) * w_lo) ** 2 + np.clip(full, 0.0, None) + v_hi * (f_hi * w_hi) ** 2,
+        v_lo * (f_hi - f_lo) ** 2,
+        v_lo * (1 - f_lo) ** 2 + np.clip(full, 0.0, None) + v_hi * f_hi**2,
     )
 
 
@@ -95,36 +101,40 @@ def resample(
         Propagated inverse variance (0 where nothing is covered).
     coverage : ndarray, shape (n, m)
         Fraction of each output bin covered by good input pixels.
+
+    Notes
+    -----
+    Vectorised over spectra: three running sums along the input pixels (flux x width, good
+    width, variance x width^2; a few passes over the (n, k) arrays in all) evaluated at every
+    spectrum's fractional edge positions, so the cost is O(n k) with no Python loop.
     """
     flux = np.atleast_2d(np.asarray(flux, dtype=float))
     n, k = flux.shape
-    if ivar is None:
-        ivar = np.ones_like(flux)
-    ivar = np.atleast_2d(np.asarray(ivar, dtype=float))
-    good = (ivar > 0).astype(float)
-    var = np.where(ivar > 0, 1.0 / np.where(ivar > 0, ivar, 1.0), 0.0)
+    ivar = np.ones_like(flux) if ivar is None else np.atleast_2d(np.asarray(ivar, dtype=float))
+    good = ivar > 0
+    width = np.diff(old_edges)  # (k,)
     shift = np.ones(n) if shift is None else np.asarray(shift, dtype=float)
     # new edges in the observed frame of each spectrum: b * shift
     b = new_edges[None, :] * shift[:, None]  # (n, m+1)
     j = np.searchsorted(old_edges, b, side="right") - 1
-    inside_lo = j >= 0
-    inside_hi = j < k
     jc = np.clip(j, 0, k - 1)
-    width = np.diff(old_edges)  # (k,)
     frac = np.clip((b - old_edges[jc]) / width[jc], 0.0, 1.0)
-    frac = np.where(inside_lo, frac, 0.0)
-    frac = np.where(inside_hi, frac, 1.0)
+    frac = np.where(j >= 0, frac, 0.0)
+    frac = np.where(j < k, frac, 1.0)
+    # per-pixel integrals over a whole pixel (0 on bad pixels: a NaN under the mask must not leak)
+    fw = np.where(good, flux, 0.0)
+    fw *= width
+    gw = good * width
+    vw = np.zeros_like(flux)
+    np.divide(width**2, ivar, out=vw, where=good)
 
-    def cum_at(vals: np.ndarray) -> np.ndarray:
+    def at_edges(vals: np.ndarray) -> np.ndarray:
         # integral of a piecewise-constant density from old_edges[0] to each b, per spectrum
-        c = np.concatenate([np.zeros((n, 1)), np.cumsum(vals * width[None, :], axis=1)], axis=1)
-        return np.take_along_axis(c, jc, axis=1) + frac * np.take_along_axis(vals, jc, axis=1) * width[jc]
+        return np.take_along_axis(_cumulative(vals), jc, axis=1) + frac * np.take_along_axis(vals, jc, axis=1)
 
-    fw = cum_at(np.where(good > 0, flux, 0.0))  # a NaN under the mask must not leak into later bins
-    gw = cum_at(good)
-    d_flux = np.diff(fw, axis=1)
-    d_good = np.diff(gw, axis=1)
-    var_sum = _overlap_variance(var * good, width, jc, frac)
+    d_flux = np.diff(at_edges(fw), axis=1)
+    d_good = np.diff(at_edges(gw), axis=1)
+    var_sum = _overlap_variance(vw, _cumulative(vw), jc, frac)
     covered = d_good > 0
     safe = np.where(covered, d_good, 1.0)
     flux_new = np.where(covered, d_flux / safe, 0.0)
@@ -135,14 +145,28 @@ def resample(
 
 
 def fill_masked(flux: np.ndarray, mask: np.ndarray, wave: np.ndarray) -> np.ndarray:
-    """Replace masked bins by linear interpolation over unmasked neighbours (nearest at ends)."""
-    out = flux.copy()
-    for r in np.flatnonzero(mask.any(axis=1)):
-        m = mask[r]
-        if m.all():
-            continue
-        out[r, m] = np.interp(wave[m], wave[~m], flux[r, ~m])
-    return out
+    """Replace masked bins by linear interpolation over unmasked neighbours (nearest at ends).
+
+    Vectorised over rows (the result equals ``np.interp`` row by row): each masked bin takes
+    the nearest unmasked bin on each side from running maxima / minima of bin indices. Rows
+    with every bin masked are left unchanged.
+    """
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return flux.copy()
+    n, m = flux.shape
+    idx = np.broadcast_to(np.arange(m), (n, m))
+    prev = np.maximum.accumulate(np.where(mask, -1, idx), axis=1)  # last unmasked bin <= i (-1: none)
+    nxt = np.minimum.accumulate(np.where(mask, m, idx)[:, ::-1], axis=1)[:, ::-1]  # first unmasked >= i
+    has_prev, has_next = prev >= 0, nxt < m
+    p_i, n_i = np.where(has_prev, prev, np.where(has_next, nxt, 0)), np.where(has_next, nxt, np.maximum(prev, 0))
+    f_p, f_n = np.take_along_axis(flux, p_i, axis=1), np.take_along_axis(flux, n_i, axis=1)
+    w_p, w_n = wave[p_i], wave[n_i]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(w_n > w_p, (wave[None, :] - w_p) / np.where(w_n > w_p, w_n - w_p, 1.0), 0.0)
+    filled = f_p + t * (f_n - f_p)
+    fill = mask & (has_prev | has_next)
+    return np.where(fill, filled, flux)
 
 
 def normalise(flux: np.ndarray, kind: str) -> np.ndarray:
@@ -186,12 +210,15 @@ def check_spectra(
 F32_MAX = float(np.finfo(np.float32).max)
 
 
-def to_float32(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+def to_float32(
+    flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, source: str, strict: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalised ``flux`` and ``ivar`` (n, n_pix), float64, as float32 without inf or NaN.
 
     A pixel whose flux or inverse variance does not fit float32 (e.g. an absurd S/N such as
     flux 1e38 with ivar 1: ``ivar * norm**2`` ~ 1e78) is masked (ivar 0, flux 0). A spectrum
-    with no pixel left is a :class:`DataError` naming ``source``, the galaxy and the field.
+    with no pixel left is a :class:`DataError` naming ``source``, the galaxy and the field, or
+    with ``strict`` False is returned fully masked and marked in the third output, ``dead`` (n,).
     """
     with np.errstate(invalid="ignore", over="ignore"):
         bad_flux = ~(np.abs(flux) <= F32_MAX)
@@ -199,7 +226,7 @@ def to_float32(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, source: str)
     if bad.any():
         usable = (ivar > 0) & ~bad
         dead = ~usable.any(axis=1) & bad.any(axis=1)
-        if dead.any():
+        if dead.any() and strict:
             i = int(np.flatnonzero(dead)[0])
             field = "flux" if bad_flux[i].any() else "ivar"
             top = float(np.nanmax(np.abs(flux[i] if field == "flux" else ivar[i])))
@@ -208,10 +235,14 @@ def to_float32(flux: np.ndarray, ivar: np.ndarray, ids: np.ndarray, source: str)
                 "pixel (S/N beyond any instrument): not a physical spectrum"
             )
         flux, ivar = np.where(bad, 0.0, flux), np.where(bad, 0.0, ivar)
-    return flux.astype(np.float32), ivar.astype(np.float32)
+    else:
+        dead = np.zeros(len(flux), dtype=bool)
+    return flux.astype(np.float32), ivar.astype(np.float32), dead
 
 
-def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: str = "observed") -> dict[str, Any]:
+def preprocess(
+    observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: str = "observed", strict: bool = True
+) -> dict[str, Any]:
     """Rest-frame, resample and normalise observed spectra.
 
     Parameters
@@ -222,6 +253,9 @@ def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: s
     cfg : PreprocessConfig
     source : str
         Name of the input, used in error messages.
+    strict : bool
+        Raise :class:`DataError` on a non-positive normalisation (default); with False such
+        rows are kept with ``norm`` = 1 and marked in ``bad_norm`` (n,) for the caller to flag.
 
     Returns
     -------
@@ -254,10 +288,15 @@ def preprocess(observed: dict[str, np.ndarray], cfg: PreprocessConfig, source: s
         out["truth_raw"] = tr
     norm = normalise(fr, cfg.norm)
     bad = ~np.isfinite(norm) | (norm <= 0)
-    if bad.any():
+    if not strict:
+        out["bad_norm"] = bad
+        norm = np.where(bad, 1.0, norm)
+    elif bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"{source}: galaxy id {ids[i]}: normalisation '{cfg.norm}' is {norm[i]:.3g} (non-positive)")
-    flux32, ivar32 = to_float32(fr / norm[:, None], ir * norm[:, None] ** 2, ids, source)
+    flux32, ivar32, dead = to_float32(fr / norm[:, None], ir * norm[:, None] ** 2, ids, source, strict)
+    if not strict:
+        out["bad_norm"] = bad | dead  # rows the caller flags as bad input
     out.update(
         wave=wave,
         flux=flux32,

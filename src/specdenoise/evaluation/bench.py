@@ -33,6 +33,10 @@ from specdenoise.models.neural import build_networks
 from specdenoise.sources.observe import observe_noise, sdss_loglam, synthesise_truth
 from specdenoise.sources.universe import iter_catalogue
 from specdenoise.survey import batch
+from specdenoise.survey.readers import read_block
+from specdenoise.survey.readers.desi import redshift_file
+from specdenoise.survey.synthetic import write_desi_coadd
+from specdenoise.survey.targets import prepare_block
 from specdenoise.tracking import is_model_uri
 from specdenoise.version import __version__
 
@@ -221,6 +225,96 @@ def bench_pipeline(
     return out
 
 
+def _worker_peak_rss_gb() -> float:
+    """Peak resident memory of this process (a Dask worker), GB: ``VmHWM`` of its own address
+    space (``ru_maxrss`` can carry the high-water mark of the process that started it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2  # kB
+    except OSError:
+        pass
+    return _peak_rss_gb()
+
+
+def _model_only(den: Any, path: str, options: dict[str, Any], min_seconds: float = 2.0) -> dict[str, Any]:
+    """De-noising rate (with uncertainty) of the model alone on one input's prepared spectra."""
+    block = read_block(path)
+    _, pre = prepare_block(den, block, options)
+    x = pre["flux"].astype(np.float32)
+    den.predict(x[:64])  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < min_seconds:
+        den.predict(x)
+        n += len(x)
+    return {"spectra_per_s": round(n / (time.perf_counter() - t0), 1), "batch": len(x)}
+
+
+def _one_file_in_process(path: str, args: tuple) -> dict[str, Any]:
+    """Wall and CPU seconds to read, flag, preprocess, de-noise and write one input in this process
+    (model loaded; OMP/BLAS threads as set in this process)."""
+    out = Path(args[0]) / "in_process"
+    out.mkdir(parents=True, exist_ok=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    rec = batch.process_batch([path], str(out), *args[1:])[0]
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    n = rec.get("n_spectra", 0)
+    # CPU seconds do not grow when other work shares the cores: n / cpu is the rate of one idle core
+    return {
+        "seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "n_spectra": n,
+        "spectra_per_cpu_s": round(n / cpu, 1),
+    }
+
+
+def _inputs(files: list[Path], tmp: Path, copies: int, targets: int) -> list[str]:
+    """``copies`` copies of the inputs (or of one ``targets``-target coadd built from them) in ``tmp``."""
+    inp = tmp / "in"
+    inp.mkdir()
+    if targets:
+        write_desi_coadd(inp / "coadd-bench.fits", [Path(f) for f in files], n=targets)
+        files = [inp / "coadd-bench.fits"]
+    paths = []
+    for k in range(copies):
+        for f in files:
+            dst = inp / f"{batch.file_stem(f)}-{k:04d}.fits"
+            shutil.copyfile(f, dst)
+            rr = redshift_file(Path(f))
+            if rr is not None:
+                shutil.copyfile(rr, dst.with_name(dst.name.replace("coadd-", "redrock-", 1)))
+            paths.append(str(dst))
+    return paths
+
+
+def _run_cluster(n: int, batches: list[list[str]], args: tuple) -> dict[str, Any]:
+    from distributed import Client, as_completed
+
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    cluster = batch.local_cluster(n)
+    with Client(cluster) as client:
+        client.run(batch.warm, *args[1:5])
+        t1 = time.perf_counter()
+        futs = [client.submit(batch.process_batch, b, *args, pure=False) for b in batches]
+        recs = [r for f in as_completed(futs) for r in f.result()]
+        t2 = time.perf_counter()
+        rss = client.run(_worker_peak_rss_gb)
+    cluster.close()
+    n_spec = sum(r.get("n_spectra", 0) for r in recs if r["status"] == "ok")
+    return {
+        "workers": n,
+        "n_files": sum(len(b) for b in batches),
+        "n_spectra": n_spec,
+        "n_bad": sum(r["status"] == "bad" for r in recs),
+        "seconds": round(t2 - t1, 3),
+        "spectra_per_s": round(n_spec / (t2 - t1), 1),
+        "seconds_end_to_end": round(t2 - t0, 3),
+        "worker_peak_rss_gb": round(max(rss.values()), 3) if rss else None,
+        "load_avg_1min_before": round(load_before, 2),
+    }
+
+
 def bench_denoise(
     files: list[Path],
     model: str,
@@ -229,73 +323,50 @@ def bench_denoise(
     copies: int,
     batch_size: int,
     root: Path | None = None,
+    targets: int = 0,
 ) -> dict[str, Any]:
-    """Throughput of ``denoise`` with 1, 2, ... local Dask workers on ``copies`` x ``files``.
+    """End-to-end ``denoise`` throughput with 1, 2, ... local Dask workers beside the model-only rate.
 
-    The model is loaded on every worker before timing (``warm``), so the rate is the steady
-    state of reading, preprocessing, de-noising (with uncertainty) and writing FITS; the
-    end-to-end time including cluster start-up and model loading is reported too, and so is
-    the 1-minute load average before each run (other work on the machine skews the speed-up).
+    All in one run: the model alone (``Denoiser.predict`` with uncertainty, on one input's
+    prepared spectra), one input in this process (read, flag, preprocess, de-noise, write), then
+    ``copies`` x ``files`` on each local cluster. With ``targets`` the input is one DESI coadd of
+    that many targets built from ``files`` (the real one-target coadds;
+    :func:`specdenoise.survey.synthetic.write_desi_coadd`). The model is loaded on every worker
+    before timing (``warm``), so the rate is the steady state; the time including cluster
+    start-up and model loading, each worker's peak RSS and the load average are reported too.
     """
     root_s = str((root or Path.cwd()).resolve())
     pdict = params.model_dump(by_alias=True)
     model_s = model if is_model_uri(model) else str(Path(model).resolve())
     den = batch.get_denoiser(model_s, pdict, None, root_s)
-    results = []
+    options = {"model": model, "add_noise": None, "seed": 0, "calibration": None, **batch.TARGET_OPTIONS}
     with tempfile.TemporaryDirectory(prefix="specdenoise-bench-") as tmp:
-        inp = Path(tmp) / "in"
-        inp.mkdir()
-        paths = []
-        for k in range(copies):
-            for f in files:
-                dst = inp / f"{batch.file_stem(f)}-{k:04d}.fits"
-                shutil.copyfile(f, dst)
-                paths.append(str(dst))
+        paths = _inputs(files, Path(tmp), copies, targets)
         batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-        options = {"model": model, "add_noise": None, "seed": 0, "max_masked": 0.5, "calibration": None}
+        model_only = _model_only(den, paths[0], options)
+        args = (str(Path(tmp) / "out"), model_s, pdict, None, root_s, options)
+        one = _one_file_in_process(paths[0], args)
+        results = []
         for n in worker_counts:
-            out = Path(tmp) / f"out{n}"
-            load_before = os.getloadavg()[0]
-            t0 = time.perf_counter()
-            cluster = batch.local_cluster(n)
-            from distributed import Client, as_completed
-
-            with Client(cluster) as client:
-                client.run(batch.warm, model_s, pdict, None, root_s)
-                t1 = time.perf_counter()
-                futs = [
-                    client.submit(batch.process_batch, b, str(out), model_s, pdict, None, root_s, options, pure=False)
-                    for b in batches
-                ]
-                recs = [r for f in as_completed(futs) for r in f.result()]
-                t2 = time.perf_counter()
-            cluster.close()
-            n_spec = sum(len(r["spectra"]) for r in recs if r["status"] == "ok")
-            results.append(
-                {
-                    "workers": n,
-                    "n_files": len(paths),
-                    "n_spectra": n_spec,
-                    "n_bad": sum(r["status"] == "bad" for r in recs),
-                    "seconds": round(t2 - t1, 3),
-                    "spectra_per_s": round(n_spec / (t2 - t1), 1),
-                    "seconds_end_to_end": round(t2 - t0, 3),
-                    "load_avg_1min_before": round(load_before, 2),
-                }
-            )
-            log.info("bench denoise: %d worker(s): %.1f spectra/s", n, n_spec / (t2 - t1))
+            results.append(_run_cluster(n, batches, (f"{args[0]}{n}", *args[1:])))
+            log.info("bench denoise: %d worker(s): %.1f spectra/s", n, results[-1]["spectra_per_s"])
     base = results[0]["spectra_per_s"] if results else None
     for r in results:
         r["speedup"] = round(r["spectra_per_s"] / base, 2) if base else None
+        r["ratio_to_model_only"] = round(r["spectra_per_s"] / model_only["spectra_per_s"], 3)
     return {
         "model": model,
         "family": den.provenance.get("family"),
         "latent_dim": den.provenance.get("latent_dim"),
         "calibrated_sigma": den.calibration is not None,
         "inputs": [str(f) for f in files],
+        "targets_per_file": targets or None,
         "copies": copies,
         "batch_size": batch_size,
         "cpu_count": os.cpu_count(),
         "specdenoise": __version__,
+        "model_only": model_only,
+        "one_file_in_process": one,
+        "main_peak_rss_gb": round(_peak_rss_gb(), 3),
         "results": results,
     }

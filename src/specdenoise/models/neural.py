@@ -18,7 +18,8 @@ draws posterior samples and is the registered (``champion``) family.
 
 from __future__ import annotations
 
-import os
+import importlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from specdenoise.errors import DataError
+from specdenoise.logs import quiet_native_stderr
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
 from specdenoise.models.loading import load_keras
 from specdenoise.models.losses import keras_weighted_mse
@@ -50,10 +52,12 @@ class NetConfig(FamilySettings):
 
 
 def _keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    return keras
+    """Keras, imported (and its device set up) with TensorFlow's native start-up log held back."""
+    if "keras" not in sys.modules:
+        with quiet_native_stderr():
+            keras = importlib.import_module("keras")
+            keras.ops.convert_to_numpy(keras.ops.zeros(1))  # device set-up (the cuInit error) now
+    return sys.modules["keras"]
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

@@ -30,12 +30,14 @@ Existing cluster (``--scheduler``)
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from specdenoise.errors import ConfigError, DataError
+from specdenoise.logs import VERBOSE_ENV, verbose
 
 #: Thread-count variables set to 1 in every local Dask worker.
 THREAD_VARS = (
@@ -44,6 +46,16 @@ THREAD_VARS = (
     "MKL_NUM_THREADS",
     "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS",
+)
+#: Loggers of Dask held at WARNING unless --verbose (the nanny at ERROR: "Worker process still
+#: alive after 4.0 seconds, killing" on every normal shutdown).
+DASK_LOGGERS = (
+    "distributed",
+    "distributed.scheduler",
+    "distributed.nanny",
+    "distributed.core",
+    "distributed.worker",
+    "distributed.http.proxy",
 )
 #: Keys a ``--security-file`` may hold (those of :class:`distributed.security.Security` a client uses).
 SECURITY_KEYS = ("tls_ca_file", "tls_client_cert", "tls_client_key", "tls_ciphers", "require_encryption")
@@ -55,17 +67,12 @@ def local_cluster(workers: int) -> Any:
     from distributed import LocalCluster
     from distributed.security import Security
 
+    if not verbose():  # distributed sets its loggers' levels when imported: hold them back now
+        for name in DASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR if name == "distributed.nanny" else logging.WARNING)
     env = {v: "1" for v in THREAD_VARS}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    if logging.getLogger("specdenoise").getEffectiveLevel() > logging.DEBUG:
-        for name in (
-            "distributed",
-            "distributed.scheduler",
-            "distributed.nanny",
-            "distributed.core",
-            "distributed.http.proxy",
-        ):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    env[VERBOSE_ENV] = os.environ.get(VERBOSE_ENV, "0")
+    env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")  # the CLI's choice (--verbose: 0)
     try:
         security = Security.temporary()
     except ImportError as exc:

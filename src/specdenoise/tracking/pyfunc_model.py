@@ -18,7 +18,7 @@ class SpecdenoisePyfunc(mlflow.pyfunc.PythonModel):
 
         self.model = load_model(context.artifacts["model_dir"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
         x = np.asarray(model_input.values if hasattr(model_input, "values") else model_input, dtype=np.float32)
         return self.model.denoise(x)
 

@@ -9,7 +9,6 @@ import logging
 import os
 import socket
 import subprocess
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -308,7 +307,6 @@ def _log_model(model: Any, model_dir: Path, x_example: np.ndarray, y_example: np
             registered_model_name=registered,
         )
         return
-    warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
     code = Path(__file__).with_name("pyfunc_model.py")
     mlflow.pyfunc.log_model(
         name="model",

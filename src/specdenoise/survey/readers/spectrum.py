@@ -77,3 +77,42 @@ class Spectrum:
         self.flux = np.asarray(self.flux, dtype=float)
         self.ivar = np.asarray(self.ivar, dtype=float)
         self.z = float(self.z)
+
+
+@dataclass
+class SpectraBlock:
+    """Every spectrum of one survey file on one shared observed-frame grid (the batch form).
+
+    Attributes
+    ----------
+    wave : ndarray, shape (k,)
+        Observed-frame air wavelengths in A, strictly increasing, shared by all rows.
+    flux, ivar : ndarray, shape (n, k)
+        Flux density (1e-17 erg/s/cm^2/A) and inverse variance (0 = masked pixel).
+    z : ndarray, shape (n,)
+        Redshifts (NaN where unknown).
+    ids : list of str
+        Identifiers (``desi-<TARGETID>``, ``sdss-PPPP-MMMMM-FFFF``).
+    spectype : ndarray of str, shape (n,)
+        Spectral type (``GALAXY``, ``STAR``, ``QSO``; empty when unknown).
+    z_source : ndarray of str, shape (n,)
+        Where each redshift came from: ``file``, ``redrock``, ``catalog`` or ``none``.
+    columns : dict
+        Survey identifiers and positions for the output table, each an array (n,):
+        ``TARGETID``, ``RA``, ``DEC`` (DESI) or ``PLATE``, ``MJD``, ``FIBERID``, ``RA``, ``DEC`` (SDSS).
+    meta : dict
+        ``source``, ``survey``, ``format``, ``wave_medium`` of the file.
+    """
+
+    wave: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    z: np.ndarray
+    ids: list[str]
+    spectype: np.ndarray
+    z_source: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
