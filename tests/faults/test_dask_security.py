@@ -74,7 +74,7 @@ def test_scheduler_with_security_file_runs(tmp_path, cluster, pca_model):
         "--security-file", sec, cwd=tmp_path,
     )  # fmt: skip
     assert res.code == EXIT_OK, res.stderr
-    assert (tmp_path / "out" / "a.sdss-0266-51602-0001.fits").exists()
+    assert (tmp_path / "out" / "a.denoised.fits").exists()
 
 
 def test_tls_scheduler_without_credentials_is_refused(tmp_path, cluster, pca_model):

@@ -16,8 +16,9 @@ from tests.faults.survey_cases import bad_spec, good_spec, scaled_flux
 
 from specdenoise.errors import EXIT_OK, EXIT_PARTIAL
 from specdenoise.io import KILL_HOOK_ENV, TEMP_RE
+from specdenoise.survey.quality import Quality
 
-OUT_NAME = "a.sdss-0266-51602-0001.fits"
+OUT_NAME = "a.denoised.fits"  # one output per input (survey/fits_out.py)
 
 pca_model = survey_cases.pca_model  # the module's fixture
 
@@ -49,14 +50,14 @@ def test_unchanged_rerun_skips_and_keeps_outputs(tmp_path, pca_model):
 def test_different_input_with_the_same_name_is_redone(tmp_path, pca_model):
     f, out = _first_run(tmp_path, pca_model)
     with fits.open(out / OUT_NAME) as h:
-        first = np.array(h["DENOISED"].data["FLUX_INPUT"])
+        first = np.array(h["INPUT"].data[0])
     other = tmp_path / "other" / "a.fits"  # another galaxy, same file name, same ids
     shutil.copyfile(good_spec(tmp_path / "tmp.fits", z=0.05), other.parent.mkdir() or other)
     res = _denoise(other, out, pca_model, tmp_path)
     assert res.code == EXIT_OK and _summary(out)["n_ok"] == 1, res.stderr
     assert "input changed" in res.stderr and str(other) in res.stderr
     with fits.open(out / OUT_NAME) as h:
-        assert abs(h[0].header["Z"] - 0.05) < 1e-6 and not np.allclose(h["DENOISED"].data["FLUX_INPUT"], first)
+        assert abs(h["METADATA"].data["Z"][0] - 0.05) < 1e-6 and not np.allclose(h["INPUT"].data[0], first)
 
 
 def test_input_edited_in_place_is_redone(tmp_path, pca_model):
@@ -119,15 +120,18 @@ def test_record_holds_input_and_output_hashes(tmp_path, pca_model):
     assert rec["options"]["model_identity"]["family"] == "pca"
 
 
-def test_flux_overflowing_float32_everywhere_is_a_named_bad_input(tmp_path, pca_model):
+def test_flux_overflowing_float32_everywhere_is_a_flagged_bad_input(tmp_path, pca_model):
+    # a target whose every pixel overflows float32 is a flagged row (BAD_INPUT), never inf in a file
     bad = scaled_flux(tmp_path / "in" / "huge.fits", 1e38)
     good = good_spec(tmp_path / "in" / "a.fits")
     out = tmp_path / "out"
     res = cli("denoise", bad, good, "--model", pca_model, "--out", out, "--workers", "0", cwd=tmp_path)
-    assert res.code == EXIT_PARTIAL and "Traceback" not in res.stderr, res.stderr
-    (err,) = [b["error"] for b in _summary(out)["bad"]]
-    assert str(bad) in err and "overflows float32" in err and "ivar" in err
-    assert not list(out.glob("huge*"))
+    assert res.code == EXIT_OK and "Traceback" not in res.stderr, res.stderr
+    assert _summary(out)["flags"]["BAD_INPUT"] == 1  # (the tiny PCA also calls the good target OUT_OF_DOMAIN)
+    with fits.open(out / "huge.denoised.fits") as h:
+        assert h["METADATA"].data["QUALITY"][0] & int(Quality.BAD_INPUT)
+        for name in ("FLUX", "SIGMA", "INPUT", "IVAR"):
+            assert not np.isinf(h[name].data).any(), name
     _all_finite(out / OUT_NAME)
 
 
@@ -147,17 +151,16 @@ def test_ivar_overflowing_float32_on_some_pixels_masks_them(tmp_path, pca_model)
 
 def _all_finite(path):
     with fits.open(path) as h:
-        d = h["DENOISED"].data
-        for col in ("WAVE", "FLUX_INPUT", "IVAR_INPUT", "FLUX_DENOISED"):
-            assert np.all(np.isfinite(d[col])), col
-        return np.array(d["IVAR_INPUT"])
+        for name in ("WAVELENGTH", "FLUX", "INPUT", "IVAR"):
+            assert np.all(np.isfinite(h[name].data)), name
+        return np.array(h["IVAR"].data[0])
 
 
 def test_killed_run_leaves_only_a_pid_temp_that_the_next_run_removes(tmp_path, pca_model):
     f = good_spec(tmp_path / "in" / "a.fits")
     out = tmp_path / "out"
     args = ("denoise", f, "--model", pca_model, "--out", out, "--workers", "0")
-    res = cli_subprocess(*args, cwd=tmp_path, env={KILL_HOOK_ENV: "*.sdss-*.fits"})
+    res = cli_subprocess(*args, cwd=tmp_path, env={KILL_HOOK_ENV: "*.denoised.fits"})
     assert res.code == -9, res.stderr  # SIGKILL right after the output's temporary file was made
     left = sorted(p.name for p in out.iterdir())
     temps = [n for n in left if TEMP_RE.match(n)]
@@ -167,7 +170,7 @@ def test_killed_run_leaves_only_a_pid_temp_that_the_next_run_removes(tmp_path, p
     res = _denoise(f, out, pca_model, tmp_path)
     assert res.code == EXIT_OK, res.stderr
     assert f"removed {out / temps[0]}" in res.stderr and "taking over the lock" in res.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["a.done.json", OUT_NAME, "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["a.done.json", OUT_NAME, "summary.json"])
 
 
 def test_temp_files_of_live_processes_are_kept(tmp_path, pca_model):
@@ -182,7 +185,7 @@ def test_killed_dask_worker_temps_are_removed_by_the_next_run(tmp_path, pca_mode
     f = good_spec(tmp_path / "in" / "a.fits")
     out = tmp_path / "out"
     args = ("denoise", f, "--model", pca_model, "--out", out, "--workers", "1")
-    env = {KILL_HOOK_ENV: "*.sdss-*.fits", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    env = {KILL_HOOK_ENV: "*.denoised.fits", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
     res = cli_subprocess(*args, cwd=tmp_path, env=env)
     assert res.code == EXIT_PARTIAL and "Traceback" not in res.stderr, res.stderr[-2000:]
     (err,) = [b["error"] for b in _summary(out)["bad"]]
@@ -192,4 +195,4 @@ def test_killed_dask_worker_temps_are_removed_by_the_next_run(tmp_path, pca_mode
     res = _denoise(f, out, pca_model, tmp_path)
     assert res.code == EXIT_OK, res.stderr
     assert all(f"removed {p}" in res.stderr for p in temps)
-    assert sorted(p.name for p in out.iterdir()) == ["a.done.json", OUT_NAME, "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["a.done.json", OUT_NAME, "summary.json"])
