@@ -156,7 +156,7 @@ class TrainConfig(_Section, FamilySections):
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=False)  # extras: family sections only
 
-    families: list[FamilyName] = ["pca", "wiener", "ae", "vae"]
+    families: list[FamilyName] = ["mean", "pca", "wiener", "ae", "vae"]
     latent_dims: list[int] = Field([2, 4, 6, 10], min_length=1)
     realisation: int = Field(0, ge=0, description="noise realisation used as the model input")
     val_size: int = Field(2000, gt=0, description="validation spectra drawn from the training split")

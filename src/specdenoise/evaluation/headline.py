@@ -20,16 +20,12 @@ def level_key(level: float) -> str:
     return "s" + level_name(level).replace(".", "_")
 
 
-#: Lines whose de-noised-vs-true slope the lines stage reports (filled in by that stage).
-SLOPE_LINES = ("Halpha", "Hbeta", "OIII5007", "NII6583")
-
-
 def metrics_json(cells: list[dict[str, Any]], paper_sigma: float, snr: dict[str, Any] | None = None) -> dict[str, Any]:
     """Headline numbers, flat and with short keys so that ``dvc metrics show`` stays one short table:
     per noise level ``s<level>`` the loss mean of every cell (``<family>_<dim>``) and its seed sd
     (``<family>_<dim>_sd``, where there are seeds); ``snr.s<level>`` the input continuum S/N; the
-    champion (rank-1 cell at the paper level, ``champion_ties``: cells sharing its rank) and
-    placeholders (null) for its line slopes."""
+    champion (rank-1 cell at the paper level, ``champion_ties``: cells sharing its rank). The line
+    slopes are the lines stage's own metric (``reports/line_metrics.json``)."""
     out: dict[str, Any] = {}
     paper = sorted((c for c in cells if c["level"] == paper_sigma), key=lambda c: c["test_loss"])
     if paper:
@@ -37,7 +33,6 @@ def metrics_json(cells: list[dict[str, Any]], paper_sigma: float, snr: dict[str,
         out["champion"] = best["key"]
         out["champion_loss"] = _sig(best["test_loss"])
         out["champion_ties"] = sum(c.get("rank") == best.get("rank") for c in paper) - 1
-        out["champion_slope"] = {name: None for name in SLOPE_LINES}
     for c in sorted(cells, key=lambda c: (c["level"], c["key"])):
         level = out.setdefault(level_key(c["level"]), {})
         level[c["key"]] = _sig(c["test_loss"])

@@ -18,6 +18,7 @@ from typing import Any
 
 from specdenoise.data.artefacts import level_name
 from specdenoise.errors import DataError
+from specdenoise.evaluation import recovery_tables
 
 #: Readable names of the MZR test's spectrum sets (``reports/mzr.json`` keys).
 MZR_LABELS = {
@@ -173,6 +174,7 @@ def build(
         "input_loss": next((c["input_loss"] for c in ev["cells"] if c["level"] == paper_level), None),
         "figures": figures,
         "mzr": {"rows": mzr_rows, "model_uri": mz.get("model_uri"), "truth": mz.get("truth", {})},
+        "recovery": recovery_tables.tables(line_metrics.get("recovery") or {}),
     }
 
 
@@ -304,6 +306,10 @@ def render_markdown(board: dict[str, Any]) -> str:
     if board["champion"]:
         c = board["champion"]
         out.append(f"Registry champion: `models:/{c['model']}@champion` (version {c['version']}).")
+    if board["recovery"]:
+        out += ["", f"## What the de-noisers recover (sigma = {board['paper_level']}, test split)", ""]
+        for title, heads, rows in board["recovery"]:
+            out += ["", f"{title}:", "", *_md_table(heads, rows)]
     if board["mzr"]["rows"]:
         out += ["", "## " + mzr_title(board), "", *_md_table(MZR_HEADS, [mzr_cells(r) for r in board["mzr"]["rows"]])]
     return "\n".join(out) + "\n"

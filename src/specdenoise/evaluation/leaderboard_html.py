@@ -116,6 +116,12 @@ def render(board: dict[str, Any]) -> str:
             lb.MZR_HEADS, [(_esc(lb.mzr_cells(r)), [None] * 5, "") for r in board["mzr"]["rows"]], sortable=False
         )
     notes = "".join(f"<p class='note'>{html.escape(n.replace('`', ''))}</p>" for n in lb.NOTES)
+    recovery = "".join(
+        f"<p class='note'>{html.escape(title)}:</p>" + _table(heads, [(_esc(r), [None] * len(r), "") for r in rows])
+        for title, heads, rows in board.get("recovery", [])
+    )
+    if recovery:
+        recovery = f"<h2>What the de-noisers recover (sigma = {html.escape(board['paper_level'])})</h2>" + recovery
     champ = ""
     if board["champion"]:
         c = board["champion"]
@@ -128,6 +134,7 @@ def render(board: dict[str, Any]) -> str:
         + "".join(_level_section(board, level) for level in board["levels"])
         + champ
         + (f"<h2>Figures</h2><div class='figs'>{figs}</div>" if figs else "")
+        + recovery
         + mzr
         + f"<script>{SORT_JS}</script></body></html>\n"
     )

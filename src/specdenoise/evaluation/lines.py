@@ -353,7 +353,7 @@ def run(
     fit = ppxf_fitter if lc.fitter == "ppxf" else fast
     sets = {"observed": test["y"], "noisy": test["x"]}
     run_ids, loaded = {}, {}
-    for tm in store.list_models(models_dir, lc.dims):
+    for tm in store.list_models(models_dir, lc.dims, paper_only=True):  # paper level (axis models: evaluate)
         loaded[tm.name] = tm.load()
         sets[tm.name] = loaded[tm.name].denoise(test["x"])
         run_ids[tm.name] = tm.run_id()
