@@ -74,10 +74,10 @@ def test_out_below_a_file_cannot_be_created(tmp_path, pca_model):
 
 
 def test_output_would_replace_an_input(tmp_path, pca_model):
-    # a.fits's output would be a.sdss-0266-51602-0001.fits: that name is taken by another input
+    # a.fits's output would be a.denoised.fits: that name is taken by another input
     folder = tmp_path / "in"
     a = good_spec(folder / "a.fits")
-    victim = good_spec(folder / "a.sdss-0266-51602-0001.fits", fiber=2)
+    victim = good_spec(folder / "a.denoised.fits", fiber=2)
     before = fingerprint(tmp_path)
     res = cli("denoise", a, victim, "--model", pca_model, "--out", folder, "--workers", "0", cwd=tmp_path)
     assert_fails(res, EXIT_USAGE, str(victim), "output would take")
@@ -89,7 +89,7 @@ def test_out_may_be_the_input_folder_when_nothing_collides(tmp_path, pca_model):
     before = fingerprint(a)
     res = _denoise(a, tmp_path / "in", pca_model, tmp_path)
     assert res.code == EXIT_OK, res.stderr
-    assert (tmp_path / "in" / "a.sdss-0266-51602-0001.fits").exists() and fingerprint(a) == before
+    assert (tmp_path / "in" / "a.denoised.fits").exists() and fingerprint(a) == before
 
 
 def test_second_run_into_a_locked_folder_stops(tmp_path, pca_model):

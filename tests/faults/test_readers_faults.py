@@ -89,10 +89,6 @@ def test_denoise_traversal_plate_stays_in_out_and_is_reported(tmp_path, pca_mode
     assert summary["n_ok"] == 1 and summary["n_bad"] == 1
     assert str(trav) in summary["bad"][0]["error"] and "SPECOBJ.PLATE" in summary["bad"][0]["error"]
     assert not (tmp_path / "etc").exists() and not (tmp_path / "deep" / "etc").exists()
-    assert sorted(p.name for p in out.iterdir()) == [
-        "good.done.json",
-        "good.sdss-0266-51602-0001.fits",
-        "summary.json",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == ["good.denoised.fits", "good.done.json", "summary.json"]
     assert fingerprint(inp) == before
     assert Z > 0

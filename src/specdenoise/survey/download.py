@@ -1,20 +1,17 @@
 """Download SDSS spectra (by plate-mjd-fiber) and the MPA-JHU DR7 catalogues.
 
-For users with network access. Each file is fetched to ``<dest>.part`` and renamed onto
-``<dest>`` only once it is complete and checked, so an interrupted batch never leaves a file
-that looks finished:
+Each file is fetched to ``<dest>.part`` and renamed onto ``<dest>`` only once complete and
+checked, so an interrupted batch never leaves a file that looks finished:
 
 * **retries** with exponential backoff (``backoff_s * 2**attempt``) on connection errors,
   timeouts, HTTP 5xx / 429 and truncated transfers; a 404 (or any other 4xx) is reported at
   once and never retried;
-* **resume**: a ``.part`` left by an earlier attempt or run is continued with an HTTP
-  ``Range`` request (a server that ignores it sends the whole file, which then replaces the
-  part);
+* **resume**: a ``.part`` left by an earlier attempt is continued with an HTTP ``Range``
+  request (a server that ignores it sends the whole file, which replaces the part);
 * **checks**: the received size against ``Content-Length`` / ``Content-Range``, the size and
   the sha256 / md5 of a manifest when known;
-* **concurrency limit**: a thread pool of ``workers``;
-* a **summary**: every file is ``ok``, ``skipped`` (already there and consistent with the
-  manifest), ``not_found`` or ``failed`` with the reason; failures never stop the batch.
+* **concurrency limit**: a thread pool of ``workers``; a **summary**: every file is ``ok``,
+  ``skipped`` (there and consistent with the manifest), ``not_found`` or ``failed`` (why).
 
 URLs (both bases configurable in ``params.yaml`` ``data.download``): spec-lite files at the SDSS
 Science Archive Server, ``{base}/{plate:04d}/spec-{plate:04d}-{mjd:05d}-{fiber:04d}.fits``
@@ -129,6 +126,10 @@ class _Fatal(Exception):
     """A permanent failure: report it, do not retry."""
 
 
+class _NotFound(_Fatal):
+    """HTTP 404 (told by the status code, never by the message: a URL may hold "404")."""
+
+
 def _check_checksums(path: Path, t: Target) -> None:
     for algo, want in (("sha256", t.sha256), ("md5", t.md5)):
         if want:
@@ -172,7 +173,7 @@ def _fetch_once(session: Any, t: Target, timeout: float, res: Result, allowed_ho
                 part.unlink()  # our part is longer than the file or stale: start again
                 raise _Retry("HTTP 416 on resume; restarting from scratch")
             if code == 404:
-                raise _Fatal("HTTP 404 not found")
+                raise _NotFound("HTTP 404 not found")
             if code == 429 or code >= 500:
                 raise _Retry(f"HTTP {code}")
             if code >= 400:
@@ -267,7 +268,7 @@ def fetch(
                 return res
             except _Fatal as exc:
                 res.error = str(exc)
-                res.status = "not_found" if "404" in str(exc) else "failed"
+                res.status = "not_found" if isinstance(exc, _NotFound) else "failed"
                 return res
             except (_Retry, OSError) as exc:
                 res.error = str(exc)
