@@ -8,8 +8,8 @@ checked, so an interrupted batch never leaves a file that looks finished:
   once and never retried;
 * **resume**: a ``.part`` left by an earlier attempt is continued with an HTTP ``Range``
   request (a server that ignores it sends the whole file, which replaces the part);
-* **checks**: the received size against ``Content-Length`` / ``Content-Range``, the size and
-  the sha256 / md5 of a manifest when known;
+* **checks**: the size against ``Content-Length`` / ``Content-Range``, size and sha256 / md5
+  of a manifest when known;
 * **concurrency limit**: a thread pool of ``workers``; a **summary**: every file is ``ok``,
   ``skipped`` (there and consistent with the manifest), ``not_found`` or ``failed`` (why).
 
