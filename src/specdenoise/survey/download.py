@@ -3,9 +3,8 @@
 Each file is fetched to ``<dest>.part`` and renamed onto ``<dest>`` only once complete and
 checked, so an interrupted batch never leaves a file that looks finished:
 
-* **retries** with exponential backoff (``backoff_s * 2**attempt``) on connection errors,
-  timeouts, HTTP 5xx / 429 and truncated transfers; a 404 (or any other 4xx) is reported at
-  once and never retried;
+* **retries** with backoff (``backoff_s * 2**attempt``) on connection errors, timeouts, HTTP
+  5xx / 429 and truncated transfers; a 404 (or other 4xx) is reported at once, never retried;
 * **resume**: a ``.part`` left by an earlier attempt is continued with an HTTP ``Range``
   request (a server that ignores it sends the whole file, which replaces the part);
 * **checks**: the size against ``Content-Length`` / ``Content-Range``, size and sha256 / md5
