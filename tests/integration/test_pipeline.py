@@ -78,7 +78,10 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     import json
 
     ev = json.loads((project / "reports/evaluation.json").read_text())
-    assert len(ev["rows"]) == 8 and all(np.isfinite(r["test_loss"]) for r in ev["rows"])
+    # 5 families (the prior-only mean among them) x the smoke profile's 2 latent dims
+    assert len(ev["rows"]) == 10 and all(np.isfinite(r["test_loss"]) for r in ev["rows"])
+    mean_loss = min(r["test_loss"] for r in ev["rows"] if r["family"] == "mean")
+    assert all(r["test_loss"] < mean_loss for r in ev["rows"] if r["family"] in ("pca", "wiener"))
     assert ev["champion"]["model"] == "specdenoise-vae"
     assert (project / "reports/figures/models/fig7_loss_vs_dim.png").exists()
     # seeds and levels: AE/VAE 2-D have 2 seeds at 0.04; every family has a 0.01 cell at 2-D
@@ -153,7 +156,7 @@ def test_corrupt_and_missing_inputs_are_named(project, tmp_path):
         project,
         check=False,
     )
-    assert res.returncode == 2 and f"error: {corrupt}: not a readable .npz file" in res.stderr
+    assert res.returncode == 3 and f"error: {corrupt}: not a readable .npz file" in res.stderr  # data error
     assert "Traceback" not in res.stderr and not out.exists()
     res = run(
         [
@@ -168,7 +171,7 @@ def test_corrupt_and_missing_inputs_are_named(project, tmp_path):
         project,
         check=False,
     )
-    assert res.returncode == 2 and "none.parquet: file not found" in res.stderr
+    assert res.returncode == 3 and "none.parquet: file not found" in res.stderr
 
 
 def test_nan_flux_is_rejected_without_partial_output(project, tmp_path):
@@ -184,7 +187,7 @@ def test_nan_flux_is_rejected_without_partial_output(project, tmp_path):
         project,
         check=False,
     )
-    assert res.returncode == 2
+    assert res.returncode == 3  # a data error
     assert f"galaxy id {gid}: 1 non-finite flux value(s)" in res.stderr
     assert not out.exists() and src.read_bytes() == before  # input untouched
     assert not list(tmp_path.glob(".spectra.npz.*"))  # no temp file left behind

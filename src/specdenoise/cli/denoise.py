@@ -88,8 +88,7 @@ def denoise_cmd(
     row, not a failed file. Exit status 0 when every input was written (or was already done), 1
     when some input files could not be read (listed in the summary; the others are complete), 2 on
     a usage error (bad option, an unusable --out, the folder locked by another run), 3 on a data
-    error (a missing or corrupt model, a bad --redshifts catalogue, summary.json is a folder). The
-    local Dask cluster is TLS-secured; see :mod:`specdenoise.survey.cluster`.
+    error (a missing or corrupt model, a bad --redshifts catalogue, summary.json is a folder).
     """
     p = resolve_params(params_path)
     summary = run_batch(

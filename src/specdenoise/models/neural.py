@@ -1,19 +1,17 @@
 """Autoencoder and variational autoencoder (paper section 3.2), Keras 3, ``keras.ops`` only.
 
-Encoder: dense layers with LeakyReLU(0.3) and dropout; a latent dense layer (AE) or a
-mean / log-variance pair and a sampling layer (VAE, whose KL term of eq. 5 is added to the
-loss); a mirrored decoder and a linear output of n_pix. Loss: the weighted MSE of eq. 3.
-Adam, batch 64, learning rate 1e-4 divided by 10 when the monitored loss fails to fall by
-10 % within 5 epochs, early stop after a further 5 (:class:`PaperSchedule`).
+Encoder: dense layers with LeakyReLU(0.3) and dropout; a latent dense layer (AE) or a mean /
+log-variance pair and a sampling layer (VAE, KL term of eq. 5 added to the loss); a mirrored
+decoder, a linear output of n_pix. Loss: the weighted MSE of eq. 3. Adam, batch 64, learning
+rate 1e-4 / 10 when the loss fails to fall by 10 % in 5 epochs, early stop after 5 more (:class:`PaperSchedule`).
 
-The saved model (``model.keras``) is the *inference* graph, built from standard Keras layers
-only (for the VAE the decoder is fed the posterior mean), so it loads in safe mode without
-custom objects: ``keras.saving.load_model(path, safe_mode=True)``. TensorFlow is the default
-backend; set ``KERAS_BACKEND=jax`` to use JAX.
+The saved ``model.keras`` is the *inference* graph of standard Keras layers only (the VAE decoder
+is fed the posterior mean), so it loads in safe mode without custom objects. TensorFlow is the
+default backend (``KERAS_BACKEND=jax`` for JAX).
 
-Both families are iterative and searchable, take their fixed net from ``train.ae`` /
-``train.vae`` (:class:`NetConfig`) and are logged with the Keras MLflow flavour; the VAE also
-draws posterior samples and is the registered (``champion``) family.
+Both families are iterative and searchable, take their fixed net from ``train.ae`` / ``train.vae``
+(:class:`NetConfig`), are logged with the Keras MLflow flavour; the VAE draws posterior samples and is
+the registered (``champion``) family.
 """
 
 from __future__ import annotations
