@@ -24,9 +24,9 @@ def _rec():
 def test_line_metrics_follow_the_galaxy_or_the_population():
     lm = line_metrics(_rec())
     assert list(lm) == ["noisy", "mean_2", "vae_4"]  # input first, then the prior-only model
-    assert lm["vae_4"]["Halpha_slope"] == 1.0 and lm["vae_4"]["Halpha_gain"] == 1.0
-    assert abs(lm["mean_2"]["Hbeta_slope"]) < 1e-9 and abs(lm["mean_2"]["Hbeta_gain"]) < 1e-9
-    assert 0.8 < lm["noisy"]["OIII_5007_slope"] < 1.2 and lm["noisy"]["o3n2_slope"] is None
+    assert lm["vae_4"]["ha_slope"] == 1.0 and lm["vae_4"]["ha_gain"] == 1.0
+    assert abs(lm["mean_2"]["ha_slope"]) < 1e-9 and abs(lm["mean_2"]["ha_gain"]) < 1e-9
+    assert 0.8 < lm["noisy"]["ha_slope"] < 1.2 and lm["noisy"]["o3n2_slope"] is None
 
 
 def test_tables_label_rows_and_show_slopes():

@@ -88,7 +88,7 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     cells = {(c["key"], c["level"]): c for c in ev["cells"]}
     assert cells[("ae_2", 0.04)]["n_seeds"] == 2 and cells[("vae_2", 0.04)]["test_loss_sd"] is not None
     assert cells[("pca_2", 0.04)]["n_seeds"] == 1 and cells[("ae_4", 0.04)]["n_seeds"] == 1
-    assert {k for k, lv in cells if lv == 0.01} == {"pca_2", "wiener_2", "ae_2", "vae_2"}
+    assert {k for k, lv in cells if lv == 0.01} == {"mean_2", "pca_2", "wiener_2", "ae_2", "vae_2"}
     assert set(ev["rankings"]) == {"0.01", "0.04"} and "0.04" in ev["per_class"]
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert {"s0_01", "s0_04", "snr", "champion"} <= set(metrics) and metrics["snr"]["s0_01"] > 3
