@@ -7,9 +7,9 @@ rate 1e-4 / 10 when the loss fails to fall by 10 % in 5 epochs, early stop after
 
 The saved ``model.keras`` is the *inference* graph of standard Keras layers only (the VAE decoder
 is fed the posterior mean), so it loads in safe mode without custom objects. TensorFlow is the
-default backend (``KERAS_BACKEND=jax`` for JAX). Both families are iterative and searchable, take their fixed net from ``train.ae`` / ``train.vae``
-(:class:`NetConfig`), are logged with the Keras MLflow flavour; the VAE draws posterior samples and is
-the registered (``champion``) family.
+default backend (``KERAS_BACKEND=jax`` for JAX). Both families are iterative and searchable,
+take their fixed net from ``train.ae`` / ``train.vae`` (:class:`NetConfig`), are logged with the
+Keras MLflow flavour; the VAE draws posterior samples and is the registered (``champion``) family.
 """
 
 from __future__ import annotations
