@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from tests.faults.harness import cli, fingerprint
+from tests.local_http import LocalHTTPServer
 
 from specdenoise.errors import EXIT_PARTIAL, DataError
 from specdenoise.io import package_download
@@ -20,7 +20,7 @@ BODY = bytes(range(256)) * 400
 SPEC = "/lite/0266/spec-0266-51602-0001.fits"
 
 
-class Server:
+class Server(LocalHTTPServer):
     """``routes``: path -> bytes (200, JSON when the path ends in /) or ("redirect", location)."""
 
     def __init__(self, routes: dict):
@@ -51,18 +51,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(route)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def _fetch(url, dest, **kw):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from tests.local_http import LocalHTTPServer
 
 from specdenoise.errors import DataError
 from specdenoise.survey.download import (
@@ -21,7 +21,7 @@ from specdenoise.survey.download import (
 )
 
 
-class _Server:
+class _Server(LocalHTTPServer):
     """Serves ``files`` (url path -> bytes) with Range support; ``truncate_once`` paths cut the
     first response short after half the body (Content-Length still announces the whole file)."""
 
@@ -73,17 +73,7 @@ class _Server:
                 self.end_headers()
                 self.wfile.write(chunk)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
