@@ -99,9 +99,9 @@ def lines_cmd(
     out: Annotated[Path, typer.Option(help="Line metrics (JSON).")] = Path("reports/lines.json"),
     table: Annotated[Path, typer.Option(help="Table 6 (Markdown).")] = Path("reports/table6.md"),
     figures_dir: Annotated[Path, typer.Option(help="Where Fig. 9 goes.")] = Path("reports/figures/lines"),
-    metrics_out: Annotated[Path, typer.Option(help="Compact line metrics (the DVC metric).")] = Path(
-        "reports/line_metrics.json"
-    ),
+    metrics_out: Annotated[
+        Path, typer.Option(help="Compact line metrics (JSON): H-alpha slope and gain, O3N2 slope per set.")
+    ] = Path("reports/line_metrics.json"),
     tracking: TrackingOpt = True,
 ) -> None:
     """Measure emission lines on the test set for every model; sigma, sigma_fill, CRB; Table 6 and Fig. 9;

@@ -95,10 +95,10 @@ def tables(rec: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
 
 
 def line_metrics(rec: dict[str, Any]) -> dict[str, Any]:
-    """The compact DVC metrics of the lines stage, per set: the H-alpha slope vs truth, its
-    information gain vs the noise-free fit and the O3N2 slope vs the true-flux O3N2 (rounded).
-    Every line's numbers are in ``reports/lines.json`` and the leaderboard; three per set keep
-    ``dvc metrics show`` one short table."""
+    """``reports/line_metrics.json``, per set: the H-alpha slope vs truth, its information gain vs
+    the noise-free fit and the O3N2 slope vs the true-flux O3N2 (rounded; every line's numbers are
+    in ``reports/lines.json`` and the leaderboard). A plain output, not a DVC metric: with one
+    entry per model it would widen ``dvc metrics show`` past a terminal."""
     out: dict[str, Any] = {}
     for n in _sets(rec):
         o3 = ((rec["models"][n].get("mzr") or {}).get("o3n2") or {}).get("slope_ols")
