@@ -28,6 +28,7 @@ from specdenoise.logs import quiet_native_stderr
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
 from specdenoise.models.loading import load_keras
 from specdenoise.models.losses import keras_weighted_mse
+from specdenoise.models.sampling import decoded_sd
 from specdenoise.models.search import baseline_trial, suggest
 
 LEAKY_SLOPE = 0.3
@@ -393,7 +394,6 @@ class VAEDenoiser(_KerasDenoiser):
             mean, log_var = (keras.ops.convert_to_numpy(t) for t in self.encoder(xb, training=False))
             pred[a : a + len(xb)] = keras.ops.convert_to_numpy(dec(mean, training=False))
             eps = rng.standard_normal((n_samples, *mean.shape)).astype(np.float32)
-            z = (mean[None] + np.exp(0.5 * log_var)[None] * eps).reshape(-1, mean.shape[1])
-            out = keras.ops.convert_to_numpy(dec(z, training=False)).reshape(n_samples, len(xb), -1)
-            spread[a : a + len(xb)] = out.std(axis=0, ddof=1)
+            z = mean[None] + np.exp(0.5 * log_var)[None] * eps  # (n_samples, nb, latent)
+            spread[a : a + len(xb)] = decoded_sd(dec, z)
         return pred, spread
