@@ -122,6 +122,7 @@ def test_family_sections_keep_the_dump_and_attribute_access():
         "seeds",
         "level_seeds",
         "axis_dims",
+        "extra",
         "ae",
         "vae",
         "posterior",
@@ -132,6 +133,16 @@ def test_family_sections_keep_the_dump_and_attribute_access():
     assert list(t.model_dump())[-3:] == ["ae", "vae", "posterior"] and t.ae.units == [8] and t.vae.units == [64, 32]
     assert TrainConfig(families=["vae"]).ae == NetConfig()
     assert tc.model_copy(update={"val_size": 3}).vae == tc.vae
+
+
+def test_extra_models_are_validated():
+    assert TrainConfig().extra == {"posterior": 10}
+    with pytest.raises(ValueError, match="unknown model family 'gan'"):
+        TrainConfig(extra={"gan": 4})
+    with pytest.raises(ValueError, match="latent dim of posterior must be positive"):
+        TrainConfig(extra={"posterior": 0})
+    with pytest.raises(ValueError, match="ae 4-D is already in the families x latent_dims matrix"):
+        TrainConfig(extra={"ae": 4})
 
 
 def test_axis_dims_must_be_trained_dims():

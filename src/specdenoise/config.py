@@ -176,6 +176,11 @@ class TrainConfig(_Section, FamilySections):
     seeds: int = Field(3, ge=1, description="training seeds per model at the paper level (axis_dims only)")
     level_seeds: int = Field(1, ge=1, description="training seeds per model at the other noise.levels")
     axis_dims: list[int] = Field([6], description="latent dims with the seed and level axes (within latent_dims)")
+    extra: dict[FamilyName, int] = Field(
+        default_factory=lambda: {"posterior": 10},
+        description="family -> latent dim (rank) of models outside the paper matrix (DVC stages train_extra and "
+        "train_extra_axis; each with its seed and level axis)",
+    )
 
     @model_validator(mode="after")
     def _dims(self) -> TrainConfig:
@@ -183,6 +188,11 @@ class TrainConfig(_Section, FamilySections):
             raise ValueError("latent_dims must be positive")
         if extra := [d for d in self.axis_dims if d not in self.latent_dims]:
             raise ValueError(f"axis_dims {extra} are not in latent_dims {self.latent_dims}")
+        if bad := [f for f, d in self.extra.items() if d <= 0]:
+            raise ValueError(f"extra: the latent dim of {bad[0]} must be positive")
+        if clash := [f for f, d in self.extra.items() if f in self.families and d in self.latent_dims]:
+            f = clash[0]
+            raise ValueError(f"extra: {f} {self.extra[f]}-D is already in the families x latent_dims matrix")
         return self
 
 
@@ -213,7 +223,10 @@ class TrackingConfig(_Section):
 
     uri: str | None = Field(None, description="tracking URI; default sqlite:///<cwd>/mlflow.db (absolute)")
     experiment: str = "specdenoise"
-    registered_model: str = "specdenoise-vae"
+    registered_model: str = Field("specdenoise-vae", description="registered model of the paper families (AE, VAE)")
+    default_model: str = Field(
+        "specdenoise-posterior", description="registered model of the noise-aware families: the users' default"
+    )
     log_models: bool = True
 
 

@@ -294,8 +294,17 @@ def dvc_stages(dvc_yaml: Path = ROOT / "dvc.yaml", params_yaml: Path = ROOT / "p
             context.update(entry)
     out: dict[str, dict] = {}
     for base, stage in (doc.get("stages") or {}).items():
-        if "foreach" in stage:
-            raise NotImplementedError(f"stage {base}: 'foreach' stages are not supported here")
+        if "foreach" in stage:  # a mapping (``${key}``, ``${item}``) or a list (``${item}``)
+            over = interpolate(stage["foreach"], context)
+            pairs = list(over.items()) if isinstance(over, dict) else [(str(i), v) for i, v in enumerate(over)]
+            for k, v in pairs:
+                ctx = dict(context, key=k, item=v)
+                body = stage["do"]
+                cmd = interpolate(body["cmd"], ctx)
+                cmd = " && ".join(cmd) if isinstance(cmd, list) else str(cmd)
+                deps = [d if isinstance(d, str) else next(iter(d)) for d in interpolate(body.get("deps") or [], ctx)]
+                out[f"{base}@{k}"] = {"base": base, "cmd": cmd, "deps": deps}
+            continue
         if "matrix" in stage:
             matrix = {k: interpolate(v, context) for k, v in stage["matrix"].items()}
             keys = list(matrix)

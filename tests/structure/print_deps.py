@@ -94,14 +94,15 @@ def rewrite(src_deps: dict[str, list[str]], out: Path, dvc_yaml: Path = ROOT / "
     for base, stage in doc["stages"].items():
         if base not in src_deps:
             continue
-        deps = stage.get("deps") or []
+        body = stage["do"] if "foreach" in stage else stage
+        deps = body.get("deps") or []
         keep = [d for d in deps if not (isinstance(d, str) and d.startswith("src/"))]
         new = keep + [d for d in src_deps[base] if d not in keep]
-        if "deps" in stage:
-            stage["deps"].clear()
-            stage["deps"].extend(new)
+        if "deps" in body:
+            body["deps"].clear()
+            body["deps"].extend(new)
         else:
-            stage["deps"] = new
+            body["deps"] = new
     with open(out, "w") as fh:
         yaml.dump(doc, fh)
 

@@ -45,7 +45,7 @@ def test_dvc_yaml_is_read_and_matrix_stages_are_expanded():
     assert set(doc) == {s["base"] for s in STAGES.values()}
     for base, stage in doc.items():
         names = [n for n, s in STAGES.items() if s["base"] == base]
-        if "matrix" in stage:
+        if "matrix" in stage or "foreach" in stage:
             assert len(names) >= 1 and all(n.startswith(base + "@") for n in names), names
             assert not any("${" in STAGES[n]["cmd"] for n in names), "unresolved ${...} in " + names[0]
         else:

@@ -12,7 +12,7 @@ from specdenoise.cli.common import ParamsOpt, log, progress
 from specdenoise.config import resolve_params
 from specdenoise.survey.batch import TARGET_OPTIONS, run_batch
 
-DEFAULT_MODEL = "models:/specdenoise-vae@champion"
+DEFAULT_MODEL = "models:/specdenoise-posterior@champion"
 
 MaxMaskedOpt = Annotated[
     float,

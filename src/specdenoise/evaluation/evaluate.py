@@ -66,7 +66,9 @@ def summary_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda x: (x["family"], x["latent_dim"]))
 
 
-def render_markdown(rows: list[dict[str, Any]], champion: dict[str, Any] | None) -> str:
+def render_markdown(
+    rows: list[dict[str, Any]], champion: dict[str, Any] | None, default: dict[str, Any] | None = None
+) -> str:
     out = [
         "# Model evaluation (test set)",
         "",
@@ -102,6 +104,12 @@ def render_markdown(rows: list[dict[str, Any]], champion: dict[str, Any] | None)
             "",
             f"Champion: `models:/{champion['model']}@champion` = version {champion['version']} "
             f"(run {champion['run_id']}, test loss {champion['test_loss']:.1f}).",
+        ]
+    if default:
+        out += [
+            "",
+            f"Users' default: `models:/{default['model']}@champion` = version {default['version']} "
+            f"(run {default['run_id']}, test loss {default['test_loss']:.1f}); `specdenoise denoise` uses it.",
         ]
     return "\n".join(out) + "\n"
 
@@ -142,10 +150,13 @@ def run(
     classes = rankings.per_class(cells, samp["class"].astype(str).to_numpy())
     snr = load_json(noise_report) if noise_report is not None and Path(noise_report).exists() else None
     paths = figures(records, models_dir, pre, load_noisy(noisy), samp, params, figures_dir, cells)
-    champion = None
+    champion = default = None
     if tracking:
         champion = set_champion(params.tracking)
+        default = set_champion(params.tracking, registered_model=params.tracking.default_model)
         run_params = {"champion_version": champion["version"], "champion_run": champion["run_id"]} if champion else None
+        if default:
+            run_params = {**(run_params or {}), "default_version": default["version"], "default_run": default["run_id"]}
         log_stage_run(params, "evaluate", run_params=run_params, artifacts=paths)
     keys = ("test_loss", "test_loss_truth", "gain", "gain_truth")
     metrics = {store.key(r["family"], r["latent_dim"]): {k: r[k] for k in keys} for r in rows}
@@ -154,6 +165,7 @@ def run(
         {
             "models": metrics,
             "champion": champion,
+            "default_champion": default,
             "rows": rows,
             "paper_level": params.noise.sigma,
             "cells": [rankings.public(c) for c in cells],
@@ -167,6 +179,6 @@ def run(
     save_text(out.with_name("loss_vs_level.csv"), by_level)
     if metrics_out is not None:
         save_json(metrics_out, headline.metrics_json(cells, params.noise.sigma, snr))
-    text = render_markdown(rows, champion) + "\n".join(headline.markdown(cells, ranks, classes, snr)) + "\n"
+    text = render_markdown(rows, champion, default) + "\n".join(headline.markdown(cells, ranks, classes, snr)) + "\n"
     save_text(out_md, text)
     return text

@@ -86,7 +86,7 @@ def _fill_sd(cells: list[dict[str, Any]]) -> None:
     for c in cells:
         if c["test_loss_sd"] is not None:
             c["sd_used"], c["sd_source"] = c["test_loss_sd"], "own seeds"
-        elif not get_family(c["family"]).iterative:
+        elif not get_family(c["family"]).seeded:
             c["sd_used"], c["sd_source"] = 0.0, "deterministic fit"
         elif c["family"] in fam_sd:
             c["sd_used"], c["sd_source"] = fam_sd[c["family"]], "largest sd of the family"

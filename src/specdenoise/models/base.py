@@ -12,6 +12,13 @@ pipeline may do with it is declared by class attributes, never by its name:
     Draws posterior samples (:meth:`DenoisingModel.posterior`).
 ``registry_candidate``
     Registered in the MLflow model registry and eligible for the ``champion`` alias.
+``seeded``
+    Its fit depends on a seed (network initialisation, k-means, draws): ``train.seeds`` trains it
+    with several seeds; a family without (PCA, Wiener, the mean) is trained once, seed sd 0.
+``noise_aware``
+    ``denoise`` takes the input's per-pixel ``ivar`` (:meth:`DenoisingModel.denoise_given`): the
+    family is trained once and scored at every noise level with that level's noise; it registers
+    as ``tracking.default_model`` (the users' default), the others as ``tracking.registered_model``.
 ``mlflow_flavour``
     ``"keras"`` (log :meth:`DenoisingModel.native_model` with ``mlflow.keras``) or
     ``"pyfunc"`` (log the saved directory through ``tracking/pyfunc_model.py``).
@@ -233,6 +240,10 @@ class DenoisingModel(ABC):
     has_posterior: ClassVar[bool] = False
     #: registered in the MLflow model registry, eligible for the ``champion`` alias
     registry_candidate: ClassVar[bool] = False
+    #: the fit depends on its seed (``train.seeds`` trains several); False: deterministic fit
+    seeded: ClassVar[bool] = False
+    #: ``denoise`` takes the input's per-pixel ``ivar``; trained once, scored at every noise level
+    noise_aware: ClassVar[bool] = False
     #: how MLflow logs it: "keras" (:meth:`native_model`) or "pyfunc" (the saved directory)
     mlflow_flavour: ClassVar[str] = "pyfunc"
     #: pydantic model of the ``train.<family>`` section of params.yaml (None: no settings)
@@ -309,6 +320,21 @@ class DenoisingModel(ABC):
     @abstractmethod
     def denoise(self, x: np.ndarray) -> np.ndarray:
         """De-noise spectra (n, n_pix) in normalised units; returns (n, n_pix) float32."""
+
+    def denoise_given(self, x: np.ndarray, ivar: np.ndarray | None = None) -> np.ndarray:
+        """De-noise spectra whose noise is known: ``ivar`` (n, n_pix) or (n_pix,), inverse variance in
+        normalised units (0 = masked). A ``noise_aware`` family uses it; the others ignore it."""
+        if self.noise_aware and ivar is not None:
+            return self.denoise(x, ivar=np.broadcast_to(ivar, np.shape(x)))  # type: ignore[call-arg]
+        return self.denoise(x)
+
+    @classmethod
+    def registered_name(cls, tracking: Any) -> str | None:
+        """The MLflow registered model this family's paper-level versions join (``tracking``:
+        :class:`~specdenoise.config.TrackingConfig`); None when it is not a registry candidate."""
+        if not cls.registry_candidate:
+            return None
+        return tracking.default_model if cls.noise_aware else tracking.registered_model
 
     def posterior_ready(self) -> bool:
         """True when :meth:`posterior` can run on this instance (``has_posterior`` and, for a

@@ -219,6 +219,7 @@ class _KerasDenoiser(DenoisingModel):
 
     variational: bool = False
     iterative = True
+    seeded = True
     searchable = True
     mlflow_flavour = "keras"
     settings_model = NetConfig

@@ -129,6 +129,7 @@ class PosteriorDenoiser(DenoisingModel):
 
     family = "posterior"
     iterative = False
+    seeded = True
     searchable = False
     has_posterior = True
     #: ``denoise``/``posterior`` accept the input's per-pixel ``ivar`` (n, n_pix), normalised units

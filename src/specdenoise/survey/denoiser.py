@@ -6,7 +6,7 @@ Example (a real SDSS spectrum shipped with ppxf; any supported survey file works
     from specdenoise.survey.readers import read_spectra
 
     spec = read_spectra("spec-0266-51602-0001.fits")[0]
-    den = Denoiser.load("models:/specdenoise-vae@champion")
+    den = Denoiser.load("models:/specdenoise-posterior@champion")
     res = den.denoise(spec.wave, spec.flux, spec.ivar, spec.z)
     res.wave, res.denoised, res.sigma, res.mask   # rest-frame A, normalised flux, 1 sigma, uncovered
 
@@ -85,6 +85,9 @@ class DenoiseResult:
         of ``denoised``).
     calibrated : bool
         Whether ``sigma`` is calibrated on held-out data.
+    ood : ndarray of int, shape (n,), or None
+        The model's own out-of-domain bitmask (noise-aware models, e.g.
+        :data:`specdenoise.models.posterior.OOD_BITS`; 0 = in domain); None for other models.
     """
 
     wave: np.ndarray
@@ -98,6 +101,7 @@ class DenoiseResult:
     clean: np.ndarray | None = None
     calibrated: bool = False
     ids: list[str] = field(default_factory=list)
+    ood: np.ndarray | None = None
 
     @property
     def masked_fraction(self) -> np.ndarray:
@@ -334,7 +338,7 @@ class Denoiser:
                 xi, sig, renorm = draw_noisy(nm, clean[i : i + 1], self.wave, ncfg, self.preprocess_cfg.norm, rng)
                 x[i] = xi[0]
                 ivar_in[i] = noisy_ivar(pre["ivar"][i : i + 1], sig, renorm)[0]
-        denoised, sigma, calibrated = self.predict(x)
+        denoised, sigma, calibrated, ood = self._predict(x, ivar_in, pre["z"])
         return DenoiseResult(
             self.wave,
             x,
@@ -347,13 +351,30 @@ class Denoiser:
             clean if add_noise is not None else None,
             calibrated,
             ids,
+            ood,
         )
 
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        """De-noise preprocessed spectra ``x`` (n, n_pix); return ``(denoised, sigma, calibrated)``."""
+    def predict(
+        self, x: np.ndarray, ivar: np.ndarray | None = None, z: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """De-noise preprocessed spectra ``x`` (n, n_pix) of inverse variance ``ivar`` (normalised
+        units; used by noise-aware models, which otherwise assume their training noise) at redshifts
+        ``z``; return ``(denoised, sigma, calibrated)``."""
+        return self._predict(x, ivar, z)[:3]
+
+    def _predict(self, x: np.ndarray, ivar: np.ndarray | None, z: np.ndarray | None):
+        """:meth:`predict` plus the model's out-of-domain bitmask (None unless noise-aware)."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.preprocess_cfg.n_pix:
             raise DataError(f"input: expected (n, {self.preprocess_cfg.n_pix}) preprocessed spectra, got {x.shape}")
+        if self.model.noise_aware:  # the exact posterior: its spread is calibrated in the model itself
+            mean, sd, chi2 = self.model.predict(x, ivar)
+            ood = self.model.ood_flags(x, ivar, z, chi2)
+            return mean.astype(np.float32), sd.astype(np.float32), True, ood
+        return (*self._predict_fixed(x), None)
+
+    def _predict_fixed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A model that does not take the input's noise: its output and the calibration's spread."""
         cal = self.calibration
         if uses_posterior(self.model) and (cal is None or cal.method == "vae-posterior"):
             pc = self.posterior_cfg

@@ -191,6 +191,8 @@ def assemble(
         chi2[rows] = reduced_chi2(*args)
         chi2_pred[rows] = reduced_chi2(*args, sigma=res.sigma[sl])
         q[rows[chi2_pred[rows] > float(options["ood_chi2"])]] |= Quality.OUT_OF_DOMAIN
+        if res.ood is not None:  # the model's own out-of-domain test (noise-aware models)
+            q[rows[res.ood[sl] != 0]] |= Quality.OUT_OF_DOMAIN
     mask = full("mask", True, bool)
     return DenoisedFile(
         wave,

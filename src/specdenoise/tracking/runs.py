@@ -295,7 +295,7 @@ def _log_model(model: Any, model_dir: Path, x_example: np.ndarray, y_example: np
     from mlflow.models import infer_signature
 
     signature = infer_signature(x_example.astype(np.float32), y_example.astype(np.float32))
-    registered = params.tracking.registered_model if type(model).registry_candidate else None
+    registered = type(model).registered_name(params.tracking)
     if type(model).mlflow_flavour == "keras":
         import mlflow.keras
 

@@ -58,13 +58,14 @@ def test_losses(pred: np.ndarray, test: dict[str, np.ndarray]) -> dict[str, np.n
 def test_metrics(model: DenoisingModel, test: dict[str, np.ndarray]) -> tuple[dict[str, float], np.ndarray]:
     """Test-set metrics and predictions.
 
+    ``test["ivar"]`` (n_pix,), the inverse variance of the added noise, reaches noise-aware families.
     Metrics: ``test_loss`` (mean eq.-3 loss against the observed target), ``test_loss_truth``
     (against the noise-free truth, same weights), the same two for the noise-added input
     (``input_loss``, ``input_loss_truth``), the gains (input / model), the unweighted MSE
     against the truth, and inference spectra per second.
     """
     t0 = time.perf_counter()
-    pred = model.denoise(test["x"])
+    pred = model.denoise_given(test["x"], test.get("ivar"))
     dt = time.perf_counter() - t0
     loss = weighted_mse(pred, test["y"], test["w"])
     loss_t = weighted_mse(pred, test["truth"], test["w"])
@@ -146,6 +147,7 @@ def train_one(
     """
     params = params_at_level(params, level)
     data, test = training_data(pre, noisy, params)
+    test["ivar"] = 1.0 / np.square(np.asarray(data.noise_sigma, dtype=np.float64))
     cls = get_family(family)
     seed = model_seed(params, latent_dim, seed_index)
     ident = {"noise_level": params.noise.sigma, "seed_index": seed_index, "seed": seed}
@@ -257,9 +259,13 @@ def run(
 def axis_jobs(family: str, params: Params) -> list[tuple[float | None, int]]:
     """The (level, seed index) pairs of a family's seed / noise-level axis, the paper model excluded:
     seeds 1.. ``train.seeds``-1 at the paper level and 0.. ``train.level_seeds``-1 at every other
-    level. A family whose fit takes no seed (not iterative: PCA, Wiener) gets seed 0 only."""
+    level. A family whose fit takes no seed (not ``seeded``: PCA, Wiener, the mean) gets seed 0 only;
+    a ``noise_aware`` family is trained once: its other levels score the paper model (seed 0)."""
     tc, nc = params.train, params.noise
-    seeds, level_seeds = (tc.seeds, tc.level_seeds) if get_family(family).iterative else (1, 1)
+    cls = get_family(family)
+    seeds, level_seeds = (tc.seeds, tc.level_seeds) if cls.seeded else (1, 1)
+    if cls.noise_aware:
+        level_seeds = 1
     jobs: list[tuple[float | None, int]] = [(None, k) for k in range(1, seeds)]
     for level in nc.all_levels:
         if float(level) != float(nc.sigma):
@@ -293,6 +299,9 @@ def run_axis(
         for level, k in axis_jobs(family, params):
             nz = load_noisy(noisy if level is None else noisy_level_path(levels_dir, level))
             name = store.key(family, latent_dim, level, k)
+            if level is not None and get_family(family).noise_aware:
+                records.append(score_at_level(hyper_from.parent, params, pre, nz, tmp / name, level))
+                continue
             records.append(
                 train_one(
                     family,
@@ -312,6 +321,33 @@ def run_axis(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return records
+
+
+def score_at_level(
+    paper_dir: Path, params: Params, pre: Spectra | dict, noisy: NoisySet | dict, out_dir: Path, level: float
+) -> dict[str, Any]:
+    """Score a noise-aware family's paper model (``paper_dir``: its ``<family>_<dim>`` folder) at another
+    noise level without re-training: the test spectra of ``noisy`` with that level's ``ivar``. Writes the
+    folder layout of a trained model into ``out_dir`` (the model copied, so the folder is complete) and
+    returns its record (``scored_from``: the paper model; no MLflow run)."""
+    params = params_at_level(params, level)
+    _, test = training_data(pre, noisy, params)
+    test["ivar"] = 1.0 / np.square(np.asarray(noisy["sigma"], dtype=np.float64))
+    model, _ = store.load_checked(paper_dir / store.MODEL)
+    metrics, pred = test_metrics(model, test)
+    metrics.update({"train_seconds": 0.0, "search_seconds": 0.0, "n_parameters": model.n_parameters(), "epochs": 0})
+    shutil.copytree(paper_dir / store.MODEL, out_dir / store.MODEL)
+    np.savez(out_dir / store.TEST_LOSSES, **test_losses(pred, test))
+    noise = noisy.noise_record(params) if isinstance(noisy, (NoisySet, DesiSet)) else params.noise.model_dump()
+    save_json(out_dir / store.MODEL / store.PREPROCESS, store.training_record(params, noise))
+    paper = store.read_json(paper_dir / store.RECORD) or {}
+    ident = {"noise_level": params.noise.sigma, "seed_index": 0, "seed": paper.get("seed")}
+    head = {"family": model.family, "latent_dim": model.latent_dim, **ident}
+    record = {**head, "hyper": model.hyper, "metrics": metrics, "trials": [], "history": {}}
+    record["scored_from"] = paper_dir.name
+    save_json(out_dir / store.METRICS, {**head, **metrics, "run_id": None, "scored_from": paper_dir.name})
+    save_json(out_dir / store.RECORD, record)
+    return record
 
 
 def _history_figure(history: dict[str, list[float]], title: str) -> Any:
