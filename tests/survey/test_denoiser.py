@@ -145,3 +145,32 @@ def test_bad_inputs_and_models_are_one_line_errors(pca_dir, tmp_path, tiny_obser
     with pytest.raises(DataError, match="not strictly increasing") as err:
         den.denoise(wave[::-1], flux, ivar, z)
     assert "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def posterior_dir(tmp_path_factory, tiny_processed, tiny_noisy):
+    """A small posterior de-noiser (noise-aware) trained as train.py trains it."""
+    from specdenoise.training.train import train_one
+
+    small = {"n_prior": 800, "n_kmeans": 400, "n_components": 2, "n_calib": 300, "chunk": 400}
+    params = parse_params({"train": {"val_size": 40, "posterior": small}, "search": {"trials": 0}})
+    root = tmp_path_factory.mktemp("den_post")
+    train_one("posterior", 4, params, tiny_processed, tiny_noisy, root / "posterior_4", tracking=False)
+    return root / "posterior_4" / "model"
+
+
+def test_noise_aware_model_gets_each_spectrums_own_noise(posterior_dir, tiny_observed):
+    """At the spectra's native S/N the posterior follows them (it is told their ivar); told the
+    training noise instead (sigma 0.04) it would smooth them towards the prior."""
+    from specdenoise import Denoiser
+    from specdenoise.survey.targets import reduced_chi2
+
+    den = Denoiser.load(posterior_dir, params=parse_params({}))
+    wave = 10 ** tiny_observed["loglam"]
+    f, iv, z = tiny_observed["flux"][:8], tiny_observed["ivar"][:8], tiny_observed["z"][:8]
+    res = den.denoise(wave, f, iv, z)
+    assert res.calibrated and np.all(np.isfinite(res.sigma[~res.mask])) and res.ood.shape == (8,)
+    chi2_own = reduced_chi2(res.denoised, res.input, res.ivar, res.mask)
+    blind, _, _ = den.predict(res.input)  # no ivar: the training noise is assumed
+    chi2_blind = reduced_chi2(blind, res.input, res.ivar, res.mask)
+    assert np.median(chi2_own) < 1.5 and np.median(chi2_blind) > 2 * np.median(chi2_own)

@@ -11,6 +11,7 @@ from specdenoise.config import load_params, parse_params
 from specdenoise.data.artefacts import NoisySet, Spectra, noisy_level_path
 from specdenoise.data.noise import add_noise, at_level
 from specdenoise.models import store
+from specdenoise.models.losses import pixel_weights, weighted_mse
 from specdenoise.training.train import axis_jobs, run_axis, train_one
 
 
@@ -58,3 +59,47 @@ def test_run_axis_writes_one_folder_of_models_at_their_levels(tmp_path, tiny_par
     np.testing.assert_array_equal(paper["index"], lowm["index"])
     assert lowm["input_loss"].mean() < paper["input_loss"].mean() / 4  # 4x less noise: ~16x less input loss
     assert not list((tmp_path / "m").glob(".*"))  # no partial folder left
+
+
+def test_noise_aware_family_is_trained_once_and_scored_at_every_level(
+    tmp_path, tiny_params, tiny_processed, tiny_noisy
+):
+    """The posterior family is not re-trained per level: the paper model is scored with the level's ivar."""
+    assert axis_jobs("posterior", parse_params({})) == [(None, 1), (None, 2), (0.01, 0)]
+    small = {"n_prior": 600, "n_kmeans": 300, "n_components": 2, "n_calib": 0, "chunk": 300}
+    train = tiny_params.train.model_copy(update={"val_size": 20, "seeds": 1, "level_seeds": 3})
+    params = parse_params(
+        {**tiny_params.model_dump(), "train": {**train.model_dump(), "posterior": small}, "noise": {"levels": [0.01]}}
+    )
+    assert axis_jobs("posterior", params) == [(0.01, 0)]  # level_seeds do not apply: nothing is re-fitted
+    Spectra.from_arrays(tiny_processed).save(tmp_path / "spectra.npz")
+    NoisySet.from_arrays(tiny_noisy).save(tmp_path / "noisy.npz")
+    low = at_level(params.noise, 0.01)
+    low_set = add_noise(tiny_processed["flux"], tiny_processed["wave"], low, "l2")
+    NoisySet.from_arrays(low_set).save(noisy_level_path(tmp_path / "levels", 0.01))
+    paper_dir = tmp_path / "m/posterior_2"
+    train_one("posterior", 2, params, tiny_processed, NoisySet.from_arrays(tiny_noisy), paper_dir, tracking=False)
+    out = store.axis_dir(tmp_path / "m", "posterior", 2)
+    (rec,) = run_axis(
+        "posterior",
+        2,
+        params,
+        tmp_path / "spectra.npz",
+        tmp_path / "noisy.npz",
+        tmp_path / "levels",
+        out,
+        paper_dir / "record.json",
+        tracking=False,
+    )
+    assert rec["scored_from"] == "posterior_2" and rec["metrics"]["train_seconds"] == 0.0
+    scored = out / "posterior_2_n0.01_s0"
+    assert (scored / "model/posterior.npz").read_bytes() == (paper_dir / "model/posterior.npz").read_bytes()
+    assert json.loads((scored / "model/preprocess.json").read_text())["noise"]["sigma"] == 0.01
+    # scored with the level's noise: better than the same model told the paper level's noise
+    model = store.TrainedModel.at(scored).load()
+    losses = store.TrainedModel.at(scored).test_losses()
+    idx = losses["index"]
+    x, y, w = low_set["noisy"][0][idx], tiny_processed["flux"][idx], pixel_weights(tiny_processed["ivar"][idx], 2e-6)
+    told_paper = weighted_mse(model.denoise(x), y, w).mean()
+    np.testing.assert_allclose(weighted_mse(model.denoise_given(x, 1e4), y, w).mean(), losses["loss"].mean(), rtol=1e-5)
+    assert losses["loss"].mean() < told_paper
