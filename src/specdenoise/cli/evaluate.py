@@ -100,8 +100,11 @@ def lines_cmd(
     table: Annotated[Path, typer.Option(help="Table 6 (Markdown).")] = Path("reports/table6.md"),
     figures_dir: Annotated[Path, typer.Option(help="Where Fig. 9 goes.")] = Path("reports/figures/lines"),
     metrics_out: Annotated[
-        Path, typer.Option(help="Compact line metrics (JSON): H-alpha slope and gain, O3N2 slope per set.")
+        Path, typer.Option(help="Compact line metrics (JSON): H-alpha slope and gain, O3N2 slope per level and set.")
     ] = Path("reports/line_metrics.json"),
+    levels_dir: Annotated[
+        Path | None, typer.Option(help="Folder of the other noise levels (sigma_<level>.npz): recovery per level.")
+    ] = None,
     tracking: TrackingOpt = True,
 ) -> None:
     """Measure emission lines on the test set for every model; sigma, sigma_fill, CRB; Table 6 and Fig. 9;
@@ -119,7 +122,9 @@ def lines_cmd(
         figures_dir,
         tracking=tracking,
         progress=progress(),
+        levels_dir=levels_dir,
     )
-    save_json(metrics_out, recovery_tables.line_metrics(load_json(out).get("recovery") or {}))
+    rec = load_json(out)
+    save_json(metrics_out, recovery_tables.line_metrics_by_level(rec, resolve_params(params_path).noise.sigma))
     done("lines", t0, fit_per_s=f"{rate:.0f}")
     typer.echo(text)

@@ -120,12 +120,18 @@ def uses_posterior(model: Any) -> bool:
     return bool(type(model).has_posterior and model.posterior_ready())
 
 
-def raw_sigma(model: Any, x: np.ndarray, n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(prediction, raw sigma, method)`` for spectra ``x`` (n, n_pix) of any family."""
+def raw_sigma(
+    model: Any, x: np.ndarray, n_samples: int, seed: int, ivar: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(prediction, raw sigma, method)`` for spectra ``x`` (n, n_pix) of any family; ``ivar``
+    (the inputs' noise, (n_pix,) or (n, n_pix)) reaches a noise-aware model."""
     if uses_posterior(model):
-        pred, spread = model.posterior(x, n_samples, seed)
+        if model.noise_aware and ivar is not None:
+            pred, spread = model.posterior(x, n_samples, seed, ivar=np.broadcast_to(ivar, np.shape(x)))
+        else:
+            pred, spread = model.posterior(x, n_samples, seed)
         return pred, np.maximum(spread, 1e-12), "vae-posterior"
-    pred = model.denoise(x)
+    pred = model.denoise_given(x, ivar)
     return pred, np.ones_like(pred), "residual"
 
 

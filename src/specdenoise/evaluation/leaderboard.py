@@ -174,8 +174,21 @@ def build(
         "input_loss": next((c["input_loss"] for c in ev["cells"] if c["level"] == paper_level), None),
         "figures": figures,
         "mzr": {"rows": mzr_rows, "model_uri": mz.get("model_uri"), "truth": mz.get("truth", {})},
-        "recovery": recovery_tables.tables(line_metrics.get("recovery") or {}),
+        "recovery": recovery_by_level(line_metrics, level_name(paper_level), ev.get("noise_levels", {})),
     }
+
+
+def recovery_by_level(lines_json: dict[str, Any], paper: str, snr: dict[str, Any]) -> list[tuple]:
+    """The recovery tables of every noise level (the paper level first), each title ending with
+    its level and input continuum S/N."""
+    recs = [(paper, lines_json.get("recovery") or {})]
+    recs += sorted((lines_json.get("recovery_levels") or {}).items(), key=lambda kv: float(kv[0]))
+    out = []
+    for level, rec in recs:
+        s = (snr.get(level) or {}).get("snr_median")
+        tag = f"sigma = {level}" + (f", input S/N {s:.2f}" if s is not None else "")
+        out += [(f"{title} [{tag}]", heads, rows) for title, heads, rows in recovery_tables.tables(rec)]
+    return out
 
 
 def main_cells(row: dict[str, Any], line_names: list[str]) -> list[str]:
@@ -307,7 +320,7 @@ def render_markdown(board: dict[str, Any]) -> str:
         c = board["champion"]
         out.append(f"Registry champion: `models:/{c['model']}@champion` (version {c['version']}).")
     if board["recovery"]:
-        out += ["", f"## What the de-noisers recover (sigma = {board['paper_level']}, test split)", ""]
+        out += ["", "## What the de-noisers recover (test split, every noise level)", ""]
         for title, heads, rows in board["recovery"]:
             out += ["", f"{title}:", "", *_md_table(heads, rows)]
     if board["mzr"]["rows"]:

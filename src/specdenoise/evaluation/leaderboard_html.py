@@ -121,7 +121,7 @@ def render(board: dict[str, Any]) -> str:
         for title, heads, rows in board.get("recovery", [])
     )
     if recovery:
-        recovery = f"<h2>What the de-noisers recover (sigma = {html.escape(board['paper_level'])})</h2>" + recovery
+        recovery = "<h2>What the de-noisers recover (test split, every noise level)</h2>" + recovery
     champ = ""
     if board["champion"]:
         c = board["champion"]

@@ -167,13 +167,16 @@ def score_set(
     return out
 
 
-def calibrated_errors(model: Any, val: dict, x_test: np.ndarray, uc: Any) -> tuple[np.ndarray, np.ndarray, str]:
+def calibrated_errors(
+    model: Any, val: dict, x_test: np.ndarray, uc: Any, ivar: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """The model's test prediction (n, n_pix), its calibrated per-pixel sigma (n, n_pix) and the
     method, calibrated on the validation arrays ``val`` (``x``, ``truth``, ``good``) with the
-    ``uncertainty`` section ``uc`` exactly as the uncertainty stage does."""
-    pv, rv, method = raw_sigma(model, val["x"], uc.n_samples, uc.seed)
+    ``uncertainty`` section ``uc`` exactly as the uncertainty stage does; ``ivar`` (n_pix,), the
+    inputs' noise, reaches a noise-aware model."""
+    pv, rv, method = raw_sigma(model, val["x"], uc.n_samples, uc.seed, ivar)
     scale = calibrate(pv, val["truth"], rv, val["good"], uc.window)
-    pt, rt, _ = raw_sigma(model, x_test, uc.n_samples, uc.seed + 1)
+    pt, rt, _ = raw_sigma(model, x_test, uc.n_samples, uc.seed + 1, ivar)
     return pt, rt * scale[None, :], method
 
 
@@ -277,7 +280,7 @@ def recovery_report(
         Normalisation factors (normalised -> 1e-17 erg/s/cm^2 per A).
     noise_sigma : float
         Per-pixel sigma of the input noise (normalised units).
-    models : dict name -> (model, val arrays, x_test, uncertainty config), optional
+    models : dict name -> (model, val arrays, x_test, uncertainty config, ivar or None), optional
         Trained models whose stated uncertainty is checked (coverage).
     mzr_cfg : MzrConfig, optional
         ``snr_min`` and ``n_mass_bins`` of the ``mzr`` block (None: no block).
@@ -311,8 +314,8 @@ def recovery_report(
         entry = {"noise_sigma": float(noise_sigma), "input_snr_median": snr_med, **entry}
         mzr_fits, calibrated = set_fits[name], False
         if models and name in models:
-            model, val, x_test, uc = models[name]
-            pred, sigma, method = calibrated_errors(model, val, x_test, uc)
+            model, val, x_test, uc, ivar = models[name]
+            pred, sigma, method = calibrated_errors(model, val, x_test, uc, ivar)
             mzr_fits, calibrated = fit(pred, sigma), True
             entry["coverage"] = {"method": method, **coverage_tables(mzr_fits, ref_true, norm, snr)}
         if mzr_cfg is not None:
@@ -333,6 +336,7 @@ def stage_recovery(
     norm: np.ndarray,
     edges: np.ndarray,
     fits: dict[str, Any] | None = None,
+    ivar: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """:func:`recovery_report` for the ``lines`` stage: true fluxes, classes and Lick HdeltaA of
     the test galaxies from ``sample`` (the selected sample's table, rows in the spectra's order),
@@ -346,7 +350,7 @@ def stage_recovery(
     }
     val, _ = split_arrays(pre, noisy, params)
     uc = params.uncertainty
-    with_models = {name: (model, val, test["x"], uc) for name, model in models.items()}
+    with_models = {name: (model, val, test["x"], uc, ivar) for name, model in models.items()}
     return recovery_report(
         fit,
         sets,

@@ -1,13 +1,8 @@
 """Emission-line fluxes (paper section 4.3) with a fast, vectorised linear fitter.
 
-The fast fitter works on the common rest-frame grid shared by every preprocessed spectrum, so
-one design matrix serves a whole batch (:func:`make_fast_fitter`): an E-MILES template continuum
-fitted jointly with pixel-integrated Gaussian lines of fixed width (``lines.sigma_kms`` with the
-SDSS instrumental 65 km/s in quadrature; the 825-bin grid is ~276 km/s per bin, so integration
-over each bin matters). Without templates, :func:`fit_lines` fits windows of nearby lines
-(H-alpha with [NII], the doublets) with a straight-line continuum and, under Balmer lines, a
-broad Gaussian absorption trough, by batched weighted least squares. A line counts as fitted
-when its flux is finite and positive; a failed fit is flagged and kept out of the statistics.
+The fitters: :func:`~specdenoise.evaluation.linefit.make_fast_fitter` (one design matrix for a
+whole batch on the common rest-frame grid; see :mod:`specdenoise.evaluation.linefit`) and pPXF.
+A line counts as fitted when its flux is finite and positive; failed fits are kept out of the statistics.
 
 Metrics (for each line, model and dimension):
 ``sigma`` the standard deviation of log10(F_model / F_reference) over lines fitted in both;
@@ -30,6 +25,7 @@ import numpy as np
 from specdenoise.config import Params
 from specdenoise.data.artefacts import Spectra, load_noisy, load_sample
 from specdenoise.data.preprocess import rest_grid
+from specdenoise.evaluation.level_recovery import other_levels
 from specdenoise.evaluation.line_recovery import RECOVERY_LINES, stage_recovery
 from specdenoise.evaluation.linefit import TABLE6_LINES, crb_flux_error, make_fast_fitter
 from specdenoise.evaluation.ppxf_fit import PpxfFitter
@@ -333,9 +329,11 @@ def run(
     figures_dir: Path,
     tracking: bool = True,
     progress: bool = False,
+    levels_dir: Path | None = None,
 ) -> tuple[str, float]:
     """The ``lines`` stage: fit every model's de-noised test spectra (and the input and target),
-    write the metrics, Table 6 and Fig. 9, and add the per-line metrics to each model's MLflow run.
+    write the metrics, Table 6 and Fig. 9, and add the per-line metrics to each model's MLflow run;
+    with ``levels_dir`` (the other noise levels) the recovery at each level (``recovery_levels``).
     Returns the Table 6 Markdown and the fitter's spectra per second."""
     lc = params.lines
     pre = Spectra.load(spectra).require("truth", "split", source=str(spectra))
@@ -353,18 +351,17 @@ def run(
     fit = ppxf_fitter if lc.fitter == "ppxf" else fast
     sets = {"observed": test["y"], "noisy": test["x"]}
     run_ids, loaded = {}, {}
-    for tm in store.list_models(models_dir, lc.dims, paper_only=True):  # paper level (axis models: evaluate)
+    ivar = 1.0 / np.square(np.asarray(nz.sigma, dtype=np.float64))  # reaches noise-aware models
+    for tm in store.list_models(models_dir, lc.dims, paper_only=True):  # paper level (other levels: below)
         loaded[tm.name] = tm.load()
-        sets[tm.name] = loaded[tm.name].denoise(test["x"])
+        sets[tm.name] = loaded[tm.name].denoise_given(test["x"], ivar)
         run_ids[tm.name] = tm.run_id()
     truth = {ln: smp[f"{ln}_flux"].to_numpy()[idx] for ln in TABLE6_LINES}
     t_fit = time.perf_counter()
     res = evaluate_lines(
         sets, fit, truth, edges, norm, float(np.mean(nz.sigma)), TABLE6_LINES, lc.sigma_kms, lc.n_bins, lc.seed
     )
-    fit_s = time.perf_counter() - t_fit
-    fits = res.pop("fits")
-    n_spec = sum(len(v) for v in sets.values())
+    fit_s, fits, n_spec = time.perf_counter() - t_fit, res.pop("fits"), sum(len(v) for v in sets.values())
     models = _flatten(res["sets"])
     out_obj = {
         "lines": list(TABLE6_LINES),
@@ -384,7 +381,8 @@ def run(
             fast, ppxf_fitter, test["y"][sub], test["truth"][sub], norm[sub], true_sub
         )
     same = fits if fit is fast else None  # recovery uses the fast fitter throughout
-    out_obj["recovery"] = stage_recovery(params, pre, nz, smp, fast, sets, loaded, test, norm, edges, same)
+    out_obj["recovery"] = stage_recovery(params, pre, nz, smp, fast, sets, loaded, test, norm, edges, same, ivar)
+    out_obj["recovery_levels"] = other_levels(params, pre, smp, fast, edges, models_dir, levels_dir)
     save_json(out, out_obj)
     text = "# Table 6: line-flux scatter (dex) against the fit to the observed target\n\n" + table6_markdown(res)
     text += "\n## Against the true line fluxes of the universe\n\n" + table6_markdown(res, "vs_truth")

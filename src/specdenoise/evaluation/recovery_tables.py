@@ -112,3 +112,12 @@ def line_metrics(rec: dict[str, Any]) -> dict[str, Any]:
 
 def _round(v: Any) -> float | None:
     return None if v is None or v != v else round(float(v), 3)
+
+
+def line_metrics_by_level(lines_json: dict[str, Any], paper_sigma: float) -> dict[str, Any]:
+    """``reports/line_metrics.json``: :func:`line_metrics` per noise level, keyed ``sigma_<level>``
+    (the paper level from ``recovery``, the others from ``recovery_levels`` of ``reports/lines.json``)."""
+    out = {f"sigma_{paper_sigma:g}": line_metrics(lines_json.get("recovery") or {})}
+    for level, rec in sorted((lines_json.get("recovery_levels") or {}).items(), key=lambda kv: float(kv[0])):
+        out[f"sigma_{level}"] = line_metrics(rec)
+    return out

@@ -15,7 +15,9 @@ was trained on travel with it: every training run writes them to ``preprocess.js
 saved model directory and logs the whole directory to its MLflow run as ``specdenoise_model/``
 (a model without that record is refused).
 
-Uncertainty: with a calibration (the ``uncertainty`` stage writes one per model, see
+Uncertainty: a noise-aware model (the default, ``specdenoise-posterior``) is given each spectrum's
+own ivar and states its own calibrated posterior spread and out-of-domain bits. For the others,
+with a calibration (the ``uncertainty`` stage writes one per model, see
 :mod:`specdenoise.evaluation.uncertainty`) ``sigma`` is calibrated so that 68 % of true pixels lie within
 it on held-out data; without one, a VAE gives its raw posterior spread
 (``calibrated=False``) and other families give NaN.
@@ -39,9 +41,9 @@ from specdenoise.data.preprocess import preprocess, rest_grid
 from specdenoise.errors import DataError
 from specdenoise.evaluation.calibration import Calibration, uses_posterior
 from specdenoise.models import store
+from specdenoise.survey.model_dir import load_dir, local_provenance
 from specdenoise.tracking import is_model_uri
 from specdenoise.tracking.registry import download_model
-from specdenoise.tracking.runs import CALIBRATION
 
 log = logging.getLogger("specdenoise.denoiser")
 
@@ -185,13 +187,13 @@ class Denoiser:
             with tempfile.TemporaryDirectory(prefix="specdenoise-model-") as tmp:  # the download, read into memory
                 path, cal_obj, info = download_model(text, params.tracking, root, Path(tmp))
                 prov.update(info)
-                model, record, _ = _load_dir(path)
+                model, record, _ = load_dir(path)
         else:
             path = Path(text)
             if not path.is_dir():
                 raise DataError(f"model '{text}': not a models:/ or runs:/ URI nor an existing model directory")
-            model, record, cal_obj = _load_dir(path)
-            prov.update(_local_provenance(path))
+            model, record, cal_obj = load_dir(path)
+            prov.update(local_provenance(path))
         if record is None:
             raise DataError(
                 f"model '{text}': no {store.PREPROCESS} (the preprocessing it was trained with); retrain it"
@@ -387,34 +389,3 @@ class Denoiser:
         if cal is not None and cal.method == "residual":
             return pred, np.broadcast_to(cal.scale.astype(np.float32), pred.shape).copy(), True
         return pred, np.full_like(pred, np.nan), False
-
-
-# ---------------------------------------------------------------------- resolution helpers
-def _load_dir(path: Path) -> tuple[Any, dict | None, tuple[dict, str] | None]:
-    """Model, ``preprocess.json`` and calibration of a saved model folder (``calibration.json``
-    inside it, or the DVC layout's ``calibration/<family>_<dim>.json`` beside ``models/``)."""
-    model, record = store.load_checked(path)
-    cal = None
-    for cand in (path / CALIBRATION, _dvc_calibration(path)):
-        if cand is not None and cand.exists():
-            cal = (store.read_json(cand), str(cand))
-            break
-    return model, record, cal
-
-
-def _dvc_calibration(path: Path) -> Path | None:
-    """``models/<key>/model`` -> ``calibration/<key>.json`` beside ``models/`` (the DVC layout)."""
-    path = path.resolve()
-    if path.name != store.MODEL or len(path.parents) < 3:
-        return None
-    return path.parents[2] / "calibration" / f"{path.parent.name}.json"
-
-
-def _local_provenance(path: Path) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "model_name": path.resolve().parent.name if path.name == store.MODEL else path.resolve().name
-    }
-    run_id = (store.read_json(path.parent / store.METRICS) or {}).get("run_id")
-    if run_id:
-        info["run_id"] = run_id
-    return info
