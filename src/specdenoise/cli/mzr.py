@@ -93,6 +93,13 @@ def evaluate_cmd(
     model: Annotated[
         str | None, typer.Option(help="Model URI (default models:/<mzr.registered_model>@champion).")
     ] = None,
+    posterior_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Noise-aware model for the MZR from posterior draws (default: models:/<tracking.default_model>"
+            "@champion when train.extra has a noise-aware family; mzr.posterior_draws 0: none)."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Metrics (JSON).")] = Path("reports/mzr.json"),
     out_md: Annotated[Path, typer.Option(help="Table (Markdown).")] = Path("reports/mzr.md"),
     figure: Annotated[Path, typer.Option(help="Figure 10 (PNG).")] = Path("reports/figures/mzr/fig10_mzr.png"),
@@ -113,6 +120,7 @@ def evaluate_cmd(
         figure,
         model=model,
         tracking=tracking,
+        posterior_model=posterior_model,
     )
     done("mzr evaluate", t0)
     typer.echo(line)

@@ -31,6 +31,8 @@ from specdenoise.data.artefacts import MZR_SAMPLE_COLUMNS, DesiSet, Spectra, loa
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.errors import DataError
 from specdenoise.evaluation.linefit import make_fast_fitter
+from specdenoise.evaluation.mzr_posterior import default_posterior_uri, from_draws
+from specdenoise.evaluation.mzr_posterior import markdown as posterior_md
 from specdenoise.evaluation.mzr_truth import (  # noqa: F401 (o3n2, pp04_o3n2: this module's interface)
     MZR_LINES,
     curti,
@@ -316,6 +318,7 @@ def run(
     figure: Path,
     model: str | None = None,
     tracking: bool = True,
+    posterior_model: str | None = None,
 ) -> str:
     """The ``mzr`` stage: promote the DESI VAE's champion, load it from the registry, measure
     metallicities of the original, DESI-like and de-noised spectra, write the table, Fig. 10 and
@@ -329,6 +332,10 @@ def run(
     uri = model or f"models:/{params.mzr.registered_model}@champion"
     den = Denoiser.load(uri, params=params)
     res = measure(params, pre, dz, smp, templates, den.model)
+    post_uri = posterior_model or default_posterior_uri(params)
+    if post_uri and params.mzr.posterior_draws > 0:
+        post = Denoiser.load(post_uri, params=params).model
+        res["posterior"] = {"model_uri": post_uri, **from_draws(params, pre, dz, smp, templates, post)}
     figure10(res, res.pop("_mass"), res.pop("_sfr"), figure, TITLES)
     res.pop("_arrays")
     res.update(
@@ -342,10 +349,12 @@ def run(
             flat[f"mzr_{k}_o3n2_slope_vs_true"] = st["vs_true"]["o3n2"]["slope_ols"]
             flat[f"mzr_{k}_oh_true_coef"] = st["vs_true"]["oh_fit"]["oh_true"]
             flat[f"mzr_{k}_oh_coverage"] = st["vs_true"]["oh_coverage"]
+    if "posterior" in res:
+        flat.update({f"mzr_posterior_{k}": v for k, v in res["posterior"]["diff"].items()})
     if tracking:
         log_stage_run(params, "mzr", tags={"sample": "desi", "model_uri": uri}, metrics=flat, artifacts=[figure])
     save_json(out, {**res, "metrics": flat})
-    save_text(out_md, render_markdown(res))
+    save_text(out_md, render_markdown(res) + (posterior_md(res["posterior"], post_uri) if "posterior" in res else ""))
     s = res["sets"]
     return (
         "mzr: measurable "
