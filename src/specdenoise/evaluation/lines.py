@@ -1,13 +1,13 @@
-"""Emission-line fluxes (paper section 4.3) with a fast, vectorised linear fitter.
+"""Emission-line fluxes (paper section 4.3) with a fast, batched fitter.
 
 The fast fitter works on the common rest-frame grid shared by every preprocessed spectrum, so
-one design matrix serves a whole batch (:func:`make_fast_fitter`): an E-MILES template continuum
-fitted jointly with pixel-integrated Gaussian lines of fixed width (``lines.sigma_kms`` with the
-SDSS instrumental 65 km/s in quadrature; the 825-bin grid is ~276 km/s per bin, so integration
-over each bin matters). Without templates, :func:`fit_lines` fits windows of nearby lines
-(H-alpha with [NII], the doublets) with a straight-line continuum and, under Balmer lines, a
-broad Gaussian absorption trough, by batched weighted least squares. A line counts as fitted
-when its flux is finite and positive; a failed fit is flagged and kept out of the statistics.
+one set of operators serves a whole batch (:func:`make_fast_fitter`): a non-negative E-MILES
+SSP continuum fitted jointly with pixel-integrated Gaussian lines of one gas width per spectrum
+from a grid (the 825-bin grid is ~276 km/s per bin: integration over bins matters). Without
+templates, :func:`fit_lines` fits windows of nearby lines (H-alpha with [NII], the doublets) with
+a straight-line continuum and, under Balmer lines, a broad Gaussian absorption trough, by batched
+weighted least squares. A line counts as fitted when its flux is finite and positive; a failed
+fit is flagged and kept out of the statistics.
 
 Metrics (for each line, model and dimension):
 ``sigma`` the standard deviation of log10(F_model / F_reference) over lines fitted in both;

@@ -123,38 +123,6 @@ def continuum_basis(
     return np.vstack([mean, vt[:n_components]])
 
 
-def ssp_grid(
-    path: Path,
-    edges: np.ndarray,
-    sigmas_kms: tuple[float, ...],
-    age_step: int = 2,
-    metals: tuple[float, ...] = (-0.71, 0.0, 0.22),
-    dv_kms: float = 20.0,
-) -> np.ndarray:
-    """E-MILES SSPs broadened at constant velocity and binned onto a rest-frame grid.
-
-    Every ``age_step``-th age of the library at the [M/H] values ``metals`` (nearest in the
-    library) is interpolated onto a log-lambda grid of ``dv_kms`` steps, convolved with a
-    Gaussian of each of ``sigmas_kms`` (stellar velocity dispersion; the library's 2.51 A FWHM
-    stands in for the instrument, as in the universe), averaged over the bins with ``edges`` (A)
-    and normalised to unit L2 norm. Returns (len(sigmas_kms) x n_ssp, n_pix), non-negative.
-    """
-    t = load_templates(path)
-    lam = t["lam"]
-    ia = np.arange(0, len(t["ages"]), age_step)
-    im = sorted({int(np.argmin(np.abs(t["metals"] - m))) for m in metals})
-    flat = t["templates"][:, ia][:, :, im].reshape(len(lam), -1).T  # (n_ssp, n_lam)
-    dln = dv_kms / C_KMS
-    ln = np.arange(np.log(lam[0]), np.log(lam[-1]), dln)
-    fine = np.stack([np.interp(np.exp(ln), lam, f) for f in flat])
-    ln_edges = np.exp(np.concatenate([[ln[0] - dln / 2], ln + dln / 2]))
-    out = []
-    for s in sigmas_kms:
-        res, _, _ = resample(edges, ln_edges, gaussian_filter1d(fine, s / dv_kms, axis=1))
-        out.append(res / np.linalg.norm(res, axis=1, keepdims=True))
-    return np.concatenate(out)
-
-
 def provenance(path: Path) -> dict:
     meta = Path(path).with_suffix(".json")
     return json.loads(meta.read_text()) if meta.exists() else {}
