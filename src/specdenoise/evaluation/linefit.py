@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.polynomial import legendre
 from scipy.special import erf
+from threadpoolctl import ThreadpoolController
 
 from specdenoise.evaluation.ssp_basis import nnls_fit, ssp_grid
 from specdenoise.physics.constants import C_KMS, SIGMA_INST_KMS
@@ -330,6 +331,7 @@ def _template_fitter(templates_path, edges: np.ndarray, n_components: int, gas_s
     dof = max(len(edges) - 1 - widths[0][2].shape[1], 1)
     resid_all = np.concatenate([r for _, r, _ in widths], axis=1)  # one matrix product selects the width
     ssp = ssp_grid(templates_path, edges, NNLS_STELLAR_SIGMAS_KMS, NNLS_AGE_STEP, NNLS_METALS)
+    blas = ThreadpoolController()
     nn_designs = _nnls_designs(ssp, edges, names, gas_sigmas_kms, NNLS_MULT_DEG)
 
     def fit(flux: np.ndarray, sigma: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
@@ -342,20 +344,21 @@ def _template_fitter(templates_path, edges: np.ndarray, n_components: int, gas_s
         best = np.argmin(((x @ resid_all) ** 2).reshape(len(x), len(widths), -1).sum(axis=2), axis=1)
         f_all, err = np.zeros((len(x), len(names))), np.zeros((len(x), len(names)))
         var = None if sigma is None else np.broadcast_to(np.asarray(sigma, dtype=np.float64) ** 2, x.shape)
-        for k, (rows, _, q) in enumerate(widths):
-            m = best == k
-            if not m.any():
-                continue
-            v = None if var is None else var[m]
-            f_nn, e_nn, ok = nnls_fit(x[m], ssp, nn_designs[k], NNLS_MULT_DEG, len(names), v)
-            rss = np.clip(np.sum(x[m] ** 2, axis=1) - np.sum((x[m] @ q) ** 2, axis=1), 0.0, None)
-            e_lin = (
-                np.sqrt(rss / dof)[:, None] * np.sqrt(np.sum(rows**2, axis=1))
-                if v is None
-                else np.sqrt(v @ (rows**2).T)
-            )
-            f_all[m] = np.where(ok[:, None], f_nn, x[m] @ rows.T)
-            err[m] = np.where(ok[:, None], e_nn, e_lin)
+        with blas.limit(limits=1, user_api="blas"):  # small products: extra threads only contend
+            for k, (rows, _, q) in enumerate(widths):
+                m = best == k
+                if not m.any():
+                    continue
+                v = None if var is None else var[m]
+                f_nn, e_nn, ok = nnls_fit(x[m], ssp, nn_designs[k], NNLS_MULT_DEG, len(names), v)
+                rss = np.clip(np.sum(x[m] ** 2, axis=1) - np.sum((x[m] @ q) ** 2, axis=1), 0.0, None)
+                e_lin = (
+                    np.sqrt(rss / dof)[:, None] * np.sqrt(np.sum(rows**2, axis=1))
+                    if v is None
+                    else np.sqrt(v @ (rows**2).T)
+                )
+                f_all[m] = np.where(ok[:, None], f_nn, x[m] @ rows.T)
+                err[m] = np.where(ok[:, None], e_nn, e_lin)
         out = {}
         for j, name in enumerate(names):
             f = f_all[:, j]

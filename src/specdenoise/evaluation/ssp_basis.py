@@ -65,6 +65,7 @@ def nnls_fit(
     pl = pinv[first : first + n_lines]
     m_all = pl @ ssp.T  # (n_lines, k)
     pl_q = pl @ q  # (n_lines, k)
+    gram = r.T @ r
     y = x @ q
     n_pix = x.shape[1]
     w = np.zeros((len(x), r.shape[1]))
@@ -77,7 +78,11 @@ def nnls_fit(
             ok[i] = False
             continue
         act = w[i] > 0
-        g = m_all[:, act] @ np.linalg.pinv(r[:, act])  # (n_lines, k)
+        r_a = r[:, act]
+        try:  # M_A R_A^+ through the (|A|, |A|) normal equations: the active columns are independent
+            g = np.linalg.solve(gram[np.ix_(act, act)], m_all[:, act].T).T @ r_a.T  # (n_lines, k)
+        except np.linalg.LinAlgError:
+            g = m_all[:, act] @ np.linalg.pinv(r_a)
         if var is not None:
             err[i] = np.sqrt(var[i] @ ((pl - g @ q.T) ** 2).T)
         else:
