@@ -299,7 +299,7 @@ def make_fast_fitter(
     linefit --n 500``, lines with true flux > 3e-17 erg/s/cm^2), median bias / scatter in dex,
     this fitter (pPXF): H-alpha +0.000 / 0.046 (-0.003 / 0.065), H-beta +0.008 / 0.123 (+0.012 /
     0.131), [OIII] 5007 +0.012 / 0.042 (+0.019 / 0.083), [NII] 6583 -0.008 / 0.051 (-0.009 /
-    0.056); ~8,000 spectra/s on an idle 2-core machine, ~7,800x pPXF (1,450x under load). The limit that remains is
+    0.056); 3,000-4,400 spectra/s on the loaded shared 2-core machine, 3,200-4,400x pPXF. The limit that remains is
     H-beta (and to a lesser degree [OIII] 5007) in absorption-dominated and quiescent galaxies,
     where the emission EW is a small fraction of the stellar Balmer absorption: there the
     E-MILES continuum under the line differs from the universe's BC03 + MILES stellar library by
