@@ -27,6 +27,8 @@ HDELTA_A_INDEX = (4083.500, 4122.250)
 HDELTA_A_BLUE = (4041.600, 4079.750)
 HDELTA_A_RED = (4128.500, 4161.000)
 HALPHA_SIDEBANDS = ((6490.0, 6530.0), (6600.0, 6640.0))
+#: H-beta side bands: the Lick H-beta pseudo-continua (Worthey et al. 1994), air A.
+HBETA_SIDEBANDS = ((4827.875, 4847.875), (4876.625, 4891.625))
 
 
 def band_weights(edges: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -67,15 +69,18 @@ def hdelta_a(flux: np.ndarray, edges: np.ndarray) -> np.ndarray:
         return np.where(np.all(cont > 0, axis=1), ew, np.nan)
 
 
-def halpha_continuum(flux: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Mean F_lambda (n,) in the H-alpha side bands :data:`HALPHA_SIDEBANDS`."""
-    w = sum(band_weights(edges, lo, hi) for lo, hi in HALPHA_SIDEBANDS)
+def halpha_continuum(flux: np.ndarray, edges: np.ndarray, sidebands: tuple = HALPHA_SIDEBANDS) -> np.ndarray:
+    """Mean F_lambda (n,) in the side bands ``sidebands`` (default :data:`HALPHA_SIDEBANDS`)."""
+    w = sum(band_weights(edges, lo, hi) for lo, hi in sidebands)
     return np.asarray(flux, dtype=float) @ w / w.sum()
 
 
-def ew_halpha(line_flux: np.ndarray, flux: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def ew_halpha(
+    line_flux: np.ndarray, flux: np.ndarray, edges: np.ndarray, sidebands: tuple = HALPHA_SIDEBANDS
+) -> np.ndarray:
     """H-alpha emission EW (n,) in A: ``line_flux`` (n,; flux-density units x A, same units as
-    ``flux``) over :func:`halpha_continuum`; NaN where the continuum is not positive."""
-    cont = halpha_continuum(flux, edges)
+    ``flux``) over :func:`halpha_continuum`; NaN where the continuum is not positive. With
+    ``sidebands=HBETA_SIDEBANDS``, the same for H-beta."""
+    cont = halpha_continuum(flux, edges, sidebands)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(cont > 0, np.asarray(line_flux, dtype=float) / cont, np.nan)

@@ -1,8 +1,9 @@
-"""Emission-line fluxes (paper section 4.3) with a fast, vectorised linear fitter.
+"""Emission-line fluxes (paper section 4.3) with a fast, batched fitter.
 
-The fitters: :func:`~specdenoise.evaluation.linefit.make_fast_fitter` (one design matrix for a
-whole batch on the common rest-frame grid; see :mod:`specdenoise.evaluation.linefit`) and pPXF.
-A line counts as fitted when its flux is finite and positive; failed fits are kept out of the statistics.
+The fitters: :func:`~specdenoise.evaluation.linefit.make_fast_fitter` (a non-negative E-MILES SSP
+continuum fitted jointly with pixel-integrated Gaussian lines on the common rest-frame grid; see
+:mod:`specdenoise.evaluation.linefit`) and pPXF. A line counts as fitted when its flux is finite
+and positive; failed fits are kept out of the statistics.
 
 Metrics (for each line, model and dimension):
 ``sigma`` the standard deviation of log10(F_model / F_reference) over lines fitted in both;
