@@ -45,8 +45,9 @@ import numpy as np
 from pydantic import Field
 
 from specdenoise.errors import ConfigError
+from specdenoise.models import posterior_infer as infer
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
-from specdenoise.models.posterior_fit import calibrate, draw_samples, fit_prior, pixel_log_snr
+from specdenoise.models.posterior_fit import calibrate, fit_prior, pixel_log_snr
 from specdenoise.models.posterior_noise import mixed_observations
 
 #: Out-of-domain bits: redshift outside the prior's range, continuum S/N outside the calibrated
@@ -91,31 +92,6 @@ def _scale_grid(y: np.ndarray, ivar: np.ndarray, n_scale: int) -> np.ndarray:
     rel = np.clip(0.5 * sd2 / s2, 0.02, 0.5)  # fractional sd of s
     off = np.linspace(-2.0, 2.0, n_scale) if n_scale > 1 else np.zeros(1)
     return np.sqrt(s2)[:, None] * np.exp(off[None, :] * rel[:, None])
-
-
-def _gaussian_terms(y, ivar, s, mu, w, d):
-    """Latent posterior and evidence of one component at amplitudes ``s`` (n,), batched.
-
-    Returns ``loglik`` (n,), ``m_z`` (n, q), ``chol`` (n, q, q) of ``P_z``, ``kappa`` (n, P),
-    ``a`` (n, P) and the standardised chi^2 (n,)."""
-    a = (s**2)[:, None] * d[None, :]
-    g = ivar / (1.0 + a * ivar)
-    ws = s[:, None, None] * w[None]  # (n, P, q)
-    pz = np.matmul(np.swapaxes(ws * g[:, :, None], 1, 2), ws) + np.eye(w.shape[1])
-    chol = np.linalg.cholesky(pz)
-    r = y - s[:, None] * mu[None]
-    t = np.einsum("npq,np->nq", ws, g * r)
-    u = np.linalg.solve(chol, t[..., None])[..., 0]
-    m_z = np.linalg.solve(np.swapaxes(chol, 1, 2), u[..., None])[..., 0]
-    quad = np.sum(g * r * r, axis=1) - np.sum(u * u, axis=1)
-    good = ivar > 0
-    n_good = good.sum(axis=1)
-    logdet = -np.sum(np.log(np.where(good, g, 1.0)), axis=1) + 2 * np.sum(
-        np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1
-    )
-    loglik = -0.5 * (quad + logdet + n_good * np.log(2 * np.pi))
-    chi2 = (quad - n_good) / np.sqrt(2.0 * np.maximum(n_good, 1))
-    return loglik, m_z, chol, a * g, a, chi2
 
 
 @register
@@ -202,55 +178,32 @@ class PosteriorDenoiser(DenoisingModel):
         ivar = np.asarray(ivar, dtype=np.float64)
         return np.where(np.isfinite(ivar) & (ivar > 0), ivar, 0.0)
 
-    def _terms(self, y: np.ndarray, ivar: np.ndarray):
-        """Evidence-weighted (component, scale) terms for a batch: ``resp`` (n, C) and per term
-        the quantities of :func:`_gaussian_terms` plus the scale and component index."""
+    def prior(self) -> infer.Prior:
+        """The prior arranged for batched inference (:func:`.posterior_infer.prepare`), cached."""
         a = self.arrays
+        key = (id(a["mu"]), id(a["w"]), id(a["d"]), id(a["log_pi"]), self.hyper.get("rel_floor", 0.0))
+        if getattr(self, "_prior_key", None) != key:
+            rel = float(self.hyper.get("rel_floor", 0.0) or 0.0)
+            d = a["d"] + (rel * a["mu"]) ** 2
+            self._prior = infer.prepare({**a, "d": d})
+            self._prior_key = key
+        return self._prior
+
+    def _grid(self, y: np.ndarray, ivar: np.ndarray) -> np.ndarray:
         fixed = self.hyper.get("fixed_scale")
         if fixed is None:
-            grid = _scale_grid(y, ivar, int(self.hyper.get("n_scale", 5)))
-        else:
-            grid = np.full((len(y), 1), float(fixed))
-        terms, logw = [], []
-        for k in range(a["mu"].shape[0]):
-            d = self._diag(k)
-            for j in range(grid.shape[1]):
-                s = grid[:, j]
-                out = _gaussian_terms(y, ivar, s, a["mu"][k], a["w"][k], d)
-                terms.append((k, s, *out[1:]))
-                logw.append(out[0] + a["log_pi"][k])
-        logw = np.stack(logw, axis=1)
-        resp = np.exp(logw - logw.max(axis=1, keepdims=True))
-        resp /= resp.sum(axis=1, keepdims=True)
-        return resp, terms, logw
+            return _scale_grid(y, ivar, int(self.hyper.get("n_scale", 5)))
+        return np.full((len(y), 1), float(fixed))
 
-    def _diag(self, k: int) -> np.ndarray:
-        """Component ``k``'s diagonal prior variance with the model-mismatch floor, (P,)."""
-        return self.arrays["d"][k] + (float(self.hyper.get("rel_floor", 0.0)) * self.arrays["mu"][k]) ** 2
+    def _terms(self, y: np.ndarray, ivar: np.ndarray) -> infer.Terms:
+        """The evidence-pruned (component, amplitude, floor) terms of a batch."""
+        return infer.batch_terms(self.prior(), y, ivar, self._grid(y, ivar))
 
-    def _moments(self, y: np.ndarray, ivar: np.ndarray, pre=None):
-        """Posterior mean, raw sd (n, P), the standardised chi^2 of the best term (n,); ``pre``:
-        the output of :meth:`_terms` if already computed."""
-        a = self.arrays
-        resp, terms, logw = self._terms(y, ivar) if pre is None else pre
-        mean = np.zeros_like(y)
-        second = np.zeros_like(y)
-        for c, (k, s, m_z, chol, kappa, aa, _chi2) in enumerate(terms):
-            rows = np.flatnonzero(resp[:, c] > 1e-10)  # terms with negligible weight are skipped
-            if len(rows) == 0:
-                continue
-            s, m_z, chol, kappa, aa, yr = s[rows], m_z[rows], chol[rows], kappa[rows], aa[rows], y[rows]
-            wk = s[:, None, None] * a["w"][k][None] * (1 - kappa)[:, :, None]
-            mk = (1 - kappa) * s[:, None] * a["mu"][k] + np.einsum("npq,nq->np", wk, m_z) + kappa * yr
-            # rows of wk L^-T: Cov = wk P^-1 wk^T = (wk L^-T)(wk L^-T)^T
-            v = np.linalg.solve(chol, np.swapaxes(wk, 1, 2))  # (n, q, P)
-            vk = aa * (1 - kappa) + np.sum(v * v, axis=1)
-            r = resp[rows, c : c + 1]
-            mean[rows] += r * mk
-            second[rows] += r * (vk + mk * mk)
-        best = np.argmax(logw, axis=1)
-        chi2 = np.stack([t[-1] for t in terms], axis=1)[np.arange(len(y)), best]
-        return mean, np.sqrt(np.clip(second - mean**2, 0, None)), chi2
+    def _moments(self, y: np.ndarray, ivar: np.ndarray, terms: infer.Terms | None = None):
+        """Posterior mean, raw sd (n, P) and the standardised chi^2 of the best ``f = 0`` term (n,)."""
+        t = self._terms(y, ivar) if terms is None else terms
+        mean, sd = infer.moments(self.prior(), y, ivar, t)
+        return mean, sd, t.ood_chi2
 
     def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
         """Factor (n, P) multiplying the raw posterior spread: ``calib_scale`` (n_bins, P)
@@ -270,6 +223,7 @@ class PosteriorDenoiser(DenoisingModel):
     def _batches(self, x, ivar, batch):
         x = np.asarray(x, dtype=np.float64)
         iv = self._ivar(x, ivar)
+        x = np.where(iv > 0, x, 0.0)  # masked values play no part
         for i in range(0, len(x), batch):
             yield i, x[i : i + batch], iv[i : i + batch]
 
@@ -301,9 +255,9 @@ class PosteriorDenoiser(DenoisingModel):
         rng = np.random.default_rng(seed)
         out = []
         for _, xb, ib in self._batches(x, ivar, batch):
-            pre = self._terms(xb, ib)
-            draws = draw_samples(self.arrays, xb, pre[0], pre[1], n_samples, rng)
-            mean = self._moments(xb, ib, pre)[0]
+            terms = self._terms(xb, ib)
+            draws = infer.draw(self.prior(), xb, ib, terms, n_samples, rng)
+            mean = self._moments(xb, ib, terms)[0]
             scale = self.calibration_scale(mean, ib)[None]
             out.append(mean[None] + scale * (draws - mean[None]))
         return np.concatenate(out, axis=1)

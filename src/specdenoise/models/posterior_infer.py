@@ -1,0 +1,356 @@
+"""Fast batched inference of the posterior family: the (component, amplitude, mismatch) terms of a
+batch, pruned by their evidence, and the posterior moments and draws they give.
+
+Each term is one Gaussian: component ``k`` of the prior (``mu_k``, loading ``W_k`` (P, q), diagonal
+``d_k``), amplitude ``s`` and model-mismatch floor ``f`` (prior variance ``d_k + f^2 level_k`` per
+pixel). With ``a = s^2 d``, ``g = ivar / (1 + a ivar)`` and ``r = y - s mu`` the latent precision is
+``P_z = I + s^2 W^T diag(g) W``; the batch computes it as ONE matrix product ``g @ WW_k`` with the
+per-pixel outer products ``WW_k[p] = vec(w_p w_p^T)`` (P, q^2) precomputed once per model;
+likewise ``W^T (g r)`` is ``(g r) @ W_k`` and the posterior variance diagonal
+``diag(W P_z^-1 W^T)`` is ``vec(P_z^-1) @ WW_k^T``. ``P_z`` is factorised once (Cholesky); the small
+triangular solves are vectorised over the batch. All of it is float64.
+
+Pruning (:func:`batch_terms`), all thresholds on log evidence relative to the spectrum's best term:
+
+1. every component at the central amplitude and ``f = 0``;
+2. the amplitude grid only for components within ``delta`` (:data:`DELTA` = 25 nats, weight
+   < 1.4e-11) of the best, so negligible components are never expanded;
+3. the mismatch floor is chosen per spectrum (type-II maximum over the grid ``mismatch`` with prior
+   ``log_pf``) from the evidence of the surviving components at the central amplitude; where it is
+   ``f > 0`` every component is screened again at that ``f`` and the survivors expanded over the
+   amplitude grid.
+
+The out-of-domain chi^2 is always the best ``f = 0`` term's, so spectra the prior cannot explain
+are still flagged when the floor lets their data through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: log-evidence margin below the best term under which a component is not expanded (nats)
+DELTA = 30.0
+#: terms whose normalised weight is below this are skipped in the moments
+MIN_RESP = 1e-12
+ROWS = 64  # spectra per inner block: keeps the (rows, P) temporaries in cache
+
+
+@dataclass
+class Prior:
+    """The prior arranged for batched inference (built once per model by :func:`prepare`)."""
+
+    mu: np.ndarray  # (K, P)
+    w: np.ndarray  # (K, P, q)
+    ww: np.ndarray  # (K, P, q*q) per-pixel outer products of the loading rows
+    d: np.ndarray  # (K, F, P) diagonal variance at each mismatch floor
+    log_pi: np.ndarray  # (K,)
+    log_pf: np.ndarray  # (F,) prior of the mismatch floor (index 0: f = 0)
+
+
+def prepare(arrays: dict, mismatch=(0.0,), log_pf=None, level=None) -> Prior:
+    """Precompute :class:`Prior` from the model's arrays; ``level`` (K, P) is the per-pixel variance
+    unit of the mismatch floor (default ``mu_k^2``)."""
+    mu, w, d = arrays["mu"], arrays["w"], arrays["d"]
+    k, p, q = w.shape
+    ww = np.einsum("kpi,kpj->kpij", w, w).reshape(k, p, q * q)
+    level = mu**2 if level is None else level
+    f = np.asarray(mismatch, dtype=float)
+    dd = d[:, None, :] + (f**2)[None, :, None] * level[:, None, :]
+    lpf = np.zeros(len(f)) if log_pf is None else np.asarray(log_pf, dtype=float)
+    return Prior(mu, w, np.ascontiguousarray(ww), dd, arrays["log_pi"], lpf)
+
+
+def _chol_solve_vec(chol: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``L^-1 t`` for lower-triangular ``chol`` (m, q, q) and ``t`` (m, q), vectorised over m."""
+    q = t.shape[1]
+    u = np.empty_like(t)
+    for i in range(q):
+        u[:, i] = (t[:, i] - np.einsum("mj,mj->m", chol[:, i, :i], u[:, :i])) / chol[:, i, i]
+    return u
+
+
+def _chol_back_vec(chol: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``L^-T u`` for lower-triangular ``chol`` (m, q, q) and ``u`` (m, q)."""
+    q = u.shape[1]
+    x = np.empty_like(u)
+    for i in range(q - 1, -1, -1):
+        x[:, i] = (u[:, i] - np.einsum("mj,mj->m", chol[:, i + 1 :, i], x[:, i + 1 :])) / chol[:, i, i]
+    return x
+
+
+def tri_inverse(chol: np.ndarray) -> np.ndarray:
+    """``L^-1`` of lower-triangular ``chol`` (m, q, q), vectorised over m."""
+    m, q, _ = chol.shape
+    inv = np.zeros_like(chol)
+    for i in range(q):
+        acc = -np.einsum("mj,mjk->mk", chol[:, i, :i], inv[:, :i, :])
+        acc[:, i] += 1.0
+        inv[:, i, :] = acc / chol[:, i, i, None]
+    return inv
+
+
+def evaluate(pr: Prior, y, iv, slog, ngood, s, k: int, f: int, profile=None) -> dict[str, np.ndarray]:
+    """Evidence and latent posterior of component ``k`` at floor index ``f`` for rows ``y``, ``iv``
+    (m, P) at amplitudes ``s`` (m,); ``slog`` (m,) is the sum of log ivar over unmasked pixels and
+    ``ngood`` (m,) their number. Returns ``loglik``, ``chi2`` (m,), ``mz`` (m, q), ``chol`` (m, q, q)
+    and, given ``profile`` (m, n_scale) amplitudes, the approximate log evidence at each of them
+    (quadratic in the amplitude with ``g`` and ``P_z`` held at ``s``: used only to decide which
+    components to expand)."""
+    s2 = s * s
+    a = s2[:, None] * pr.d[k, f][None, :]
+    den = 1.0 + a * iv
+    g = iv / den
+    r = y - s[:, None] * pr.mu[k][None, :]
+    gr = g * r
+    quad = np.einsum("mp,mp->m", gr, r)
+    q = pr.w.shape[2]
+    pz = (g @ pr.ww[k]).reshape(-1, q, q) * s2[:, None, None]
+    pz[:, np.arange(q), np.arange(q)] += 1.0
+    chol = np.linalg.cholesky(pz)
+    t = (gr @ pr.w[k]) * s[:, None]
+    u = _chol_solve_vec(chol, t)
+    quad = quad - np.einsum("mi,mi->m", u, u)
+    logdet = np.log(den).sum(axis=1) - slog + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    loglik = -0.5 * (quad + logdet + ngood * np.log(2 * np.pi))
+    chi2 = (quad - ngood) / np.sqrt(2.0 * np.maximum(ngood, 1))
+    out = {"loglik": loglik, "chi2": chi2, "mz": _chol_back_vec(chol, u), "chol": chol}
+    if profile is not None:  # quadratic profile of quad in the amplitude, g and P_z held (pruning only)
+        gm = g * pr.mu[k][None, :]
+        v = _chol_solve_vec(chol, (gm @ pr.w[k]) * s[:, None])
+        mmm = np.einsum("mp,p->m", gm, pr.mu[k]) - np.einsum("mi,mi->m", v, v)
+        mmr = np.einsum("mp,mp->m", gm, r) - np.einsum("mi,mi->m", v, u)
+        ds = profile - s[:, None]  # (m, n_scale) amplitude offsets
+        out["profile"] = loglik[:, None] + ds * mmr[:, None] - 0.5 * ds * ds * mmm[:, None]
+    return out
+
+
+@dataclass
+class Terms:
+    """Flat list of evaluated terms of a batch of n spectra; ``resp`` sums to 1 per row over the
+    terms of the posterior (0 for screening-only terms)."""
+
+    row: np.ndarray
+    comp: np.ndarray
+    fidx: np.ndarray
+    s: np.ndarray
+    logw: np.ndarray
+    chi2: np.ndarray
+    mz: np.ndarray
+    chol: np.ndarray
+    sidx: np.ndarray
+    resp: np.ndarray
+    ood_chi2: np.ndarray  # (n,) best f = 0 term's standardised chi^2
+    f_hat: np.ndarray  # (n,) chosen floor index
+
+
+class _Batch:
+    """Inputs of one batch and the terms evaluated so far."""
+
+    def __init__(self, pr: Prior, y, iv, grid):
+        self.pr, self.y, self.iv, self.grid = pr, y, iv, grid
+        good = iv > 0
+        self.ngood = good.sum(axis=1).astype(float)
+        self.slog = np.log(np.where(good, iv, 1.0)).sum(axis=1)
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def run(self, rows, comp, fidx, sidx, profile: bool = False) -> np.ndarray:
+        """Evaluate the requested terms (grouped by component and floor); returns their log weights
+        (T,), or with ``profile`` the approximate log weights over the amplitude grid (T, n_scale)."""
+        out = np.empty((len(rows), self.grid.shape[1])) if profile else np.empty(len(rows))
+        key = comp * self.pr.d.shape[1] + fidx
+        order = np.argsort(key, kind="stable")
+        bounds = np.flatnonzero(np.diff(key[order])) + 1
+        for grp in np.split(order, bounds):
+            if len(grp) == 0:
+                continue
+            k, f = int(comp[grp[0]]), int(fidx[grp[0]])
+            for lo in range(0, len(grp), ROWS):
+                sel = grp[lo : lo + ROWS]
+                r = rows[sel]
+                s = self.grid[r, sidx[sel]]
+                prof = self.grid[r] if profile else None
+                ev = evaluate(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], s, k, f, prof)
+                lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
+                out[sel] = ev["profile"] + (lw - ev["loglik"])[:, None] if profile else lw
+                self.parts.append(
+                    {
+                        "row": r,
+                        "comp": np.full(len(r), k),
+                        "fidx": np.full(len(r), f),
+                        "s": s,
+                        "sidx": sidx[sel],
+                        "logw": lw,
+                        "chi2": ev["chi2"],
+                        "mz": ev["mz"],
+                        "chol": ev["chol"],
+                    }
+                )
+        return out
+
+
+def _screen(b: _Batch, rows: np.ndarray, f: int, delta: float) -> np.ndarray:
+    """Every component at floor ``f`` for ``rows``: exact at the central amplitude, profiled over the
+    amplitude grid; the best-profiled component is expanded (all amplitudes, exact), then every
+    other whose profiled best is within ``delta`` of that exact best. Returns the exact log weight
+    (len(rows), K, n_scale), -inf where not evaluated."""
+    n, K, S = len(rows), len(b.pr.mu), b.grid.shape[1]
+    c = S // 2
+    rr, kk = np.repeat(rows, K), np.tile(np.arange(K), n)
+    prof = b.run(rr, kk, np.full(n * K, f), np.full(n * K, c), profile=True).reshape(n, K, S)
+    exact = np.full((n, K, S), -np.inf)
+    exact[:, :, c] = prof[:, :, c]
+    est = prof.max(axis=2)
+    top = np.argmax(est, axis=1)
+    done = np.zeros((n, K), bool)
+    for sel in (np.stack([np.arange(n), top], 1),):
+        _expand(b, rows, sel[:, 0], sel[:, 1], f, exact)
+        done[sel[:, 0], sel[:, 1]] = True
+    best = exact.max(axis=(1, 2))
+    i, k = np.nonzero((est >= best[:, None] - delta) & ~done)
+    _expand(b, rows, i, k, f, exact)
+    return exact
+
+
+def _expand(b: _Batch, rows, i, k, f: int, exact: np.ndarray) -> None:
+    """Evaluate the non-central amplitudes of components ``k`` for ``rows[i]`` into ``exact``."""
+    S = b.grid.shape[1]
+    others = np.array([j for j in range(S) if j != S // 2], dtype=int)
+    if len(others) == 0 or len(i) == 0:
+        return
+    m = len(i)
+    ii, kk, jj = np.repeat(i, len(others)), np.repeat(k, len(others)), np.tile(others, m)
+    exact[ii, kk, jj] = b.run(rows[ii], kk, np.full(len(ii), f), jj)
+
+
+def batch_terms(pr: Prior, y: np.ndarray, iv: np.ndarray, grid: np.ndarray, delta: float = DELTA) -> Terms:
+    """All terms of a batch after pruning (see the module docstring); ``grid`` (n, n_scale) amplitudes."""
+    n, F = len(y), pr.d.shape[1]
+    b = _Batch(pr, y, iv, grid)
+    rows = np.arange(n)
+    lw0 = _screen(b, rows, 0, delta)
+    f_hat = np.zeros(n, int)
+    if F > 1:  # type-II floor: evidence of the leading components at their best f = 0 amplitude
+        best = lw0.max(axis=2)
+        lead_i, lead_k = np.nonzero(best >= best.max(axis=1, keepdims=True) - delta)
+        lead_j = np.argmax(lw0[lead_i, lead_k], axis=1)
+        ev = np.full((n, F), -np.inf)
+        ev[:, 0] = np.logaddexp.reduce(np.where(np.isfinite(best), best, -np.inf), axis=1)
+        for f in range(1, F):
+            lw = b.run(lead_i, lead_k, np.full(len(lead_i), f), lead_j)
+            tot = np.full(n, -np.inf)
+            np.logaddexp.at(tot, lead_i, lw)
+            ev[:, f] = tot
+        f_hat = np.argmax(ev, axis=1)
+        for f in range(1, F):
+            sel = np.flatnonzero(f_hat == f)
+            if len(sel):
+                _screen(b, sel, f, delta)
+    return _collect(b, n, f_hat)
+
+
+def _collect(b: _Batch, n: int, f_hat: np.ndarray) -> Terms:
+    cat = {k: np.concatenate([p[k] for p in b.parts]) for k in b.parts[0]}
+    in_post = cat["fidx"] == f_hat[cat["row"]]
+    lw = np.where(in_post, cat["logw"], -np.inf)
+    best = np.full(n, -np.inf)
+    np.maximum.at(best, cat["row"], lw)
+    e = np.exp(lw - best[cat["row"]])
+    tot = np.zeros(n)
+    np.add.at(tot, cat["row"], e)
+    resp = e / tot[cat["row"]]
+    # the OOD statistic: chi^2 of the best f = 0 term
+    lw0 = np.where(cat["fidx"] == 0, cat["logw"], -np.inf)
+    order = np.lexsort((-lw0, cat["row"]))
+    first = order[np.r_[0, np.flatnonzero(np.diff(cat["row"][order])) + 1]]
+    ood = np.empty(n)
+    ood[cat["row"][first]] = cat["chi2"][first]
+    return Terms(
+        cat["row"],
+        cat["comp"],
+        cat["fidx"],
+        cat["s"],
+        cat["logw"],
+        cat["chi2"],
+        cat["mz"],
+        cat["chol"],
+        cat["sidx"],
+        resp,
+        ood,
+        f_hat,
+    )
+
+
+def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and raw sd (n, P) of the mixture of the terms' Gaussians (masked pixels of ``y``
+    must be 0). Accumulated about ``y``: with ``e_t = m_t - y`` the mean is ``y + sum w e`` and the
+    variance ``sum w (v + e^2) - (sum w e)^2``; ``1 - kappa = 1 / (1 + a ivar)``."""
+    n, p = y.shape
+    e1 = np.zeros((n, p))
+    e2 = np.zeros((n, p))
+    use = np.flatnonzero(t.resp > MIN_RESP)
+    key = (t.comp[use] * pr.d.shape[1] + t.fidx[use]) * (t.sidx.max() + 1) + t.sidx[use]
+    for idx in _groups(use, key):  # rows are unique within a (component, floor, amplitude) group
+        k, f = int(t.comp[idx[0]]), int(t.fidx[idx[0]])
+        for lo in range(0, len(idx), ROWS):
+            sel = idx[lo : lo + ROWS]
+            r, s = t.row[sel], t.s[sel]
+            s2 = (s * s)[:, None]
+            a = s2 * pr.d[k, f][None, :]
+            omk = a * iv[r]
+            omk += 1.0
+            np.reciprocal(omk, out=omk)
+            e = t.mz[sel] @ pr.w[k].T
+            e += pr.mu[k][None, :]
+            e *= s[:, None]
+            e -= y[r]
+            e *= omk
+            li = tri_inverse(t.chol[sel])
+            sig = np.matmul(np.swapaxes(li, 1, 2), li).reshape(len(sel), -1)
+            v = sig @ pr.ww[k].T  # diag(W P_z^-1 W^T)
+            v *= s2
+            v *= omk
+            v += a
+            v *= omk  # the term's variance: omk (a + omk s^2 diag(W P_z^-1 W^T))
+            v += e * e
+            w = t.resp[sel][:, None]
+            e1[r] += w * e
+            e2[r] += w * v
+    return y + e1, np.sqrt(np.clip(e2 - e1 * e1, 0, None))
+
+
+def _groups(idx: np.ndarray, key: np.ndarray) -> list[np.ndarray]:
+    order = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    return [idx[g] for g in np.split(order, bounds) if len(g)]
+
+
+def draw(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Raw posterior draws (n_samples, n, P): a term by its weight, then ``z ~ N(m_z, P_z^-1)`` and
+    the independent pixel residual."""
+    n, p = y.shape
+    post = np.flatnonzero(t.resp > 0)
+    order = post[np.argsort(t.row[post], kind="stable")]
+    rows = t.row[order]
+    cum = np.cumsum(t.resp[order])
+    start = np.searchsorted(rows, np.arange(n), "left")
+    end = np.searchsorted(rows, np.arange(n), "right")
+    base = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0.0)
+    target = base[None, :] + rng.random((n_samples, n)) * (cum[end - 1] - base)[None, :]
+    pos = np.clip(np.searchsorted(cum, target), start[None, :], end[None, :] - 1)
+    pick = order[pos]  # (n_samples, n) term index
+    out = np.empty((n_samples, n, p))
+    for term in np.unique(pick):
+        si, ni = np.nonzero(pick == term)
+        k, f, s = int(t.comp[term]), int(t.fidx[term]), t.s[term]
+        q = t.mz.shape[1]
+        e = rng.standard_normal((len(si), q))
+        li = tri_inverse(t.chol[term][None])[0]
+        z = t.mz[term][None] + e @ li  # L^-T e as rows: (L^-T e)^T = e^T L^-1
+        a = s * s * pr.d[k, f]
+        kap = a * iv[ni] / (1.0 + a * iv[ni])
+        x = (1 - kap) * (s * (pr.mu[k][None] + z @ pr.w[k].T)) + kap * y[ni]
+        x += np.sqrt(a * (1 - kap)) * rng.standard_normal((len(si), p))
+        out[si, ni] = x
+    return out
