@@ -30,6 +30,14 @@ spectrum and component, batched. The evidence ``log N(y; s mu, s^2 W W^T + diag(
 same quantities. Where the data are good (``ivar >> 1/a``) ``kappa -> 1`` and the output follows
 the data; where they are poor it follows the prior, and the stated spread says which.
 
+* **Model mismatch**: real galaxies have features the universe prior lacks. Each spectrum gets a
+  floor ``f`` from the grid ``mismatch`` (type-II, prior ``mismatch_p0`` on ``f = 0``): at
+  ``f > 0`` the loading is ``[W_k, f B_k]`` with a structured basis ``B_k`` (a smooth
+  multiplicative distortion of ``mu_k``, free emission-line and absorption-feature amplitudes),
+  so the output follows unexplained *structure* in the data without copying its white noise
+  (a per-pixel floor would: the reduced chi^2 vs data then falls to ~0.5). Batched inference,
+  pruning and the floor are in :mod:`.posterior_infer`.
+
 A calibration by pixel S/N (``calib_*``, fitted on a validation split by :mod:`.posterior_fit`) rescales
 the posterior spread if the raw posterior does not give 68 % pixel coverage. The out-of-domain
 bitmask (:data:`OOD_BITS`) flags redshift or S/N outside the trained range and spectra the prior
@@ -46,6 +54,7 @@ from pydantic import Field
 
 from specdenoise.errors import ConfigError
 from specdenoise.models import posterior_infer as infer
+from specdenoise.models import posterior_prior
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
 from specdenoise.models.posterior_fit import calibrate, fit_prior, pixel_log_snr
 from specdenoise.models.posterior_noise import mixed_observations
@@ -65,6 +74,17 @@ class PosteriorConfig(FamilySettings):
     n_scale: int = Field(5, gt=0, description="grid points of the marginalised amplitude")
     rel_floor: float = Field(
         0.0, ge=0, description="model-mismatch floor: per-pixel prior sd added in quadrature, fraction of the mean"
+    )
+    mismatch: tuple[float, ...] = Field(
+        (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+        description="grid of the per-spectrum model-mismatch floor f (prior sd of the structured mismatch "
+        "basis, see posterior_infer.mismatch_basis), chosen per spectrum by its evidence; must start with 0",
+    )
+    mismatch_kind: str = Field(
+        "basis", pattern="^(basis|diag|both)$", description="mismatch model: structured basis, per-pixel, or both"
+    )
+    mismatch_p0: float = Field(
+        0.9, gt=0, le=1, description="prior probability of f = 0 (the rest shared equally by the other grid points)"
     )
     fixed_scale: float | None = Field(
         None, gt=0, description="known amplitude of the clean spectrum (None: marginalise it, noisy-norm inputs)"
@@ -140,6 +160,7 @@ class PosteriorDenoiser(DenoisingModel):
         self.set_prior(**arrays)
         sigma = np.asarray(data.noise_sigma, dtype=np.float64)
         self.arrays["default_sigma"] = np.broadcast_to(sigma, self.arrays["mu"].shape[1:]).copy()
+        self.arrays["wave"] = np.asarray(data.wave, dtype=float)
         if st.n_calib > 0:
             self.calibrate_on(source, st.n_calib, seed, np.asarray(data.wave, dtype=float))
         self.arrays["fit_info"] = np.array([info["n_prior"], info["prior_cpu_s"]])
@@ -178,16 +199,31 @@ class PosteriorDenoiser(DenoisingModel):
         ivar = np.asarray(ivar, dtype=np.float64)
         return np.where(np.isfinite(ivar) & (ivar > 0), ivar, 0.0)
 
-    def prior(self) -> infer.Prior:
-        """The prior arranged for batched inference (:func:`.posterior_infer.prepare`), cached."""
+    def prior(self) -> posterior_prior.Prior:
+        """The prior arranged for batched inference (:func:`.posterior_prior.prepare`), cached."""
         a = self.arrays
-        key = (id(a["mu"]), id(a["w"]), id(a["d"]), id(a["log_pi"]), self.hyper.get("rel_floor", 0.0))
+        grid, p0 = self._mismatch()
+        key = (id(a["mu"]), id(a["w"]), id(a["d"]), id(a["log_pi"]), self.hyper.get("rel_floor", 0.0), grid, p0)
+        key += (self.hyper.get("mismatch_kind"), id(a.get("wave")))
         if getattr(self, "_prior_key", None) != key:
             rel = float(self.hyper.get("rel_floor", 0.0) or 0.0)
             d = a["d"] + (rel * a["mu"]) ** 2
-            self._prior = infer.prepare({**a, "d": d})
+            n_f = len(grid)
+            log_pf = np.log([p0] + [(1.0 - p0) / (n_f - 1)] * (n_f - 1)) if n_f > 1 else np.zeros(1)
+            kind = str(self.hyper.get("mismatch_kind", PosteriorConfig.model_fields["mismatch_kind"].default))
+            self._prior = posterior_prior.prepare({**a, "d": d}, a.get("wave"), grid, log_pf, kind)
             self._prior_key = key
         return self._prior
+
+    def _mismatch(self) -> tuple[tuple[float, ...], float]:
+        """The mismatch-floor grid and the prior probability of ``f = 0`` (defaults for models saved
+        before the floor existed: :class:`PosteriorConfig`'s)."""
+        fields = PosteriorConfig.model_fields
+        grid = tuple(float(v) for v in self.hyper.get("mismatch", fields["mismatch"].default))
+        p0 = float(self.hyper.get("mismatch_p0", fields["mismatch_p0"].default))
+        if not grid or grid[0] != 0.0 or min(grid) < 0:
+            raise ConfigError(f"train.posterior.mismatch: must start with 0 and be >= 0, got {list(grid)}")
+        return grid, (1.0 if len(grid) == 1 else p0)
 
     def _grid(self, y: np.ndarray, ivar: np.ndarray) -> np.ndarray:
         fixed = self.hyper.get("fixed_scale")
