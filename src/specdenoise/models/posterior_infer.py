@@ -49,76 +49,86 @@ MISMATCH_GATE = 2.0
 LEAD_MAX = 3
 
 
-def evaluate(pr: Prior, y, iv, slog, ngood, s, k: int, f: int, profile=None) -> dict[str, np.ndarray]:
-    """Evidence and latent posterior of component ``k`` at floor index ``f`` for rows ``y``, ``iv``
-    (m, P) at amplitudes ``s`` (m,); ``slog`` (m,) is the sum of log ivar over unmasked pixels and
-    ``ngood`` (m,) their number. Returns ``loglik``, ``chi2`` (m,), ``mz`` (m, q), ``chol`` (m, q, q)
-    and, given ``profile`` (m, n_scale) amplitudes, the approximate log evidence at each of them
-    (quadratic in the amplitude with ``g`` and ``P_z`` held at ``s``: used only to decide which
-    components to expand)."""
+def _tri_solve(chol: np.ndarray, t: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """``L^-1 t`` (or ``L^-T t``) batched: a vectorised loop for small latents, LAPACK for large."""
+    if chol.shape[1] <= 24:
+        return chol_back_vec(chol, t) if transpose else chol_solve_vec(chol, t)
+    mat = np.swapaxes(chol, 1, 2) if transpose else chol
+    return np.linalg.solve(mat, t[..., None])[..., 0]
+
+
+def evaluate(pr: Prior, y, iv, slog, ngood, s, k: int, floors, profile=None) -> list[dict[str, np.ndarray]]:
+    """Evidence and latent posterior of component ``k`` at each floor index of ``floors`` for rows
+    ``y``, ``iv`` (m, P) at amplitudes ``s`` (m,); ``slog`` (m,) is the sum of log ivar over unmasked
+    pixels and ``ngood`` (m,) their number. Returns per floor ``loglik``, ``chi2`` (m,), ``mz``
+    (m, Q), ``chol`` (m, Q, Q) and, given ``profile`` (m, n_scale) amplitudes, the approximate log
+    evidence at each of them (quadratic in the amplitude with ``g`` and ``P_z`` held at ``s``: used
+    only to decide which components to expand). The pixel-space products are shared by the floors
+    (the basis enters only through the column scales) unless the floor also adds a diagonal."""
+    if len(floors) > 1 and np.any(pr.dlev):
+        return [evaluate(pr, y, iv, slog, ngood, s, k, [f], profile)[0] for f in floors]
     s2 = s * s
-    w, ww, c = pr.loading(k, f)
-    a = s2[:, None] * pr.diag(k, f)[None, :]
+    a = s2[:, None] * pr.diag(k, floors[0])[None, :]
     den = 1.0 + a * iv
     g = iv / den
     r = y - s[:, None] * pr.mu[k][None, :]
     gr = g * r
-    quad = np.einsum("mp,mp->m", gr, r)
-    q = w.shape[1]
-    pz = (g @ ww).reshape(-1, q, q) * s2[:, None, None]
-    if c is not None:
-        pz *= np.outer(c, c)[None]
-    pz[:, np.arange(q), np.arange(q)] += 1.0
-    chol = np.linalg.cholesky(pz)
-    t = (gr @ w) * s[:, None]
-    if c is not None:
-        t *= c[None]
-    u = chol_solve_vec(chol, t)
-    quad = quad - np.einsum("mi,mi->m", u, u)
-    logdet = np.log(den).sum(axis=1) - slog + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    loglik = -0.5 * (quad + logdet + ngood * np.log(2 * np.pi))
-    chi2 = (quad - ngood) / np.sqrt(2.0 * np.maximum(ngood, 1))
-    out = {"loglik": loglik, "chi2": chi2, "mz": chol_back_vec(chol, u), "chol": chol}
-    if profile is not None:  # quadratic profile of quad in the amplitude, g and P_z held (pruning only)
-        gm = g * pr.mu[k][None, :]
-        v = chol_solve_vec(chol, (gm @ w) * s[:, None] * (1.0 if c is None else c[None]))
-        mmm = np.einsum("mp,p->m", gm, pr.mu[k]) - np.einsum("mi,mi->m", v, v)
-        mmr = np.einsum("mp,mp->m", gm, r) - np.einsum("mi,mi->m", v, u)
-        ds = profile - s[:, None]  # (m, n_scale) amplitude offsets
-        out["profile"] = loglik[:, None] + ds * mmr[:, None] - 0.5 * ds * ds * mmm[:, None]
-    return out
+    quad0 = np.einsum("mp,mp->m", gr, r)
+    logden = np.log(den).sum(axis=1) - slog
+    shared: dict[bool, tuple] = {}
+    outs = []
+    for f in floors:
+        w, ww, c = pr.loading(k, f)
+        if (c is None) not in shared:
+            q = w.shape[1]
+            shared[c is None] = ((g @ ww).reshape(-1, q, q) * s2[:, None, None], (gr @ w) * s[:, None])
+        mat, tb = shared[c is None]
+        q = w.shape[1]
+        pz = mat * np.outer(c, c)[None] if c is not None else mat.copy()
+        pz[:, np.arange(q), np.arange(q)] += 1.0
+        chol = np.linalg.cholesky(pz)
+        t = tb * c[None] if c is not None else tb
+        u = _tri_solve(chol, t)
+        quad = quad0 - np.einsum("mi,mi->m", u, u)
+        logdet = logden + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        loglik = -0.5 * (quad + logdet + ngood * np.log(2 * np.pi))
+        chi2 = (quad - ngood) / np.sqrt(2.0 * np.maximum(ngood, 1))
+        out = {"loglik": loglik, "chi2": chi2, "mz": _tri_solve(chol, u, transpose=True), "chol": chol}
+        if profile is not None:  # quadratic profile of quad in the amplitude, g and P_z held (pruning only)
+            gm = g * pr.mu[k][None, :]
+            v = _tri_solve(chol, (gm @ w) * s[:, None] * (1.0 if c is None else c[None]))
+            mmm = np.einsum("mp,p->m", gm, pr.mu[k]) - np.einsum("mi,mi->m", v, v)
+            mmr = np.einsum("mp,mp->m", gm, r) - np.einsum("mi,mi->m", v, u)
+            ds = profile - s[:, None]  # (m, n_scale) amplitude offsets
+            out["profile"] = loglik[:, None] + ds * mmr[:, None] - 0.5 * ds * ds * mmm[:, None]
+        outs.append(out)
+    return outs
 
 
 @dataclass
 class Terms:
     """Flat list of evaluated terms of a batch of n spectra; ``resp`` sums to 1 per row over the
-    terms of the posterior (0 for screening-only terms)."""
+    terms of the posterior (0 for screening-only terms). The latent mean and Cholesky factor of
+    term ``i`` are row ``widx[i]`` of ``blocks[width[i]]`` (terms of one latent size together)."""
 
     row: np.ndarray
     comp: np.ndarray
     fidx: np.ndarray
     s: np.ndarray
+    sidx: np.ndarray
     logw: np.ndarray
     chi2: np.ndarray
-    mz: np.ndarray
-    chol: np.ndarray
-    sidx: np.ndarray
+    width: np.ndarray
+    widx: np.ndarray
+    blocks: dict
     resp: np.ndarray
     ood_chi2: np.ndarray  # (n,) best f = 0 term's standardised chi^2
     f_hat: np.ndarray  # (n,) chosen floor index
 
-
-def _pad(mz: np.ndarray, chol: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Latent mean and Cholesky factor padded to ``width`` (zeros; identity on the diagonal)."""
-    m, q = mz.shape
-    if q == width:
-        return mz, chol
-    mz2 = np.zeros((m, width))
-    mz2[:, :q] = mz
-    ch2 = np.zeros((m, width, width))
-    ch2[:, :q, :q] = chol
-    ch2[:, np.arange(q, width), np.arange(q, width)] = 1.0
-    return mz2, ch2
+    def latent(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``m_z`` (len(idx), Q) and the Cholesky factor of ``P_z`` of terms ``idx`` (one latent size)."""
+        mz, chol = self.blocks[int(self.width[idx[0]])]
+        return mz[self.widx[idx]], chol[self.widx[idx]]
 
 
 class _Batch:
@@ -135,35 +145,40 @@ class _Batch:
         """Evaluate the requested terms (grouped by component and floor); returns their log weights
         (T,), or with ``profile`` the approximate log weights over the amplitude grid (T, n_scale)."""
         out = np.empty((len(rows), self.grid.shape[1])) if profile else np.empty(len(rows))
-        key = comp * len(self.pr.fgrid) + fidx
-        order = np.argsort(key, kind="stable")
-        bounds = np.flatnonzero(np.diff(key[order])) + 1
-        for grp in np.split(order, bounds):
-            if len(grp) == 0:
-                continue
-            k, f = int(comp[grp[0]]), int(fidx[grp[0]])
+        for grp in _groups(np.arange(len(rows)), comp * len(self.pr.fgrid) + fidx):
+            res = self.run_floors(rows[grp], comp[grp], sidx[grp], [int(fidx[grp[0]])], profile)
+            out[grp] = res[:, 0]
+        return out
+
+    def run_floors(self, rows, comp, sidx, floors, profile: bool = False) -> np.ndarray:
+        """Evaluate terms at every floor index of ``floors`` (the pixel-space work shared); returns
+        their log weights (T, len(floors)) (with ``profile``: (T, len(floors), n_scale))."""
+        shape = (len(rows), len(floors)) + ((self.grid.shape[1],) if profile else ())
+        out = np.empty(shape)
+        for grp in _groups(np.arange(len(rows)), comp):
+            k = int(comp[grp[0]])
             for lo in range(0, len(grp), ROWS):
                 sel = grp[lo : lo + ROWS]
                 r = rows[sel]
                 s = self.grid[r, sidx[sel]]
                 prof = self.grid[r] if profile else None
-                ev = evaluate(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], s, k, f, prof)
-                lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
-                out[sel] = ev["profile"] + (lw - ev["loglik"])[:, None] if profile else lw
-                mz, chol = _pad(ev["mz"], ev["chol"], self.pr.width)
-                self.parts.append(
-                    {
-                        "row": r,
-                        "comp": np.full(len(r), k),
-                        "fidx": np.full(len(r), f),
-                        "s": s,
-                        "sidx": sidx[sel],
-                        "logw": lw,
-                        "chi2": ev["chi2"],
-                        "mz": mz,
-                        "chol": chol,
-                    }
-                )
+                evs = evaluate(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], s, k, floors, prof)
+                for i, (f, ev) in enumerate(zip(floors, evs, strict=True)):
+                    lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
+                    out[sel, i] = ev["profile"] + (lw - ev["loglik"])[:, None] if profile else lw
+                    self.parts.append(
+                        {
+                            "row": r,
+                            "comp": np.full(len(r), k),
+                            "fidx": np.full(len(r), f),
+                            "s": s,
+                            "sidx": sidx[sel],
+                            "logw": lw,
+                            "chi2": ev["chi2"],
+                            "mz": ev["mz"],
+                            "chol": ev["chol"],
+                        }
+                    )
         return out
 
 
@@ -209,7 +224,7 @@ def batch_terms(pr: Prior, y: np.ndarray, iv: np.ndarray, grid: np.ndarray, delt
     f_hat = np.zeros(n, int)
     if F == 1:
         return _collect(b, n, f_hat)
-    gate = np.flatnonzero(_collect(b, n, f_hat).ood_chi2 > MISMATCH_GATE)
+    gate = np.flatnonzero(_ood_chi2(_scalars(b), n) > MISMATCH_GATE)
     if len(gate) == 0:
         return _collect(b, n, f_hat)
     # type-II floor from the leading components at their best f = 0 amplitude; where f > 0 wins,
@@ -222,20 +237,43 @@ def batch_terms(pr: Prior, y: np.ndarray, iv: np.ndarray, grid: np.ndarray, delt
     lead_j = np.argmax(lw0[gate[gi], lead_k], axis=1)
     ev = np.full((len(gate), F), -np.inf)
     np.logaddexp.at(ev[:, 0], gi, lw0[gate[gi], lead_k, lead_j])
+    lw = b.run_floors(gate[gi], lead_k, lead_j, list(range(1, F)))
     for f in range(1, F):
-        lw = b.run(gate[gi], lead_k, np.full(len(gi), f), lead_j)
         tot = np.full(len(gate), -np.inf)
-        np.logaddexp.at(tot, gi, lw)
+        np.logaddexp.at(tot, gi, lw[:, f - 1])
         ev[:, f] = tot
     f_hat[gate] = np.argmax(ev, axis=1)
     return _collect(b, n, f_hat)
 
 
-def _collect(b: _Batch, n: int, f_hat: np.ndarray) -> Terms:
-    cat = {k: np.concatenate([p[k] for p in b.parts]) for k in b.parts[0]}
+_SCALARS = ("row", "comp", "fidx", "s", "sidx", "logw", "chi2")
+
+
+def _scalars(b: _Batch) -> dict[str, np.ndarray]:
+    """The per-term scalars of every evaluated term, a term evaluated twice counted once."""
+    cat = {k: np.concatenate([p[k] for p in b.parts]) for k in _SCALARS}
+    cat["width"] = np.concatenate([np.full(len(p["row"]), p["mz"].shape[1]) for p in b.parts])
+    cat["widx"] = np.empty(len(cat["row"]), int)
+    for wdt in np.unique(cat["width"]):
+        sel = cat["width"] == wdt
+        cat["widx"][sel] = np.arange(sel.sum())
     ident = ((cat["row"] * len(b.pr.mu) + cat["comp"]) * len(b.pr.fgrid) + cat["fidx"]) * b.grid.shape[1] + cat["sidx"]
-    _, first = np.unique(ident, return_index=True)  # a term evaluated twice counts once
-    cat = {k: v[first] for k, v in cat.items()}
+    _, first = np.unique(ident, return_index=True)
+    return {k: v[first] for k, v in cat.items()}
+
+
+def _ood_chi2(cat: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Standardised chi^2 (n,) of each spectrum's best f = 0 term."""
+    lw0 = np.where(cat["fidx"] == 0, cat["logw"], -np.inf)
+    order = np.lexsort((-lw0, cat["row"]))
+    first = order[np.r_[0, np.flatnonzero(np.diff(cat["row"][order])) + 1]]
+    ood = np.empty(n)
+    ood[cat["row"][first]] = cat["chi2"][first]
+    return ood
+
+
+def _collect(b: _Batch, n: int, f_hat: np.ndarray) -> Terms:
+    cat = _scalars(b)
     in_post = cat["fidx"] == f_hat[cat["row"]]
     lw = np.where(in_post, cat["logw"], -np.inf)
     best = np.full(n, -np.inf)
@@ -243,27 +281,12 @@ def _collect(b: _Batch, n: int, f_hat: np.ndarray) -> Terms:
     e = np.exp(lw - best[cat["row"]])
     tot = np.zeros(n)
     np.add.at(tot, cat["row"], e)
-    resp = e / tot[cat["row"]]
-    # the OOD statistic: chi^2 of the best f = 0 term
-    lw0 = np.where(cat["fidx"] == 0, cat["logw"], -np.inf)
-    order = np.lexsort((-lw0, cat["row"]))
-    first = order[np.r_[0, np.flatnonzero(np.diff(cat["row"][order])) + 1]]
-    ood = np.empty(n)
-    ood[cat["row"][first]] = cat["chi2"][first]
-    return Terms(
-        cat["row"],
-        cat["comp"],
-        cat["fidx"],
-        cat["s"],
-        cat["logw"],
-        cat["chi2"],
-        cat["mz"],
-        cat["chol"],
-        cat["sidx"],
-        resp,
-        ood,
-        f_hat,
-    )
+    blocks = {}
+    for wdt in np.unique(cat["width"]):
+        parts = [p for p in b.parts if p["mz"].shape[1] == wdt]
+        blocks[int(wdt)] = (np.concatenate([p["mz"] for p in parts]), np.concatenate([p["chol"] for p in parts]))
+    fields = {k: cat[k] for k in (*_SCALARS, "width", "widx")}
+    return Terms(**fields, blocks=blocks, resp=e / tot[cat["row"]], ood_chi2=_ood_chi2(cat, n), f_hat=f_hat)
 
 
 def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms) -> tuple[np.ndarray, np.ndarray]:
@@ -278,7 +301,6 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms) -> tuple[np.ndar
     for idx in _groups(use, key):  # rows are unique within a (component, floor, amplitude) group
         k, f = int(t.comp[idx[0]]), int(t.fidx[idx[0]])
         w_k, ww_k, c = pr.loading(k, f)
-        q = w_k.shape[1]
         for lo in range(0, len(idx), ROWS):
             sel = idx[lo : lo + ROWS]
             r, s = t.row[sel], t.s[sel]
@@ -287,13 +309,15 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms) -> tuple[np.ndar
             omk = a * iv[r]
             omk += 1.0
             np.reciprocal(omk, out=omk)
-            mz = t.mz[sel, :q] if c is None else t.mz[sel, :q] * c[None]
+            mz, chol = t.latent(sel)
+            if c is not None:
+                mz = mz * c[None]
             e = mz @ w_k.T
             e += pr.mu[k][None, :]
             e *= s[:, None]
             e -= y[r]
             e *= omk
-            li = tri_inverse(t.chol[sel, :q, :q])
+            li = tri_inverse(chol)
             sig = np.matmul(np.swapaxes(li, 1, 2), li)
             if c is not None:
                 sig *= np.outer(c, c)[None]
@@ -336,8 +360,9 @@ def draw(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, n_samples: int, rng
         w_k, _, c = pr.loading(k, f)
         q = w_k.shape[1]
         e = rng.standard_normal((len(si), q))
-        li = tri_inverse(t.chol[term][None, :q, :q])[0]
-        z = t.mz[term][None, :q] + e @ li  # L^-T e as rows: (L^-T e)^T = e^T L^-1
+        mz, chol = t.latent(np.array([term]))
+        li = tri_inverse(chol)[0]
+        z = mz + e @ li  # L^-T e as rows: (L^-T e)^T = e^T L^-1
         if c is not None:
             z = z * c[None]
         a = s * s * pr.diag(k, f)

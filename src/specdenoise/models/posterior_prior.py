@@ -88,11 +88,6 @@ class Prior:
     fgrid: np.ndarray  # (F,) mismatch floors, fgrid[0] = 0
     log_pf: np.ndarray  # (F,) their prior
 
-    @property
-    def width(self) -> int:
-        """Latent size of the widest term (q + m with a floor grid, else q)."""
-        return self.wb.shape[2]
-
     def diag(self, k: int, f: int) -> np.ndarray:
         """Diagonal prior variance (P,) of component ``k`` at floor index ``f``."""
         return self.d[k] if f == 0 else self.d[k] + self.fgrid[f] ** 2 * self.dlev[k]
