@@ -171,10 +171,10 @@ def _dense_reference(m: PosteriorDenoiser, y: np.ndarray, ivar: np.ndarray):
 
     a = m.arrays
     grid = m._grid(y, ivar)
-    means, sds, chis = [], [], []
+    means, sds, chis, units = [], [], [], []
     for i in range(len(y)):
         good = ivar[i] > 0
-        logw, mk, vk, chi = [], [], [], []
+        logw, mk, vk, chi, amp = [], [], [], [], []
         for k in range(len(a["mu"])):
             prior_cov = a["w"][k] @ a["w"][k].T + np.diag(a["d"][k])
             for s in grid[i]:
@@ -187,13 +187,15 @@ def _dense_reference(m: PosteriorDenoiser, y: np.ndarray, ivar: np.ndarray):
                 vk.append(np.diag(cx - gain @ cx[good, :]))
                 quad = r @ np.linalg.solve(cy, r)
                 chi.append((quad - good.sum()) / np.sqrt(2.0 * good.sum()))
+                amp.append(s)
         w = np.exp(np.array(logw) - max(logw))
         w /= w.sum()
         mean = w @ np.array(mk)
         means.append(mean)
         sds.append(np.sqrt(w @ (np.array(vk) + np.array(mk) ** 2) - mean**2))
         chis.append(chi[int(np.argmax(logw))])
-    return np.array(means), np.array(sds), np.array(chis)
+        units.append(w @ (np.array(mk) / np.array(amp)[:, None]))  # E[x0 | y], the unit-norm spectrum
+    return np.array(means), np.array(sds), np.array(chis), np.array(units)
 
 
 @pytest.mark.parametrize("snr_scale", [0.3, 1.0, 10.0])
@@ -214,10 +216,12 @@ def test_fast_path_matches_the_dense_mixture_reference(snr_scale):
     y = 1.1 * x + rng.standard_normal(x.shape) / np.sqrt(ivar.clip(1e-12))
     y[ivar == 0] = 0.0
     mean, sd, chi = m.predict(y, ivar, calibrated=False)
-    ref_mean, ref_sd, ref_chi = _dense_reference(m, y, ivar)
+    ref_mean, ref_sd, ref_chi, ref_unit = _dense_reference(m, y, ivar)
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-8, atol=1e-8 * np.abs(ref_mean).max())
     np.testing.assert_allclose(sd, ref_sd, rtol=1e-7, atol=1e-9 * np.abs(ref_mean).max())
     np.testing.assert_allclose(chi, ref_chi, rtol=1e-8, atol=1e-8)
+    unit = m.predict(y, ivar, calibrated=False, scale="unit")[0]
+    np.testing.assert_allclose(unit, ref_unit, rtol=1e-8, atol=1e-8 * np.abs(ref_unit).max())
 
 
 def test_mismatch_basis_lets_unexplained_structure_through_and_keeps_the_ood_statistic():

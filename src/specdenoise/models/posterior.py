@@ -63,6 +63,8 @@ from specdenoise.models.posterior_noise import mixed_observations
 #: range, data not explained by the prior (evidence chi^2 outlier).
 OOD_BITS = {"redshift": 1, "snr": 2, "chi2": 4}
 _PRIOR_KEYS = ("mu", "w", "d", "log_pi")
+#: output scales of :meth:`PosteriorDenoiser.predict`
+SCALES = ("input", "unit")
 
 
 class PosteriorConfig(FamilySettings):
@@ -235,10 +237,17 @@ class PosteriorDenoiser(DenoisingModel):
         """The evidence-pruned (component, amplitude, floor) terms of a batch."""
         return infer.batch_terms(self.prior(), y, ivar, self._grid(y, ivar))
 
-    def _moments(self, y: np.ndarray, ivar: np.ndarray, terms: infer.Terms | None = None):
-        """Posterior mean, raw sd (n, P) and the standardised chi^2 of the best ``f = 0`` term (n,)."""
+    def _moments(self, y: np.ndarray, ivar: np.ndarray, terms: infer.Terms | None = None, scale: str = "input"):
+        """Posterior mean, raw sd (n, P) and the standardised chi^2 of the best ``f = 0`` term (n,);
+        ``scale`` as in :meth:`predict`."""
+        if scale not in SCALES:
+            raise ConfigError(f"scale: expected one of {', '.join(SCALES)}, got '{scale}'")
         t = self._terms(y, ivar) if terms is None else terms
-        mean, sd = infer.moments(self.prior(), y, ivar, t)
+        ref = None
+        if scale == "unit":
+            grid = self._grid(y, ivar)
+            ref = grid[:, grid.shape[1] // 2]
+        mean, sd = infer.moments(self.prior(), y, ivar, t, ref)
         return mean, sd, t.ood_chi2
 
     def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
@@ -263,11 +272,24 @@ class PosteriorDenoiser(DenoisingModel):
         for i in range(0, len(x), batch):
             yield i, x[i : i + batch], iv[i : i + batch]
 
-    def predict(self, x: np.ndarray, ivar: np.ndarray | None = None, batch: int = 256, calibrated: bool = True):
-        """Posterior mean (n, P), its 1-sigma spread (n, P) and the standardised evidence chi^2 (n,)."""
+    def predict(
+        self,
+        x: np.ndarray,
+        ivar: np.ndarray | None = None,
+        batch: int = 256,
+        calibrated: bool = True,
+        scale: str = "input",
+    ):
+        """Posterior mean (n, P), its 1-sigma spread (n, P) and the standardised evidence chi^2 (n,).
+
+        ``scale="input"``: of the clean spectrum at the input's amplitude, ``s x0`` (what the data
+        measure: compare with ``x``, multiply back by the input's norm). ``scale="unit"``: of the
+        unit-L2-norm clean spectrum ``x0`` (the paper's target: its truth has unit norm while its
+        inputs are divided by a noisy norm estimate; the amplitude's uncertainty then stays out of
+        the estimate). The calibration factors are the input-scale ones in both cases."""
         means, sds, chis = [], [], []
         for _, xb, ib in self._batches(x, ivar, batch):
-            m, sd, c = self._moments(xb, ib)
+            m, sd, c = self._moments(xb, ib, scale=scale)
             if calibrated:
                 sd = sd * self.calibration_scale(m, ib)
             means.append(m)
@@ -275,9 +297,9 @@ class PosteriorDenoiser(DenoisingModel):
             chis.append(c)
         return np.concatenate(means), np.concatenate(sds), np.concatenate(chis)
 
-    def denoise(self, x: np.ndarray, ivar: np.ndarray | None = None) -> np.ndarray:
-        """Posterior mean, (n, P) float32, normalised units."""
-        return self.predict(x, ivar)[0].astype(np.float32)
+    def denoise(self, x: np.ndarray, ivar: np.ndarray | None = None, scale: str = "input") -> np.ndarray:
+        """Posterior mean, (n, P) float32, normalised units (``scale``: see :meth:`predict`)."""
+        return self.predict(x, ivar, scale=scale)[0].astype(np.float32)
 
     def posterior(
         self, x: np.ndarray, n_samples: int, seed: int, batch: int = 512, ivar: np.ndarray | None = None

@@ -289,11 +289,15 @@ def _collect(b: _Batch, n: int, f_hat: np.ndarray) -> Terms:
     return Terms(**fields, blocks=blocks, resp=e / tot[cat["row"]], ood_chi2=_ood_chi2(cat, n), f_hat=f_hat)
 
 
-def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms) -> tuple[np.ndarray, np.ndarray]:
+def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray | None = None):
     """Posterior mean and raw sd (n, P) of the mixture of the terms' Gaussians (masked pixels of ``y``
-    must be 0). Accumulated about ``y``: with ``e_t = m_t - y`` the mean is ``y + sum w e`` and the
-    variance ``sum w (v + e^2) - (sum w e)^2``; ``1 - kappa = 1 / (1 + a ivar)``."""
+    must be 0): of the clean spectrum at the input's scale, ``s x0``, or given ``ref`` (n,) (a
+    typical amplitude per spectrum) of the unit-norm clean spectrum ``x0`` (each term's moments
+    divided by its amplitude). Accumulated about ``c = y`` (or ``y / ref``): with ``e_t = m_t - c``
+    the mean is ``c + sum w e`` and the variance ``sum w (v + e^2) - (sum w e)^2``;
+    ``1 - kappa = 1 / (1 + a ivar)``."""
     n, p = y.shape
+    centre = y if ref is None else y / ref[:, None]
     e1 = np.zeros((n, p))
     e2 = np.zeros((n, p))
     use = np.flatnonzero(t.resp > MIN_RESP)
@@ -326,11 +330,16 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms) -> tuple[np.ndar
             v *= omk
             v += a
             v *= omk  # the term's variance: omk (a + omk s^2 diag(W P_z^-1 W^T))
+            if ref is not None:  # moments of x0 = x / s about y / ref
+                e += y[r]
+                e /= s[:, None]
+                e -= centre[r]
+                v /= s2
             v += e * e
             w = t.resp[sel][:, None]
             e1[r] += w * e
             e2[r] += w * v
-    return y + e1, np.sqrt(np.clip(e2 - e1 * e1, 0, None))
+    return centre + e1, np.sqrt(np.clip(e2 - e1 * e1, 0, None))
 
 
 def _groups(idx: np.ndarray, key: np.ndarray) -> list[np.ndarray]:
