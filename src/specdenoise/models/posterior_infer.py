@@ -42,7 +42,7 @@ from specdenoise.models.posterior_prior import Prior, chol_back_vec, chol_solve_
 DELTA = 30.0
 #: terms whose normalised weight is below this are skipped in the moments
 MIN_RESP = 1e-12
-ROWS = 64  # spectra per inner block: keeps the (rows, P) temporaries in cache
+ROWS = 128  # spectra per inner block: keeps the (rows, P) temporaries in cache
 #: the mismatch floor is considered only for spectra whose best f = 0 standardised chi^2 exceeds this
 MISMATCH_GATE = 2.0
 #: at most this many leading components carry a spectrum's posterior at a floor f > 0
@@ -109,7 +109,7 @@ def evaluate(pr: Prior, y, iv, slog, ngood, s, k: int, floors, profile=None) -> 
 class Terms:
     """Flat list of evaluated terms of a batch of n spectra; ``resp`` sums to 1 per row over the
     terms of the posterior (0 for screening-only terms). The latent mean and Cholesky factor of
-    term ``i`` are row ``widx[i]`` of ``blocks[width[i]]`` (terms of one latent size together)."""
+    term ``i`` are row ``pos[i]`` of evaluated block ``parts[part[i]]`` (not copied together)."""
 
     row: np.ndarray
     comp: np.ndarray
@@ -118,17 +118,24 @@ class Terms:
     sidx: np.ndarray
     logw: np.ndarray
     chi2: np.ndarray
-    width: np.ndarray
-    widx: np.ndarray
-    blocks: dict
+    part: np.ndarray
+    pos: np.ndarray
+    parts: list
     resp: np.ndarray
     ood_chi2: np.ndarray  # (n,) best f = 0 term's standardised chi^2
     f_hat: np.ndarray  # (n,) chosen floor index
 
     def latent(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``m_z`` (len(idx), Q) and the Cholesky factor of ``P_z`` of terms ``idx`` (one latent size)."""
-        mz, chol = self.blocks[int(self.width[idx[0]])]
-        return mz[self.widx[idx]], chol[self.widx[idx]]
+        first = self.parts[int(self.part[idx[0]])]
+        q = first["mz"].shape[1]
+        mz, chol = np.empty((len(idx), q)), np.empty((len(idx), q, q))
+        for pid in np.unique(self.part[idx]):
+            sel = np.flatnonzero(self.part[idx] == pid)
+            src = self.parts[int(pid)]
+            mz[sel] = src["mz"][self.pos[idx[sel]]]
+            chol[sel] = src["chol"][self.pos[idx[sel]]]
+        return mz, chol
 
 
 class _Batch:
@@ -252,11 +259,8 @@ _SCALARS = ("row", "comp", "fidx", "s", "sidx", "logw", "chi2")
 def _scalars(b: _Batch) -> dict[str, np.ndarray]:
     """The per-term scalars of every evaluated term, a term evaluated twice counted once."""
     cat = {k: np.concatenate([p[k] for p in b.parts]) for k in _SCALARS}
-    cat["width"] = np.concatenate([np.full(len(p["row"]), p["mz"].shape[1]) for p in b.parts])
-    cat["widx"] = np.empty(len(cat["row"]), int)
-    for wdt in np.unique(cat["width"]):
-        sel = cat["width"] == wdt
-        cat["widx"][sel] = np.arange(sel.sum())
+    cat["part"] = np.concatenate([np.full(len(p["row"]), i) for i, p in enumerate(b.parts)])
+    cat["pos"] = np.concatenate([np.arange(len(p["row"])) for p in b.parts])
     ident = ((cat["row"] * len(b.pr.mu) + cat["comp"]) * len(b.pr.fgrid) + cat["fidx"]) * b.grid.shape[1] + cat["sidx"]
     _, first = np.unique(ident, return_index=True)
     return {k: v[first] for k, v in cat.items()}
@@ -281,12 +285,8 @@ def _collect(b: _Batch, n: int, f_hat: np.ndarray) -> Terms:
     e = np.exp(lw - best[cat["row"]])
     tot = np.zeros(n)
     np.add.at(tot, cat["row"], e)
-    blocks = {}
-    for wdt in np.unique(cat["width"]):
-        parts = [p for p in b.parts if p["mz"].shape[1] == wdt]
-        blocks[int(wdt)] = (np.concatenate([p["mz"] for p in parts]), np.concatenate([p["chol"] for p in parts]))
-    fields = {k: cat[k] for k in (*_SCALARS, "width", "widx")}
-    return Terms(**fields, blocks=blocks, resp=e / tot[cat["row"]], ood_chi2=_ood_chi2(cat, n), f_hat=f_hat)
+    fields = {k: cat[k] for k in (*_SCALARS, "part", "pos")}
+    return Terms(**fields, parts=b.parts, resp=e / tot[cat["row"]], ood_chi2=_ood_chi2(cat, n), f_hat=f_hat)
 
 
 def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray | None = None):
