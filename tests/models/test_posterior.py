@@ -254,6 +254,7 @@ def test_mismatch_basis_lets_unexplained_structure_through_and_keeps_the_ood_sta
     mean0, sd0, chi0 = plain.predict(ys, ivar, calibrated=False)
     f_hat = m._terms(ys, ivar).f_hat
     assert f_hat[0] == 0 and f_hat[1] > 0
+    np.testing.assert_array_equal(m.mismatch_floor(ys, ivar), np.asarray(grid)[f_hat])
     np.testing.assert_allclose(mean[0], mean0[0], rtol=1e-10)  # the prior draw is untouched
     np.testing.assert_allclose(chi, chi0, rtol=1e-10)  # OOD statistic at f = 0 for both
     red = ((mean - ys) ** 2 * ivar).mean(axis=1)

@@ -248,14 +248,17 @@ def render_markdown(res: dict[str, Any]) -> str:
         "",
         "## Real spectra at native S/N",
         "",
-        "| spectrum | z | S/N | chi2_red | OOD flags |",
-        "|---|---|---|---|---|",
+        "| spectrum | z | S/N | chi2_red | mismatch floor f | OOD flags |",
+        "|---|---|---|---|---|---|",
     ]
     for sid, r in res["real"].items():
         if "error" in r:
-            lines.append(f"| {sid} | - | - | {r['error']} | - |")
+            lines.append(f"| {sid} | - | - | {r['error']} | - | - |")
         else:
-            lines.append(f"| {sid} | {r['z']:.4f} | {r['median_snr']:.1f} | {r['chi2_red']:.2f} | {r['ood_flags']} |")
+            lines.append(
+                f"| {sid} | {r['z']:.4f} | {r['median_snr']:.1f} | {r['chi2_red']:.2f} "
+                f"| {r.get('mismatch_floor', 0.0):g} | {r['ood_flags']} |"
+            )
     lines += ["", "## Out-of-domain flag rate (sky noise)", ""]
     cases = list(next(iter(res["ood"].values())))
     lines += ["| S/N | " + " | ".join(cases) + " |", "|---" * (len(cases) + 1) + "|"]

@@ -320,6 +320,11 @@ class PosteriorDenoiser(DenoisingModel):
             out.append(mean[None] + scale * (draws - mean[None]))
         return np.concatenate(out, axis=1)
 
+    def mismatch_floor(self, x: np.ndarray, ivar: np.ndarray | None = None, batch: int = 256) -> np.ndarray:
+        """The model-mismatch floor ``f`` chosen for each spectrum (n,) (0: the prior explains it)."""
+        grid = np.asarray(self._mismatch()[0])
+        return np.concatenate([grid[self._terms(xb, ib).f_hat] for _, xb, ib in self._batches(x, ivar, batch)])
+
     def ood_flags(self, x: np.ndarray, ivar: np.ndarray | None = None, z: np.ndarray | None = None, chi2=None):
         """Out-of-domain bitmask (n,) of :data:`OOD_BITS` (0 = in domain)."""
         a = self.arrays
