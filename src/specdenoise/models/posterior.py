@@ -235,7 +235,9 @@ class PosteriorDenoiser(DenoisingModel):
 
     def _terms(self, y: np.ndarray, ivar: np.ndarray) -> infer.Terms:
         """The evidence-pruned (component, amplitude, floor) terms of a batch."""
-        return infer.batch_terms(self.prior(), y, ivar, self._grid(y, ivar))
+        gate = float(self.arrays.get("ood_chi2_max", np.inf))
+        gate = gate if np.isfinite(gate) else infer.MISMATCH_GATE
+        return infer.batch_terms(self.prior(), y, ivar, self._grid(y, ivar), gate=gate)
 
     def _moments(self, y: np.ndarray, ivar: np.ndarray, terms: infer.Terms | None = None, scale: str = "input"):
         """Posterior mean, raw sd (n, P) and the standardised chi^2 of the best ``f = 0`` term (n,);
