@@ -69,6 +69,7 @@ def real_spectra_chi2(model, pcfg, bench: Path) -> dict[str, Any]:
                 "median_sd_over_noise": float(np.median(sd[good] * np.sqrt(iv[good]))),
                 "ood_flags": int(model.ood_flags(y, iv, np.array([s.z]), chi2=chi)[0]),
                 "ood_chi2": float(chi[0]),
+                "mismatch_floor": float(model.mismatch_floor(y, iv)[0]),
             }
     return out
 

@@ -143,23 +143,3 @@ def truncate_rank(arrays: dict[str, np.ndarray], q: int) -> dict[str, np.ndarray
     moves into the diagonal (exact on the diagonal, drops their correlations)."""
     w = arrays["w"]
     return {**arrays, "w": w[:, :, :q].copy(), "d": arrays["d"] + np.sum(w[:, :, q:] ** 2, axis=2)}
-
-
-def draw_samples(arrays, y, resp, terms, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-    """Raw posterior draws (n_samples, n, P): pick a (component, scale) term by responsibility,
-    then z ~ N(m_z, P_z^-1) and the independent pixel residual."""
-    n, p = y.shape
-    cum = np.cumsum(resp, axis=1)
-    pick = (rng.random((n_samples, n, 1)) > cum[None]).sum(-1).clip(max=resp.shape[1] - 1)
-    out = np.empty((n_samples, n, p))
-    for c, (k, s, m_z, chol, kappa, aa, _chi2) in enumerate(terms):
-        si, ni = np.nonzero(pick == c)
-        if len(si) == 0:
-            continue
-        e = rng.standard_normal((len(si), m_z.shape[1]))
-        z = m_z[ni] + np.linalg.solve(np.swapaxes(chol[ni], 1, 2), e[..., None])[..., 0]
-        kap = kappa[ni]
-        x = (1 - kap) * (s[ni, None] * (arrays["mu"][k][None] + z @ arrays["w"][k].T)) + kap * y[ni]
-        x += np.sqrt(aa[ni] * (1 - kap)) * rng.standard_normal((len(si), p))
-        out[si, ni] = x
-    return out
