@@ -215,7 +215,7 @@ def test_fast_path_matches_the_dense_mixture_reference(snr_scale):
     ivar = _noise(rng, 6) * (30.0 * snr_scale) ** 2
     y = 1.1 * x + rng.standard_normal(x.shape) / np.sqrt(ivar.clip(1e-12))
     y[ivar == 0] = 0.0
-    mean, sd, chi = m.predict(y, ivar, calibrated=False)
+    mean, sd, chi = m.predict(y, ivar, calibrated=False, scale="input")
     ref_mean, ref_sd, ref_chi, ref_unit = _dense_reference(m, y, ivar)
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-8, atol=1e-8 * np.abs(ref_mean).max())
     np.testing.assert_allclose(sd, ref_sd, rtol=1e-7, atol=1e-9 * np.abs(ref_mean).max())

@@ -117,7 +117,7 @@ def snr_grid(model, clean, cat, wave, fitter, shapes, rng, n_samples: int = 30, 
         for snr in SNRS:
             obs = observe_normalised(clean, wave, z, np.full(len(clean), snr), kind, rng, desi=desi)
             t0 = time.perf_counter()
-            mean, raw_sd, _ = model.predict(obs["flux"], obs["ivar"], calibrated=False)
+            mean, raw_sd, _ = model.predict(obs["flux"], obs["ivar"], calibrated=False, scale="input")
             t_pred += time.perf_counter() - t0
             n_done += len(clean)
             sd = raw_sd * model.calibration_scale(mean, obs["ivar"])

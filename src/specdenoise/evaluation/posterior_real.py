@@ -58,7 +58,7 @@ def real_spectra_chi2(model, pcfg, bench: Path) -> dict[str, Any]:
             if good.sum() < 50:
                 out[s.id] = {"error": "fewer than 50 unmasked rest-frame bins"}
                 continue
-            mean, sd, chi = model.predict(y, iv)
+            mean, sd, chi = model.predict(y, iv, scale="input")
             out[s.id] = {
                 "file": path.name,
                 "z": float(s.z),

@@ -111,7 +111,7 @@ def calibrate(model: Any, obs: dict[str, np.ndarray], z: np.ndarray) -> dict[str
     binning by the pixel's S/N rather than the spectrum's makes the factor follow the noise shape
     (sky lines, DESI arm ends, masks). A (bin, pixel) cell with fewer than 30 entries takes the
     bin's factor over all pixels; bins with fewer than 300 entries are dropped."""
-    mean, sd, chi2 = model.predict(obs["flux"], obs["ivar"], calibrated=False)
+    mean, sd, chi2 = model.predict(obs["flux"], obs["ivar"], calibrated=False, scale="input")
     zs = np.abs(obs["truth"] - mean) / np.maximum(sd, 1e-12)
     ls = pixel_log_snr(mean, obs["ivar"])
     centres, scales = [], []

@@ -370,7 +370,7 @@ class Denoiser:
         if x.ndim != 2 or x.shape[1] != self.preprocess_cfg.n_pix:
             raise DataError(f"input: expected (n, {self.preprocess_cfg.n_pix}) preprocessed spectra, got {x.shape}")
         if self.model.noise_aware:  # the exact posterior: its spread is calibrated in the model itself
-            mean, sd, chi2 = self.model.predict(x, ivar)
+            mean, sd, chi2 = self.model.predict(x, ivar, scale="input")  # multiplied back by the input's norm
             ood = self.model.ood_flags(x, ivar, z, chi2)
             return mean.astype(np.float32), sd.astype(np.float32), True, ood
         return (*self._predict_fixed(x), None)
