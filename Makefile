@@ -58,6 +58,7 @@ bench: install ## Performance benchmarks (results in reports/bench_*.json)
 	$(BIN)/specdenoise bench pipeline --out reports/bench_pipeline.json
 	$(BIN)/specdenoise bench linefit --n 500 --out reports/bench_linefit.json
 	$(BIN)/specdenoise bench denoise data/external/desi/coadd-*.fits --targets 500 --copies 8 --workers 1,2 --out reports/bench_denoise.json
+	$(BIN)/specdenoise bench posterior --out reports/posterior.json --md reports/posterior.md
 
 .PHONY: ui
 ui: install ## Serve the MLflow UI for this project's store on 127.0.0.1:$(PORT)

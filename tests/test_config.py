@@ -136,7 +136,7 @@ def test_family_sections_keep_the_dump_and_attribute_access():
 
 
 def test_extra_models_are_validated():
-    assert TrainConfig().extra == {"posterior": 10}
+    assert TrainConfig().extra == {"posterior": 6}
     with pytest.raises(ValueError, match="unknown model family 'gan'"):
         TrainConfig(extra={"gan": 4})
     with pytest.raises(ValueError, match="latent dim of posterior must be positive"):

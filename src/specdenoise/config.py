@@ -177,7 +177,7 @@ class TrainConfig(_Section, FamilySections):
     level_seeds: int = Field(1, ge=1, description="training seeds per model at the other noise.levels")
     axis_dims: list[int] = Field([6], description="latent dims with the seed and level axes (within latent_dims)")
     extra: dict[FamilyName, int] = Field(
-        default_factory=lambda: {"posterior": 10},
+        default_factory=lambda: {"posterior": 6},
         description="family -> latent dim (rank) of models outside the paper matrix (DVC stages train_extra and "
         "train_extra_axis; each with its seed and level axis)",
     )
@@ -199,7 +199,7 @@ class TrainConfig(_Section, FamilySections):
 class SearchConfig(_Section):
     """Random hyper-parameter search (paper section 3.2) with optuna's seeded random sampler."""
 
-    trials: int = Field(2, ge=0, description="trials per family and latent dimension (paper: 100)")
+    trials: int = Field(0, ge=0, description="trials per family and latent dimension (paper: 100; 0: the fixed nets)")
     include_baseline: bool = Field(True, description="first trial = the fixed train.<family> net")
     epochs: int = Field(6, gt=0, description="epochs per trial (paper: 25)")
     seed: int = Field(5, ge=0)

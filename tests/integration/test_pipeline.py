@@ -67,6 +67,8 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
         for dim in (2, 4):
             assert f"Running stage 'train@{fam}-{dim}'" in first
         assert f"Running stage 'train_axis@{fam}-2'" in first  # smoke: axis_dims [2]
+    for stage in ("train_extra@posterior", "train_extra_axis@posterior"):  # smoke: train.extra {posterior: 4}
+        assert f"Running stage '{stage}'" in first
     spectra = np.load(project / "data/processed/spectra.npz", allow_pickle=False)
     assert spectra["flux"].shape == (300, 825)
     np.testing.assert_allclose(np.linalg.norm(spectra["flux"], axis=1), 1.0, rtol=1e-5)
@@ -78,17 +80,19 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     import json
 
     ev = json.loads((project / "reports/evaluation.json").read_text())
-    # 5 families (the prior-only mean among them) x the smoke profile's 2 latent dims
-    assert len(ev["rows"]) == 10 and all(np.isfinite(r["test_loss"]) for r in ev["rows"])
+    # 5 families (the prior-only mean among them) x the smoke profile's 2 latent dims, and the posterior 4-D
+    assert len(ev["rows"]) == 11 and all(np.isfinite(r["test_loss"]) for r in ev["rows"])
     mean_loss = min(r["test_loss"] for r in ev["rows"] if r["family"] == "mean")
     assert all(r["test_loss"] < mean_loss for r in ev["rows"] if r["family"] in ("pca", "wiener"))
     assert ev["champion"]["model"] == "specdenoise-vae"
+    assert ev["default_champion"]["model"] == "specdenoise-posterior"
     assert (project / "reports/figures/models/fig7_loss_vs_dim.png").exists()
     # seeds and levels: AE/VAE 2-D have 2 seeds at 0.04; every family has a 0.01 cell at 2-D
     cells = {(c["key"], c["level"]): c for c in ev["cells"]}
     assert cells[("ae_2", 0.04)]["n_seeds"] == 2 and cells[("vae_2", 0.04)]["test_loss_sd"] is not None
     assert cells[("pca_2", 0.04)]["n_seeds"] == 1 and cells[("ae_4", 0.04)]["n_seeds"] == 1
-    assert {k for k, lv in cells if lv == 0.01} == {"mean_2", "pca_2", "wiener_2", "ae_2", "vae_2"}
+    assert {k for k, lv in cells if lv == 0.01} == {"mean_2", "pca_2", "wiener_2", "ae_2", "vae_2", "posterior_4"}
+    assert cells[("posterior_4", 0.04)]["n_seeds"] == 2  # a seeded family; scored, not re-trained, at 0.01
     assert set(ev["rankings"]) == {"0.01", "0.04"} and "0.04" in ev["per_class"]
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert {"s0_01", "s0_04", "snr", "champion"} <= set(metrics) and metrics["snr"]["s0_01"] > 3
@@ -102,7 +106,10 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     assert "(registry champion)" in board
     assert (project / "reports/leaderboard.html").read_text().startswith("<!doctype html>")
     lines = json.loads((project / "reports/lines.json").read_text())
-    assert {"pca_2", "vae_4", "noisy", "crb"} <= set(lines["models"])
+    assert {"pca_2", "vae_4", "posterior_4", "noisy", "crb"} <= set(lines["models"])
+    assert {"noisy", "mean_2", "posterior_4"} <= set(lines["recovery_levels"]["0.01"]["models"])
+    per_level = json.loads((project / "reports/line_metrics.json").read_text())
+    assert set(per_level) == {"sigma_0.04", "sigma_0.01"}
     assert "sigma_fill Halpha" in board and "Cramer-Rao bound" in board
     assert (project / "reports/table6.md").exists() and (
         project / "reports/figures/lines/fig9_line_fluxes.png"
@@ -223,6 +230,9 @@ def test_mzr_stages_and_dvc_views(project):
     assert set(mz["sets"]) == {"original", "desi", "denoised", "denoised_calibrated"}
     assert mz["model_uri"] == "models:/specdenoise-vae-desi@champion"
     assert mz["champion"]["model"] == "specdenoise-vae-desi"
+    post = mz["posterior"]  # the MZR from posterior draws of the default model
+    assert post["model_uri"] == "models:/specdenoise-posterior@champion" and post["n_draws"] == 20
+    assert np.isfinite(post["truth"]["scatter"]) and np.isfinite(post["draws"]["scatter"])
     orig, desi = mz["sets"]["original"], mz["sets"]["desi"]
     assert 0 < orig["fraction_measurable"] <= 1 and np.isfinite(orig["scatter"])
     assert desi["fraction_measurable"] < orig["fraction_measurable"]  # DESI-like spectra lose most metallicities

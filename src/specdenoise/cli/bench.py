@@ -134,9 +134,10 @@ def bench_denoise_cmd(
 
 @app.command("posterior")
 def bench_posterior_cmd(
-    model: Annotated[Path, typer.Option(help="Saved posterior-family model directory.")] = Path(
-        "models/posterior_16/model"
-    ),
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Saved posterior-family model directory (default models/posterior_<train.extra dim>/model)."),
+    ] = None,
     bench_dir: Annotated[
         Path, typer.Option(help="A built pipeline (paper-family models, test split, DESI coadds, templates).")
     ] = Path("."),
@@ -149,10 +150,15 @@ def bench_posterior_cmd(
     md: Annotated[Path, typer.Option(help="Markdown summary to write.")] = Path("reports/posterior.md"),
 ) -> None:
     """Evidence for the posterior family: coverage, loss and lines over S/N, real spectra, OOD rates."""
+    p = resolve_params(params_path)
+    if model is None:
+        if "posterior" not in p.train.extra:
+            raise ConfigError("--model: not given and train.extra has no posterior model")
+        model = Path("models") / f"posterior_{p.train.extra['posterior']}" / "model"
     m = load_model(model)
     if not getattr(m, "noise_aware", False):
         raise ConfigError(f"--model: {model} is a '{m.family}' model, not a noise-aware posterior model")
-    res = run_bench(m, resolve_params(params_path), bench_dir, n_test, n_samples, shapes.split(","), seed)
+    res = run_bench(m, p, bench_dir, n_test, n_samples, shapes.split(","), seed)
     save_json(out, res)
     save_text(md, render_markdown(res))
     typer.echo(render_markdown(res))
