@@ -241,11 +241,11 @@ def _model_only(den: Any, path: str, options: dict[str, Any], min_seconds: float
     """De-noising rate (with uncertainty) of the model alone on one input's prepared spectra."""
     block = read_block(path)
     _, pre = prepare_block(den, block, options)
-    x = pre["flux"].astype(np.float32)
-    den.predict(x[:64])  # warm-up
+    x, ivar, z = pre["flux"].astype(np.float32), pre["ivar"], pre["z"]  # a noise-aware model uses ivar and z
+    den.predict(x[:64], ivar[:64], z[:64])  # warm-up
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < min_seconds:
-        den.predict(x)
+        den.predict(x, ivar, z)
         n += len(x)
     return {"spectra_per_s": round(n / (time.perf_counter() - t0), 1), "batch": len(x)}
 
