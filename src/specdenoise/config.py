@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from specdenoise.errors import ConfigError
 from specdenoise.io import deep_merge, load_yaml
@@ -188,12 +188,17 @@ class TrainConfig(_Section, FamilySections):
             raise ValueError("latent_dims must be positive")
         if extra := [d for d in self.axis_dims if d not in self.latent_dims]:
             raise ValueError(f"axis_dims {extra} are not in latent_dims {self.latent_dims}")
-        if bad := [f for f, d in self.extra.items() if d <= 0]:
-            raise ValueError(f"extra: the latent dim of {bad[0]} must be positive")
-        if clash := [f for f, d in self.extra.items() if f in self.families and d in self.latent_dims]:
-            f = clash[0]
-            raise ValueError(f"extra: {f} {self.extra[f]}-D is already in the families x latent_dims matrix")
         return self
+
+    @field_validator("extra")
+    @classmethod
+    def _extra(cls, extra: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        if bad := [f for f, d in extra.items() if d <= 0]:
+            raise ValueError(f"the latent dim of {bad[0]} must be positive")
+        fams, dims = info.data.get("families") or [], info.data.get("latent_dims") or []
+        if clash := [f for f, d in extra.items() if f in fams and d in dims]:
+            raise ValueError(f"{clash[0]} {extra[clash[0]]}-D is already in the families x latent_dims matrix")
+        return extra
 
 
 class SearchConfig(_Section):

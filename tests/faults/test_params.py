@@ -84,3 +84,18 @@ def test_yaml_merge_keys_are_not_duplicates(proj):
     params = proj / "params.yaml"
     params.write_text(yaml.safe_dump(PARAMS) + "lines:\n  <<: {seed: 61, fitter: fast}\n  seed: 62\n")
     assert load_params(params).lines.seed == 62
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        ({"gan": 4}, "unknown model family 'gan'"),
+        ({"posterior": 0}, "latent dim of posterior must be positive"),
+        ({"ae": 2}, "already in the families x latent_dims matrix"),
+    ],
+    ids=["unknown-family", "zero-dim", "in-the-matrix"],
+)
+def test_bad_extra_model_is_refused(proj, extra, says):
+    text = yaml.safe_dump(deep_merge(PARAMS, {"train": {"extra": extra}}))
+    res, params = _train_with(proj, text)
+    assert_fails(res, EXIT_USAGE, str(params), "train.extra", says)
