@@ -139,7 +139,7 @@ def test_extra_models_are_validated():
     assert TrainConfig().extra == {"posterior": 6}
     with pytest.raises(ValueError, match="unknown model family 'gan'"):
         TrainConfig(extra={"gan": 4})
-    with pytest.raises(ValueError, match="latent dim of posterior must be positive"):
+    with pytest.raises(ValueError, match="greater than 0"):
         TrainConfig(extra={"posterior": 0})
     with pytest.raises(ValueError, match="ae 4-D is already in the families x latent_dims matrix"):
         TrainConfig(extra={"ae": 4})

@@ -17,7 +17,7 @@ plus its params section; this file needs no edit.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -176,10 +176,9 @@ class TrainConfig(_Section, FamilySections):
     seeds: int = Field(3, ge=1, description="training seeds per model at the paper level (axis_dims only)")
     level_seeds: int = Field(1, ge=1, description="training seeds per model at the other noise.levels")
     axis_dims: list[int] = Field([6], description="latent dims with the seed and level axes (within latent_dims)")
-    extra: dict[FamilyName, int] = Field(
+    extra: dict[FamilyName, Annotated[int, Field(gt=0)]] = Field(
         default_factory=lambda: {"posterior": 6},
-        description="family -> latent dim (rank) of models outside the paper matrix (DVC stages train_extra and "
-        "train_extra_axis; each with its seed and level axis)",
+        description="family -> latent dim of models outside the paper matrix (stages train_extra, train_extra_axis)",
     )
 
     @model_validator(mode="after")
@@ -193,8 +192,6 @@ class TrainConfig(_Section, FamilySections):
     @field_validator("extra")
     @classmethod
     def _extra(cls, extra: dict[str, int], info: ValidationInfo) -> dict[str, int]:
-        if bad := [f for f, d in extra.items() if d <= 0]:
-            raise ValueError(f"the latent dim of {bad[0]} must be positive")
         fams, dims = info.data.get("families") or [], info.data.get("latent_dims") or []
         if clash := [f for f, d in extra.items() if f in fams and d in dims]:
             raise ValueError(f"{clash[0]} {extra[clash[0]]}-D is already in the families x latent_dims matrix")

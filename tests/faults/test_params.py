@@ -90,7 +90,7 @@ def test_yaml_merge_keys_are_not_duplicates(proj):
     "extra, says",
     [
         ({"gan": 4}, "unknown model family 'gan'"),
-        ({"posterior": 0}, "latent dim of posterior must be positive"),
+        ({"posterior": 0}, "greater than 0"),
         ({"ae": 2}, "already in the families x latent_dims matrix"),
     ],
     ids=["unknown-family", "zero-dim", "in-the-matrix"],
