@@ -150,6 +150,12 @@ def noisy_ivar(ivar: np.ndarray, sigma: np.ndarray, renorm: np.ndarray) -> np.nd
     return np.where(np.isfinite(var), 1.0 / var, 0.0) * renorm[:, None] ** 2
 
 
+def added_ivar(noisy: Any) -> np.ndarray:
+    """Inverse variance (n_pix,) of the noise added to a noise-added set (``sigma``, normalised
+    units): what a noise-aware model is told about the inputs of the benchmark."""
+    return 1.0 / np.square(np.asarray(noisy["sigma"], dtype=np.float64))
+
+
 def at_level(cfg: NoiseConfig, level: float) -> NoiseConfig:
     """The noise settings of one level of ``cfg.levels``.
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from specdenoise.config import Params
 from specdenoise.data.artefacts import load_noisy, noisy_level_path
-from specdenoise.data.noise import at_level
+from specdenoise.data.noise import added_ivar, at_level
 from specdenoise.evaluation.line_recovery import stage_recovery
 from specdenoise.models import store
 from specdenoise.training.splits import training_data
@@ -40,7 +40,7 @@ def level_recovery(
     p = params.model_copy(update={"noise": at_level(params.noise, level)})
     nz = load_noisy(noisy_level_path(levels_dir, level))
     _, test = training_data(pre, nz, p)
-    ivar = 1.0 / np.square(np.asarray(nz["sigma"], dtype=np.float64))
+    ivar = added_ivar(nz)
     sets: dict[str, np.ndarray] = {"noisy": test["x"]}
     loaded = {}
     for tm in found:

@@ -25,6 +25,7 @@ import numpy as np
 
 from specdenoise.config import Params
 from specdenoise.data.artefacts import Spectra, load_noisy, load_sample
+from specdenoise.data.noise import added_ivar
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.evaluation.level_recovery import other_levels
 from specdenoise.evaluation.line_recovery import RECOVERY_LINES, stage_recovery
@@ -352,7 +353,7 @@ def run(
     fit = ppxf_fitter if lc.fitter == "ppxf" else fast
     sets = {"observed": test["y"], "noisy": test["x"]}
     run_ids, loaded = {}, {}
-    ivar = 1.0 / np.square(np.asarray(nz.sigma, dtype=np.float64))  # reaches noise-aware models
+    ivar = added_ivar(nz)  # reaches noise-aware models
     for tm in store.list_models(models_dir, lc.dims, paper_only=True):  # paper level (other levels: below)
         loaded[tm.name] = tm.load()
         sets[tm.name] = loaded[tm.name].denoise_given(test["x"], ivar)

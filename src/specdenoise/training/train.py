@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from specdenoise.config import Params
 from specdenoise.data.artefacts import DesiSet, NoisySet, Spectra, check_pair, load_noisy, noisy_level_path
-from specdenoise.data.noise import at_level
+from specdenoise.data.noise import added_ivar, at_level
 from specdenoise.errors import ConfigError, DataError
 from specdenoise.io import save_json
 from specdenoise.models import DenoisingModel, get_family, store
@@ -85,6 +85,11 @@ def test_metrics(model: DenoisingModel, test: dict[str, np.ndarray]) -> tuple[di
     return metrics, pred
 
 
+def _noise_record(noisy: NoisySet | DesiSet | dict, params: Params) -> dict[str, Any]:
+    """The noise a model was trained or scored on, for its ``preprocess.json``."""
+    return noisy.noise_record(params) if isinstance(noisy, (NoisySet, DesiSet)) else params.noise.model_dump()
+
+
 def read_hyper(path: Path, family: str | None = None) -> dict[str, Any]:
     """The chosen hyper-parameters (``hyper``) of a trained model's ``record.json``, checked
     against ``family``'s settings (its ``train.<family>`` section) when given."""
@@ -147,7 +152,7 @@ def train_one(
     """
     params = params_at_level(params, level)
     data, test = training_data(pre, noisy, params)
-    test["ivar"] = 1.0 / np.square(np.asarray(data.noise_sigma, dtype=np.float64))
+    test["ivar"] = added_ivar(noisy)
     cls = get_family(family)
     seed = model_seed(params, latent_dim, seed_index)
     ident = {"noise_level": params.noise.sigma, "seed_index": seed_index, "seed": seed}
@@ -164,8 +169,7 @@ def train_one(
         model.save(model_dir)
         np.savez(out_dir / store.TEST_LOSSES, **test_losses(pred, test))
         # the preprocessing and the noise the model was trained with travel with it (Denoiser)
-        noise = noisy.noise_record(params) if isinstance(noisy, (NoisySet, DesiSet)) else params.noise.model_dump()
-        save_json(model_dir / store.PREPROCESS, store.training_record(params, noise))
+        save_json(model_dir / store.PREPROCESS, store.training_record(params, _noise_record(noisy, params)))
         record = {
             "family": family,
             "latent_dim": latent_dim,
@@ -332,14 +336,13 @@ def score_at_level(
     returns its record (``scored_from``: the paper model; no MLflow run)."""
     params = params_at_level(params, level)
     _, test = training_data(pre, noisy, params)
-    test["ivar"] = 1.0 / np.square(np.asarray(noisy["sigma"], dtype=np.float64))
+    test["ivar"] = added_ivar(noisy)
     model, _ = store.load_checked(paper_dir / store.MODEL)
     metrics, pred = test_metrics(model, test)
     metrics.update({"train_seconds": 0.0, "search_seconds": 0.0, "n_parameters": model.n_parameters(), "epochs": 0})
     shutil.copytree(paper_dir / store.MODEL, out_dir / store.MODEL)
     np.savez(out_dir / store.TEST_LOSSES, **test_losses(pred, test))
-    noise = noisy.noise_record(params) if isinstance(noisy, (NoisySet, DesiSet)) else params.noise.model_dump()
-    save_json(out_dir / store.MODEL / store.PREPROCESS, store.training_record(params, noise))
+    save_json(out_dir / store.MODEL / store.PREPROCESS, store.training_record(params, _noise_record(noisy, params)))
     paper = store.read_json(paper_dir / store.RECORD) or {}
     ident = {"noise_level": params.noise.sigma, "seed_index": 0, "seed": paper.get("seed")}
     head = {"family": model.family, "latent_dim": model.latent_dim, **ident}
