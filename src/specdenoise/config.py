@@ -326,7 +326,7 @@ class MzrConfig(_Section):
     snr_min: float = Field(15.0, gt=0.0, description="H-alpha S/N needed for a metallicity (Scholte & Saintonge 2023)")
     n_mass_bins: int = Field(8, gt=1, description="mass bins for percentiles and the SFR trend at fixed mass")
     posterior_draws: int = Field(
-        20, ge=0, description="posterior draws per galaxy for the MZR of the default (noise-aware) model; 0: none"
+        40, ge=0, description="posterior draws per galaxy for the MZR of the default (noise-aware) model; 0: none"
     )
     seed: int = Field(14, ge=0, description="seed of the posterior draws")
 

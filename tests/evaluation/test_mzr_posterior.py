@@ -25,6 +25,11 @@ class _Draws:
         rng = np.random.default_rng(seed)
         return self.truth[None] * np.exp(self.spread * rng.standard_normal((n, *self.truth.shape)))
 
+    def sample_prior(self, n, seed):
+        """The population's spectra, resampled: an interim prior that knows nothing of mass."""
+        rng = np.random.default_rng(seed)
+        return self.truth[rng.integers(0, len(self.truth), n)] * np.exp(0.1 * rng.standard_normal((n, 4)))
+
     def denoise_given(self, x, ivar=None):
         return self.truth if self.mean is None else np.broadcast_to(self.mean, self.truth.shape)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from specdenoise.evaluation.population import mzr_from_samples, mzr_point
+from specdenoise.evaluation.population import hierarchical_mzr, mzr_from_samples, mzr_point
 
 
 def test_posterior_draws_recover_scatter_and_rho_that_point_estimates_miss():
@@ -30,3 +31,31 @@ def test_posterior_draws_recover_scatter_and_rho_that_point_estimates_miss():
     assert mzr_point(mass, sfr, obs)["scatter"] > truth["scatter"] + 0.02
     assert mzr_point(mass, sfr, pm)["scatter"] < truth["scatter"] - 0.01
     assert got["n_draws"] == 40
+
+
+def test_reweighting_to_a_fitted_mzr_recovers_what_a_mass_blind_prior_widens():
+    """Posteriors under an interim prior that ignores mass (the population's O/H marginal): the plain
+    draws of badly measured galaxies scatter over the whole population; dividing the interim prior
+    out and fitting the MZR by marginal likelihood recovers the scatter at fixed mass."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    mass = rng.uniform(9.0, 11.0, n)
+    sfr = 0.8 * mass - 8.0 + 0.3 * rng.standard_normal(n)
+    oh = 8.7 + 0.3 * (mass - 10) - 0.1 * (mass - 10) ** 2 + 0.08 * rng.standard_normal(n)
+    m0, s0 = oh.mean(), oh.std()  # the interim prior: N(m0, s0^2), blind to mass
+    err = np.where(rng.random(n) < 0.5, 0.02, 0.5)  # half measured, half prior-dominated
+    obs = oh + err * rng.standard_normal(n)
+    pv = 1 / (1 / s0**2 + 1 / err**2)
+    draws = pv * (m0 / s0**2 + obs / err**2) + np.sqrt(pv) * rng.standard_normal((40, n))
+    truth = mzr_point(mass, sfr, oh)
+    plain = mzr_from_samples(mass, sfr, draws)
+    assert plain["scatter"] > truth["scatter"] + 0.03  # the mass-blind prior widens the MZR
+
+    def logpdf(v):
+        return -0.5 * ((v - m0) / s0) ** 2 - np.log(s0)
+
+    got = hierarchical_mzr(mass, sfr, draws, logpdf, 40, seed=3)
+    assert got["population"]["sigma"] == pytest.approx(0.08, abs=0.01)
+    assert abs(got["scatter"] - truth["scatter"]) < 0.01
+    assert got["population"]["coef"][0] == pytest.approx(-0.1, abs=0.03)  # the quadratic term
+    assert 1 < got["ess_median"] <= 40 and got["n_galaxies"] == n

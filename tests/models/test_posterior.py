@@ -42,6 +42,21 @@ def test_registered_with_capabilities():
     assert cls.has_posterior and cls.noise_aware and not cls.iterative
 
 
+def test_prior_draws_have_the_mixtures_moments():
+    m = _toy(seed=3, k=2)
+    a = m.arrays
+    m.arrays["log_pi"] = np.log(np.array([0.25, 0.75]))
+    draws = m.sample_prior(40000, seed=4)
+    mean = 0.25 * a["mu"][0] + 0.75 * a["mu"][1]
+    np.testing.assert_allclose(draws.mean(0), mean, atol=0.03)
+    cov = sum(
+        pi * (a["w"][k] @ a["w"][k].T + np.diag(a["d"][k]) + np.outer(a["mu"][k] - mean, a["mu"][k] - mean))
+        for k, pi in enumerate((0.25, 0.75))
+    )
+    np.testing.assert_allclose(np.cov(draws, rowvar=False), cov, atol=0.05 * np.max(np.diag(cov)))
+    np.testing.assert_array_equal(draws, m.sample_prior(40000, seed=4))
+
+
 def test_exact_posterior_matches_closed_form():
     m = _toy()
     rng = np.random.default_rng(1)

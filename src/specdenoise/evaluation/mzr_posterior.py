@@ -9,7 +9,10 @@ dependence are computed on each draw of the whole sample
 (:func:`~specdenoise.evaluation.population.mzr_from_samples`). The same statistics of O3N2 from
 the true line fluxes of the same galaxies (:func:`~specdenoise.evaluation.population.mzr_point`)
 are the reference; the issue's targets are +-0.01 dex in scatter and +-0.05 in Spearman rho. The
-posterior mean's own point estimate (one value per galaxy, as the paper's protocol) is given too.
+posterior mean's own point estimate (one value per galaxy, as the paper's protocol) is given too,
+and so are the draws re-weighted to a fitted population MZR
+(:func:`~specdenoise.evaluation.population.hierarchical_mzr`), which replaces the prior's
+mass-blind O/H marginal by a Gaussian MZR.
 A draw whose four lines are not all positive gives no O/H for that galaxy in that draw.
 """
 
@@ -18,16 +21,29 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.stats import gaussian_kde
 
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_truth import MZR_LINES, o3n2, pp04_o3n2, true_o3n2
-from specdenoise.evaluation.population import mzr_from_samples, mzr_point
+from specdenoise.evaluation.population import hierarchical_mzr, mzr_from_samples, mzr_point
 from specdenoise.models import get_family
 from specdenoise.training.splits import split_indices
 
 #: Targets of issue 15 item 4: |draws - truth| in MZR scatter (dex) and in the SFR Spearman rho.
 SCATTER_TOL, RHO_TOL = 0.01, 0.05
+#: Spectra drawn from the de-noiser's prior to estimate its O/H marginal (the interim prior).
+N_PRIOR_DRAWS = 20000
+
+
+def interim_logpdf(model: Any, fit, seed: int, n: int = N_PRIOR_DRAWS):
+    """log density (dex^-1) of 12+log(O/H) under the model's prior: the fast fitter's O3N2 O/H of ``n``
+    spectra drawn from the prior (:meth:`sample_prior`), a Gaussian KDE floored at 1e-3 of its peak
+    (draws whose four lines are not all positive have no O/H and are left out, as in the posterior)."""
+    oh = _oh(fit(model.sample_prior(n, seed).astype(np.float32)))
+    kde = gaussian_kde(oh[np.isfinite(oh)])
+    floor = 1e-3 * float(kde(np.linspace(np.nanmin(oh), np.nanmax(oh), 200)).max())
+    return lambda v: np.log(np.maximum(kde(v), floor))
 
 
 def _oh(fits: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
@@ -51,7 +67,7 @@ def posterior_mzr(
     Parameters
     ----------
     model : DenoisingModel
-        A noise-aware family with ``sample(x, n, seed, ivar=)`` and ``denoise_given``.
+        A noise-aware family with ``sample(x, n, seed, ivar=)``, ``sample_prior(n, seed)`` and ``denoise_given``.
     x, ivar : ndarray, shape (n, n_pix)
         Noise-added spectra and their inverse variance (normalised units).
     fit : callable
@@ -68,7 +84,9 @@ def posterior_mzr(
     dict
         ``truth`` (scatter, rho of the true-flux O3N2 O/H), ``draws`` (mean and sd over draws,
         ``valid_fraction`` of (galaxy, draw) pairs with an O/H), ``posterior_mean`` (the point
-        estimate), ``diff`` (draws - truth), ``meets`` (within :data:`SCATTER_TOL`, :data:`RHO_TOL`).
+        estimate), ``hierarchical`` (the draws re-weighted to a fitted population,
+        :func:`~specdenoise.evaluation.population.hierarchical_mzr`, with its own ``diff`` and
+        ``meets``), ``diff`` (draws - truth), ``meets`` (within :data:`SCATTER_TOL`, :data:`RHO_TOL`).
     """
     oh_true = pp04_o3n2(true_o3n2(true_flux))
     keep = np.isfinite(oh_true) & np.isfinite(log_mass) & np.isfinite(log_sfr)
@@ -79,12 +97,16 @@ def posterior_mzr(
     truth = mzr_point(lm, ls, oh_true[keep])
     res = mzr_from_samples(lm, ls, oh_draws)
     diff = {"scatter": res["scatter"] - truth["scatter"], "rho": res["rho"] - truth["rho"]}
+    hier = hierarchical_mzr(lm, ls, oh_draws, interim_logpdf(model, fit, seed + 1), n_draws, seed + 2)
+    hier["diff"] = {"scatter": hier["scatter"] - truth["scatter"], "rho": hier["rho"] - truth["rho"]}
+    hier["meets"] = bool(abs(hier["diff"]["scatter"]) <= SCATTER_TOL and abs(hier["diff"]["rho"]) <= RHO_TOL)
     return {
         "n_galaxies": int(keep.sum()),
         "n_draws": int(n_draws),
         "truth": truth,
         "draws": {**res, "valid_fraction": float(np.isfinite(oh_draws).mean())},
         "posterior_mean": {**mzr_point(lm, ls, point), "valid_fraction": float(np.isfinite(point).mean())},
+        "hierarchical": hier,
         "diff": diff,
         "targets": {"scatter_dex": SCATTER_TOL, "rho": RHO_TOL},
         "meets": bool(abs(diff["scatter"]) <= SCATTER_TOL and abs(diff["rho"]) <= RHO_TOL),
@@ -93,7 +115,7 @@ def posterior_mzr(
 
 def markdown(block: dict[str, Any], uri: str) -> str:
     """The posterior block of ``reports/mzr.md``."""
-    t, d, p, df = block["truth"], block["draws"], block["posterior_mean"], block["diff"]
+    t, d, p, df, h = block["truth"], block["draws"], block["posterior_mean"], block["diff"], block["hierarchical"]
     return (
         f"\n## From posterior draws ({uri}, told each DESI-like spectrum's ivar)\n\n"
         f"{block['n_galaxies']} test galaxies, {block['n_draws']} draws each; MZR scatter at fixed mass (residuals "
@@ -102,10 +124,18 @@ def markdown(block: dict[str, Any], uri: str) -> str:
         f"| true line fluxes (O3N2) | {t['scatter']:.3f} | {t['rho']:+.2f} | 100 % |\n"
         f"| posterior draws (mean +- sd over draws) | {d['scatter']:.3f} +- {d['scatter_sd']:.3f} | "
         f"{d['rho']:+.2f} +- {d['rho_sd']:.2f} | {100 * d['valid_fraction']:.0f} % |\n"
+        f"| posterior draws re-weighted to a fitted MZR (hierarchical; sigma {h['population']['sigma']:.3f}) "
+        f"| {h['scatter']:.3f} +- {h['scatter_sd']:.3f} | {h['rho']:+.2f} +- {h['rho_sd']:.2f} | "
+        f"median ESS {h['ess_median']:.0f} of {block['n_draws']} |\n"
         f"| posterior mean (point estimate) | {p['scatter']:.3f} | {p['rho']:+.2f} | "
         f"{100 * p['valid_fraction']:.0f} % |\n"
         f"\nDraws - truth: scatter {df['scatter']:+.3f} dex, rho {df['rho']:+.2f} (targets +-{SCATTER_TOL} dex, "
-        f"+-{RHO_TOL}): {'met' if block['meets'] else 'not met'}.\n"
+        f"+-{RHO_TOL}): {'met' if block['meets'] else 'not met'}; re-weighted - truth: scatter "
+        f"{h['diff']['scatter']:+.3f} dex, rho {h['diff']['rho']:+.2f}: {'met' if h['meets'] else 'not met'}.\n"
+        "\nThe plain draws of a galaxy whose spectrum does not fix its O/H come from the whole population "
+        "(the prior knows nothing of mass), which widens the scatter at fixed mass and dilutes the SFR trend; "
+        "the re-weighted row divides the prior's O/H marginal out of the draws and puts a Gaussian MZR "
+        "(quadratic in mass, fitted by marginal likelihood) in its place (Hogg, Myers & Bovy 2010).\n"
     )
 
 

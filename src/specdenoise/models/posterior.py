@@ -351,6 +351,20 @@ class PosteriorDenoiser(DenoisingModel):
             flags |= np.where((z < a["z_range"][0]) | (z > a["z_range"][1]), OOD_BITS["redshift"], 0)
         return flags.astype(np.int32)
 
+    def sample_prior(self, n: int, seed: int) -> np.ndarray:
+        """Clean unit-norm spectra (n, P) drawn from the prior mixture (``f = 0``): the interim prior
+        a population analysis divides out of the posterior draws (:mod:`specdenoise.evaluation.population`)."""
+        a, rng = self.arrays, np.random.default_rng(seed)
+        k, p, q = a["w"].shape
+        pi = np.exp(a["log_pi"] - a["log_pi"].max())
+        comp = rng.choice(k, n, p=pi / pi.sum())
+        z, e = rng.standard_normal((n, q)), rng.standard_normal((n, p))
+        out = np.empty((n, p))
+        for c in np.unique(comp):
+            i = comp == c
+            out[i] = a["mu"][c] + z[i] @ a["w"][c].T + np.sqrt(a["d"][c]) * e[i]
+        return out
+
     # ---------------------------------------------------------------- persistence
     def n_parameters(self) -> int:
         return int(sum(self.arrays[k].size for k in _PRIOR_KEYS if k in self.arrays))
