@@ -56,7 +56,7 @@ from specdenoise.errors import ConfigError
 from specdenoise.models import posterior_infer as infer
 from specdenoise.models import posterior_prior
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
-from specdenoise.models.posterior_fit import calibrate, fit_prior, pixel_log_snr
+from specdenoise.models.posterior_fit import CALIB_KEYS, calibrate, calibration_factor, fit_prior
 from specdenoise.models.posterior_noise import mixed_observations
 
 #: Out-of-domain bits: redshift outside the prior's range, continuum S/N outside the calibrated
@@ -180,7 +180,7 @@ class PosteriorDenoiser(DenoisingModel):
         clean, cat = next(iter(source(n, seed, 1, n)))
         z = cat["z"].to_numpy()
         obs = mixed_observations(clean, wave, z, np.random.default_rng([seed, 2]), desi=desi)
-        for k in ("calib_log_snr", "calib_scale"):
+        for k in CALIB_KEYS:
             self.arrays.pop(k, None)
         self.arrays.update(calib_log_snr=np.zeros(1), calib_scale=np.ones((1, clean.shape[1])))
         self.arrays.update(calibrate(self, obs, z))
@@ -259,19 +259,10 @@ class PosteriorDenoiser(DenoisingModel):
         return mean, sd, t.ood_chi2
 
     def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
-        """Factor (n, P) multiplying the raw posterior spread: ``calib_scale`` (n_bins, P)
-        interpolated in each pixel's log10 S/N (:func:`.posterior_fit.pixel_log_snr`; constant
-        beyond the end bins)."""
-        a = self.arrays
-        tab = np.atleast_2d(a["calib_scale"])
-        x = a["calib_log_snr"]
-        if len(x) == 1:
-            return np.broadcast_to(tab[0], mean.shape).copy()
-        ls = pixel_log_snr(mean, ivar)
-        j = np.clip(np.searchsorted(x, ls) - 1, 0, len(x) - 2)
-        f = np.clip((ls - x[j]) / (x[j + 1] - x[j]), 0.0, 1.0)
-        cols = np.broadcast_to(np.arange(tab.shape[1]), ls.shape)
-        return tab[j, cols] * (1 - f) + tab[j + 1, cols] * f
+        """Factor (n, P) multiplying the raw posterior spread, from the input-scale posterior ``mean``
+        and ``ivar``: per cell of (spectrum amplitude S/N, noise heterogeneity, pixel S/N)
+        (:func:`.posterior_fit.calibration_factor`; no label of noise shape or class is used)."""
+        return calibration_factor(self.arrays, mean, ivar)
 
     def _batches(self, x, ivar, batch):
         x = np.asarray(x, dtype=np.float64)
@@ -300,8 +291,9 @@ class PosteriorDenoiser(DenoisingModel):
         means, sds, chis = [], [], []
         for _, xb, ib in self._batches(x, ivar, batch):
             m, sd, c = self._moments(xb, ib, scale=scale)
-            if calibrated:
-                sd = sd * self.calibration_scale(m, ib)
+            if calibrated:  # the factors are the input-scale ones: unit-scale means back at the input's amplitude
+                grid = self._grid(xb, ib) if scale == "unit" else None
+                sd = sd * self.calibration_scale(m if grid is None else m * grid[:, grid.shape[1] // 2, None], ib)
             means.append(m)
             sds.append(sd)
             chis.append(c)
