@@ -299,3 +299,21 @@ def test_mismatch_basis_lets_unexplained_structure_through_and_keeps_the_ood_sta
     exact = post @ (np.linalg.solve(cov, mu[0]) + ivar[1] * ys[1])
     np.testing.assert_allclose(mean[1], exact, rtol=1e-7, atol=1e-9 * np.abs(exact).max())
     np.testing.assert_allclose(sd[1], np.sqrt(np.diag(post)), rtol=1e-6)
+
+
+def test_sample_at_either_scale_matches_the_calibrated_moments(small_universe_model):
+    m, clean, cat, wave = small_universe_model
+    z = cat["z"].to_numpy()[:3]
+    obs = observe_normalised(clean[:3], wave, z, np.full(3, 2.0), "sky", np.random.default_rng(3))
+    for scale in ("input", "unit"):
+        mean, sd, _ = m.predict(obs["flux"], obs["ivar"], scale=scale)
+        draws = m.sample(obs["flux"], 2000, seed=4, ivar=obs["ivar"], scale=scale)
+        assert draws.shape == (2000, 3, 825)
+        assert np.max(np.abs(draws.mean(0) - mean) / (sd / np.sqrt(2000))) < 6.0
+        ratio = np.median(draws.std(0) / sd)
+        assert 0.85 < ratio < 1.15, (scale, ratio)
+    # the unit-norm draws are the input-scale ones without their amplitude
+    unit_norm = np.linalg.norm(m.sample(obs["flux"], 50, seed=5, ivar=obs["ivar"], scale="unit"), axis=2)
+    assert np.all(np.abs(np.median(unit_norm, axis=0) - 1.0) < 0.1)
+    with pytest.raises(ConfigError, match="scale"):
+        m.sample(obs["flux"], 2, seed=0, ivar=obs["ivar"], scale="bogus")

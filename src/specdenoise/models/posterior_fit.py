@@ -24,7 +24,16 @@ import numpy as np
 PCA_DIM = 32
 CALIB_EDGES = np.arange(-1.5, 2.76, 0.25)  # log10 pixel S/N (open-ended at both ends)
 #: the arrays a calibration sets (``calib_scale``: models calibrated before the spectrum features)
-CALIB_KEYS = ("calib_log_snr", "calib_scale", "calib_table", "calib_edges", "calib_widths")
+CALIB_KEYS = (
+    "calib_log_snr",
+    "calib_scale",
+    "calib_table",
+    "calib_table_unit",
+    "calib_pixel",
+    "calib_pixel_unit",
+    "calib_edges",
+    "calib_widths",
+)
 
 
 class PriorAccumulator:
@@ -135,26 +144,34 @@ def _cells(feat: np.ndarray, edges: np.ndarray, widths: tuple[int, ...]) -> np.n
     return idx
 
 
-def calibration_factor(arrays: dict[str, np.ndarray], mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
+def calibration_factor(
+    arrays: dict[str, np.ndarray], mean: np.ndarray, ivar: np.ndarray, scale: str = "input"
+) -> np.ndarray:
     """Factor (n, P) multiplying the raw posterior spread at the input scale (``mean`` input-scale).
 
     With ``calib_table`` (a model calibrated by :func:`calibrate`): the spectrum's cell in the
     :func:`spectrum_features` bins picks a row of factors over the pixel log10 S/N bin centres
     ``calib_log_snr``, interpolated linearly in each pixel's S/N (constant beyond the end bins).
-    Models saved before that carry ``calib_scale`` (n_bins, P): per (pixel S/N bin, pixel)."""
+    ``scale="unit"``: the factors of the unit-norm estimate (``calib_table_unit``: the amplitude's
+    error is not part of it), still looked up with the input-scale ``mean``. Models saved before
+    that carry ``calib_scale`` (n_bins, P): per (pixel S/N bin, pixel), both scales."""
     x = arrays["calib_log_snr"]
     ls = pixel_log_snr(mean, ivar)
     if "calib_table" in arrays:
         widths = tuple(int(w) for w in arrays["calib_widths"])
-        rows = np.atleast_2d(arrays["calib_table"])[
-            _cells(spectrum_features(mean, ivar), arrays["calib_edges"], widths)
-        ]
+        key = "calib_table_unit" if scale == "unit" and "calib_table_unit" in arrays else "calib_table"
+        rows = np.atleast_2d(arrays[key])[_cells(spectrum_features(mean, ivar), arrays["calib_edges"], widths)]
         if len(x) == 1:
             return np.broadcast_to(rows[:, :1], mean.shape).copy()
         j = np.clip(np.searchsorted(x, ls) - 1, 0, len(x) - 2)
         f = np.clip((ls - x[j]) / (x[j + 1] - x[j]), 0.0, 1.0)
         r = np.arange(len(mean))[:, None]
-        return rows[r, j] * (1 - f) + rows[r, j + 1] * f
+        out = rows[r, j] * (1 - f) + rows[r, j + 1] * f
+        pix = arrays.get("calib_pixel_unit" if key == "calib_table_unit" else "calib_pixel")
+        if pix is not None:  # per (pixel S/N bin, pixel): what the cells leave at fixed wavelengths (lines)
+            cols = np.broadcast_to(np.arange(pix.shape[1]), ls.shape)
+            out *= pix[j, cols] * (1 - f) + pix[j + 1, cols] * f
+        return out
     tab = np.atleast_2d(arrays["calib_scale"])
     if len(x) == 1:
         return np.broadcast_to(tab[0], mean.shape).copy()
@@ -185,6 +202,21 @@ def _quantile_table(zs, ls, cell, n_cells, edges, q=0.6827, min_n=300):
     return np.where(np.isnan(table), 1.0, table), pooled
 
 
+def _pixel_modulation(zs, ls, edges, keep, q=0.6827, min_n=100) -> np.ndarray:
+    """``q`` quantile of ``zs`` (already divided by the cell factor) per (kept pixel S/N bin, pixel);
+    1 where a cell has fewer than ``min_n`` entries."""
+    nb = len(edges) - 1
+    pb = np.clip(np.searchsorted(edges, ls, side="right") - 1, 0, nb - 1)
+    out = np.ones((nb, zs.shape[1]))
+    for j in np.flatnonzero(keep):
+        sel = pb == j
+        with warnings.catch_warnings():  # all-NaN columns: pixels never in this bin
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per = np.nanquantile(np.where(sel, zs, np.nan), q, axis=0)
+        out[j] = np.where(sel.sum(axis=0) >= min_n, per, 1.0)
+    return out[keep]
+
+
 def calibrate(
     model: Any, obs: dict[str, np.ndarray], z: np.ndarray, n_amp: int = 8, n_het: int = 3
 ) -> dict[str, np.ndarray]:
@@ -199,29 +231,33 @@ def calibrate(
     heterogeneous), so the same pixel S/N needs a factor from 1 to 2.5 depending on the spectrum.
     Nothing here reads the noise-shape or galaxy-class label: only ivar and the posterior mean."""
     mean, sd, chi2 = model.predict(obs["flux"], obs["ivar"], calibrated=False, scale="input")
-    zs = np.abs(obs["truth"] - mean) / np.maximum(sd, 1e-12)
     ls = pixel_log_snr(mean, obs["ivar"])
     feat = spectrum_features(mean, obs["ivar"])
     widths = (n_amp, n_het)
-    width = max(widths) - 1
-    edges = np.full((2, max(width, 1)), np.nan)
+    edges = np.full((2, max(max(widths) - 1, 1)), np.nan)
     for f, nb in enumerate(widths):
         if nb > 1:
             edges[f, : nb - 1] = np.quantile(feat[:, f], np.linspace(0, 1, nb + 1)[1:-1])
     cell = _cells(feat, edges, widths)
     pix_edges = CALIB_EDGES.copy()
     pix_edges[0], pix_edges[-1] = -np.inf, np.inf
-    table, pooled = _quantile_table(zs, ls, cell, n_amp * n_het, pix_edges)
-    keep = np.isfinite(pooled)
-    centres = np.array(
-        [
-            np.median(ls[(ls >= lo) & (ls < hi)]) if k else np.nan
-            for lo, hi, k in zip(pix_edges[:-1], pix_edges[1:], keep, strict=True)
-        ]
-    )
+    pb = np.clip(np.searchsorted(pix_edges, ls, side="right") - 1, 0, len(pix_edges) - 2)
+    mean_u, sd_u, _ = model.predict(obs["flux"], obs["ivar"], calibrated=False, scale="unit")
+    fixed = model.hyper.get("fixed_scale")  # the unit-scale target: x0 = truth / s (unit norm unless s is fixed)
+    truth_u = obs["truth"] / (float(fixed) if fixed else np.linalg.norm(obs["truth"], axis=1, keepdims=True))
+    out = {}
+    for suffix, zs in (
+        ("", np.abs(obs["truth"] - mean) / np.maximum(sd, 1e-12)),
+        ("_unit", np.abs(truth_u - mean_u) / np.maximum(sd_u, 1e-12)),
+    ):
+        table, pooled = _quantile_table(zs, ls, cell, n_amp * n_het, pix_edges)
+        keep = np.isfinite(pooled)
+        out[f"calib_table{suffix}"] = table[:, keep]
+        out[f"calib_pixel{suffix}"] = _pixel_modulation(zs / table[cell[:, None], pb], ls, pix_edges, keep)
+    centres = [np.median(ls[pb == j]) for j in np.flatnonzero(keep)]
     return {
-        "calib_log_snr": centres[keep],
-        "calib_table": table[:, keep],
+        **out,
+        "calib_log_snr": np.array(centres),
         "calib_edges": edges,
         "calib_widths": np.array(widths),
         "ood_chi2_max": np.array(float(np.quantile(chi2, 0.995))),
