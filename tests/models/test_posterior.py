@@ -97,6 +97,38 @@ def test_pixel_coverage_is_68_percent_on_the_toy():
     assert abs(inside[:, 5:9].mean() - 0.6827) < 0.02  # masked pixels: prior-conditional, still right
 
 
+def _miscalibrated_toy_data(m: PosteriorDenoiser, rng: np.random.Generator, n: int):
+    """Truth drawn with twice the model's latent spread (so the raw posterior is too narrow where the
+    prior dominates, i.e. by a factor that depends on the spectrum's S/N), noise level log-uniform per
+    spectrum over 3 decades times a heteroscedastic per-pixel shape."""
+    a = m.arrays
+    zl = rng.standard_normal((n, Q))
+    x = a["mu"][0] + 2.0 * zl @ a["w"][0].T + np.sqrt(a["d"][0]) * rng.standard_normal((n, P))
+    level = np.exp(rng.uniform(np.log(0.03), np.log(30.0), n))
+    sig = level[:, None] * (0.3 + rng.random((n, P)))
+    y = x + sig * rng.standard_normal((n, P))
+    return {"flux": y, "ivar": 1.0 / sig**2, "truth": x}, level
+
+
+def test_calibration_fixes_a_spread_that_is_off_by_a_spectrum_snr_dependent_factor():
+    m = _toy(seed=9)
+    rng = np.random.default_rng(10)
+    obs, _ = _miscalibrated_toy_data(m, rng, 8000)
+    m.arrays.update(calibrate(m, obs, np.zeros(8000)))
+    test, level = _miscalibrated_toy_data(m, rng, 4000)  # held out
+    mean, raw, _ = m.predict(test["flux"], test["ivar"], calibrated=False)
+    _, sd, _ = m.predict(test["flux"], test["ivar"])
+    edges = np.quantile(level, [0, 0.25, 0.5, 0.75, 1.0])
+    raw_cov, cov = [], []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (level >= lo) & (level <= hi)
+        err = np.abs(test["truth"][sel] - mean[sel])
+        raw_cov.append(np.mean(err <= raw[sel]))
+        cov.append(np.mean(err <= sd[sel]))
+    assert min(raw_cov) < 0.6  # the raw posterior is off where the prior dominates ...
+    np.testing.assert_allclose(cov, 0.6827, atol=0.025)  # ... and calibrated in every S/N bin
+
+
 def test_follows_the_data_at_high_snr_and_ignores_masked_values():
     m = _toy(seed=5)
     rng = np.random.default_rng(6)
@@ -282,3 +314,21 @@ def test_mismatch_basis_lets_unexplained_structure_through_and_keeps_the_ood_sta
     exact = post @ (np.linalg.solve(cov, mu[0]) + ivar[1] * ys[1])
     np.testing.assert_allclose(mean[1], exact, rtol=1e-7, atol=1e-9 * np.abs(exact).max())
     np.testing.assert_allclose(sd[1], np.sqrt(np.diag(post)), rtol=1e-6)
+
+
+def test_sample_at_either_scale_matches_the_calibrated_moments(small_universe_model):
+    m, clean, cat, wave = small_universe_model
+    z = cat["z"].to_numpy()[:3]
+    obs = observe_normalised(clean[:3], wave, z, np.full(3, 2.0), "sky", np.random.default_rng(3))
+    for scale in ("input", "unit"):
+        mean, sd, _ = m.predict(obs["flux"], obs["ivar"], scale=scale)
+        draws = m.sample(obs["flux"], 2000, seed=4, ivar=obs["ivar"], scale=scale)
+        assert draws.shape == (2000, 3, 825)
+        assert np.max(np.abs(draws.mean(0) - mean) / (sd / np.sqrt(2000))) < 6.0
+        ratio = np.median(draws.std(0) / sd)
+        assert 0.85 < ratio < 1.15, (scale, ratio)
+    # the unit-norm draws are the input-scale ones without their amplitude
+    unit_norm = np.linalg.norm(m.sample(obs["flux"], 50, seed=5, ivar=obs["ivar"], scale="unit"), axis=2)
+    assert np.all(np.abs(np.median(unit_norm, axis=0) - 1.0) < 0.1)
+    with pytest.raises(ConfigError, match="scale"):
+        m.sample(obs["flux"], 2, seed=0, ivar=obs["ivar"], scale="bogus")

@@ -56,7 +56,7 @@ from specdenoise.errors import ConfigError
 from specdenoise.models import posterior_infer as infer
 from specdenoise.models import posterior_prior
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
-from specdenoise.models.posterior_fit import calibrate, fit_prior, pixel_log_snr
+from specdenoise.models.posterior_fit import CALIB_KEYS, calibrate, calibration_factor, fit_prior
 from specdenoise.models.posterior_noise import mixed_observations
 
 #: Out-of-domain bits: redshift outside the prior's range, continuum S/N outside the calibrated
@@ -180,7 +180,7 @@ class PosteriorDenoiser(DenoisingModel):
         clean, cat = next(iter(source(n, seed, 1, n)))
         z = cat["z"].to_numpy()
         obs = mixed_observations(clean, wave, z, np.random.default_rng([seed, 2]), desi=desi)
-        for k in ("calib_log_snr", "calib_scale"):
+        for k in CALIB_KEYS:
             self.arrays.pop(k, None)
         self.arrays.update(calib_log_snr=np.zeros(1), calib_scale=np.ones((1, clean.shape[1])))
         self.arrays.update(calibrate(self, obs, z))
@@ -258,20 +258,12 @@ class PosteriorDenoiser(DenoisingModel):
         mean, sd = infer.moments(self.prior(), y, ivar, t, ref)
         return mean, sd, t.ood_chi2
 
-    def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
-        """Factor (n, P) multiplying the raw posterior spread: ``calib_scale`` (n_bins, P)
-        interpolated in each pixel's log10 S/N (:func:`.posterior_fit.pixel_log_snr`; constant
-        beyond the end bins)."""
-        a = self.arrays
-        tab = np.atleast_2d(a["calib_scale"])
-        x = a["calib_log_snr"]
-        if len(x) == 1:
-            return np.broadcast_to(tab[0], mean.shape).copy()
-        ls = pixel_log_snr(mean, ivar)
-        j = np.clip(np.searchsorted(x, ls) - 1, 0, len(x) - 2)
-        f = np.clip((ls - x[j]) / (x[j + 1] - x[j]), 0.0, 1.0)
-        cols = np.broadcast_to(np.arange(tab.shape[1]), ls.shape)
-        return tab[j, cols] * (1 - f) + tab[j + 1, cols] * f
+    def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray, scale: str = "input") -> np.ndarray:
+        """Factor (n, P) multiplying the raw posterior spread at ``scale`` (see :meth:`predict`), from the
+        input-scale posterior ``mean`` and ``ivar``: per cell of (spectrum amplitude S/N, noise
+        heterogeneity, pixel S/N) (:func:`.posterior_fit.calibration_factor`; no label of noise shape or
+        class is used)."""
+        return calibration_factor(self.arrays, mean, ivar, scale)
 
     def _batches(self, x, ivar, batch):
         x = np.asarray(x, dtype=np.float64)
@@ -295,13 +287,15 @@ class PosteriorDenoiser(DenoisingModel):
         inputs are divided by a noisy norm estimate; the amplitude's uncertainty then stays out of
         the estimate). ``scale="input"``: of the clean spectrum at the input's amplitude, ``s x0``
         (what the data measure: compare with ``x``, multiply back by the input's norm; the
-        :class:`~specdenoise.survey.denoiser.Denoiser` uses it). The calibration factors are the
-        input-scale ones in both cases."""
+        :class:`~specdenoise.survey.denoiser.Denoiser` uses it). Each scale has its own calibration
+        factors (the amplitude's error is part of the input-scale spread only)."""
         means, sds, chis = [], [], []
         for _, xb, ib in self._batches(x, ivar, batch):
             m, sd, c = self._moments(xb, ib, scale=scale)
-            if calibrated:
-                sd = sd * self.calibration_scale(m, ib)
+            if calibrated:  # the factors are the input-scale ones: unit-scale means back at the input's amplitude
+                grid = self._grid(xb, ib) if scale == "unit" else None
+                m_in = m if grid is None else m * grid[:, grid.shape[1] // 2, None]
+                sd = sd * self.calibration_scale(m_in, ib, scale)
             means.append(m)
             sds.append(sd)
             chis.append(c)
@@ -318,16 +312,32 @@ class PosteriorDenoiser(DenoisingModel):
         m, sd, _ = self.predict(x, ivar)
         return m.astype(np.float32), sd.astype(np.float32)
 
-    def sample(self, x: np.ndarray, n_samples: int, seed: int, ivar: np.ndarray | None = None, batch: int = 128):
-        """Calibrated posterior draws of the clean spectrum, shape (n_samples, n, P), normalised units."""
+    def sample(
+        self,
+        x: np.ndarray,
+        n_samples: int,
+        seed: int,
+        ivar: np.ndarray | None = None,
+        batch: int = 128,
+        scale: str = "input",
+    ) -> np.ndarray:
+        """Calibrated posterior draws of the clean spectrum, shape (n_samples, n, P), normalised units.
+
+        ``scale`` as in :meth:`predict` (default ``"input"``: ``s x0``, the amplitude's uncertainty
+        included; ``"unit"``: ``x0``). Each draw's deviation from the posterior mean is multiplied
+        by that scale's calibration factor: a per-pixel factor on correlated deviations keeps their
+        structure (a line's pixels move together), so a line flux's spread grows like its pixels'."""
+        if scale not in SCALES:
+            raise ConfigError(f"scale: expected one of {', '.join(SCALES)}, got '{scale}'")
         rng = np.random.default_rng(seed)
         out = []
         for _, xb, ib in self._batches(x, ivar, batch):
             terms = self._terms(xb, ib)
-            draws = infer.draw(self.prior(), xb, ib, terms, n_samples, rng)
-            mean = self._moments(xb, ib, terms)[0]
-            scale = self.calibration_scale(mean, ib)[None]
-            out.append(mean[None] + scale * (draws - mean[None]))
+            draws = infer.draw(self.prior(), xb, ib, terms, n_samples, rng, unit=scale == "unit")
+            mean_in = self._moments(xb, ib, terms)[0]
+            mean = mean_in if scale == "input" else self._moments(xb, ib, terms, scale="unit")[0]
+            fac = self.calibration_scale(mean_in, ib, scale)[None]
+            out.append(mean[None] + fac * (draws - mean[None]))
         return np.concatenate(out, axis=1)
 
     def mismatch_floor(self, x: np.ndarray, ivar: np.ndarray | None = None, batch: int = 256) -> np.ndarray:

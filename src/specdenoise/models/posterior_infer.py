@@ -354,9 +354,12 @@ def _groups(idx: np.ndarray, key: np.ndarray) -> list[np.ndarray]:
     return [idx[g] for g in np.split(order, bounds) if len(g)]
 
 
-def draw(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+def draw(
+    pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, n_samples: int, rng: np.random.Generator, unit: bool = False
+) -> np.ndarray:
     """Raw posterior draws (n_samples, n, P): a term by its weight, then ``z ~ N(m_z, P_z^-1)`` and
-    the independent pixel residual."""
+    the independent pixel residual; of ``s x0`` (input scale) or, with ``unit``, of ``x0`` (each draw
+    divided by its term's amplitude)."""
     n, p = y.shape
     post = np.flatnonzero(t.resp > 0)
     order = post[np.argsort(t.row[post], kind="stable")]
@@ -384,5 +387,5 @@ def draw(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, n_samples: int, rng
         kap = a * iv[ni] / (1.0 + a * iv[ni])
         x = (1 - kap) * (s * (pr.mu[k][None] + z @ w_k.T)) + kap * y[ni]
         x += np.sqrt(a * (1 - kap)) * rng.standard_normal((len(si), p))
-        out[si, ni] = x
+        out[si, ni] = x / s if unit else x
     return out
