@@ -37,7 +37,7 @@ Schema of ``reports/lines.json["recovery"]``::
                       "hdelta_a": {"vs_truth": M, "vs_noise_free": M},
                       "ew_halpha": {"vs_truth": M, "vs_noise_free": M}},
           "coverage": {                           # trained models only
-            "method": "vae-posterior" | "residual",
+            "method": "vae-posterior" | "residual" | "posterior-draws",
             "lines": {line: [C, ...]},            # one C per S/N bin
             "oh": [C, ...]},                      # 12 + log(O/H) (O3N2, PP04), bins of the
                                                   # smallest input S/N of its four lines
@@ -61,7 +61,9 @@ log) and ``C`` the dict of :func:`~specdenoise.evaluation.recovery.coverage_by_b
 ``median_width``). Coverage: the model's per-pixel sigma, calibrated on the validation split
 exactly as the ``uncertainty`` stage does (same settings and seeds), propagated through the
 fast fitter (a Gaussian 1-sigma interval of each flux); O/H errors propagated from the four
-line errors (:func:`specdenoise.evaluation.mzr_truth.metallicities`).
+line errors (:func:`specdenoise.evaluation.mzr_truth.metallicities`). A family with
+``calibrated_draws`` (the posterior family) is scored on the quantiles of fits to its posterior
+draws instead (:mod:`specdenoise.evaluation.draw_coverage`, method ``posterior-draws``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from typing import Any
 import numpy as np
 
 from specdenoise.evaluation.calibration import calibrate, raw_sigma
+from specdenoise.evaluation.draw_coverage import draw_coverage_tables
 from specdenoise.evaluation.indices import d4000n, ew_halpha, hdelta_a
 from specdenoise.evaluation.linefit import crb_flux_error
 from specdenoise.evaluation.mzr_truth import (
@@ -196,6 +199,21 @@ def coverage_tables(
     return out
 
 
+def model_coverage(spec: tuple, fit, ref_true: dict, norm: np.ndarray, snr: dict) -> tuple[dict, dict]:
+    """The coverage block of a trained model ``spec = (model, val, x_test, uc, ivar)`` and the fits
+    of its prediction with the calibrated sigma (for the MZR block): fits to its posterior draws
+    for a ``calibrated_draws`` family told its inputs' noise, else the propagated sigma."""
+    model, val, x_test, uc, ivar = spec
+    pred, sigma, method = calibrated_errors(model, val, x_test, uc, ivar)
+    fits = fit(pred, sigma)
+    if model.calibrated_draws and ivar is not None:
+        cov = draw_coverage_tables(
+            model, x_test, ivar, fit, ref_true, norm, snr, RECOVERY_LINES, SNR_EDGES, uc.n_samples, uc.seed + 2
+        )
+        return {"method": "posterior-draws", **cov}, fits
+    return {"method": method, **coverage_tables(fits, ref_true, norm, snr)}, fits
+
+
 def mzr_block(
     fits: dict[str, dict[str, np.ndarray]],
     ref_true: dict[str, np.ndarray],
@@ -314,10 +332,8 @@ def recovery_report(
         entry = {"noise_sigma": float(noise_sigma), "input_snr_median": snr_med, **entry}
         mzr_fits, calibrated = set_fits[name], False
         if models and name in models:
-            model, val, x_test, uc, ivar = models[name]
-            pred, sigma, method = calibrated_errors(model, val, x_test, uc, ivar)
-            mzr_fits, calibrated = fit(pred, sigma), True
-            entry["coverage"] = {"method": method, **coverage_tables(mzr_fits, ref_true, norm, snr)}
+            entry["coverage"], mzr_fits = model_coverage(models[name], fit, ref_true, norm, snr)
+            calibrated = True
         if mzr_cfg is not None:
             entry["mzr"] = mzr_block(mzr_fits, ref_true, extras, mzr_cfg.snr_min, mzr_cfg.n_mass_bins, calibrated)
         report["models"][name] = entry

@@ -10,6 +10,10 @@ pipeline may do with it is declared by class attributes, never by its name:
     :func:`specdenoise.models.search.random_search`.
 ``has_posterior``
     Draws posterior samples (:meth:`DenoisingModel.posterior`).
+``calibrated_draws``
+    :meth:`sample` draws whole calibrated spectra (``sample(x, n, seed, ivar=, scale="unit")``):
+    line-flux and O/H intervals are the quantiles of fits to the draws, which keep the pixels'
+    correlations, instead of a per-pixel sigma propagated as independent errors.
 ``registry_candidate``
     Registered in the MLflow model registry and eligible for the ``champion`` alias.
 ``seeded``
@@ -238,6 +242,8 @@ class DenoisingModel(ABC):
     searchable: ClassVar[bool] = False
     #: can draw posterior samples (:meth:`posterior`)
     has_posterior: ClassVar[bool] = False
+    #: ``sample`` draws calibrated whole spectra: line / O/H intervals come from fits to draws
+    calibrated_draws: ClassVar[bool] = False
     #: registered in the MLflow model registry, eligible for the ``champion`` alias
     registry_candidate: ClassVar[bool] = False
     #: the fit depends on its seed (``train.seeds`` trains several); False: deterministic fit

@@ -96,7 +96,7 @@ class PosteriorConfig(FamilySettings):
     fixed_scale: float | None = Field(
         None, gt=0, description="known amplitude of the clean spectrum (None: marginalise it, noisy-norm inputs)"
     )
-    n_calib: int = Field(3000, ge=0, description="validation spectra for the coverage calibration")
+    n_calib: int = Field(12000, ge=0, description="validation spectra for the coverage calibration")
     chunk: int = Field(5000, gt=0, description="spectra synthesised per chunk (memory bound)")
 
 
@@ -135,6 +135,7 @@ class PosteriorDenoiser(DenoisingModel):
     seeded = True
     searchable = False
     has_posterior = True
+    calibrated_draws = True
     #: ``denoise``/``posterior`` accept the input's per-pixel ``ivar`` (n, n_pix), normalised units
     noise_aware = True
     registry_candidate = True
