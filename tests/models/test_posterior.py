@@ -332,3 +332,22 @@ def test_sample_at_either_scale_matches_the_calibrated_moments(small_universe_mo
     assert np.all(np.abs(np.median(unit_norm, axis=0) - 1.0) < 0.1)
     with pytest.raises(ConfigError, match="scale"):
         m.sample(obs["flux"], 2, seed=0, ivar=obs["ivar"], scale="bogus")
+
+
+def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
+    from specdenoise.config import parse_params
+    from specdenoise.evaluation.linefit import make_fast_fitter
+    from specdenoise.evaluation.posterior_bench import _class_table, class_grid
+    from tests.conftest import TINY as TINY_PARAMS
+
+    params = parse_params(TINY_PARAMS)
+    edges, wave = rest_grid(params.preprocess)
+    model = small_universe_model[0]
+    res = class_grid(model, params, wave, make_fast_fitter(None, edges), 12, seed=3, n_samples=5)
+    assert set(res["n"].values()) == {12} and len(res["n"]) >= 3  # every class, equally
+    assert list(res["bins"]) == [f"sky/snr{s:g}" for s in (0.5, 1, 3, 10, 30, 100)]
+    for row in res["bins"].values():
+        for c, r in row.items():
+            assert c in res["n"] and 0.0 < r["coverage"] <= 1.0 and "Halpha" in r["lines"]
+    table = _class_table(res)
+    assert len(table) == 6 + 7 and all(c in table[5] for c in res["n"])

@@ -145,6 +145,9 @@ def bench_posterior_cmd(
     n_samples: Annotated[int, typer.Option(help="Posterior draws per spectrum for the line intervals.")] = 30,
     shapes: Annotated[str, typer.Option(help="Comma-separated noise shapes (white, sky, desi).")] = "white,sky,desi",
     seed: Annotated[int, typer.Option(help="Seed of the held-out draws and the noise.")] = 99,
+    per_class: Annotated[
+        int, typer.Option(help="Spectra of every galaxy class for the per-class table (0: none).")
+    ] = 150,
     params_path: ParamsOpt = None,
     out: OutOpt = Path("reports/posterior.json"),
     md: Annotated[Path, typer.Option(help="Markdown summary to write.")] = Path("reports/posterior.md"),
@@ -158,7 +161,7 @@ def bench_posterior_cmd(
     m = load_model(model)
     if not getattr(m, "noise_aware", False):
         raise ConfigError(f"--model: {model} is a '{m.family}' model, not a noise-aware posterior model")
-    res = run_bench(m, p, bench_dir, n_test, n_samples, shapes.split(","), seed)
+    res = run_bench(m, p, bench_dir, n_test, n_samples, shapes.split(","), seed, per_class)
     save_json(out, res)
     save_text(md, render_markdown(res))
     typer.echo(render_markdown(res))
