@@ -20,6 +20,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import median_filter
 
 PCA_DIM = 32
 CALIB_EDGES = np.arange(-1.5, 2.76, 0.25)  # log10 pixel S/N (open-ended at both ends)
@@ -114,13 +115,16 @@ def pixel_log_snr(mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
 
 
 def spectrum_features(mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
-    """Per-spectrum calibration features (n, 2), both known at inference (input-scale ``mean``):
+    """Per-spectrum calibration features (n, 3), all known at inference (input-scale ``mean``):
 
     0. log10 of the amplitude's S/N, ``|m|^2 / sd(|y|^2)`` over unmasked pixels with
        ``sd^2 = 2 sum var^2 + 4 sum m^2 var`` (how well the data fix the spectrum's norm: where they
        do not, the input-scale errors are dominated by the amplitude, coherent over all pixels);
     1. log10 of the noise's heterogeneity, mean / median of the unmasked pixels' variance (0 for
-       white noise; large where a few pixels, sky lines or arm ends, carry most of the noise).
+       white noise; large where a few pixels, sky lines or arm ends, carry most of the noise);
+    2. log10 of the posterior mean's emission-line power, the positive excess over a 15-pixel running
+       median squared and summed, over its total power (a stand-in for the galaxy's type, which the
+       prior's spread depends on: absorption and quiescent spectra vs line-dominated ones).
     """
     good = ivar > 0
     var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
@@ -131,7 +135,9 @@ def spectrum_features(mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)
         v = np.where(good, var, np.nan)
         het = np.nan_to_num(np.log10(np.nanmean(v, axis=1) / np.nanmedian(v, axis=1)), nan=0.0)
-    return np.stack([amp, het], axis=1)
+    excess = np.clip(mean - median_filter(mean, size=(1, 15), mode="nearest"), 0.0, None)
+    emis = np.log10(np.sum(excess**2, axis=1) / np.maximum(np.sum(mean**2, axis=1), 1e-300) + 1e-6)
+    return np.stack([amp, het, emis], axis=1)
 
 
 def _cells(feat: np.ndarray, edges: np.ndarray, widths: tuple[int, ...]) -> np.ndarray:
@@ -218,14 +224,15 @@ def _pixel_modulation(zs, ls, edges, keep, q=0.6827, min_n=100) -> np.ndarray:
 
 
 def calibrate(
-    model: Any, obs: dict[str, np.ndarray], z: np.ndarray, n_amp: int = 8, n_het: int = 3
+    model: Any, obs: dict[str, np.ndarray], z: np.ndarray, n_amp: int = 8, n_het: int = 3, n_emis: int = 3
 ) -> dict[str, np.ndarray]:
     """Spread calibration, S/N and redshift ranges and the OOD threshold from validation ``obs``.
 
     The factor is the 68.27 % quantile of |truth - mean| / sd (raw posterior, input scale) per cell
-    of (spectrum features x pixel S/N): the spectrum's amplitude S/N (``n_amp`` bins) and noise
-    heterogeneity (``n_het`` bins) of :func:`spectrum_features`, quantile-spaced on the validation
-    spectra, times each pixel's own log10 S/N (:data:`CALIB_EDGES`). Why both: binning by the
+    of (spectrum features x pixel S/N): the spectrum's amplitude S/N (``n_amp`` bins), noise
+    heterogeneity (``n_het`` bins) and emission-line power (``n_emis`` bins; the spread's
+    dependence on the galaxy's type) of :func:`spectrum_features`, quantile-spaced on the validation
+    spectra, times each pixel's own log10 S/N (:data:`CALIB_EDGES`). Why the first two: binning by the
     pixel's S/N alone misses that at low spectrum S/N the errors are dominated by the amplitude
     (coherent over the spectrum; the raw posterior under-states it, most where the noise is
     heterogeneous), so the same pixel S/N needs a factor from 1 to 2.5 depending on the spectrum.
@@ -233,8 +240,8 @@ def calibrate(
     mean, sd, chi2 = model.predict(obs["flux"], obs["ivar"], calibrated=False, scale="input")
     ls = pixel_log_snr(mean, obs["ivar"])
     feat = spectrum_features(mean, obs["ivar"])
-    widths = (n_amp, n_het)
-    edges = np.full((2, max(max(widths) - 1, 1)), np.nan)
+    widths = (n_amp, n_het, n_emis)
+    edges = np.full((len(widths), max(max(widths) - 1, 1)), np.nan)
     for f, nb in enumerate(widths):
         if nb > 1:
             edges[f, : nb - 1] = np.quantile(feat[:, f], np.linspace(0, 1, nb + 1)[1:-1])
@@ -250,7 +257,7 @@ def calibrate(
         ("", np.abs(obs["truth"] - mean) / np.maximum(sd, 1e-12)),
         ("_unit", np.abs(truth_u - mean_u) / np.maximum(sd_u, 1e-12)),
     ):
-        table, pooled = _quantile_table(zs, ls, cell, n_amp * n_het, pix_edges)
+        table, pooled = _quantile_table(zs, ls, cell, int(np.prod(widths)), pix_edges)
         keep = np.isfinite(pooled)
         out[f"calib_table{suffix}"] = table[:, keep]
         out[f"calib_pixel{suffix}"] = _pixel_modulation(zs / table[cell[:, None], pb], ls, pix_edges, keep)
