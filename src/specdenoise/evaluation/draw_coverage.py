@@ -62,6 +62,7 @@ def draw_coverage_tables(
     edges,
     n_draws: int,
     seed: int,
+    noise_free: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """16-84 % coverage of line fluxes and O/H per input S/N bin, from fits to posterior draws.
 
@@ -82,21 +83,29 @@ def draw_coverage_tables(
     lines, edges
         Lines to score and the S/N bin edges.
     n_draws, seed : int
+    noise_free : dict line -> (n,), optional
+        The same fitter's fluxes of the noise-free spectra (physical units, NaN where it failed):
+        a second reference without the fitter's own error (which the draws do not carry).
 
     Returns
     -------
     dict
         ``lines``: line -> :func:`coverage_by_bin` list; ``oh``: the same for 12+log(O/H);
-        ``n_draws``.
+        ``n_draws``; with ``noise_free``, ``vs_noise_free`` holding ``lines`` and ``oh`` against it.
     """
     need = list(dict.fromkeys([*lines, *MZR_LINES]))
     fl = draw_fluxes(model, np.asarray(x, dtype=np.float64), ivar, fit, need, n_draws, seed)
-    out: dict[str, Any] = {"lines": {}, "n_draws": int(n_draws)}
-    for ln in lines:
-        lo, hi = _interval(fl[ln] * norm[None])
-        out["lines"][ln] = coverage_by_bin(true[ln], lo, hi, snr[ln], edges)
+    intervals = {ln: _interval(fl[ln] * norm[None]) for ln in lines}
     pos = {ln: np.where(fl[ln] > 0, fl[ln], np.nan) for ln in MZR_LINES}
-    lo, hi = _interval(pp04_o3n2(o3n2(pos["OIII_5007"], pos["Hbeta"], pos["NII_6583"], pos["Halpha"])))
+    oh_lo, oh_hi = _interval(pp04_o3n2(o3n2(pos["OIII_5007"], pos["Hbeta"], pos["NII_6583"], pos["Halpha"])))
     snr_min = np.min(np.stack([snr[ln] for ln in MZR_LINES]), axis=0)
-    out["oh"] = coverage_by_bin(pp04_o3n2(true_o3n2(true)), lo, hi, snr_min, edges)
+
+    def tables(ref: dict[str, np.ndarray]) -> dict[str, Any]:
+        res = {"lines": {ln: coverage_by_bin(ref[ln], *intervals[ln], snr[ln], edges) for ln in lines}}
+        res["oh"] = coverage_by_bin(pp04_o3n2(true_o3n2(ref)), oh_lo, oh_hi, snr_min, edges)
+        return res
+
+    out: dict[str, Any] = {**tables(true), "n_draws": int(n_draws)}
+    if noise_free is not None:
+        out["vs_noise_free"] = tables(noise_free)
     return out

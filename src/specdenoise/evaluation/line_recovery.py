@@ -199,16 +199,30 @@ def coverage_tables(
     return out
 
 
-def model_coverage(spec: tuple, fit, ref_true: dict, norm: np.ndarray, snr: dict) -> tuple[dict, dict]:
+def model_coverage(
+    spec: tuple, fit, ref_true: dict, norm: np.ndarray, snr: dict, noise_free: dict | None = None
+) -> tuple[dict, dict]:
     """The coverage block of a trained model ``spec = (model, val, x_test, uc, ivar)`` and the fits
     of its prediction with the calibrated sigma (for the MZR block): fits to its posterior draws
-    for a ``calibrated_draws`` family told its inputs' noise, else the propagated sigma."""
+    for a ``calibrated_draws`` family told its inputs' noise (also against the fit to the
+    noise-free spectra, ``noise_free``), else the propagated sigma."""
     model, val, x_test, uc, ivar = spec
     pred, sigma, method = calibrated_errors(model, val, x_test, uc, ivar)
     fits = fit(pred, sigma)
     if model.calibrated_draws and ivar is not None:
         cov = draw_coverage_tables(
-            model, x_test, ivar, fit, ref_true, norm, snr, RECOVERY_LINES, SNR_EDGES, uc.n_samples, uc.seed + 2
+            model,
+            x_test,
+            ivar,
+            fit,
+            ref_true,
+            norm,
+            snr,
+            RECOVERY_LINES,
+            SNR_EDGES,
+            uc.n_samples,
+            uc.seed + 2,
+            noise_free,
         )
         return {"method": "posterior-draws", **cov}, fits
     return {"method": method, **coverage_tables(fits, ref_true, norm, snr)}, fits
@@ -332,7 +346,7 @@ def recovery_report(
         entry = {"noise_sigma": float(noise_sigma), "input_snr_median": snr_med, **entry}
         mzr_fits, calibrated = set_fits[name], False
         if models and name in models:
-            entry["coverage"], mzr_fits = model_coverage(models[name], fit, ref_true, norm, snr)
+            entry["coverage"], mzr_fits = model_coverage(models[name], fit, ref_true, norm, snr, ref["noise_free"])
             calibrated = True
         if mzr_cfg is not None:
             entry["mzr"] = mzr_block(mzr_fits, ref_true, extras, mzr_cfg.snr_min, mzr_cfg.n_mass_bins, calibrated)
