@@ -38,7 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specdenoise.models.posterior_prior import Prior, chol_back_vec, chol_solve_vec, tri_inverse
+from specdenoise.models.posterior_linalg import chol_back_vec, chol_solve_vec, floor_evidence, tri_inverse
+from specdenoise.models.posterior_prior import Prior
 
 #: log-evidence margin below the best term under which a component is not expanded (nats)
 DELTA = 30.0
@@ -53,59 +54,64 @@ LEAD_MAX = 3
 
 
 def _tri_solve(chol: np.ndarray, t: np.ndarray, transpose: bool = False) -> np.ndarray:
-    """``L^-1 t`` (or ``L^-T t``) batched: a vectorised loop for small latents, LAPACK for large."""
-    if chol.shape[1] <= 24:
-        return chol_back_vec(chol, t) if transpose else chol_solve_vec(chol, t)
-    mat = np.swapaxes(chol, 1, 2) if transpose else chol
-    return np.linalg.solve(mat, t[..., None])[..., 0]
+    """``L^-1 t`` (or ``L^-T t``) batched (a loop over the latent, vectorised over the batch: for the
+    latent sizes here much faster than LAPACK's LU-based batched solve)."""
+    return chol_back_vec(chol, t) if transpose else chol_solve_vec(chol, t)
 
 
-def evaluate(pr: Prior, y, iv, slog, ngood, s, k: int, floors, profile=None) -> list[dict[str, np.ndarray]]:
-    """Evidence and latent posterior of component ``k`` at each floor index of ``floors`` for rows
-    ``y``, ``iv`` (m, P) at amplitudes ``s`` (m,); ``slog`` (m,) is the sum of log ivar over unmasked
-    pixels and ``ngood`` (m,) their number. Returns per floor ``loglik``, ``chi2`` (m,), ``mz``
-    (m, Q), ``chol`` (m, Q, Q) and, given ``profile`` (m, n_scale) amplitudes, the approximate log
-    evidence at each of them (quadratic in the amplitude with ``g`` and ``P_z`` held at ``s``: used
-    only to decide which components to expand). The pixel-space products are shared by the floors
-    (the basis enters only through the column scales) unless the floor also adds a diagonal."""
-    if len(floors) > 1 and np.any(pr.dlev):
-        return [evaluate(pr, y, iv, slog, ngood, s, k, [f], profile)[0] for f in floors]
-    s2 = s * s
-    a = s2[:, None] * pr.diag(k, floors[0])[None, :]
+def _pixel(pr: Prior, y, iv, slog, s, k: int, f: int) -> tuple[np.ndarray, ...]:
+    """Pixel-space pieces of component ``k`` at amplitudes ``s`` (m,) and floor index ``f``:
+    ``g``, ``r``, ``g r`` (m, P), ``r^T g r`` and the log determinant of the diagonal part (m,)."""
+    a = (s * s)[:, None] * pr.diag(k, f)[None, :]
     den = 1.0 + a * iv
     g = iv / den
     r = y - s[:, None] * pr.mu[k][None, :]
     gr = g * r
-    quad0 = np.einsum("mp,mp->m", gr, r)
-    logden = np.log(den).sum(axis=1) - slog
-    shared: dict[bool, tuple] = {}
-    outs = []
-    for f in floors:
-        w, ww, c = pr.loading(k, f)
-        if (c is None) not in shared:
-            q = w.shape[1]
-            shared[c is None] = ((g @ ww).reshape(-1, q, q) * s2[:, None, None], (gr @ w) * s[:, None])
-        mat, tb = shared[c is None]
-        q = w.shape[1]
-        pz = mat * np.outer(c, c)[None] if c is not None else mat.copy()
-        pz[:, np.arange(q), np.arange(q)] += 1.0
-        chol = np.linalg.cholesky(pz)
-        t = tb * c[None] if c is not None else tb
-        u = _tri_solve(chol, t)
-        quad = quad0 - np.einsum("mi,mi->m", u, u)
-        logdet = logden + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        loglik = -0.5 * (quad + logdet + ngood * np.log(2 * np.pi))
-        chi2 = (quad - ngood) / np.sqrt(2.0 * np.maximum(ngood, 1))
-        out = {"loglik": loglik, "chi2": chi2, "mz": _tri_solve(chol, u, transpose=True), "chol": chol}
-        if profile is not None:  # quadratic profile of quad in the amplitude, g and P_z held (pruning only)
-            gm = g * pr.mu[k][None, :]
-            v = _tri_solve(chol, (gm @ w) * s[:, None] * (1.0 if c is None else c[None]))
-            mmm = np.einsum("mp,p->m", gm, pr.mu[k]) - np.einsum("mi,mi->m", v, v)
-            mmr = np.einsum("mp,mp->m", gm, r) - np.einsum("mi,mi->m", v, u)
-            ds = profile - s[:, None]  # (m, n_scale) amplitude offsets
-            out["profile"] = loglik[:, None] + ds * mmr[:, None] - 0.5 * ds * ds * mmm[:, None]
-        outs.append(out)
-    return outs
+    return g, r, gr, np.einsum("mp,mp->m", gr, r), np.log(den).sum(axis=1) - slog
+
+
+def evaluate(pr: Prior, y, iv, slog, ngood, s, k: int, f: int, profile=None) -> dict[str, np.ndarray]:
+    """Evidence and latent posterior of component ``k`` at floor index ``f`` for rows ``y``, ``iv``
+    (m, P) at amplitudes ``s`` (m,); ``slog`` (m,) is the sum of log ivar over unmasked pixels and
+    ``ngood`` (m,) their number. Returns ``loglik``, ``chi2`` (m,), ``mz`` (m, Q), ``chol``
+    (m, Q, Q) and, given ``profile`` (m, n_scale) amplitudes, the approximate log evidence at each
+    of them (quadratic in the amplitude with ``g`` and ``P_z`` held at ``s``: used only to decide
+    which components to expand)."""
+    g, r, gr, quad0, logden = _pixel(pr, y, iv, slog, s, k, f)
+    w, c = pr.loading(k, f)
+    q = w.shape[1]
+    pz = pr.gram(k, f, g) * (s * s)[:, None, None]
+    if c is not None:
+        pz *= np.outer(c, c)[None]
+    pz[:, np.arange(q), np.arange(q)] += 1.0
+    chol = np.linalg.cholesky(pz)
+    wc = w if c is None else w * c[None]
+    u = _tri_solve(chol, (gr @ wc) * s[:, None])
+    quad = quad0 - np.einsum("mi,mi->m", u, u)
+    logdet = logden + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    loglik = -0.5 * (quad + logdet + ngood * np.log(2 * np.pi))
+    chi2 = (quad - ngood) / np.sqrt(2.0 * np.maximum(ngood, 1))
+    out = {"loglik": loglik, "chi2": chi2, "mz": _tri_solve(chol, u, transpose=True), "chol": chol}
+    if profile is not None:  # quadratic profile of quad in the amplitude, g and P_z held (pruning only)
+        gm = g * pr.mu[k][None, :]
+        v = _tri_solve(chol, (gm @ wc) * s[:, None])
+        mmm = np.einsum("mp,p->m", gm, pr.mu[k]) - np.einsum("mi,mi->m", v, v)
+        mmr = np.einsum("mp,mp->m", gm, r) - np.einsum("mi,mi->m", v, u)
+        ds = profile - s[:, None]  # (m, n_scale) amplitude offsets
+        out["profile"] = loglik[:, None] + ds * mmr[:, None] - 0.5 * ds * ds * mmm[:, None]
+    return out
+
+
+def scan(pr: Prior, y, iv, slog, ngood, s, k: int) -> np.ndarray:
+    """Log evidence (m, F - 1) of component ``k`` at every floor ``f > 0`` of the grid (arguments as
+    :func:`evaluate`; the floor scales the basis columns only, ``dlev = 0``): the pixel-space
+    products once, then :func:`.posterior_linalg.floor_evidence` (one tridiagonalisation per
+    spectrum instead of a Cholesky factorisation per floor; the same values up to round-off)."""
+    g, _, gr, quad0, logden = _pixel(pr, y, iv, slog, s, k, 1)
+    w, _ = pr.loading(k, 1)
+    mat = pr.gram(k, 1, g) * (s * s)[:, None, None]
+    logdet, fit = floor_evidence(mat, (gr @ w) * s[:, None], pr.w.shape[2], pr.fgrid[1:])
+    return -0.5 * ((quad0 + logden + ngood * np.log(2 * np.pi))[:, None] - fit + logdet)
 
 
 @dataclass
@@ -152,43 +158,34 @@ class _Batch:
         self.parts: list[dict[str, np.ndarray]] = []
 
     def run(self, rows, comp, fidx, sidx, profile: bool = False) -> np.ndarray:
-        """Evaluate the requested terms (grouped by component and floor); returns their log weights
-        (T,), or with ``profile`` the approximate log weights over the amplitude grid (T, n_scale)."""
+        """Evaluate the requested terms (grouped by component and floor) and keep them; returns their
+        log weights (T,), or with ``profile`` the approximate log weights over the amplitude grid
+        (T, n_scale)."""
         out = np.empty((len(rows), self.grid.shape[1])) if profile else np.empty(len(rows))
         for grp in _groups(np.arange(len(rows)), comp * len(self.pr.fgrid) + fidx):
-            res = self.run_floors(rows[grp], comp[grp], sidx[grp], [int(fidx[grp[0]])], profile)
-            out[grp] = res[:, 0]
-        return out
-
-    def run_floors(self, rows, comp, sidx, floors, profile: bool = False) -> np.ndarray:
-        """Evaluate terms at every floor index of ``floors`` (the pixel-space work shared); returns
-        their log weights (T, len(floors)) (with ``profile``: (T, len(floors), n_scale))."""
-        shape = (len(rows), len(floors)) + ((self.grid.shape[1],) if profile else ())
-        out = np.empty(shape)
-        for grp in _groups(np.arange(len(rows)), comp):
-            k = int(comp[grp[0]])
+            k, f = int(comp[grp[0]]), int(fidx[grp[0]])
             for lo in range(0, len(grp), ROWS):
                 sel = grp[lo : lo + ROWS]
                 r = rows[sel]
                 s = self.grid[r, sidx[sel]]
                 prof = self.grid[r] if profile else None
-                evs = evaluate(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], s, k, floors, prof)
-                for i, (f, ev) in enumerate(zip(floors, evs, strict=True)):
-                    lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
-                    out[sel, i] = ev["profile"] + (lw - ev["loglik"])[:, None] if profile else lw
-                    self.parts.append(
-                        {
-                            "row": r,
-                            "comp": np.full(len(r), k),
-                            "fidx": np.full(len(r), f),
-                            "s": s,
-                            "sidx": sidx[sel],
-                            "logw": lw,
-                            "chi2": ev["chi2"],
-                            "mz": ev["mz"],
-                            "chol": ev["chol"],
-                        }
-                    )
+                ev = evaluate(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], s, k, f, prof)
+                lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
+                out[sel] = ev["profile"] + (lw - ev["loglik"])[:, None] if profile else lw
+                part = {"row": r, "comp": np.full(len(r), k), "fidx": np.full(len(r), f), "s": s, "sidx": sidx[sel]}
+                self.parts.append({**part, "logw": lw, "chi2": ev["chi2"], "mz": ev["mz"], "chol": ev["chol"]})
+        return out
+
+    def scan(self, rows, comp, sidx) -> np.ndarray:
+        """Log weights (T, F - 1) of the terms at every floor ``f > 0`` (:func:`scan`; nothing kept)."""
+        out = np.empty((len(rows), len(self.pr.fgrid) - 1))
+        for grp in _groups(np.arange(len(rows)), comp):
+            k = int(comp[grp[0]])
+            for lo in range(0, len(grp), ROWS):
+                sel = grp[lo : lo + ROWS]
+                r = rows[sel]
+                ev = scan(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], self.grid[r, sidx[sel]], k)
+                out[sel] = ev + self.pr.log_pi[k] + self.pr.log_pf[None, 1:]
         return out
 
 
@@ -250,12 +247,19 @@ def batch_terms(
     lead_j = np.argmax(lw0[gate[gi], lead_k], axis=1)
     ev = np.full((len(gate), F), -np.inf)
     np.logaddexp.at(ev[:, 0], gi, lw0[gate[gi], lead_k, lead_j])
-    lw = b.run_floors(gate[gi], lead_k, lead_j, list(range(1, F)))
+    full = bool(np.any(pr.dlev))  # the floor changes the diagonal too: each floor evaluated and kept
+    if full:
+        lw = np.stack([b.run(gate[gi], lead_k, np.full(len(gi), f), lead_j) for f in range(1, F)], axis=1)
+    else:
+        lw = b.scan(gate[gi], lead_k, lead_j)
     for f in range(1, F):
         tot = np.full(len(gate), -np.inf)
         np.logaddexp.at(tot, gi, lw[:, f - 1])
         ev[:, f] = tot
     f_hat[gate] = np.argmax(ev, axis=1)
+    if not full:  # the posterior's terms at the chosen floor
+        ft = f_hat[gate[gi]]
+        b.run(gate[gi][ft > 0], lead_k[ft > 0], ft[ft > 0], lead_j[ft > 0])
     return _collect(b, n, f_hat)
 
 
@@ -310,7 +314,7 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
     key = (t.comp[use] * len(pr.fgrid) + t.fidx[use]) * (t.sidx.max() + 1) + t.sidx[use]
     for idx in _groups(use, key):  # rows are unique within a (component, floor, amplitude) group
         k, f = int(t.comp[idx[0]]), int(t.fidx[idx[0]])
-        w_k, ww_k, c = pr.loading(k, f)
+        w_k, c = pr.loading(k, f)
         for lo in range(0, len(idx), ROWS):
             sel = idx[lo : lo + ROWS]
             r, s = t.row[sel], t.s[sel]
@@ -331,7 +335,7 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
             sig = np.matmul(np.swapaxes(li, 1, 2), li)
             if c is not None:
                 sig *= np.outer(c, c)[None]
-            v = sig.reshape(len(sel), -1) @ ww_k.T  # diag(W P_z^-1 W^T)
+            v = pr.gram_diag(k, f, sig)  # diag(W P_z^-1 W^T)
             v *= s2
             v *= omk
             v += a
@@ -372,7 +376,7 @@ def draw(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, n_samples: int, rng
     for term in np.unique(pick):
         si, ni = np.nonzero(pick == term)
         k, f, s = int(t.comp[term]), int(t.fidx[term]), t.s[term]
-        w_k, _, c = pr.loading(k, f)
+        w_k, c = pr.loading(k, f)
         q = w_k.shape[1]
         e = rng.standard_normal((len(si), q))
         mz, chol = t.latent(np.array([term]))
