@@ -107,6 +107,24 @@ def test_vectorised_preprocessing_equals_the_per_spectrum_path(coadd500, model):
         assert j < 20
 
 
+def test_chunked_preprocessing_equals_one_block(coadd500, model, monkeypatch):
+    """prepare_block preprocesses in chunks of PRE_ROWS targets (memory, cache): the same values,
+    bit for bit, as all targets in one call."""
+    from specdenoise.survey import targets
+    from specdenoise.survey.denoiser import Denoiser
+
+    den = Denoiser.load(model, parse_params({}))
+    block = read_block(coadd500["path"])
+    opts = {"z_max": 1.0, "max_masked": 0.5}
+    assert targets.PRE_ROWS < N
+    q, pre = targets.prepare_block(den, block, opts)
+    monkeypatch.setattr(targets, "PRE_ROWS", 10 * N)
+    q1, one = targets.prepare_block(den, block, opts)
+    assert np.array_equal(q, q1) and pre.keys() == one.keys()
+    for key in pre:
+        assert np.array_equal(pre[key], one[key]), key
+
+
 def test_redshifts_from_a_catalogue_or_none(real_coadds, model, tmp_path):
     path = tmp_path / "in" / "coadd-small.fits"
     info = write_desi_coadd(path, real_coadds, n=6, redrock=False)
