@@ -10,6 +10,7 @@ import pytest
 
 from specdenoise.models import posterior_infer as infer
 from specdenoise.models.posterior import PosteriorDenoiser
+from specdenoise.models.posterior_eval import evaluate, scan
 from specdenoise.models.posterior_linalg import floor_evidence, tri_inverse
 from specdenoise.models.posterior_prior import basis_gram, mismatch_basis
 
@@ -105,7 +106,7 @@ def test_scan_equals_the_dense_gaussian_evidence_at_every_floor():
     slog = np.log(np.where(good, ivar, 1.0)).sum(axis=1)
     s = m._grid(y, ivar)[:, 1]
     for k in range(2):
-        got = infer.scan(pr, y, ivar, slog, good.sum(axis=1).astype(float), s, k)
+        got = scan(pr, y, ivar, slog, good.sum(axis=1).astype(float), s, k)[0]
         for i in range(len(y)):
             g = good[i]
             for j, f in enumerate(GRID[1:]):
@@ -133,5 +134,19 @@ def test_batched_terms_at_the_chosen_floor_match_the_per_floor_evaluation():
         per_floor = np.stack([b.run(rows, comp, np.full(len(sel), f), sidx) for f in range(1, len(GRID))], 1)
         np.testing.assert_allclose(b.scan(rows, comp, sidx), per_floor, rtol=1e-12, atol=1e-8)
         np.testing.assert_allclose(t.logw[sel], per_floor[:, t.f_hat[i] - 1], rtol=1e-11)
+        mz, chol = t.latent(sel)  # kept from the scan's pieces: the latent posterior of a fresh evaluation
+        for j, term in enumerate(sel):
+            ref = evaluate(
+                pr,
+                y[i : i + 1],
+                ivar[i : i + 1],
+                b.slog[i : i + 1],
+                b.ngood[i : i + 1],
+                t.s[term : term + 1],
+                int(t.comp[term]),
+                int(t.f_hat[i]),
+            )
+            np.testing.assert_allclose(mz[j], ref["mz"][0], rtol=1e-9, atol=1e-12 * np.abs(ref["mz"]).max())
+            np.testing.assert_allclose(chol[j], ref["chol"][0], rtol=1e-10, atol=1e-12 * np.abs(ref["chol"]).max())
     mean, sd, chi = m.predict(y, ivar, calibrated=False, scale="input")
     assert np.all(np.isfinite(mean)) and np.all(sd > 0)

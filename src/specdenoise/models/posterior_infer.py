@@ -38,7 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specdenoise.models.posterior_linalg import chol_back_vec, chol_solve_vec, floor_evidence, tri_inverse
+from specdenoise.models.posterior_eval import evaluate, gaussian_term, scan
+from specdenoise.models.posterior_linalg import tri_inverse
 from specdenoise.models.posterior_prior import Prior
 
 #: log-evidence margin below the best term under which a component is not expanded (nats)
@@ -51,67 +52,6 @@ ROWS = 128  # spectra per inner block: keeps the (rows, P) temporaries in cache
 MISMATCH_GATE = 2.0
 #: at most this many leading components carry a spectrum's posterior at a floor f > 0
 LEAD_MAX = 3
-
-
-def _tri_solve(chol: np.ndarray, t: np.ndarray, transpose: bool = False) -> np.ndarray:
-    """``L^-1 t`` (or ``L^-T t``) batched (a loop over the latent, vectorised over the batch: for the
-    latent sizes here much faster than LAPACK's LU-based batched solve)."""
-    return chol_back_vec(chol, t) if transpose else chol_solve_vec(chol, t)
-
-
-def _pixel(pr: Prior, y, iv, slog, s, k: int, f: int) -> tuple[np.ndarray, ...]:
-    """Pixel-space pieces of component ``k`` at amplitudes ``s`` (m,) and floor index ``f``:
-    ``g``, ``r``, ``g r`` (m, P), ``r^T g r`` and the log determinant of the diagonal part (m,)."""
-    a = (s * s)[:, None] * pr.diag(k, f)[None, :]
-    den = 1.0 + a * iv
-    g = iv / den
-    r = y - s[:, None] * pr.mu[k][None, :]
-    gr = g * r
-    return g, r, gr, np.einsum("mp,mp->m", gr, r), np.log(den).sum(axis=1) - slog
-
-
-def evaluate(pr: Prior, y, iv, slog, ngood, s, k: int, f: int, profile=None) -> dict[str, np.ndarray]:
-    """Evidence and latent posterior of component ``k`` at floor index ``f`` for rows ``y``, ``iv``
-    (m, P) at amplitudes ``s`` (m,); ``slog`` (m,) is the sum of log ivar over unmasked pixels and
-    ``ngood`` (m,) their number. Returns ``loglik``, ``chi2`` (m,), ``mz`` (m, Q), ``chol``
-    (m, Q, Q) and, given ``profile`` (m, n_scale) amplitudes, the approximate log evidence at each
-    of them (quadratic in the amplitude with ``g`` and ``P_z`` held at ``s``: used only to decide
-    which components to expand)."""
-    g, r, gr, quad0, logden = _pixel(pr, y, iv, slog, s, k, f)
-    w, c = pr.loading(k, f)
-    q = w.shape[1]
-    pz = pr.gram(k, f, g) * (s * s)[:, None, None]
-    if c is not None:
-        pz *= np.outer(c, c)[None]
-    pz[:, np.arange(q), np.arange(q)] += 1.0
-    chol = np.linalg.cholesky(pz)
-    wc = w if c is None else w * c[None]
-    u = _tri_solve(chol, (gr @ wc) * s[:, None])
-    quad = quad0 - np.einsum("mi,mi->m", u, u)
-    logdet = logden + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    loglik = -0.5 * (quad + logdet + ngood * np.log(2 * np.pi))
-    chi2 = (quad - ngood) / np.sqrt(2.0 * np.maximum(ngood, 1))
-    out = {"loglik": loglik, "chi2": chi2, "mz": _tri_solve(chol, u, transpose=True), "chol": chol}
-    if profile is not None:  # quadratic profile of quad in the amplitude, g and P_z held (pruning only)
-        gm = g * pr.mu[k][None, :]
-        v = _tri_solve(chol, (gm @ wc) * s[:, None])
-        mmm = np.einsum("mp,p->m", gm, pr.mu[k]) - np.einsum("mi,mi->m", v, v)
-        mmr = np.einsum("mp,mp->m", gm, r) - np.einsum("mi,mi->m", v, u)
-        ds = profile - s[:, None]  # (m, n_scale) amplitude offsets
-        out["profile"] = loglik[:, None] + ds * mmr[:, None] - 0.5 * ds * ds * mmm[:, None]
-    return out
-
-
-def scan(pr: Prior, y, iv, slog, ngood, s, k: int) -> np.ndarray:
-    """Log evidence (m, F - 1) of component ``k`` at every floor ``f > 0`` of the grid (arguments as
-    :func:`evaluate`; the floor scales the basis columns only, ``dlev = 0``): the pixel-space
-    products once, then :func:`.posterior_linalg.floor_evidence` (one tridiagonalisation per
-    spectrum instead of a Cholesky factorisation per floor; the same values up to round-off)."""
-    g, _, gr, quad0, logden = _pixel(pr, y, iv, slog, s, k, 1)
-    w, _ = pr.loading(k, 1)
-    mat = pr.gram(k, 1, g) * (s * s)[:, None, None]
-    logdet, fit = floor_evidence(mat, (gr @ w) * s[:, None], pr.w.shape[2], pr.fgrid[1:])
-    return -0.5 * ((quad0 + logden + ngood * np.log(2 * np.pi))[:, None] - fit + logdet)
 
 
 @dataclass
@@ -177,16 +117,39 @@ class _Batch:
         return out
 
     def scan(self, rows, comp, sidx) -> np.ndarray:
-        """Log weights (T, F - 1) of the terms at every floor ``f > 0`` (:func:`scan`; nothing kept)."""
+        """Log weights (T, F - 1) of the terms at every floor ``f > 0`` (:func:`scan`); their pixel-space
+        pieces are kept in ``self.scanned`` for :meth:`at_floor`."""
         out = np.empty((len(rows), len(self.pr.fgrid) - 1))
+        self.scanned: list = [None] * len(rows)
         for grp in _groups(np.arange(len(rows)), comp):
             k = int(comp[grp[0]])
             for lo in range(0, len(grp), ROWS):
                 sel = grp[lo : lo + ROWS]
                 r = rows[sel]
-                ev = scan(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], self.grid[r, sidx[sel]], k)
+                ev, pieces = scan(
+                    self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], self.grid[r, sidx[sel]], k
+                )
                 out[sel] = ev + self.pr.log_pi[k] + self.pr.log_pf[None, 1:]
+                for j, i in enumerate(sel):
+                    self.scanned[i] = tuple(p[j] for p in pieces)
         return out
+
+    def at_floor(self, rows, comp, fidx, sidx) -> None:
+        """Keep the terms of the last :meth:`scan` (``rows``, ``comp``, ``sidx`` as given to it) at floor
+        indices ``fidx`` (T,; 0: not kept), evaluated from their scanned pieces (as :meth:`run`)."""
+        idx = np.flatnonzero(fidx > 0)
+        for grp in _groups(idx, comp[idx] * len(self.pr.fgrid) + fidx[idx]):
+            k, f = int(comp[grp[0]]), int(fidx[grp[0]])
+            for lo in range(0, len(grp), ROWS):
+                sel = grp[lo : lo + ROWS]
+                mat, t, quad0, logden = (np.stack(p) for p in zip(*(self.scanned[i] for i in sel), strict=True))
+                c = self.pr.loading(k, f)[1]
+                r = rows[sel]
+                ev = gaussian_term(mat * np.outer(c, c)[None], t * c[None], quad0, logden, self.ngood[r])
+                lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
+                s = self.grid[r, sidx[sel]]
+                part = {"row": r, "comp": np.full(len(r), k), "fidx": np.full(len(r), f), "s": s, "sidx": sidx[sel]}
+                self.parts.append({**part, "logw": lw, "chi2": ev["chi2"], "mz": ev["mz"], "chol": ev["chol"]})
 
 
 def _screen(b: _Batch, rows: np.ndarray, f: int, delta: float) -> np.ndarray:
@@ -257,9 +220,8 @@ def batch_terms(
         np.logaddexp.at(tot, gi, lw[:, f - 1])
         ev[:, f] = tot
     f_hat[gate] = np.argmax(ev, axis=1)
-    if not full:  # the posterior's terms at the chosen floor
-        ft = f_hat[gate[gi]]
-        b.run(gate[gi][ft > 0], lead_k[ft > 0], ft[ft > 0], lead_j[ft > 0])
+    if not full:  # the posterior's terms at the chosen floor, from their scanned pieces
+        b.at_floor(gate[gi], lead_k, f_hat[gate[gi]], lead_j)
     return _collect(b, n, f_hat)
 
 
