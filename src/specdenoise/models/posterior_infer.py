@@ -273,8 +273,10 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
     e1 = np.zeros((n, p))
     e2 = np.zeros((n, p))
     use = np.flatnonzero(t.resp > MIN_RESP)
-    key = (t.comp[use] * len(pr.fgrid) + t.fidx[use]) * (t.sidx.max() + 1) + t.sidx[use]
-    for idx in _groups(use, key):  # rows are unique within a (component, floor, amplitude) group
+    # the floors f > 0 share the loading [W, B] (their own column scales per term) and, without a
+    # per-pixel floor, the diagonal: one group per component and f = 0 / f > 0
+    fkey = t.fidx[use] if np.any(pr.dlev) else np.minimum(t.fidx[use], 1)
+    for idx in _groups(use, t.comp[use] * len(pr.fgrid) + fkey):
         k, f = int(t.comp[idx[0]]), int(t.fidx[idx[0]])
         w_k, c = pr.loading(k, f)
         for lo in range(0, len(idx), ROWS):
@@ -286,8 +288,9 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
             omk += 1.0
             np.reciprocal(omk, out=omk)
             mz, chol = t.latent(sel)
-            if c is not None:
-                mz = mz * c[None]
+            cs = None if c is None else _scales(pr, t.fidx[sel])
+            if cs is not None:
+                mz = mz * cs
             e = mz @ w_k.T
             e += pr.mu[k][None, :]
             e *= s[:, None]
@@ -295,8 +298,8 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
             e *= omk
             li = tri_inverse(chol)
             sig = np.matmul(np.swapaxes(li, 1, 2), li)
-            if c is not None:
-                sig *= np.outer(c, c)[None]
+            if cs is not None:
+                sig *= cs[:, :, None] * cs[:, None, :]
             v = pr.gram_diag(k, f, sig)  # diag(W P_z^-1 W^T)
             v *= s2
             v *= omk
@@ -309,9 +312,27 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
                 v /= s2
             v += e * e
             w = t.resp[sel][:, None]
-            e1[r] += w * e
-            e2[r] += w * v
+            _add_rows(e1, e2, r, w * e, w * v)
     return centre + e1, np.sqrt(np.clip(e2 - e1 * e1, 0, None))
+
+
+def _scales(pr: Prior, fidx: np.ndarray) -> np.ndarray:
+    """Column scales (m, Q) of the loading ``[W, B]`` at floor indices ``fidx`` (m,): 1 on ``W``, ``f`` on ``B``."""
+    q, big = pr.w.shape[2], pr.wb.shape[2]
+    return np.concatenate([np.ones((len(fidx), q)), np.repeat(pr.fgrid[fidx][:, None], big - q, axis=1)], axis=1)
+
+
+def _add_rows(acc1: np.ndarray, acc2: np.ndarray, r: np.ndarray, v1: np.ndarray, v2: np.ndarray) -> None:
+    """``acc[r] += v`` where ``r`` may repeat (a spectrum's terms at several amplitudes): in layers of
+    distinct rows (the j-th term of every row in layer j)."""
+    order = np.argsort(r, kind="stable")
+    first = np.r_[0, np.flatnonzero(np.diff(r[order])) + 1]
+    rank = np.empty(len(r), dtype=int)
+    rank[order] = np.arange(len(r)) - np.repeat(first, np.diff(np.r_[first, len(r)]))
+    for j in range(int(rank.max()) + 1 if len(r) else 0):
+        m = rank == j
+        acc1[r[m]] += v1[m]
+        acc2[r[m]] += v2[m]
 
 
 def _groups(idx: np.ndarray, key: np.ndarray) -> list[np.ndarray]:
