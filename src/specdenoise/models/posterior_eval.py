@@ -19,12 +19,15 @@ def _tri_solve(chol: np.ndarray, t: np.ndarray, transpose: bool = False) -> np.n
 def _pixel(pr: Prior, y, iv, slog, s, k: int, f: int) -> tuple[np.ndarray, ...]:
     """Pixel-space pieces of component ``k`` at amplitudes ``s`` (m,) and floor index ``f``:
     ``g``, ``r``, ``g r`` (m, P), ``r^T g r`` and the log determinant of the diagonal part (m,)."""
-    a = (s * s)[:, None] * pr.diag(k, f)[None, :]
-    den = 1.0 + a * iv
+    den = (s * s)[:, None] * pr.diag(k, f)[None, :]  # a; in place below: 1 + a ivar, then its log
+    den *= iv
+    den += 1.0
     g = iv / den
-    r = y - s[:, None] * pr.mu[k][None, :]
+    r = s[:, None] * pr.mu[k][None, :]
+    np.subtract(y, r, out=r)
     gr = g * r
-    return g, r, gr, np.einsum("mp,mp->m", gr, r), np.log(den).sum(axis=1) - slog
+    quad0 = np.einsum("mp,mp->m", gr, r)
+    return g, r, gr, quad0, np.log(den, out=den).sum(axis=1) - slog
 
 
 def gaussian_term(pz: np.ndarray, t: np.ndarray, quad0, logden, ngood) -> dict[str, np.ndarray]:

@@ -62,7 +62,7 @@ def merge_arms(
         else:
             np.add.at(num, (slice(None), idx), fw)
             np.add.at(den, (slice(None), idx), iv)
-    flux = num / np.where(den > 0, den, 1.0)  # num is +0 wherever den is 0: the same as a masked divide
+    flux = np.divide(num, np.where(den > 0, den, 1.0), out=num)  # num is +0 wherever den is 0
     return wave, flux, den
 
 
