@@ -9,8 +9,11 @@ absorption-feature amplitudes; ``f = 0``: ``W_k`` alone). With ``a = s^2 d``,
 ``P_z = I + s^2 W^T diag(g) W``; a batch computes it as ONE matrix product ``g @ WW_k`` with the
 per-pixel outer products ``WW_k[p] = vec(w_p w_p^T)`` (P, q^2) precomputed once per model;
 likewise ``W^T (g r)`` is ``(g r) @ W_k`` and the posterior variance diagonal
-``diag(W P_z^-1 W^T)`` is ``vec(P_z^-1) @ WW_k^T``. ``P_z`` is factorised once (Cholesky); the small
-triangular solves are vectorised over the batch. All of it is float64.
+``diag(W P_z^-1 W^T)`` is ``vec(P_z^-1) @ WW_k^T``. For ``[W_k, B_k]`` (Q ~ 60) the same products
+come from a structured table instead of the dense (P, Q^2) one
+(:class:`.posterior_prior.BasisGram`: Legendre products as Legendre series, local columns on their
+windows). ``P_z`` is factorised once (Cholesky); the small triangular solves are vectorised over
+the batch (:mod:`.posterior_linalg`). All of it is float64; BLAS is held to one thread.
 
 Pruning (:func:`batch_terms`), thresholds on log evidence relative to the spectrum's best term:
 
@@ -26,8 +29,10 @@ gate (the model's calibrated out-of-domain threshold, its 99.5 % quantile on uni
 :data:`MISMATCH_GATE` without one; a standardised chi^2 of 3.5 is a reduced chi^2 of 1.17 over
 825 pixels, so the spectra below the gate already follow their data), the evidence of the
 leading components (at most :data:`LEAD_MAX`, within ``delta``) at their best ``f = 0`` amplitude
-is computed at every floor of the grid, plus the floor's log prior; where ``f > 0`` wins, the
-posterior is the mixture of those terms at that floor. The out-of-domain chi^2 is always the best
+is computed at every floor of the grid, plus the floor's log prior (all floors from one
+tridiagonalisation per term, :func:`.posterior_linalg.floor_evidence`); where ``f > 0`` wins, the
+posterior is the mixture of those terms at that floor (evaluated from the scan's pixel-space
+pieces). The out-of-domain chi^2 is always the best
 ``f = 0`` term's, so spectra the prior cannot explain are still flagged when the floor lets their
 data through.
 """
