@@ -107,6 +107,38 @@ def test_vectorised_preprocessing_equals_the_per_spectrum_path(coadd500, model):
         assert j < 20
 
 
+def test_chunked_preprocessing_equals_one_block(coadd500, model, monkeypatch):
+    """prepare_block preprocesses in chunks of PRE_ROWS targets (memory, cache): the same values,
+    bit for bit, as all targets in one call."""
+    from specdenoise.survey import targets
+    from specdenoise.survey.denoiser import Denoiser
+
+    den = Denoiser.load(model, parse_params({}))
+    block = read_block(coadd500["path"])
+    opts = {"z_max": 1.0, "max_masked": 0.5}
+    assert targets.PRE_ROWS < N
+    q, pre = targets.prepare_block(den, block, opts)
+    monkeypatch.setattr(targets, "PRE_ROWS", 10 * N)
+    q1, one = targets.prepare_block(den, block, opts)
+    assert np.array_equal(q, q1) and pre.keys() == one.keys()
+    for key in pre:
+        assert np.array_equal(pre[key], one[key]), key
+
+
+def test_warm_loads_and_runs_the_model_once(model, tmp_path, monkeypatch):
+    """The bench's warm-up: the de-noiser is loaded into this process's cache and run once on a
+    flat spectrum (what a model builds lazily is built before timing)."""
+    from specdenoise.survey import worker
+    from specdenoise.survey.denoiser import Denoiser
+
+    calls = []
+    real = Denoiser.predict
+    monkeypatch.setattr(Denoiser, "predict", lambda self, *a: calls.append(a[0].shape) or real(self, *a))
+    assert worker.warm(str(model), {}, None, str(tmp_path)) == 825
+    assert calls == [(1, 825)]
+    assert worker.get_denoiser(str(model), {}, None, str(tmp_path)).preprocess_cfg.n_pix == 825
+
+
 def test_redshifts_from_a_catalogue_or_none(real_coadds, model, tmp_path):
     path = tmp_path / "in" / "coadd-small.fits"
     info = write_desi_coadd(path, real_coadds, n=6, redrock=False)

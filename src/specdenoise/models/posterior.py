@@ -57,6 +57,7 @@ from specdenoise.models import posterior_infer as infer
 from specdenoise.models import posterior_prior
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
 from specdenoise.models.posterior_fit import CALIB_KEYS, calibrate, calibration_factor, fit_prior
+from specdenoise.models.posterior_linalg import one_blas_thread
 from specdenoise.models.posterior_noise import mixed_observations
 
 #: Out-of-domain bits: redshift outside the prior's range, continuum S/N outside the calibrated
@@ -291,15 +292,16 @@ class PosteriorDenoiser(DenoisingModel):
         :class:`~specdenoise.survey.denoiser.Denoiser` uses it). Each scale has its own calibration
         factors (the amplitude's error is part of the input-scale spread only)."""
         means, sds, chis = [], [], []
-        for _, xb, ib in self._batches(x, ivar, batch):
-            m, sd, c = self._moments(xb, ib, scale=scale)
-            if calibrated:  # the factors are the input-scale ones: unit-scale means back at the input's amplitude
-                grid = self._grid(xb, ib) if scale == "unit" else None
-                m_in = m if grid is None else m * grid[:, grid.shape[1] // 2, None]
-                sd = sd * self.calibration_scale(m_in, ib, scale)
-            means.append(m)
-            sds.append(sd)
-            chis.append(c)
+        with one_blas_thread():
+            for _, xb, ib in self._batches(x, ivar, batch):
+                m, sd, c = self._moments(xb, ib, scale=scale)
+                if calibrated:  # the factors are the input-scale ones: unit-scale means back at the input's amplitude
+                    grid = self._grid(xb, ib) if scale == "unit" else None
+                    m_in = m if grid is None else m * grid[:, grid.shape[1] // 2, None]
+                    sd = sd * self.calibration_scale(m_in, ib, scale)
+                means.append(m)
+                sds.append(sd)
+                chis.append(c)
         return np.concatenate(means), np.concatenate(sds), np.concatenate(chis)
 
     def denoise(self, x: np.ndarray, ivar: np.ndarray | None = None, scale: str = "unit") -> np.ndarray:
@@ -344,7 +346,8 @@ class PosteriorDenoiser(DenoisingModel):
     def mismatch_floor(self, x: np.ndarray, ivar: np.ndarray | None = None, batch: int = 256) -> np.ndarray:
         """The model-mismatch floor ``f`` chosen for each spectrum (n,) (0: the prior explains it)."""
         grid = np.asarray(self._mismatch()[0])
-        return np.concatenate([grid[self._terms(xb, ib).f_hat] for _, xb, ib in self._batches(x, ivar, batch)])
+        with one_blas_thread():
+            return np.concatenate([grid[self._terms(xb, ib).f_hat] for _, xb, ib in self._batches(x, ivar, batch)])
 
     def ood_flags(self, x: np.ndarray, ivar: np.ndarray | None = None, z: np.ndarray | None = None, chi2=None):
         """Out-of-domain bitmask (n,) of :data:`OOD_BITS` (0 = in domain)."""

@@ -9,8 +9,11 @@ absorption-feature amplitudes; ``f = 0``: ``W_k`` alone). With ``a = s^2 d``,
 ``P_z = I + s^2 W^T diag(g) W``; a batch computes it as ONE matrix product ``g @ WW_k`` with the
 per-pixel outer products ``WW_k[p] = vec(w_p w_p^T)`` (P, q^2) precomputed once per model;
 likewise ``W^T (g r)`` is ``(g r) @ W_k`` and the posterior variance diagonal
-``diag(W P_z^-1 W^T)`` is ``vec(P_z^-1) @ WW_k^T``. ``P_z`` is factorised once (Cholesky); the small
-triangular solves are vectorised over the batch. All of it is float64.
+``diag(W P_z^-1 W^T)`` is ``vec(P_z^-1) @ WW_k^T``. For ``[W_k, B_k]`` (Q ~ 60) the same products
+come from a structured table instead of the dense (P, Q^2) one
+(:class:`.posterior_prior.BasisGram`: Legendre products as Legendre series, local columns on their
+windows). ``P_z`` is factorised once (Cholesky); the small triangular solves are vectorised over
+the batch (:mod:`.posterior_linalg`). All of it is float64; BLAS is held to one thread.
 
 Pruning (:func:`batch_terms`), thresholds on log evidence relative to the spectrum's best term:
 
@@ -26,8 +29,10 @@ gate (the model's calibrated out-of-domain threshold, its 99.5 % quantile on uni
 :data:`MISMATCH_GATE` without one; a standardised chi^2 of 3.5 is a reduced chi^2 of 1.17 over
 825 pixels, so the spectra below the gate already follow their data), the evidence of the
 leading components (at most :data:`LEAD_MAX`, within ``delta``) at their best ``f = 0`` amplitude
-is computed at every floor of the grid, plus the floor's log prior; where ``f > 0`` wins, the
-posterior is the mixture of those terms at that floor. The out-of-domain chi^2 is always the best
+is computed at every floor of the grid, plus the floor's log prior (all floors from one
+tridiagonalisation per term, :func:`.posterior_linalg.floor_evidence`); where ``f > 0`` wins, the
+posterior is the mixture of those terms at that floor (evaluated from the scan's pixel-space
+pieces). The out-of-domain chi^2 is always the best
 ``f = 0`` term's, so spectra the prior cannot explain are still flagged when the floor lets their
 data through.
 """
@@ -38,7 +43,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specdenoise.models.posterior_prior import Prior, chol_back_vec, chol_solve_vec, tri_inverse
+from specdenoise.models.posterior_eval import evaluate, gaussian_term, scan
+from specdenoise.models.posterior_linalg import tri_inverse
+from specdenoise.models.posterior_prior import Prior
 
 #: log-evidence margin below the best term under which a component is not expanded (nats)
 DELTA = 30.0
@@ -50,62 +57,6 @@ ROWS = 128  # spectra per inner block: keeps the (rows, P) temporaries in cache
 MISMATCH_GATE = 2.0
 #: at most this many leading components carry a spectrum's posterior at a floor f > 0
 LEAD_MAX = 3
-
-
-def _tri_solve(chol: np.ndarray, t: np.ndarray, transpose: bool = False) -> np.ndarray:
-    """``L^-1 t`` (or ``L^-T t``) batched: a vectorised loop for small latents, LAPACK for large."""
-    if chol.shape[1] <= 24:
-        return chol_back_vec(chol, t) if transpose else chol_solve_vec(chol, t)
-    mat = np.swapaxes(chol, 1, 2) if transpose else chol
-    return np.linalg.solve(mat, t[..., None])[..., 0]
-
-
-def evaluate(pr: Prior, y, iv, slog, ngood, s, k: int, floors, profile=None) -> list[dict[str, np.ndarray]]:
-    """Evidence and latent posterior of component ``k`` at each floor index of ``floors`` for rows
-    ``y``, ``iv`` (m, P) at amplitudes ``s`` (m,); ``slog`` (m,) is the sum of log ivar over unmasked
-    pixels and ``ngood`` (m,) their number. Returns per floor ``loglik``, ``chi2`` (m,), ``mz``
-    (m, Q), ``chol`` (m, Q, Q) and, given ``profile`` (m, n_scale) amplitudes, the approximate log
-    evidence at each of them (quadratic in the amplitude with ``g`` and ``P_z`` held at ``s``: used
-    only to decide which components to expand). The pixel-space products are shared by the floors
-    (the basis enters only through the column scales) unless the floor also adds a diagonal."""
-    if len(floors) > 1 and np.any(pr.dlev):
-        return [evaluate(pr, y, iv, slog, ngood, s, k, [f], profile)[0] for f in floors]
-    s2 = s * s
-    a = s2[:, None] * pr.diag(k, floors[0])[None, :]
-    den = 1.0 + a * iv
-    g = iv / den
-    r = y - s[:, None] * pr.mu[k][None, :]
-    gr = g * r
-    quad0 = np.einsum("mp,mp->m", gr, r)
-    logden = np.log(den).sum(axis=1) - slog
-    shared: dict[bool, tuple] = {}
-    outs = []
-    for f in floors:
-        w, ww, c = pr.loading(k, f)
-        if (c is None) not in shared:
-            q = w.shape[1]
-            shared[c is None] = ((g @ ww).reshape(-1, q, q) * s2[:, None, None], (gr @ w) * s[:, None])
-        mat, tb = shared[c is None]
-        q = w.shape[1]
-        pz = mat * np.outer(c, c)[None] if c is not None else mat.copy()
-        pz[:, np.arange(q), np.arange(q)] += 1.0
-        chol = np.linalg.cholesky(pz)
-        t = tb * c[None] if c is not None else tb
-        u = _tri_solve(chol, t)
-        quad = quad0 - np.einsum("mi,mi->m", u, u)
-        logdet = logden + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        loglik = -0.5 * (quad + logdet + ngood * np.log(2 * np.pi))
-        chi2 = (quad - ngood) / np.sqrt(2.0 * np.maximum(ngood, 1))
-        out = {"loglik": loglik, "chi2": chi2, "mz": _tri_solve(chol, u, transpose=True), "chol": chol}
-        if profile is not None:  # quadratic profile of quad in the amplitude, g and P_z held (pruning only)
-            gm = g * pr.mu[k][None, :]
-            v = _tri_solve(chol, (gm @ w) * s[:, None] * (1.0 if c is None else c[None]))
-            mmm = np.einsum("mp,p->m", gm, pr.mu[k]) - np.einsum("mi,mi->m", v, v)
-            mmr = np.einsum("mp,mp->m", gm, r) - np.einsum("mi,mi->m", v, u)
-            ds = profile - s[:, None]  # (m, n_scale) amplitude offsets
-            out["profile"] = loglik[:, None] + ds * mmr[:, None] - 0.5 * ds * ds * mmm[:, None]
-        outs.append(out)
-    return outs
 
 
 @dataclass
@@ -152,44 +103,58 @@ class _Batch:
         self.parts: list[dict[str, np.ndarray]] = []
 
     def run(self, rows, comp, fidx, sidx, profile: bool = False) -> np.ndarray:
-        """Evaluate the requested terms (grouped by component and floor); returns their log weights
-        (T,), or with ``profile`` the approximate log weights over the amplitude grid (T, n_scale)."""
+        """Evaluate the requested terms (grouped by component and floor) and keep them; returns their
+        log weights (T,), or with ``profile`` the approximate log weights over the amplitude grid
+        (T, n_scale)."""
         out = np.empty((len(rows), self.grid.shape[1])) if profile else np.empty(len(rows))
         for grp in _groups(np.arange(len(rows)), comp * len(self.pr.fgrid) + fidx):
-            res = self.run_floors(rows[grp], comp[grp], sidx[grp], [int(fidx[grp[0]])], profile)
-            out[grp] = res[:, 0]
-        return out
-
-    def run_floors(self, rows, comp, sidx, floors, profile: bool = False) -> np.ndarray:
-        """Evaluate terms at every floor index of ``floors`` (the pixel-space work shared); returns
-        their log weights (T, len(floors)) (with ``profile``: (T, len(floors), n_scale))."""
-        shape = (len(rows), len(floors)) + ((self.grid.shape[1],) if profile else ())
-        out = np.empty(shape)
-        for grp in _groups(np.arange(len(rows)), comp):
-            k = int(comp[grp[0]])
+            k, f = int(comp[grp[0]]), int(fidx[grp[0]])
             for lo in range(0, len(grp), ROWS):
                 sel = grp[lo : lo + ROWS]
                 r = rows[sel]
                 s = self.grid[r, sidx[sel]]
                 prof = self.grid[r] if profile else None
-                evs = evaluate(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], s, k, floors, prof)
-                for i, (f, ev) in enumerate(zip(floors, evs, strict=True)):
-                    lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
-                    out[sel, i] = ev["profile"] + (lw - ev["loglik"])[:, None] if profile else lw
-                    self.parts.append(
-                        {
-                            "row": r,
-                            "comp": np.full(len(r), k),
-                            "fidx": np.full(len(r), f),
-                            "s": s,
-                            "sidx": sidx[sel],
-                            "logw": lw,
-                            "chi2": ev["chi2"],
-                            "mz": ev["mz"],
-                            "chol": ev["chol"],
-                        }
-                    )
+                ev = evaluate(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], s, k, f, prof)
+                lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
+                out[sel] = ev["profile"] + (lw - ev["loglik"])[:, None] if profile else lw
+                part = {"row": r, "comp": np.full(len(r), k), "fidx": np.full(len(r), f), "s": s, "sidx": sidx[sel]}
+                self.parts.append({**part, "logw": lw, "chi2": ev["chi2"], "mz": ev["mz"], "chol": ev["chol"]})
         return out
+
+    def scan(self, rows, comp, sidx) -> np.ndarray:
+        """Log weights (T, F - 1) of the terms at every floor ``f > 0`` (:func:`scan`); their pixel-space
+        pieces are kept in ``self.scanned`` for :meth:`at_floor`."""
+        out = np.empty((len(rows), len(self.pr.fgrid) - 1))
+        self.scanned: list = [None] * len(rows)
+        for grp in _groups(np.arange(len(rows)), comp):
+            k = int(comp[grp[0]])
+            for lo in range(0, len(grp), ROWS):
+                sel = grp[lo : lo + ROWS]
+                r = rows[sel]
+                ev, pieces = scan(
+                    self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], self.grid[r, sidx[sel]], k
+                )
+                out[sel] = ev + self.pr.log_pi[k] + self.pr.log_pf[None, 1:]
+                for j, i in enumerate(sel):
+                    self.scanned[i] = tuple(p[j] for p in pieces)
+        return out
+
+    def at_floor(self, rows, comp, fidx, sidx) -> None:
+        """Keep the terms of the last :meth:`scan` (``rows``, ``comp``, ``sidx`` as given to it) at floor
+        indices ``fidx`` (T,; 0: not kept), evaluated from their scanned pieces (as :meth:`run`)."""
+        idx = np.flatnonzero(fidx > 0)
+        for grp in _groups(idx, comp[idx] * len(self.pr.fgrid) + fidx[idx]):
+            k, f = int(comp[grp[0]]), int(fidx[grp[0]])
+            for lo in range(0, len(grp), ROWS):
+                sel = grp[lo : lo + ROWS]
+                mat, t, quad0, logden = (np.stack(p) for p in zip(*(self.scanned[i] for i in sel), strict=True))
+                c = self.pr.loading(k, f)[1]
+                r = rows[sel]
+                ev = gaussian_term(mat * np.outer(c, c)[None], t * c[None], quad0, logden, self.ngood[r])
+                lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
+                s = self.grid[r, sidx[sel]]
+                part = {"row": r, "comp": np.full(len(r), k), "fidx": np.full(len(r), f), "s": s, "sidx": sidx[sel]}
+                self.parts.append({**part, "logw": lw, "chi2": ev["chi2"], "mz": ev["mz"], "chol": ev["chol"]})
 
 
 def _screen(b: _Batch, rows: np.ndarray, f: int, delta: float) -> np.ndarray:
@@ -250,12 +215,18 @@ def batch_terms(
     lead_j = np.argmax(lw0[gate[gi], lead_k], axis=1)
     ev = np.full((len(gate), F), -np.inf)
     np.logaddexp.at(ev[:, 0], gi, lw0[gate[gi], lead_k, lead_j])
-    lw = b.run_floors(gate[gi], lead_k, lead_j, list(range(1, F)))
+    full = bool(np.any(pr.dlev))  # the floor changes the diagonal too: each floor evaluated and kept
+    if full:
+        lw = np.stack([b.run(gate[gi], lead_k, np.full(len(gi), f), lead_j) for f in range(1, F)], axis=1)
+    else:
+        lw = b.scan(gate[gi], lead_k, lead_j)
     for f in range(1, F):
         tot = np.full(len(gate), -np.inf)
         np.logaddexp.at(tot, gi, lw[:, f - 1])
         ev[:, f] = tot
     f_hat[gate] = np.argmax(ev, axis=1)
+    if not full:  # the posterior's terms at the chosen floor, from their scanned pieces
+        b.at_floor(gate[gi], lead_k, f_hat[gate[gi]], lead_j)
     return _collect(b, n, f_hat)
 
 
@@ -307,10 +278,12 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
     e1 = np.zeros((n, p))
     e2 = np.zeros((n, p))
     use = np.flatnonzero(t.resp > MIN_RESP)
-    key = (t.comp[use] * len(pr.fgrid) + t.fidx[use]) * (t.sidx.max() + 1) + t.sidx[use]
-    for idx in _groups(use, key):  # rows are unique within a (component, floor, amplitude) group
+    # the floors f > 0 share the loading [W, B] (their own column scales per term) and, without a
+    # per-pixel floor, the diagonal: one group per component and f = 0 / f > 0
+    fkey = t.fidx[use] if np.any(pr.dlev) else np.minimum(t.fidx[use], 1)
+    for idx in _groups(use, t.comp[use] * len(pr.fgrid) + fkey):
         k, f = int(t.comp[idx[0]]), int(t.fidx[idx[0]])
-        w_k, ww_k, c = pr.loading(k, f)
+        w_k, c = pr.loading(k, f)
         for lo in range(0, len(idx), ROWS):
             sel = idx[lo : lo + ROWS]
             r, s = t.row[sel], t.s[sel]
@@ -320,8 +293,9 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
             omk += 1.0
             np.reciprocal(omk, out=omk)
             mz, chol = t.latent(sel)
-            if c is not None:
-                mz = mz * c[None]
+            cs = None if c is None else _scales(pr, t.fidx[sel])
+            if cs is not None:
+                mz = mz * cs
             e = mz @ w_k.T
             e += pr.mu[k][None, :]
             e *= s[:, None]
@@ -329,9 +303,9 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
             e *= omk
             li = tri_inverse(chol)
             sig = np.matmul(np.swapaxes(li, 1, 2), li)
-            if c is not None:
-                sig *= np.outer(c, c)[None]
-            v = sig.reshape(len(sel), -1) @ ww_k.T  # diag(W P_z^-1 W^T)
+            if cs is not None:
+                sig *= cs[:, :, None] * cs[:, None, :]
+            v = pr.gram_diag(k, f, sig)  # diag(W P_z^-1 W^T)
             v *= s2
             v *= omk
             v += a
@@ -343,9 +317,27 @@ def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray 
                 v /= s2
             v += e * e
             w = t.resp[sel][:, None]
-            e1[r] += w * e
-            e2[r] += w * v
+            _add_rows(e1, e2, r, w * e, w * v)
     return centre + e1, np.sqrt(np.clip(e2 - e1 * e1, 0, None))
+
+
+def _scales(pr: Prior, fidx: np.ndarray) -> np.ndarray:
+    """Column scales (m, Q) of the loading ``[W, B]`` at floor indices ``fidx`` (m,): 1 on ``W``, ``f`` on ``B``."""
+    q, big = pr.w.shape[2], pr.wb.shape[2]
+    return np.concatenate([np.ones((len(fidx), q)), np.repeat(pr.fgrid[fidx][:, None], big - q, axis=1)], axis=1)
+
+
+def _add_rows(acc1: np.ndarray, acc2: np.ndarray, r: np.ndarray, v1: np.ndarray, v2: np.ndarray) -> None:
+    """``acc[r] += v`` where ``r`` may repeat (a spectrum's terms at several amplitudes): in layers of
+    distinct rows (the j-th term of every row in layer j)."""
+    order = np.argsort(r, kind="stable")
+    first = np.r_[0, np.flatnonzero(np.diff(r[order])) + 1]
+    rank = np.empty(len(r), dtype=int)
+    rank[order] = np.arange(len(r)) - np.repeat(first, np.diff(np.r_[first, len(r)]))
+    for j in range(int(rank.max()) + 1 if len(r) else 0):
+        m = rank == j
+        acc1[r[m]] += v1[m]
+        acc2[r[m]] += v2[m]
 
 
 def _groups(idx: np.ndarray, key: np.ndarray) -> list[np.ndarray]:
@@ -375,7 +367,7 @@ def draw(
     for term in np.unique(pick):
         si, ni = np.nonzero(pick == term)
         k, f, s = int(t.comp[term]), int(t.fidx[term]), t.s[term]
-        w_k, _, c = pr.loading(k, f)
+        w_k, c = pr.loading(k, f)
         q = w_k.shape[1]
         e = rng.standard_normal((len(si), q))
         mz, chol = t.latent(np.array([term]))

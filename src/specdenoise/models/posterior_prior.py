@@ -49,27 +49,113 @@ N_LEGENDRE = 24
 LINE_SCALE = 10.0  # a line column's peak, in units of the rms pixel of a unit-norm spectrum
 
 
-def mismatch_basis(mu: np.ndarray, wave: np.ndarray) -> np.ndarray:
-    """The structured model-mismatch loading ``B_k`` (K, P, m) at unit floor: a smooth multiplicative
-    distortion ``mu_k L_l(x)`` (Legendre orders 0..N_LEGENDRE-1, ``x`` linear in log wavelength over
-    the grid) and a free Gaussian line (sigma = 1 bin, peak ``LINE_SCALE / sqrt(P)``) at each of
-    :data:`MISMATCH_LINES` on the grid."""
-    k, p = mu.shape
-    x = np.linspace(-1.0, 1.0, p)
-    leg = np.stack([np.polynomial.legendre.Legendre.basis(i)(x) for i in range(N_LEGENDRE)], axis=1)
+#: a line / feature column is set to 0 beyond this many of its sigmas (its value there < 3e-20 of the peak)
+LOCAL_CUT = 9.3
+
+
+def _local_columns(wave: np.ndarray | None, p: int) -> np.ndarray:
+    """The emission-line and absorption-feature columns of the mismatch basis (P, n_local)."""
     pix = np.arange(p)
     cols = []
     logw = np.log(wave) if wave is not None else None
-    for lam in MISMATCH_LINES if wave is not None else ():
-        if logw[0] < np.log(lam) < logw[-1]:
-            c = np.interp(np.log(lam), logw, pix)
-            cols.append(np.exp(-0.5 * (pix - c) ** 2) * LINE_SCALE / np.sqrt(p))
-    for lam in MISMATCH_ABSORPTION if wave is not None else ():
-        if logw[0] < np.log(lam) < logw[-1]:
-            c = np.interp(np.log(lam), logw, pix)
-            cols.append(np.exp(-0.5 * ((pix - c) / 2.0) ** 2) * LINE_SCALE / np.sqrt(p))
-    lines = np.stack(cols, axis=1) if cols else np.zeros((p, 0))
-    return np.concatenate([mu[:, :, None] * leg[None], np.broadcast_to(lines, (k, *lines.shape))], axis=2)
+    for lines, sig in ((MISMATCH_LINES, 1.0), (MISMATCH_ABSORPTION, 2.0)):
+        for lam in lines if wave is not None else ():
+            if logw[0] < np.log(lam) < logw[-1]:
+                dx = (pix - np.interp(np.log(lam), logw, pix)) / sig
+                cols.append(np.where(np.abs(dx) <= LOCAL_CUT, np.exp(-0.5 * dx * dx), 0.0) * LINE_SCALE / np.sqrt(p))
+    return np.stack(cols, axis=1) if cols else np.zeros((p, 0))
+
+
+def _legendre(p: int, n: int) -> np.ndarray:
+    """Legendre polynomials of orders 0..n-1 at ``x`` linear over the grid, (P, n)."""
+    x = np.linspace(-1.0, 1.0, p)
+    return np.stack([np.polynomial.legendre.Legendre.basis(i)(x) for i in range(n)], axis=1)
+
+
+def mismatch_basis(mu: np.ndarray, wave: np.ndarray) -> np.ndarray:
+    """The structured model-mismatch loading ``B_k`` (K, P, m) at unit floor: a smooth multiplicative
+    distortion ``mu_k L_l(x)`` (Legendre orders 0..N_LEGENDRE-1, ``x`` linear in log wavelength over
+    the grid), a free Gaussian line (sigma = 1 bin, peak ``LINE_SCALE / sqrt(P)``) at each of
+    :data:`MISMATCH_LINES` on the grid and an absorption feature (sigma = 2 bins) at each of
+    :data:`MISMATCH_ABSORPTION`; the local columns are 0 beyond :data:`LOCAL_CUT` sigmas."""
+    k, p = mu.shape
+    lines = _local_columns(wave, p)
+    return np.concatenate(
+        [mu[:, :, None] * _legendre(p, N_LEGENDRE)[None], np.broadcast_to(lines, (k, *lines.shape))], axis=2
+    )
+
+
+@dataclass
+class BasisGram:
+    """The per-pixel outer products of the loading ``X_k = [W_k, mu_k L, Bloc]`` (q + n_leg + n_loc
+    columns: the factor loading, the Legendre distortion, the local line / feature columns) in
+    structured form, for ``X^T diag(g) X`` (:meth:`gram`) and ``diag(X S X^T)`` (:meth:`diag`)
+    without the dense (P, Q^2) table: the Legendre-Legendre products ``L_i L_j`` are the Legendre
+    series ``sum_l lin[l, ij] L_l`` (degree < 2 n_leg - 1, exact), and a local column is non-zero
+    only in its window of ``width`` pixels from ``lo``. Same values as the dense products up to
+    float round-off (tested against them)."""
+
+    pair: np.ndarray  # (K, P, q*q + q*n_leg + n_lin): W_i W_j, W_i mu L_j, mu^2 L_l
+    lin: np.ndarray  # (n_lin, n_leg^2) Legendre linearisation coefficients
+    lo: np.ndarray  # (n_loc,) first pixel of each local column's window
+    width: int
+    loc: np.ndarray  # (K, n_loc, width, Q): b_j(p) X_k[p, :] over the window of column j
+    q: int
+    n_leg: int
+
+    def gram(self, k: int, g: np.ndarray) -> np.ndarray:
+        """``X_k^T diag(g) X_k`` (n, Q, Q) for weights ``g`` (n, P)."""
+        n, q, nl = len(g), self.q, self.n_leg
+        big = self.loc.shape[3]
+        dense = g @ self.pair[k]
+        out = np.empty((n, big, big))
+        out[:, :q, :q] = dense[:, : q * q].reshape(n, q, q)
+        wl = dense[:, q * q : q * q + q * nl].reshape(n, q, nl)
+        out[:, :q, q : q + nl] = wl
+        out[:, q : q + nl, :q] = wl.transpose(0, 2, 1)
+        out[:, q : q + nl, q : q + nl] = (dense[:, q * q + q * nl :] @ self.lin).reshape(n, nl, nl)
+        if len(self.lo):
+            win = g[:, self.lo[:, None] + np.arange(self.width)]  # (n, n_loc, width)
+            loc = np.matmul(win.transpose(1, 0, 2), self.loc[k]).transpose(1, 2, 0)  # (n, Q, n_loc)
+            out[:, :, q + nl :] = loc
+            out[:, q + nl :, : q + nl] = loc[:, : q + nl].transpose(0, 2, 1)
+        return out
+
+    def diag(self, k: int, sig: np.ndarray) -> np.ndarray:
+        """``diag(X_k S X_k^T)`` (n, P) for symmetric ``sig`` (n, Q, Q)."""
+        n, q, nl = len(sig), self.q, self.n_leg
+        ll = sig[:, q : q + nl, q : q + nl].reshape(n, nl * nl) @ self.lin.T
+        v = np.concatenate([sig[:, :q, :q].reshape(n, q * q), 2.0 * sig[:, :q, q : q + nl].reshape(n, q * nl), ll], 1)
+        out = v @ self.pair[k].T
+        if len(self.lo):
+            wts = np.where(np.arange(sig.shape[1]) < q + nl, 2.0, 1.0)  # cross terms with the dense columns twice
+            z = (sig[:, :, q + nl :] * wts[None, :, None]).transpose(2, 1, 0)  # (n_loc, Q, n)
+            vals = np.matmul(self.loc[k], z)  # (n_loc, width, n)
+            for j, lo in enumerate(self.lo):
+                out[:, lo : lo + self.width] += vals[j].T
+        return out
+
+
+def basis_gram(w: np.ndarray, mu: np.ndarray, wave: np.ndarray | None) -> BasisGram:
+    """:class:`BasisGram` of the loadings ``[W_k, B_k]`` (``B_k``: :func:`mismatch_basis`)."""
+    k, p, q = w.shape
+    nl = N_LEGENDRE
+    leg, legs = _legendre(p, nl), _legendre(p, 2 * nl - 1)
+    lin = np.zeros((2 * nl - 1, nl * nl))
+    for i in range(nl):
+        for j in range(nl):
+            c = np.polynomial.legendre.legmul(np.eye(nl)[i], np.eye(nl)[j])
+            lin[: len(c), i * nl + j] = c
+    wl = np.einsum("kpi,kp,pj->kpij", w, mu, leg).reshape(k, p, q * nl)
+    pair = np.concatenate([np.einsum("kpi,kpj->kpij", w, w).reshape(k, p, q * q), wl, mu[:, :, None] ** 2 * legs], 2)
+    local = _local_columns(wave, p)
+    nz = [np.flatnonzero(local[:, j]) for j in range(local.shape[1])]
+    width = max((int(z[-1] - z[0] + 1) for z in nz), default=1)
+    lo = np.array([min(int(z[0]), p - width) for z in nz], dtype=int)
+    xk = np.concatenate([w, mu[:, :, None] * leg[None], np.broadcast_to(local, (k, *local.shape))], 2)
+    win = lo[:, None] + np.arange(width)  # (n_loc, width)
+    loc = local[win, np.arange(len(lo))[:, None]][None, :, :, None] * xk[:, win, :]
+    return BasisGram(np.ascontiguousarray(pair), lin, lo, width, np.ascontiguousarray(loc), q, nl)
 
 
 @dataclass
@@ -81,7 +167,7 @@ class Prior:
     w: np.ndarray  # (K, P, q)
     ww: np.ndarray  # (K, P, q*q) per-pixel outer products of the loading rows
     wb: np.ndarray  # (K, P, q+m) the loading with the mismatch basis at unit floor
-    wwb: np.ndarray  # (K, P, (q+m)^2) its per-pixel outer products
+    basis: BasisGram | None  # its per-pixel outer products, structured (None: no basis)
     d: np.ndarray  # (K, P) diagonal variance
     dlev: np.ndarray  # (K, P) per-pixel variance added at unit floor (0: the floor is the basis alone)
     log_pi: np.ndarray  # (K,)
@@ -92,14 +178,26 @@ class Prior:
         """Diagonal prior variance (P,) of component ``k`` at floor index ``f``."""
         return self.d[k] if f == 0 else self.d[k] + self.fgrid[f] ** 2 * self.dlev[k]
 
-    def loading(self, k: int, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``(W, WW, c)`` of component ``k`` at floor index ``f``: the loading is ``W * c`` (columns
-        scaled by ``c``; ``None``: unscaled)."""
-        if f == 0 or self.wb is self.w:
-            return self.w[k], self.ww[k], None
+    def loading(self, k: int, f: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(W, c)`` of component ``k`` at floor index ``f``: the loading is ``W * c`` (columns
+        scaled by ``c``; ``None``: unscaled, the factor loading alone)."""
+        if f == 0 or self.basis is None:
+            return self.w[k], None
         q = self.w.shape[2]
-        c = np.concatenate([np.ones(q), np.full(self.wb.shape[2] - q, self.fgrid[f])])
-        return self.wb[k], self.wwb[k], c
+        return self.wb[k], np.concatenate([np.ones(q), np.full(self.wb.shape[2] - q, self.fgrid[f])])
+
+    def gram(self, k: int, f: int, g: np.ndarray) -> np.ndarray:
+        """``W^T diag(g) W`` (n, Q, Q) of the unscaled loading ``W`` of :meth:`loading`, ``g`` (n, P)."""
+        if f == 0 or self.basis is None:
+            q = self.w.shape[2]
+            return (g @ self.ww[k]).reshape(len(g), q, q)
+        return self.basis.gram(k, g)
+
+    def gram_diag(self, k: int, f: int, sig: np.ndarray) -> np.ndarray:
+        """``diag(W S W^T)`` (n, P) of the unscaled loading ``W`` of :meth:`loading`, ``sig`` (n, Q, Q)."""
+        if f == 0 or self.basis is None:
+            return sig.reshape(len(sig), -1) @ self.ww[k].T
+        return self.basis.diag(k, sig)
 
 
 def prepare(arrays: dict, wave: np.ndarray | None, mismatch=(0.0,), log_pf=None, kind: str = "basis") -> Prior:
@@ -110,41 +208,10 @@ def prepare(arrays: dict, wave: np.ndarray | None, mismatch=(0.0,), log_pf=None,
     k, p, q = w.shape
     ww = np.einsum("kpi,kpj->kpij", w, w).reshape(k, p, q * q)
     f = np.asarray(mismatch, dtype=float)
+    wb, basis = w, None
     if len(f) > 1 and kind in ("basis", "both"):
         wb = np.ascontiguousarray(np.concatenate([w, mismatch_basis(mu, wave)], axis=2))
-        m = wb.shape[2]
-        wwb = np.einsum("kpi,kpj->kpij", wb, wb).reshape(k, p, m * m)
-    else:
-        wb, wwb = w, ww
+        basis = basis_gram(w, mu, wave)
     lpf = np.zeros(len(f)) if log_pf is None else np.asarray(log_pf, dtype=float)
     dlev = mu**2 if kind in ("diag", "both") else np.zeros_like(mu)
-    return Prior(mu, w, np.ascontiguousarray(ww), wb, np.ascontiguousarray(wwb), d, dlev, arrays["log_pi"], f, lpf)
-
-
-def chol_solve_vec(chol: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``L^-1 t`` for lower-triangular ``chol`` (m, q, q) and ``t`` (m, q), vectorised over m."""
-    q = t.shape[1]
-    u = np.empty_like(t)
-    for i in range(q):
-        u[:, i] = (t[:, i] - np.einsum("mj,mj->m", chol[:, i, :i], u[:, :i])) / chol[:, i, i]
-    return u
-
-
-def chol_back_vec(chol: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """``L^-T u`` for lower-triangular ``chol`` (m, q, q) and ``u`` (m, q)."""
-    q = u.shape[1]
-    x = np.empty_like(u)
-    for i in range(q - 1, -1, -1):
-        x[:, i] = (u[:, i] - np.einsum("mj,mj->m", chol[:, i + 1 :, i], x[:, i + 1 :])) / chol[:, i, i]
-    return x
-
-
-def tri_inverse(chol: np.ndarray) -> np.ndarray:
-    """``L^-1`` of lower-triangular ``chol`` (m, q, q), vectorised over m."""
-    m, q, _ = chol.shape
-    inv = np.zeros_like(chol)
-    for i in range(q):
-        acc = -np.einsum("mj,mjk->mk", chol[:, i, :i], inv[:, :i, :])
-        acc[:, i] += 1.0
-        inv[:, i, :] = acc / chol[:, i, i, None]
-    return inv
+    return Prior(mu, w, np.ascontiguousarray(ww), wb, basis, d, dlev, arrays["log_pi"], f, lpf)

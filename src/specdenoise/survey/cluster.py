@@ -63,7 +63,13 @@ SECURITY_KEYS = ("tls_ca_file", "tls_client_cert", "tls_client_key", "tls_cipher
 
 def local_cluster(workers: int) -> Any:
     """A local Dask cluster of ``workers`` single-threaded processes on 127.0.0.1, TLS-secured
-    with temporary credentials (its ``security`` attribute holds them; ``Client(cluster)`` uses them)."""
+    with temporary credentials (its ``security`` attribute holds them; ``Client(cluster)`` uses them).
+
+    The workers keep glibc's own heap thresholds: Dask's default ``MALLOC_TRIM_THRESHOLD_=65536``
+    also fixes the mmap threshold at 128 kB, so every array of a coadd (tens of MB) is mapped and
+    unmapped afresh; measured on a 500-target DESI coadd: 0.96 s of system time per file with it,
+    0.14 s without (worker peak RSS 0.51 -> 0.56 GB)."""
+    import dask
     from distributed import LocalCluster
     from distributed.security import Security
 
@@ -77,18 +83,19 @@ def local_cluster(workers: int) -> Any:
         security = Security.temporary()
     except ImportError as exc:
         raise ConfigError(f"--workers: a secured local Dask cluster needs the 'cryptography' package ({exc})") from None
-    return LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        protocol="tls://",
-        security=security,
-        dashboard_address="127.0.0.1:0",
-        scheduler_port=0,
-        silence_logs=logging.WARNING,
-        env=env,
-    )
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            protocol="tls://",
+            security=security,
+            dashboard_address="127.0.0.1:0",
+            scheduler_port=0,
+            silence_logs=logging.WARNING,
+            env=env,
+        )
 
 
 def client_security(security_file: Path | None) -> Any:

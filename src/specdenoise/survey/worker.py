@@ -44,8 +44,14 @@ def get_denoiser(model: str, params: dict[str, Any], calibration: str | None, ro
 
 
 def warm(model: str, params: dict[str, Any], calibration: str | None, root: str) -> int:
-    """Load the de-noiser in this process (a Dask worker) ahead of timing; returns its pixel count."""
-    return int(get_denoiser(model, params, calibration, root).preprocess_cfg.n_pix)
+    """Load the de-noiser in this process (a Dask worker) ahead of timing and run it once on a flat
+    spectrum, so that what a model builds lazily (the posterior family's arranged prior) is built
+    too; returns its pixel count."""
+    den = get_denoiser(model, params, calibration, root)
+    n_pix = int(den.preprocess_cfg.n_pix)
+    flat = np.full((1, n_pix), 1.0 / np.sqrt(n_pix), dtype=np.float32)
+    den.predict(flat, np.full((1, n_pix), 1e4, dtype=np.float32), np.zeros(1))
+    return n_pix
 
 
 def get_catalog(options: dict[str, Any]) -> RedshiftCatalog | None:

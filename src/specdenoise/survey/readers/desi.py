@@ -53,13 +53,16 @@ def merge_arms(
         f = np.asarray(f, dtype=float)
         iv = np.where(np.isfinite(iv) & np.isfinite(f) & (iv > 0), iv, 0.0)
         fw = np.where(iv > 0, f, 0.0) * iv
-        if len(np.unique(idx)) == len(idx):  # one arm's pixels are distinct: plain (fast) fancy add
+        if len(idx) and idx[-1] - idx[0] == len(idx) - 1:  # a run of the union grid (DESI arms): slices
+            num[:, idx[0] : idx[-1] + 1] += fw
+            den[:, idx[0] : idx[-1] + 1] += iv
+        elif len(np.unique(idx)) == len(idx):  # one arm's pixels are distinct: plain fancy add
             num[:, idx] += fw
             den[:, idx] += iv
         else:
             np.add.at(num, (slice(None), idx), fw)
             np.add.at(den, (slice(None), idx), iv)
-    flux = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    flux = np.divide(num, np.where(den > 0, den, 1.0), out=num)  # num is +0 wherever den is 0
     return wave, flux, den
 
 
