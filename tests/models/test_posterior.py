@@ -335,10 +335,11 @@ def test_sample_at_either_scale_matches_the_calibrated_moments(small_universe_mo
 
 
 def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
+    from tests.conftest import TINY as TINY_PARAMS
+
     from specdenoise.config import parse_params
     from specdenoise.evaluation.linefit import make_fast_fitter
     from specdenoise.evaluation.posterior_bench import _class_table, class_grid
-    from tests.conftest import TINY as TINY_PARAMS
 
     params = parse_params(TINY_PARAMS)
     edges, wave = rest_grid(params.preprocess)

@@ -26,7 +26,9 @@ CHUNK = 256
 
 def draw_fluxes(model: Any, x: np.ndarray, ivar: np.ndarray, fit, lines, n_draws: int, seed: int) -> dict:
     """Fluxes of ``lines`` fitted to ``n_draws`` unit-scale draws of each spectrum: line -> (S, n)
-    (normalised units; NaN where the fit failed)."""
+    (normalised units; NaN where the fit gave no finite flux). A negative flux is kept: the fitter
+    flags it not ``ok``, but for a weak line it is part of the posterior, and dropping it would
+    truncate the posterior and move the interval."""
     out: dict[str, list[np.ndarray]] = {ln: [] for ln in lines}
     ivar = np.broadcast_to(ivar, np.shape(x))
     for c, start in enumerate(range(0, len(x), CHUNK)):
@@ -35,7 +37,8 @@ def draw_fluxes(model: Any, x: np.ndarray, ivar: np.ndarray, fit, lines, n_draws
         s, n, p = draws.shape
         fits = fit(draws.reshape(s * n, p).astype(np.float32))
         for ln in lines:
-            f = np.where(np.asarray(fits[ln]["ok"], bool), np.asarray(fits[ln]["flux"], float), np.nan)
+            f = np.asarray(fits[ln]["flux"], float)
+            f = np.where(np.isfinite(f), f, np.nan)
             out[ln].append(f.reshape(s, n))
     return {ln: np.concatenate(v, axis=1) for ln, v in out.items()}
 
