@@ -153,6 +153,8 @@ def bench_posterior_cmd(
     md: Annotated[Path, typer.Option(help="Markdown summary to write.")] = Path("reports/posterior.md"),
 ) -> None:
     """Evidence for the posterior family: coverage, loss and lines over S/N, real spectra, OOD rates."""
+    if per_class < 0:
+        raise ConfigError(f"--per-class: must be >= 0 (0: no per-class table), got {per_class}")
     p = resolve_params(params_path)
     if model is None:
         if "posterior" not in p.train.extra:
