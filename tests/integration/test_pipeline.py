@@ -231,8 +231,10 @@ def test_mzr_stages_and_dvc_views(project):
     assert mz["model_uri"] == "models:/specdenoise-vae-desi@champion"
     assert mz["champion"]["model"] == "specdenoise-vae-desi"
     post = mz["posterior"]  # the MZR from posterior draws of the default model
-    assert post["model_uri"] == "models:/specdenoise-posterior@champion" and post["n_draws"] == 20
+    assert post["model_uri"] == "models:/specdenoise-posterior@champion" and post["n_draws"] == 40
     assert np.isfinite(post["truth"]["scatter"]) and np.isfinite(post["draws"]["scatter"])
+    hier = post["hierarchical"]  # the draws re-weighted to a fitted population MZR
+    assert np.isfinite(hier["scatter"]) and hier["population"]["sigma"] > 0 and 1 <= hier["ess_median"] <= 40
     orig, desi = mz["sets"]["original"], mz["sets"]["desi"]
     assert 0 < orig["fraction_measurable"] <= 1 and np.isfinite(orig["scatter"])
     assert desi["fraction_measurable"] < orig["fraction_measurable"]  # DESI-like spectra lose most metallicities
