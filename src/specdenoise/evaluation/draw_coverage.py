@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from specdenoise.evaluation.mzr_truth import MZR_LINES, o3n2, pp04_o3n2, true_o3n2
+from specdenoise.evaluation.mzr_truth import MZR_LINES, oh_of_fluxes, pp04_o3n2, true_o3n2
 from specdenoise.evaluation.recovery import coverage_by_bin
 
 #: spectra per chunk of draws (chunk x n_draws x n_pix float64 stays ~100 MB at 50 draws)
@@ -99,8 +99,7 @@ def draw_coverage_tables(
     need = list(dict.fromkeys([*lines, *MZR_LINES]))
     fl = draw_fluxes(model, np.asarray(x, dtype=np.float64), ivar, fit, need, n_draws, seed)
     intervals = {ln: _interval(fl[ln] * norm[None]) for ln in lines}
-    pos = {ln: np.where(fl[ln] > 0, fl[ln], np.nan) for ln in MZR_LINES}
-    oh_lo, oh_hi = _interval(pp04_o3n2(o3n2(pos["OIII_5007"], pos["Hbeta"], pos["NII_6583"], pos["Halpha"])))
+    oh_lo, oh_hi = _interval(oh_of_fluxes(fl))
     snr_min = np.min(np.stack([snr[ln] for ln in MZR_LINES]), axis=0)
 
     def tables(ref: dict[str, np.ndarray]) -> dict[str, Any]:

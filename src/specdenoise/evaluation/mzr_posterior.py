@@ -25,7 +25,7 @@ from scipy.stats import gaussian_kde
 
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.evaluation.linefit import make_fast_fitter
-from specdenoise.evaluation.mzr_truth import MZR_LINES, o3n2, pp04_o3n2, true_o3n2
+from specdenoise.evaluation.mzr_truth import MZR_LINES, oh_of_fluxes, pp04_o3n2, true_o3n2
 from specdenoise.evaluation.population import hierarchical_mzr, mzr_from_samples, mzr_point
 from specdenoise.models import get_family
 from specdenoise.training.splits import split_indices
@@ -47,8 +47,9 @@ def interim_logpdf(model: Any, fit, seed: int, n: int = N_PRIOR_DRAWS):
 
 
 def _oh(fits: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-    f = {k: np.where(np.asarray(fits[k]["ok"], bool), np.asarray(fits[k]["flux"], float), np.nan) for k in MZR_LINES}
-    return pp04_o3n2(o3n2(f["OIII_5007"], f["Hbeta"], f["NII_6583"], f["Halpha"]))
+    return oh_of_fluxes(
+        {k: np.where(np.asarray(fits[k]["ok"], bool), np.asarray(fits[k]["flux"], float), np.nan) for k in MZR_LINES}
+    )
 
 
 def posterior_mzr(

@@ -79,6 +79,13 @@ def pp04_o3n2(o3n2_value: np.ndarray) -> np.ndarray:
     return 8.73 - 0.32 * np.asarray(o3n2_value, dtype=float)
 
 
+def oh_of_fluxes(flux: dict[str, np.ndarray]) -> np.ndarray:
+    """12 + log(O/H) (PP04 O3N2) of line fluxes ``{line: array}`` of :data:`MZR_LINES` (any common
+    unit and shape); NaN wherever one of the four is not positive or not finite."""
+    pos = {k: np.where(np.asarray(flux[k], dtype=float) > 0, flux[k], np.nan) for k in MZR_LINES}
+    return pp04_o3n2(o3n2(pos["OIII_5007"], pos["Hbeta"], pos["NII_6583"], pos["Halpha"]))
+
+
 def true_o3n2(true_flux: dict[str, np.ndarray]) -> np.ndarray:
     """O3N2 (n,) of the true fluxes ``{line: (n,)}`` of OIII_5007, Hbeta, NII_6583, Halpha."""
     return o3n2(true_flux["OIII_5007"], true_flux["Hbeta"], true_flux["NII_6583"], true_flux["Halpha"])
