@@ -23,6 +23,7 @@ from specdenoise.config import load_params
 from specdenoise.data.noise import noisy_ivar
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.evaluation.linefit import make_fast_fitter
+from specdenoise.evaluation.mzr_truth import true_o3n2
 from specdenoise.evaluation.posterior_real import anomaly_rates, real_spectra_chi2
 from specdenoise.models.loading import load_model
 from specdenoise.models.losses import pixel_weights, weighted_mse
@@ -41,12 +42,6 @@ def line_pixels(wave: np.ndarray, half: int = 2) -> np.ndarray:
         i = int(np.argmin(np.abs(wave - w)))
         m[max(i - half, 0) : i + half + 1] = True
     return m
-
-
-def _o3n2(f: dict[str, np.ndarray]) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        r = (f["OIII_5007"] / f["Hbeta"]) / (f["NII_6583"] / f["Halpha"])
-        return np.where(r > 0, np.log10(r), np.nan)
 
 
 def _fluxes(fitter, spectra: np.ndarray, sigma: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -78,8 +73,8 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
             if fin.sum() >= 10 and np.ptp(lt[fin]) > 0:  # the input's own fit, same lines: the selection's share
                 entry["slope_detected_input"] = float(np.polyfit(lt[fin], li[fin], 1)[0])
         res[line] = entry
-    o_ref = _o3n2(ref)
-    o_s = _o3n2({k: samp[k].reshape(s, n) for k in SLOPE_LINES})
+    o_ref = true_o3n2(ref)  # of the fitter's noise-free fluxes
+    o_s = true_o3n2({k: samp[k].reshape(s, n) for k in SLOPE_LINES})
     ok = np.isfinite(o_ref) & (np.mean(np.isfinite(o_s), axis=0) > 0.5)
     if ok.sum() >= 10:
         lo, hi = np.nanquantile(o_s[:, ok], [0.16, 0.84], axis=0, method="weibull")
