@@ -43,8 +43,11 @@ def draw_fluxes(model: Any, x: np.ndarray, ivar: np.ndarray, fit, lines, n_draws
     return {ln: np.concatenate(v, axis=1) for ln, v in out.items()}
 
 
-def _interval(samples: np.ndarray, min_valid: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """16 / 84 % Weibull quantiles over axis 0 (NaN where fewer than ``min_valid`` are finite)."""
+def draw_interval(samples: np.ndarray, min_valid: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """16 / 84 % intervals (n,) of ``samples`` (S, n) (a quantity measured on S posterior draws): the
+    Weibull ((S + 1) q order statistic) quantiles of the finite draws, which hold a new draw with
+    probability 0.68 exactly (linear quantiles of 30 draws: 0.64); NaN where fewer than
+    ``min_valid`` of the draws are finite."""
     ok = np.mean(np.isfinite(samples), axis=0) >= min_valid
     lo = np.full(samples.shape[1], np.nan)
     hi = lo.copy()
@@ -98,8 +101,8 @@ def draw_coverage_tables(
     """
     need = list(dict.fromkeys([*lines, *MZR_LINES]))
     fl = draw_fluxes(model, np.asarray(x, dtype=np.float64), ivar, fit, need, n_draws, seed)
-    intervals = {ln: _interval(fl[ln] * norm[None]) for ln in lines}
-    oh_lo, oh_hi = _interval(oh_of_fluxes(fl))
+    intervals = {ln: draw_interval(fl[ln] * norm[None]) for ln in lines}
+    oh_lo, oh_hi = draw_interval(oh_of_fluxes(fl))
     snr_min = np.min(np.stack([snr[ln] for ln in MZR_LINES]), axis=0)
 
     def tables(ref: dict[str, np.ndarray]) -> dict[str, Any]:

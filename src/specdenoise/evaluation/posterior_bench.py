@@ -6,9 +6,8 @@ prior's and the calibration's draws) observed by :func:`~specdenoise.models.post
 at fixed continuum S/N per pixel with each noise shape. Line fluxes are measured with the fast
 fitter (E-MILES continuum + Gaussians); the reference ("true") flux of a line is the same fitter
 on the noise-free spectrum, which removes the fitter's own error (issue 13). Intervals are the
-16-84 % quantiles of the fitter run on calibrated posterior draws, taken at the (n + 1) q order
-statistic ("weibull"): with S draws the default linear quantiles hold a new value with probability
-(S - 1) 0.68 / (S + 1) only (0.64 for 30 draws), the Weibull ones with 0.68 exactly.
+16-84 % quantiles of the fitter run on calibrated posterior draws
+(:func:`~specdenoise.evaluation.draw_coverage.draw_interval`, the pipeline's rule).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import numpy as np
 from specdenoise.config import load_params
 from specdenoise.data.noise import noisy_ivar
 from specdenoise.data.preprocess import rest_grid
+from specdenoise.evaluation.draw_coverage import draw_interval
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_truth import true_o3n2
 from specdenoise.evaluation.posterior_real import anomaly_rates, real_spectra_chi2
@@ -60,7 +60,7 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
     res: dict[str, Any] = {}
     for line in SLOPE_LINES:
         fs = samp[line].reshape(s, n)
-        lo, hi = np.quantile(fs, [0.16, 0.84], axis=0, method="weibull")
+        lo, hi = draw_interval(fs)
         inside = (ref[line] >= lo) & (ref[line] <= hi)
         det = (inp[line] / np.maximum(inp[f"{line}_err"], 1e-30) >= 5) & (ref[line] > 0) & (den[line] > 0)
         entry = {"coverage": float(inside.mean()), "n_detected": int(det.sum())}
@@ -75,10 +75,10 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
         res[line] = entry
     o_ref = true_o3n2(ref)  # of the fitter's noise-free fluxes
     o_s = true_o3n2({k: samp[k].reshape(s, n) for k in SLOPE_LINES})
-    ok = np.isfinite(o_ref) & (np.mean(np.isfinite(o_s), axis=0) > 0.5)
+    lo, hi = draw_interval(o_s)
+    ok = np.isfinite(o_ref) & np.isfinite(lo)
     if ok.sum() >= 10:
-        lo, hi = np.nanquantile(o_s[:, ok], [0.16, 0.84], axis=0, method="weibull")
-        res["O3N2"] = {"coverage": float(np.mean((o_ref[ok] >= lo) & (o_ref[ok] <= hi))), "n": int(ok.sum())}
+        res["O3N2"] = {"coverage": float(np.mean((o_ref[ok] >= lo[ok]) & (o_ref[ok] <= hi[ok]))), "n": int(ok.sum())}
     return res
 
 

@@ -17,9 +17,11 @@ separates the two parts exactly:
   the noise never enters the fit. The benchmark checks this by evaluating over the whole range
   (:mod:`specdenoise.evaluation.posterior_bench`).
 * **Scale**: the input is normalised by its *noisy* norm, so the clean spectrum has an unknown
-  amplitude ``s`` in the model's units. ``s`` is marginalised over a grid of ``n_scale`` values
-  around its noise-debiased estimate ``s^2 = |y|^2 - sum(1/ivar)``; each (component, scale) pair
-  is one Gaussian, weighted by its evidence.
+  amplitude ``s`` in the model's units. ``s`` is marginalised (uniform in ``log s``) over a grid
+  of ``n_scale`` cells around its noise-debiased estimate ``s^2 = |y|^2 - sum(1/ivar)``, refined
+  around each component's evidence peak where that peak is narrower than a cell
+  (:mod:`.posterior_amplitude`); each (component, amplitude) pair is one Gaussian, weighted by its
+  evidence times its cell's width.
 
 For one Gaussian the posterior of ``x`` is Gaussian and is computed with the Woodbury identity in
 the latent space: with ``a = s^2 d`` and ``g = ivar / (1 + a ivar)`` (the inverse of the prior
@@ -54,8 +56,10 @@ from pydantic import Field
 
 from specdenoise.errors import ConfigError
 from specdenoise.models import posterior_infer as infer
+from specdenoise.models import posterior_moments as post_moments
 from specdenoise.models import posterior_prior
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
+from specdenoise.models.posterior_amplitude import scale_grid
 from specdenoise.models.posterior_fit import CALIB_KEYS, calibrate, calibration_factor, fit_prior
 from specdenoise.models.posterior_linalg import one_blas_thread
 from specdenoise.models.posterior_noise import mixed_observations
@@ -106,20 +110,6 @@ def continuum_snr(y: np.ndarray, ivar: np.ndarray) -> np.ndarray:
     snr = np.where(ivar > 0, y * np.sqrt(np.clip(ivar, 0, None)), np.nan)
     with np.errstate(all="ignore"):
         return np.nan_to_num(np.nanmedian(snr, axis=1), nan=0.0)
-
-
-def _scale_grid(y: np.ndarray, ivar: np.ndarray, n_scale: int) -> np.ndarray:
-    """Amplitude grid (n, n_scale) around the noise-debiased norm of ``y`` (unit-norm prior)."""
-    good = ivar > 0
-    var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
-    y2 = np.sum(np.where(good, y, 0.0) ** 2, axis=1)
-    frac = good.mean(axis=1).clip(1e-3)
-    s2 = (y2 - var.sum(axis=1)) / frac
-    sd2 = np.sqrt(2 * np.sum(var**2, axis=1) + 4 * np.sum(np.where(good, y, 0.0) ** 2 * var, axis=1)) / frac
-    s2 = np.maximum(s2, np.maximum(sd2, 1e-4))
-    rel = np.clip(0.5 * sd2 / s2, 0.02, 0.5)  # fractional sd of s
-    off = np.linspace(-2.0, 2.0, n_scale) if n_scale > 1 else np.zeros(1)
-    return np.sqrt(s2)[:, None] * np.exp(off[None, :] * rel[:, None])
 
 
 @register
@@ -238,7 +228,7 @@ class PosteriorDenoiser(DenoisingModel):
     def _grid(self, y: np.ndarray, ivar: np.ndarray) -> np.ndarray:
         fixed = self.hyper.get("fixed_scale")
         if fixed is None:
-            return _scale_grid(y, ivar, int(self.hyper.get("n_scale", 5)))
+            return scale_grid(y, ivar, int(self.hyper.get("n_scale", 5)))
         return np.full((len(y), 1), float(fixed))
 
     def _terms(self, y: np.ndarray, ivar: np.ndarray) -> infer.Terms:
@@ -257,7 +247,7 @@ class PosteriorDenoiser(DenoisingModel):
         if scale == "unit":
             grid = self._grid(y, ivar)
             ref = grid[:, grid.shape[1] // 2]
-        mean, sd = infer.moments(self.prior(), y, ivar, t, ref)
+        mean, sd = post_moments.moments(self.prior(), y, ivar, t, ref)
         return mean, sd, t.ood_chi2
 
     def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray, scale: str = "input") -> np.ndarray:
@@ -294,10 +284,10 @@ class PosteriorDenoiser(DenoisingModel):
         means, sds, chis = [], [], []
         with one_blas_thread():
             for _, xb, ib in self._batches(x, ivar, batch):
-                m, sd, c = self._moments(xb, ib, scale=scale)
-                if calibrated:  # the factors are the input-scale ones: unit-scale means back at the input's amplitude
-                    grid = self._grid(xb, ib) if scale == "unit" else None
-                    m_in = m if grid is None else m * grid[:, grid.shape[1] // 2, None]
+                terms = self._terms(xb, ib)
+                m, sd, c = self._moments(xb, ib, terms, scale=scale)
+                if calibrated:  # the tables are looked up by the input-scale mean at either scale (as fitted)
+                    m_in = m if scale == "input" else self._moments(xb, ib, terms)[0]
                     sd = sd * self.calibration_scale(m_in, ib, scale)
                 means.append(m)
                 sds.append(sd)
@@ -336,7 +326,7 @@ class PosteriorDenoiser(DenoisingModel):
         out = []
         for _, xb, ib in self._batches(x, ivar, batch):
             terms = self._terms(xb, ib)
-            draws = infer.draw(self.prior(), xb, ib, terms, n_samples, rng, unit=scale == "unit")
+            draws = post_moments.draw(self.prior(), xb, ib, terms, n_samples, rng, unit=scale == "unit")
             mean_in = self._moments(xb, ib, terms)[0]
             mean = mean_in if scale == "input" else self._moments(xb, ib, terms, scale="unit")[0]
             fac = self.calibration_scale(mean_in, ib, scale)[None]

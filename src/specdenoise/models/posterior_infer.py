@@ -1,5 +1,5 @@
 """Fast batched inference of the posterior family: the (component, amplitude, mismatch) terms of a
-batch, pruned by their evidence, and the posterior moments and draws they give.
+batch, pruned by their evidence (their moments and draws: :mod:`.posterior_moments`).
 
 Each term is one Gaussian: component ``k`` of the prior (``mu_k``, loading ``W_k`` (P, q), diagonal
 ``d_k``), amplitude ``s`` and model-mismatch floor ``f``, at which the loading is ``[W_k, f B_k]``
@@ -21,7 +21,10 @@ Pruning (:func:`batch_terms`), thresholds on log evidence relative to the spectr
    evidence over the amplitude grid (``g`` and ``P_z`` held);
 2. the amplitude grid, exactly, for the best-profiled component, then for every component whose
    profiled best is within ``delta`` (:data:`DELTA` = 30 nats) of that exact best;
-3. terms with weight below :data:`MIN_RESP` (1e-12) are left out of the moments.
+3. every expanded component within :data:`.posterior_amplitude.MARGIN` of the best gets refined
+   amplitude points where its evidence is narrower than a coarse cell
+   (:func:`.posterior_amplitude.refine`; they replace its coarse points);
+4. terms with weight below :data:`MIN_RESP` (1e-12) are left out of the moments.
 Measured against the full 80-term evaluation: < 1e-10 relative on the mean, < 3e-7 on the sd.
 
 Mismatch floor (type-II): only for spectra whose best ``f = 0`` standardised chi^2 exceeds the
@@ -43,8 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from specdenoise.models import posterior_amplitude as amplitude
 from specdenoise.models.posterior_eval import evaluate, gaussian_term, scan
-from specdenoise.models.posterior_linalg import tri_inverse
 from specdenoise.models.posterior_prior import Prior
 
 #: log-evidence margin below the best term under which a component is not expanded (nats)
@@ -70,7 +73,8 @@ class Terms:
     fidx: np.ndarray
     s: np.ndarray
     sidx: np.ndarray
-    logw: np.ndarray
+    logw: np.ndarray  # log evidence at the term's amplitude, plus the log priors of component and floor
+    logv: np.ndarray  # log width of the term's amplitude cell in log s (its weight is exp(logw + logv))
     chi2: np.ndarray
     part: np.ndarray
     pos: np.ndarray
@@ -96,7 +100,13 @@ class _Batch:
     """Inputs of one batch and the terms evaluated so far."""
 
     def __init__(self, pr: Prior, y, iv, grid):
-        self.pr, self.y, self.iv, self.grid = pr, y, iv, grid
+        # columns of ``grid``: the coarse amplitudes, then N_FINE refined ones per component
+        self.pr, self.y, self.iv, self.S = pr, y, iv, grid.shape[1]
+        self.n_fine = amplitude.N_FINE if self.S >= 3 else 0
+        fine = np.full((len(y), len(pr.mu) * self.n_fine), np.nan)
+        self.grid = np.concatenate([grid, fine], axis=1)
+        self.log_h = np.log(amplitude.cell_width(grid))
+        self.log_fine = np.full((len(y), len(pr.mu)), np.nan)  # refined points' log width; NaN: coarse
         good = iv > 0
         self.ngood = good.sum(axis=1).astype(float)
         self.slog = np.log(np.where(good, iv, 1.0)).sum(axis=1)
@@ -106,14 +116,14 @@ class _Batch:
         """Evaluate the requested terms (grouped by component and floor) and keep them; returns their
         log weights (T,), or with ``profile`` the approximate log weights over the amplitude grid
         (T, n_scale)."""
-        out = np.empty((len(rows), self.grid.shape[1])) if profile else np.empty(len(rows))
-        for grp in _groups(np.arange(len(rows)), comp * len(self.pr.fgrid) + fidx):
+        out = np.empty((len(rows), self.S)) if profile else np.empty(len(rows))
+        for grp in groups(np.arange(len(rows)), comp * len(self.pr.fgrid) + fidx):
             k, f = int(comp[grp[0]]), int(fidx[grp[0]])
             for lo in range(0, len(grp), ROWS):
                 sel = grp[lo : lo + ROWS]
                 r = rows[sel]
                 s = self.grid[r, sidx[sel]]
-                prof = self.grid[r] if profile else None
+                prof = self.grid[r, : self.S] if profile else None
                 ev = evaluate(self.pr, self.y[r], self.iv[r], self.slog[r], self.ngood[r], s, k, f, prof)
                 lw = ev["loglik"] + self.pr.log_pi[k] + self.pr.log_pf[f]
                 out[sel] = ev["profile"] + (lw - ev["loglik"])[:, None] if profile else lw
@@ -126,7 +136,7 @@ class _Batch:
         pieces are kept in ``self.scanned`` for :meth:`at_floor`."""
         out = np.empty((len(rows), len(self.pr.fgrid) - 1))
         self.scanned: list = [None] * len(rows)
-        for grp in _groups(np.arange(len(rows)), comp):
+        for grp in groups(np.arange(len(rows)), comp):
             k = int(comp[grp[0]])
             for lo in range(0, len(grp), ROWS):
                 sel = grp[lo : lo + ROWS]
@@ -143,7 +153,7 @@ class _Batch:
         """Keep the terms of the last :meth:`scan` (``rows``, ``comp``, ``sidx`` as given to it) at floor
         indices ``fidx`` (T,; 0: not kept), evaluated from their scanned pieces (as :meth:`run`)."""
         idx = np.flatnonzero(fidx > 0)
-        for grp in _groups(idx, comp[idx] * len(self.pr.fgrid) + fidx[idx]):
+        for grp in groups(idx, comp[idx] * len(self.pr.fgrid) + fidx[idx]):
             k, f = int(comp[grp[0]]), int(fidx[grp[0]])
             for lo in range(0, len(grp), ROWS):
                 sel = grp[lo : lo + ROWS]
@@ -162,7 +172,7 @@ def _screen(b: _Batch, rows: np.ndarray, f: int, delta: float) -> np.ndarray:
     amplitude grid; the best-profiled component is expanded (all amplitudes, exact), then every
     other whose profiled best is within ``delta`` of that exact best. Returns the exact log weight
     (len(rows), K, n_scale), -inf where not evaluated."""
-    n, K, S = len(rows), len(b.pr.mu), b.grid.shape[1]
+    n, K, S = len(rows), len(b.pr.mu), b.S
     c = S // 2
     rr, kk = np.repeat(rows, K), np.tile(np.arange(K), n)
     prof = b.run(rr, kk, np.full(n * K, f), np.full(n * K, c), profile=True).reshape(n, K, S)
@@ -177,18 +187,40 @@ def _screen(b: _Batch, rows: np.ndarray, f: int, delta: float) -> np.ndarray:
     best = exact.max(axis=(1, 2))
     i, k = np.nonzero((est >= best[:, None] - delta) & ~done)
     _expand(b, rows, i, k, f, exact)
-    return exact
+    return _refine(b, rows, f, exact)
 
 
 def _expand(b: _Batch, rows, i, k, f: int, exact: np.ndarray) -> None:
     """Evaluate the non-central amplitudes of components ``k`` for ``rows[i]`` into ``exact``."""
-    S = b.grid.shape[1]
+    S = b.S
     others = np.array([j for j in range(S) if j != S // 2], dtype=int)
     if len(others) == 0 or len(i) == 0:
         return
     m = len(i)
     ii, kk, jj = np.repeat(i, len(others)), np.repeat(k, len(others)), np.tile(others, m)
     exact[ii, kk, jj] = b.run(rows[ii], kk, np.full(len(ii), f), jj)
+
+
+def _refine(b: _Batch, rows: np.ndarray, f: int, exact: np.ndarray) -> np.ndarray:
+    """Refined amplitudes (:func:`.posterior_amplitude.refine`) of every expanded component of
+    ``rows`` whose evidence is narrower than a coarse cell, evaluated at floor ``f``; returns the
+    exact log weights (len(rows), K, S + K N_FINE) over all columns of ``b.grid`` (-inf where not
+    evaluated: a component's refined points sit in its own N_FINE columns)."""
+    n, K, S = exact.shape
+    out = np.full((n, K, b.grid.shape[1]), -np.inf)
+    out[:, :, :S] = exact
+    if b.n_fine == 0:
+        return out
+    best = exact.max(axis=(1, 2))
+    i, k = np.nonzero(np.isfinite(exact).all(axis=2) & (exact.max(axis=2) >= best[:, None] - amplitude.MARGIN))
+    s, log_w, ok = amplitude.refine(exact[i, k], b.grid[rows[i], :S])
+    i, k, s = i[ok], k[ok], s[ok]
+    b.log_fine[rows[i], k] = log_w[ok]
+    cols = S + k[:, None] * b.n_fine + np.arange(b.n_fine)[None, :]
+    b.grid[rows[i][:, None], cols] = s
+    ii, jj = np.nonzero(np.isfinite(s))
+    out[i[ii], k[ii], cols[ii, jj]] = b.run(rows[i[ii]], k[ii], np.full(len(ii), f), cols[ii, jj])
+    return out
 
 
 def batch_terms(
@@ -253,131 +285,31 @@ def _ood_chi2(cat: dict[str, np.ndarray], n: int) -> np.ndarray:
     return ood
 
 
+def _log_width(b: _Batch, cat: dict[str, np.ndarray]) -> np.ndarray:
+    """Log width in ``log s`` of each term's amplitude cell (the evidence integral's measure): ``h``
+    on the coarse grid, the refined spacing on refined points, -inf on the coarse points of a
+    refined component (replaced), 0 at a floor ``f > 0`` (one amplitude per component there)."""
+    fine = b.log_fine[cat["row"], cat["comp"]]
+    coarse = np.where(np.isnan(fine), b.log_h[cat["row"]], -np.inf)
+    width = np.where(cat["sidx"] < b.S, coarse, fine)
+    return np.where(cat["fidx"] > 0, 0.0, width)
+
+
 def _collect(b: _Batch, n: int, f_hat: np.ndarray) -> Terms:
     cat = _scalars(b)
     in_post = cat["fidx"] == f_hat[cat["row"]]
-    lw = np.where(in_post, cat["logw"], -np.inf)
+    cat["logv"] = _log_width(b, cat)
+    lw = np.where(in_post, cat["logw"] + cat["logv"], -np.inf)
     best = np.full(n, -np.inf)
     np.maximum.at(best, cat["row"], lw)
     e = np.exp(lw - best[cat["row"]])
     tot = np.zeros(n)
     np.add.at(tot, cat["row"], e)
-    fields = {k: cat[k] for k in (*_SCALARS, "part", "pos")}
+    fields = {k: cat[k] for k in (*_SCALARS, "logv", "part", "pos")}
     return Terms(**fields, parts=b.parts, resp=e / tot[cat["row"]], ood_chi2=_ood_chi2(cat, n), f_hat=f_hat)
 
 
-def moments(pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, ref: np.ndarray | None = None):
-    """Posterior mean and raw sd (n, P) of the mixture of the terms' Gaussians (masked pixels of ``y``
-    must be 0): of the clean spectrum at the input's scale, ``s x0``, or given ``ref`` (n,) (a
-    typical amplitude per spectrum) of the unit-norm clean spectrum ``x0`` (each term's moments
-    divided by its amplitude). Accumulated about ``c = y`` (or ``y / ref``): with ``e_t = m_t - c``
-    the mean is ``c + sum w e`` and the variance ``sum w (v + e^2) - (sum w e)^2``;
-    ``1 - kappa = 1 / (1 + a ivar)``."""
-    n, p = y.shape
-    centre = y if ref is None else y / ref[:, None]
-    e1 = np.zeros((n, p))
-    e2 = np.zeros((n, p))
-    use = np.flatnonzero(t.resp > MIN_RESP)
-    # the floors f > 0 share the loading [W, B] (their own column scales per term) and, without a
-    # per-pixel floor, the diagonal: one group per component and f = 0 / f > 0
-    fkey = t.fidx[use] if np.any(pr.dlev) else np.minimum(t.fidx[use], 1)
-    for idx in _groups(use, t.comp[use] * len(pr.fgrid) + fkey):
-        k, f = int(t.comp[idx[0]]), int(t.fidx[idx[0]])
-        w_k, c = pr.loading(k, f)
-        for lo in range(0, len(idx), ROWS):
-            sel = idx[lo : lo + ROWS]
-            r, s = t.row[sel], t.s[sel]
-            s2 = (s * s)[:, None]
-            a = s2 * pr.diag(k, f)[None, :]
-            omk = a * iv[r]
-            omk += 1.0
-            np.reciprocal(omk, out=omk)
-            mz, chol = t.latent(sel)
-            cs = None if c is None else _scales(pr, t.fidx[sel])
-            if cs is not None:
-                mz = mz * cs
-            e = mz @ w_k.T
-            e += pr.mu[k][None, :]
-            e *= s[:, None]
-            e -= y[r]
-            e *= omk
-            li = tri_inverse(chol)
-            sig = np.matmul(np.swapaxes(li, 1, 2), li)
-            if cs is not None:
-                sig *= cs[:, :, None] * cs[:, None, :]
-            v = pr.gram_diag(k, f, sig)  # diag(W P_z^-1 W^T)
-            v *= s2
-            v *= omk
-            v += a
-            v *= omk  # the term's variance: omk (a + omk s^2 diag(W P_z^-1 W^T))
-            if ref is not None:  # moments of x0 = x / s about y / ref
-                e += y[r]
-                e /= s[:, None]
-                e -= centre[r]
-                v /= s2
-            v += e * e
-            w = t.resp[sel][:, None]
-            _add_rows(e1, e2, r, w * e, w * v)
-    return centre + e1, np.sqrt(np.clip(e2 - e1 * e1, 0, None))
-
-
-def _scales(pr: Prior, fidx: np.ndarray) -> np.ndarray:
-    """Column scales (m, Q) of the loading ``[W, B]`` at floor indices ``fidx`` (m,): 1 on ``W``, ``f`` on ``B``."""
-    q, big = pr.w.shape[2], pr.wb.shape[2]
-    return np.concatenate([np.ones((len(fidx), q)), np.repeat(pr.fgrid[fidx][:, None], big - q, axis=1)], axis=1)
-
-
-def _add_rows(acc1: np.ndarray, acc2: np.ndarray, r: np.ndarray, v1: np.ndarray, v2: np.ndarray) -> None:
-    """``acc[r] += v`` where ``r`` may repeat (a spectrum's terms at several amplitudes): in layers of
-    distinct rows (the j-th term of every row in layer j)."""
-    order = np.argsort(r, kind="stable")
-    first = np.r_[0, np.flatnonzero(np.diff(r[order])) + 1]
-    rank = np.empty(len(r), dtype=int)
-    rank[order] = np.arange(len(r)) - np.repeat(first, np.diff(np.r_[first, len(r)]))
-    for j in range(int(rank.max()) + 1 if len(r) else 0):
-        m = rank == j
-        acc1[r[m]] += v1[m]
-        acc2[r[m]] += v2[m]
-
-
-def _groups(idx: np.ndarray, key: np.ndarray) -> list[np.ndarray]:
+def groups(idx: np.ndarray, key: np.ndarray) -> list[np.ndarray]:
     order = np.argsort(key, kind="stable")
     bounds = np.flatnonzero(np.diff(key[order])) + 1
     return [idx[g] for g in np.split(order, bounds) if len(g)]
-
-
-def draw(
-    pr: Prior, y: np.ndarray, iv: np.ndarray, t: Terms, n_samples: int, rng: np.random.Generator, unit: bool = False
-) -> np.ndarray:
-    """Raw posterior draws (n_samples, n, P): a term by its weight, then ``z ~ N(m_z, P_z^-1)`` and
-    the independent pixel residual; of ``s x0`` (input scale) or, with ``unit``, of ``x0`` (each draw
-    divided by its term's amplitude)."""
-    n, p = y.shape
-    post = np.flatnonzero(t.resp > 0)
-    order = post[np.argsort(t.row[post], kind="stable")]
-    rows = t.row[order]
-    cum = np.cumsum(t.resp[order])
-    start = np.searchsorted(rows, np.arange(n), "left")
-    end = np.searchsorted(rows, np.arange(n), "right")
-    base = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0.0)
-    target = base[None, :] + rng.random((n_samples, n)) * (cum[end - 1] - base)[None, :]
-    pos = np.clip(np.searchsorted(cum, target), start[None, :], end[None, :] - 1)
-    pick = order[pos]  # (n_samples, n) term index
-    out = np.empty((n_samples, n, p))
-    for term in np.unique(pick):
-        si, ni = np.nonzero(pick == term)
-        k, f, s = int(t.comp[term]), int(t.fidx[term]), t.s[term]
-        w_k, c = pr.loading(k, f)
-        q = w_k.shape[1]
-        e = rng.standard_normal((len(si), q))
-        mz, chol = t.latent(np.array([term]))
-        li = tri_inverse(chol)[0]
-        z = mz + e @ li  # L^-T e as rows: (L^-T e)^T = e^T L^-1
-        if c is not None:
-            z = z * c[None]
-        a = s * s * pr.diag(k, f)
-        kap = a * iv[ni] / (1.0 + a * iv[ni])
-        x = (1 - kap) * (s * (pr.mu[k][None] + z @ w_k.T)) + kap * y[ni]
-        x += np.sqrt(a * (1 - kap)) * rng.standard_normal((len(si), p))
-        out[si, ni] = x / s if unit else x
-    return out
