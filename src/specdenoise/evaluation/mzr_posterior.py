@@ -125,7 +125,8 @@ def markdown(block: dict[str, Any], uri: str) -> str:
         f"| true line fluxes (O3N2) | {t['scatter']:.3f} | {t['rho']:+.2f} | 100 % |\n"
         f"| posterior draws (mean +- sd over draws) | {d['scatter']:.3f} +- {d['scatter_sd']:.3f} | "
         f"{d['rho']:+.2f} +- {d['rho_sd']:.2f} | {100 * d['valid_fraction']:.0f} % |\n"
-        f"| posterior draws re-weighted to a fitted MZR (hierarchical; sigma {h['population']['sigma']:.3f}) "
+        f"| posterior draws re-weighted to a fitted MZR (hierarchical; sigma {h['population']['sigma']:.3f}, "
+        f"beta_sfr {h['population']['beta_sfr']:+.3f}) "
         f"| {h['scatter']:.3f} +- {h['scatter_sd']:.3f} | {h['rho']:+.2f} +- {h['rho_sd']:.2f} | "
         f"median ESS {h['ess_median']:.0f} of {block['n_draws']} |\n"
         f"| posterior mean (point estimate) | {p['scatter']:.3f} | {p['rho']:+.2f} | "
@@ -136,7 +137,8 @@ def markdown(block: dict[str, Any], uri: str) -> str:
         "\nThe plain draws of a galaxy whose spectrum does not fix its O/H come from the whole population "
         "(the prior knows nothing of mass), which widens the scatter at fixed mass and dilutes the SFR trend; "
         "the re-weighted row divides the prior's O/H marginal out of the draws and puts a Gaussian MZR "
-        "(quadratic in mass, fitted by marginal likelihood) in its place (Hogg, Myers & Bovy 2010).\n"
+        "(quadratic in mass plus a linear term in the SFR residual, fitted by marginal likelihood) in its place "
+        "(Hogg, Myers & Bovy 2010).\n"
     )
 
 

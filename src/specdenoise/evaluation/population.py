@@ -102,13 +102,15 @@ def hierarchical_mzr(
     a galaxy whose spectrum does not constrain its O/H gets draws from the whole population, which
     widens the scatter at fixed mass. Importance reweighting (Hogg, Myers & Bovy 2010) turns the
     draws into samples of ``p(y_i | O/H) ~ p(O/H | y_i) / pi_0(O/H)``; a population model
-    ``O/H ~ N(poly_deg(log M), sigma^2)`` is fitted by maximising the marginal likelihood
-    ``sum_i log mean_s N(oh_is; poly(M_i), sigma) / pi_0(oh_is)``, and each galaxy's draws are
+    ``O/H ~ N(poly_deg(log M) + beta dSFR, sigma^2)`` (``dSFR``: the SFR residual at fixed mass, so
+    the SFR dependence the interim prior also ignores is part of the model) is fitted by maximising
+    the marginal likelihood ``sum_i log mean_s N(oh_is; mu_i, sigma) / pi_0(oh_is)``, and each galaxy's draws are
     resampled with those weights (its posterior under the fitted population). The MZR statistics of
     :func:`mzr_from_samples` are then taken over ``n_real`` resampled realisations.
 
     Assumptions: the interim prior's correlations of O/H with other spectral features are kept (only
-    its O/H marginal is divided out), and the population is Gaussian about a polynomial in mass.
+    its O/H marginal is divided out), and the population is Gaussian about a polynomial in mass
+    plus a linear term in the SFR residual (a galaxy without an SFR gets ``dSFR = 0``).
 
     Parameters
     ----------
@@ -126,7 +128,8 @@ def hierarchical_mzr(
     -------
     dict
         :func:`mzr_from_samples`'s keys, plus ``population`` (``coef``: polynomial coefficients in
-        ``log M - median``, highest power first; ``sigma``: its scatter, dex), ``ess_median`` (median
+        ``log M - median``, highest power first; ``beta_sfr``: dex of O/H per dex of SFR residual;
+        ``sigma``: its scatter, dex), ``ess_median`` (median
         effective number of draws per galaxy) and ``n_galaxies``.
     """
     oh = np.atleast_2d(np.asarray(oh_samples, dtype=float))
@@ -135,13 +138,14 @@ def hierarchical_mzr(
     safe = np.where(valid, oh, 0.0)
     log_pi0 = np.where(valid, interim_logpdf(safe.ravel()).reshape(oh.shape), 0.0)
     mc = np.asarray(log_mass, dtype=float) - np.nanmedian(log_mass)
+    dsfr = np.nan_to_num(_residuals(log_mass, log_sfr, deg))
 
     def log_terms(theta: np.ndarray) -> np.ndarray:
-        mu, sig = np.polyval(theta[:-1], mc), np.exp(theta[-1])
+        mu, sig = np.polyval(theta[:-2], mc) + theta[-2] * dsfr, np.exp(theta[-1])
         lp = -0.5 * ((safe - mu) / sig) ** 2 - np.log(sig) - log_pi0
         return np.where(valid, lp, -np.inf)
 
-    start = np.r_[np.polyfit(mc[use], np.nanmean(oh[:, use], 0), deg), np.log(0.1)]
+    start = np.r_[np.polyfit(mc[use], np.nanmean(oh[:, use], 0), deg), 0.0, np.log(0.1)]
     fit = minimize(
         lambda t: -_log_mix(log_terms(t))[use].sum(),
         start,
@@ -162,7 +166,11 @@ def hierarchical_mzr(
     ess = 1.0 / np.sum(w[:, use] ** 2, 0)
     return {
         **res,
-        "population": {"coef": [float(c) for c in fit.x[:-1]], "sigma": float(np.exp(fit.x[-1]))},
+        "population": {
+            "coef": [float(c) for c in fit.x[:-2]],
+            "beta_sfr": float(fit.x[-2]),
+            "sigma": float(np.exp(fit.x[-1])),
+        },
         "ess_median": float(np.median(ess)),
         "n_galaxies": int(use.sum()),
     }
