@@ -228,8 +228,15 @@ class PosteriorDenoiser(DenoisingModel):
     def _grid(self, y: np.ndarray, ivar: np.ndarray) -> np.ndarray:
         fixed = self.hyper.get("fixed_scale")
         if fixed is None:
-            return scale_grid(y, ivar, int(self.hyper.get("n_scale", 5)))
+            return scale_grid(y, ivar, int(self.hyper.get("n_scale", 5)), self._mean_power())
         return np.full((len(y), 1), float(fixed))
+
+    def _mean_power(self) -> np.ndarray:
+        """The prior's mean ``x0^2`` per pixel (P,), summing to 1 (guides the amplitude grid at low S/N)."""
+        a = self.arrays
+        pi = np.exp(a["log_pi"] - a["log_pi"].max())
+        power = (pi / pi.sum()) @ (a["mu"] ** 2 + np.sum(a["w"] ** 2, axis=2) + a["d"])
+        return power / power.sum()
 
     def _terms(self, y: np.ndarray, ivar: np.ndarray) -> infer.Terms:
         """The evidence-pruned (component, amplitude, floor) terms of a batch."""
