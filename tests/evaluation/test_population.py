@@ -86,6 +86,8 @@ def test_reweighting_recovers_the_sfr_dependence_a_blind_prior_dilutes():
     def logpdf(v):
         return -0.5 * ((v - m0) / s0) ** 2 - np.log(s0)
 
+    mass_only = hierarchical_mzr(mass, sfr, draws, logpdf, 40, seed=3, sfr_term=False)
+    assert mass_only["population"]["beta_sfr"] == 0.0 and mass_only["rho"] > truth["rho"] + 0.1  # still diluted
     got = hierarchical_mzr(mass, sfr, draws, logpdf, 40, seed=3)
     assert abs(got["rho"] - truth["rho"]) < 0.05
     assert got["population"]["beta_sfr"] == pytest.approx(-0.2, abs=0.05)

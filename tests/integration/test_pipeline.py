@@ -235,6 +235,8 @@ def test_mzr_stages_and_dvc_views(project):
     assert np.isfinite(post["truth"]["scatter"]) and np.isfinite(post["draws"]["scatter"])
     hier = post["hierarchical"]  # the draws re-weighted to a fitted population MZR
     assert np.isfinite(hier["scatter"]) and hier["population"]["sigma"] > 0 and 1 <= hier["ess_median"] <= 40
+    assert np.isfinite(hier["population"]["beta_sfr"])
+    assert post["hierarchical_mass_only"]["population"]["beta_sfr"] == 0.0  # the mass-only population
     orig, desi = mz["sets"]["original"], mz["sets"]["desi"]
     assert 0 < orig["fraction_measurable"] <= 1 and np.isfinite(orig["scatter"])
     assert desi["fraction_measurable"] < orig["fraction_measurable"]  # DESI-like spectra lose most metallicities

@@ -94,6 +94,7 @@ def hierarchical_mzr(
     n_real: int,
     seed: int,
     deg: int = 2,
+    sfr_term: bool = True,
 ) -> dict[str, Any]:
     """The MZR from posterior draws with the interim prior replaced by a fitted population model.
 
@@ -123,6 +124,8 @@ def hierarchical_mzr(
         Resampled realisations of the sample.
     seed : int
         Seed of the resampling.
+    sfr_term : bool
+        Include ``beta dSFR`` in the population model (False: a function of mass only, ``beta_sfr`` 0).
 
     Returns
     -------
@@ -138,7 +141,7 @@ def hierarchical_mzr(
     safe = np.where(valid, oh, 0.0)
     log_pi0 = np.where(valid, interim_logpdf(safe.ravel()).reshape(oh.shape), 0.0)
     mc = np.asarray(log_mass, dtype=float) - np.nanmedian(log_mass)
-    dsfr = np.nan_to_num(_residuals(log_mass, log_sfr, deg))
+    dsfr = np.nan_to_num(_residuals(log_mass, log_sfr, deg)) if sfr_term else np.zeros(len(mc))
 
     def log_terms(theta: np.ndarray) -> np.ndarray:
         mu, sig = np.polyval(theta[:-2], mc) + theta[-2] * dsfr, np.exp(theta[-1])
@@ -146,13 +149,19 @@ def hierarchical_mzr(
         return np.where(valid, lp, -np.inf)
 
     start = np.r_[np.polyfit(mc[use], np.nanmean(oh[:, use], 0), deg), 0.0, np.log(0.1)]
+    if not sfr_term:  # beta held at 0
+        start = np.delete(start, -2)
+        full = lambda t: np.insert(t, len(t) - 1, 0.0)  # noqa: E731
+    else:
+        full = lambda t: t  # noqa: E731
     fit = minimize(
-        lambda t: -_log_mix(log_terms(t))[use].sum(),
+        lambda t: -_log_mix(log_terms(full(t)))[use].sum(),
         start,
         method="Nelder-Mead",
         options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6},
     )
-    lt = log_terms(fit.x)
+    theta = full(fit.x)
+    lt = log_terms(theta)
     w = np.exp(lt - _log_mix(lt))
     w[:, ~use] = 0.0
     rng = np.random.default_rng(seed)
@@ -167,9 +176,9 @@ def hierarchical_mzr(
     return {
         **res,
         "population": {
-            "coef": [float(c) for c in fit.x[:-2]],
-            "beta_sfr": float(fit.x[-2]),
-            "sigma": float(np.exp(fit.x[-1])),
+            "coef": [float(c) for c in theta[:-2]],
+            "beta_sfr": float(theta[-2]),
+            "sigma": float(np.exp(theta[-1])),
         },
         "ess_median": float(np.median(ess)),
         "n_galaxies": int(use.sum()),
