@@ -136,34 +136,9 @@ def hierarchical_mzr(
         effective number of draws per galaxy) and ``n_galaxies``.
     """
     oh = np.atleast_2d(np.asarray(oh_samples, dtype=float))
-    valid = np.isfinite(oh)
-    use = valid.any(0) & np.isfinite(log_mass)
-    safe = np.where(valid, oh, 0.0)
-    log_pi0 = np.where(valid, interim_logpdf(safe.ravel()).reshape(oh.shape), 0.0)
-    mc = np.asarray(log_mass, dtype=float) - np.nanmedian(log_mass)
-    dsfr = np.nan_to_num(_residuals(log_mass, log_sfr, deg)) if sfr_term else np.zeros(len(mc))
-
-    def log_terms(theta: np.ndarray) -> np.ndarray:
-        mu, sig = np.polyval(theta[:-2], mc) + theta[-2] * dsfr, np.exp(theta[-1])
-        lp = -0.5 * ((safe - mu) / sig) ** 2 - np.log(sig) - log_pi0
-        return np.where(valid, lp, -np.inf)
-
-    start = np.r_[np.polyfit(mc[use], np.nanmean(oh[:, use], 0), deg), 0.0, np.log(0.1)]
-    if not sfr_term:  # beta held at 0
-        start = np.delete(start, -2)
-        full = lambda t: np.insert(t, len(t) - 1, 0.0)  # noqa: E731
-    else:
-        full = lambda t: t  # noqa: E731
-    fit = minimize(
-        lambda t: -_log_mix(log_terms(full(t)))[use].sum(),
-        start,
-        method="Nelder-Mead",
-        options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6},
-    )
-    theta = full(fit.x)
-    lt = log_terms(theta)
-    w = np.exp(lt - _log_mix(lt))
-    w[:, ~use] = 0.0
+    use = np.isfinite(oh).any(0) & np.isfinite(log_mass)
+    dsfr = np.nan_to_num(_residuals(log_mass, log_sfr, deg)) if sfr_term else None
+    theta, w = _fit_population(oh, use, log_mass, dsfr, interim_logpdf, deg)
     rng = np.random.default_rng(seed)
     cw = np.cumsum(w, 0)
     cols = np.arange(oh.shape[1])
@@ -183,3 +158,38 @@ def hierarchical_mzr(
         "ess_median": float(np.median(ess)),
         "n_galaxies": int(use.sum()),
     }
+
+
+def _fit_population(oh, use, log_mass, dsfr, interim_logpdf, deg):
+    """Maximum marginal likelihood of ``O/H ~ N(poly_deg(log M - median) + beta dSFR, sigma^2)`` from
+    draws ``oh`` (S, n) of the galaxies ``use`` (n,) with the interim O/H density divided out
+    (``dsfr`` None: beta held at 0). Returns ``theta`` (coefficients, beta, log sigma) and each
+    draw's normalised weight (S, n) under the fitted population (0 for galaxies not used)."""
+    valid = np.isfinite(oh)
+    safe = np.where(valid, oh, 0.0)
+    log_pi0 = np.where(valid, interim_logpdf(safe.ravel()).reshape(oh.shape), 0.0)
+    mc = np.asarray(log_mass, dtype=float) - np.nanmedian(log_mass)
+    shift = np.zeros(len(mc)) if dsfr is None else dsfr
+
+    def log_terms(theta: np.ndarray) -> np.ndarray:
+        mu, sig = np.polyval(theta[:-2], mc) + theta[-2] * shift, np.exp(theta[-1])
+        lp = -0.5 * ((safe - mu) / sig) ** 2 - np.log(sig) - log_pi0
+        return np.where(valid, lp, -np.inf)
+
+    def full(t: np.ndarray) -> np.ndarray:  # the free parameters -> theta (beta 0 without an SFR term)
+        return t if dsfr is not None else np.insert(t, len(t) - 1, 0.0)
+
+    start = np.r_[np.polyfit(mc[use], np.nanmean(oh[:, use], 0), deg), 0.0, np.log(0.1)]
+    if dsfr is None:
+        start = np.delete(start, -2)
+    fit = minimize(
+        lambda t: -_log_mix(log_terms(full(t)))[use].sum(),
+        start,
+        method="Nelder-Mead",
+        options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6},
+    )
+    theta = full(fit.x)
+    lt = log_terms(theta)
+    w = np.exp(lt - _log_mix(lt))
+    w[:, ~use] = 0.0
+    return theta, w
