@@ -18,7 +18,8 @@ separates the two parts exactly:
   (:mod:`specdenoise.evaluation.posterior_bench`).
 * **Scale**: the input is normalised by its *noisy* norm, so the clean spectrum has an unknown
   amplitude ``s`` in the model's units. ``s`` is marginalised (uniform in ``log s``) over a grid
-  of ``n_scale`` cells around its noise-debiased estimate ``s^2 = |y|^2 - sum(1/ivar)``, refined
+  of ``n_scale`` cells around its noise-debiased estimate ``s^2 = |y|^2 - sum(1/ivar)`` (at low S/N an
+  inverse-variance weighted one), refined
   around each component's evidence peak where that peak is narrower than a cell
   (:mod:`.posterior_amplitude`); each (component, amplitude) pair is one Gaussian, weighted by its
   evidence times its cell's width.

@@ -2,9 +2,10 @@
 points that replace that grid where the data pin the amplitude down.
 
 The clean spectrum is ``s x0`` with ``x0`` of unit norm; the prior on ``u = log s`` is uniform over
-``n_scale`` cells of width ``h`` centred on the noise-debiased norm of the input
-(:func:`scale_grid`; with the default 5 points ``h`` is one sd of that estimate and the range +-2.5 sd). Each
-grid point stands for its cell: the evidence integral over ``u`` is ``sum L(u_j) h``.
+``n_scale`` cells of width ``h`` centred on an estimate of the amplitude from the input
+(:func:`scale_grid`: its noise-debiased norm, or at low S/N an inverse-variance weighted estimate;
+with the default 5 points ``h`` is one sd of the estimate and the range +-2.5 sd). Each grid point
+stands for its cell: the evidence integral over ``u`` is ``sum L(u_j) h``.
 
 Where the evidence of a component is much narrower in ``u`` than a cell (the shape of the
 spectrum fixes its amplitude far better than its norm does; at S/N 0.5 per pixel the posterior

@@ -25,7 +25,7 @@ Pruning (:func:`batch_terms`), thresholds on log evidence relative to the spectr
    amplitude points where its evidence is narrower than a coarse cell
    (:func:`.posterior_amplitude.refine`; they replace its coarse points);
 4. terms with weight below :data:`MIN_RESP` (1e-12) are left out of the moments.
-Measured against the full 80-term evaluation: < 1e-10 relative on the mean, < 3e-7 on the sd.
+Pruning measured against evaluating every coarse term: < 1e-10 relative on the mean, < 3e-7 on the sd.
 
 Mismatch floor (type-II): only for spectra whose best ``f = 0`` standardised chi^2 exceeds the
 gate (the model's calibrated out-of-domain threshold, its 99.5 % quantile on universe spectra;
@@ -170,8 +170,9 @@ class _Batch:
 def _screen(b: _Batch, rows: np.ndarray, f: int, delta: float) -> np.ndarray:
     """Every component at floor ``f`` for ``rows``: exact at the central amplitude, profiled over the
     amplitude grid; the best-profiled component is expanded (all amplitudes, exact), then every
-    other whose profiled best is within ``delta`` of that exact best. Returns the exact log weight
-    (len(rows), K, n_scale), -inf where not evaluated."""
+    other whose profiled best is within ``delta`` of that exact best; then the refined amplitudes
+    (:func:`_refine`). Returns the exact log weight (len(rows), K, S + K N_FINE) over the columns of
+    ``b.grid``, -inf where not evaluated."""
     n, K, S = len(rows), len(b.pr.mu), b.S
     c = S // 2
     rr, kk = np.repeat(rows, K), np.tile(np.arange(K), n)
