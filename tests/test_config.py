@@ -29,6 +29,8 @@ def test_repository_params_are_valid_and_paper_defaults():
         ({"universe": {"z_min": 0.06}}, "z_min (0.06) must be below z_max"),
         ({"select": {"n_test": 50000}}, "n_test (50000)"),
         ({"noise": {"sigma": 0}}, "noise.sigma"),
+        ({"mzr": {"posterior_snr_scales": [1, 0.5]}}, "mzr: Value error, mzr.posterior_snr_scales must be distinct"),
+        ({"mzr": {"posterior_snr_scales": [3, 3]}}, "factors >= 1, got [3.0, 3.0]"),
         # family sections (train.<family>) are validated by the family's settings model
         ({"train": {"ae": {"dropout": 1.5}}}, "train.ae.dropout: Input should be less than 1 (got 1.5)"),
         ({"train": {"vae": {"unitz": [10]}}}, "unknown key 'train.vae.unitz'"),

@@ -328,7 +328,20 @@ class MzrConfig(_Section):
     posterior_draws: int = Field(
         40, ge=0, description="posterior draws per galaxy for the MZR of the default (noise-aware) model; 0: none"
     )
+    posterior_snr_scales: list[float] = Field(
+        [1.0, 3.0, 10.0],
+        min_length=1,
+        description="the posterior MZR is repeated with the DESI-like noise of the same realisation divided by each "
+        "factor (1: the DESI-like S/N itself)",
+    )
     seed: int = Field(14, ge=0, description="seed of the posterior draws")
+
+    @model_validator(mode="after")
+    def _snr_scales(self) -> MzrConfig:  # at least 1, distinct
+        s = self.posterior_snr_scales
+        if any(not (k >= 1.0) for k in s) or len(set(s)) != len(s):
+            raise ValueError(f"mzr.posterior_snr_scales must be distinct factors >= 1, got {s}")
+        return self
 
 
 class Params(_Section):

@@ -92,3 +92,20 @@ def test_reweighting_recovers_the_sfr_dependence_a_blind_prior_dilutes():
     assert abs(got["rho"] - truth["rho"]) < 0.05
     assert got["population"]["beta_sfr"] == pytest.approx(-0.2, abs=0.05)
     assert abs(got["scatter"] - truth["scatter"]) < 0.01
+
+
+def test_population_ols_recovers_a_known_mzr_and_sfr_term():
+    """The least-squares reference population of the truth: coefficients, beta and sigma of a toy."""
+    from specdenoise.evaluation.population import population_ols
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    mass = rng.uniform(9.0, 11.0, n)
+    sfr = 0.8 * mass - 8.0 + 0.3 * rng.standard_normal(n)
+    dsfr = sfr - np.polyval(np.polyfit(mass, sfr, 2), mass)
+    mc = mass - np.median(mass)
+    oh = 8.7 + 0.3 * mc - 0.1 * mc**2 - 0.08 * dsfr + 0.1 * rng.standard_normal(n)
+    got = population_ols(mass, sfr, oh)
+    assert got["beta_sfr"] == pytest.approx(-0.08, abs=0.01)
+    assert got["coef"] == pytest.approx([-0.1, 0.3, 8.7], abs=0.01)
+    assert got["sigma"] == pytest.approx(0.1, abs=0.003)

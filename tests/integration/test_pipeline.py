@@ -237,6 +237,10 @@ def test_mzr_stages_and_dvc_views(project):
     assert np.isfinite(hier["scatter"]) and hier["population"]["sigma"] > 0 and 1 <= hier["ess_median"] <= 40
     assert np.isfinite(hier["population"]["beta_sfr"])
     assert post["hierarchical_mass_only"]["population"]["beta_sfr"] == 0.0  # the mass-only population
+    assert set(post["by_snr_scale"]) == {"1", "3", "10"}  # the S/N axis: the same noise divided by k
+    assert post["by_snr_scale"]["1"]["hierarchical"]["scatter"] == hier["scatter"]
+    assert post["by_snr_scale"]["10"]["oh_sd_median"] < post["by_snr_scale"]["1"]["oh_sd_median"]
+    assert np.isfinite(post["truth"]["population"]["beta_sfr"])
     orig, desi = mz["sets"]["original"], mz["sets"]["desi"]
     assert 0 < orig["fraction_measurable"] <= 1 and np.isfinite(orig["scatter"])
     assert desi["fraction_measurable"] < orig["fraction_measurable"]  # DESI-like spectra lose most metallicities

@@ -26,7 +26,7 @@ from scipy.stats import gaussian_kde
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_truth import MZR_LINES, oh_of_fluxes, pp04_o3n2, true_o3n2
-from specdenoise.evaluation.population import hierarchical_mzr, mzr_from_samples, mzr_point
+from specdenoise.evaluation.population import hierarchical_mzr, mzr_from_samples, mzr_point, population_ols
 from specdenoise.models import get_family
 from specdenoise.training.splits import split_indices
 
@@ -46,6 +46,15 @@ def interim_logpdf(model: Any, fit, seed: int, n: int = N_PRIOR_DRAWS):
     return lambda v: np.log(np.maximum(kde(v), floor))
 
 
+def _sd_median(oh_draws: np.ndarray) -> float:
+    """Median over galaxies (with at least two finite draws) of the sd of their O/H draws (dex)."""
+    n = np.isfinite(oh_draws).sum(0)
+    if not (n >= 2).any():
+        return float("nan")
+    with np.errstate(invalid="ignore"):
+        return float(np.median(np.nanstd(oh_draws[:, n >= 2], axis=0)))
+
+
 def _oh(fits: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
     return oh_of_fluxes(
         {k: np.where(np.asarray(fits[k]["ok"], bool), np.asarray(fits[k]["flux"], float), np.nan) for k in MZR_LINES}
@@ -62,6 +71,7 @@ def posterior_mzr(
     log_sfr: np.ndarray,
     n_draws: int,
     seed: int,
+    interim=None,
 ) -> dict[str, Any]:
     """MZR scatter and SFR dependence from posterior draws against those of the true-flux O3N2.
 
@@ -79,12 +89,16 @@ def posterior_mzr(
     n_draws : int
         Posterior draws per galaxy.
     seed : int
+    interim : callable, optional
+        :func:`interim_logpdf` of ``model`` (computed with ``seed + 1`` when not given).
 
     Returns
     -------
     dict
-        ``truth`` (scatter, rho of the true-flux O3N2 O/H), ``draws`` (mean and sd over draws,
-        ``valid_fraction`` of (galaxy, draw) pairs with an O/H), ``posterior_mean`` (the point
+        ``truth`` (scatter, rho of the true-flux O3N2 O/H; ``population``: the population model
+        fitted to it by least squares, :func:`~specdenoise.evaluation.population.population_ols`),
+        ``draws`` (mean and sd over draws, ``valid_fraction`` of (galaxy, draw) pairs with an O/H,
+        ``oh_sd_median``: the median over galaxies of the sd of their draws, dex), ``posterior_mean`` (the point
         estimate), ``hierarchical`` (the draws re-weighted to a fitted population in mass and SFR
         residual, :func:`~specdenoise.evaluation.population.hierarchical_mzr`, with its own ``diff``
         and ``meets``; ``hierarchical_mass_only``: the same in mass only), ``diff`` (draws - truth),
@@ -96,10 +110,10 @@ def posterior_mzr(
     draws = model.sample(x, n_draws, seed, ivar=ivar)  # (S, n, P)
     oh_draws = np.stack([_oh(fit(d.astype(np.float32))) for d in draws])
     point = _oh(fit(model.denoise_given(x, ivar)))
-    truth = mzr_point(lm, ls, oh_true[keep])
+    truth = {**mzr_point(lm, ls, oh_true[keep]), "population": population_ols(lm, ls, oh_true[keep])}
     res = mzr_from_samples(lm, ls, oh_draws)
     diff = {"scatter": res["scatter"] - truth["scatter"], "rho": res["rho"] - truth["rho"]}
-    interim = interim_logpdf(model, fit, seed + 1)
+    interim = interim if interim is not None else interim_logpdf(model, fit, seed + 1)
     hier, hier_mass = (
         hierarchical_mzr(lm, ls, oh_draws, interim, n_draws, seed + 2, sfr_term=term) for term in (True, False)
     )
@@ -110,7 +124,7 @@ def posterior_mzr(
         "n_galaxies": int(keep.sum()),
         "n_draws": int(n_draws),
         "truth": truth,
-        "draws": {**res, "valid_fraction": float(np.isfinite(oh_draws).mean())},
+        "draws": {**res, "valid_fraction": float(np.isfinite(oh_draws).mean()), "oh_sd_median": _sd_median(oh_draws)},
         "posterior_mean": {**mzr_point(lm, ls, point), "valid_fraction": float(np.isfinite(point).mean())},
         "hierarchical": hier,
         "hierarchical_mass_only": hier_mass,
@@ -152,7 +166,32 @@ def markdown(block: dict[str, Any], uri: str) -> str:
         "(quadratic in mass, with or without a linear term in the SFR residual, fitted by marginal likelihood) "
         "in its place (Hogg, Myers & Bovy 2010). Only the O/H marginal is divided out: the prior's own link "
         "between O/H and the rest of the spectrum (line strengths, which follow the SFR) stays in the draws.\n"
+        + _snr_markdown(block)
     )
+
+
+def _snr_markdown(block: dict[str, Any]) -> str:
+    """The S/N axis of the posterior MZR: the same galaxies and noise realisation, noise divided by k."""
+    rows = block.get("by_snr_scale") or {}
+    if not rows:
+        return ""
+    tp = block["truth"]["population"]
+    out = (
+        "\n### On an S/N axis\n\nThe same galaxies and noise realisation with the DESI-like noise divided by k "
+        f"(k = 1: the table above). Truth: scatter {block['truth']['scatter']:.3f} dex, rho "
+        f"{block['truth']['rho']:+.2f}; its least-squares population has beta_sfr {tp['beta_sfr']:+.3f} and sigma "
+        f"{tp['sigma']:.3f} dex.\n\n"
+        "| k | median sd of a galaxy's O/H draws (dex) | plain draws: scatter / rho | re-weighted, mass only: "
+        "scatter / rho | re-weighted, mass + SFR: scatter / rho (beta_sfr) |\n|---|---|---|---|---|\n"
+    )
+    for k, r in rows.items():
+        d, hm, h = r["draws"], r["hierarchical_mass_only"], r["hierarchical"]
+        out += (
+            f"| {k} | {r['oh_sd_median']:.3f} | {d['scatter']:.3f} / {d['rho']:+.2f} | "
+            f"{hm['scatter']:.3f} / {hm['rho']:+.2f} ({'met' if hm['meets'] else 'not met'}) | "
+            f"{h['scatter']:.3f} / {h['rho']:+.2f} ({h['beta_sfr']:+.3f}; {'met' if h['meets'] else 'not met'}) |\n"
+        )
+    return out
 
 
 def default_posterior_uri(params: Any) -> str | None:
@@ -163,14 +202,41 @@ def default_posterior_uri(params: Any) -> str | None:
 
 
 def from_draws(params: Any, pre: Any, desi: Any, sample: Any, templates: Any, model: Any) -> dict[str, Any]:
-    """:func:`posterior_mzr` on the test split of the star-forming sample's DESI-like spectra."""
+    """:func:`posterior_mzr` on the test split of the star-forming sample's DESI-like spectra, and again
+    (``by_snr_scale``) with their noise divided by each factor of ``mzr.posterior_snr_scales``."""
     cat = sample.set_index("id").loc[np.asarray(pre["id"])]
     _, _, test = split_indices(pre["split"], params)
     edges, _ = rest_grid(params.preprocess)
     fit = make_fast_fitter(templates, edges, params.lines.sigma_kms, params.lines.n_components)
     x = np.asarray(desi["noisy"][0], dtype=np.float64)[test]
     ivar = np.asarray(desi["ivar"], dtype=np.float64)[test]
+    clean = np.asarray(desi["clean"], dtype=np.float64)[test]
     true_flux = {k: cat[f"{k}_flux"].to_numpy()[test] for k in MZR_LINES}
     lm, ls = cat["log_mass"].to_numpy()[test], cat["log_sfr"].to_numpy()[test]
     mc = params.mzr
-    return posterior_mzr(model, x, ivar, fit, true_flux, lm, ls, mc.posterior_draws, mc.seed)
+    interim = interim_logpdf(model, fit, mc.seed + 1)
+    block = posterior_mzr(model, x, ivar, fit, true_flux, lm, ls, mc.posterior_draws, mc.seed, interim)
+    block["by_snr_scale"] = {}
+    for k in mc.posterior_snr_scales:
+        res = block
+        if k != 1.0:  # the same noise realisation, divided by k
+            xk = clean + (x - clean) / k
+            res = posterior_mzr(model, xk, ivar * k * k, fit, true_flux, lm, ls, mc.posterior_draws, mc.seed, interim)
+        block["by_snr_scale"][f"{k:g}"] = snr_row(res)
+    return block
+
+
+def snr_row(res: dict[str, Any]) -> dict[str, Any]:
+    """The summary of one :func:`posterior_mzr` result kept on the S/N axis."""
+
+    def pick(h: dict[str, Any]) -> dict[str, Any]:
+        keys = ("scatter", "rho", "scatter_sd", "rho_sd", "diff", "meets")
+        return {**{k: h[k] for k in keys}, "beta_sfr": h["population"]["beta_sfr"]}
+
+    d = res["draws"]
+    return {
+        "oh_sd_median": d["oh_sd_median"],
+        "draws": {"scatter": d["scatter"], "rho": d["rho"], **{f"diff_{k}": v for k, v in res["diff"].items()}},
+        "hierarchical_mass_only": pick(res["hierarchical_mass_only"]),
+        "hierarchical": pick(res["hierarchical"]),
+    }

@@ -79,6 +79,24 @@ def mzr_point(log_mass: np.ndarray, log_sfr: np.ndarray, oh: np.ndarray, deg: in
     return {"scatter": res["scatter"], "rho": res["rho"]}
 
 
+def population_ols(log_mass: np.ndarray, log_sfr: np.ndarray, oh: np.ndarray, deg: int = 2) -> dict[str, Any]:
+    """The population model of :func:`hierarchical_mzr` fitted by least squares to one value per
+    galaxy (the truth): ``coef`` (polynomial in ``log M - median``, highest power first), ``beta_sfr``
+    (dex per dex of SFR residual) and ``sigma`` (rms residual, dex); the reference for a fitted
+    population's parameters."""
+    dsfr = _residuals(log_mass, log_sfr, deg)
+    oh = np.asarray(oh, dtype=float)
+    ok = np.isfinite(oh) & np.isfinite(dsfr) & np.isfinite(log_mass)
+    mc = np.asarray(log_mass, dtype=float) - np.nanmedian(log_mass)
+    a = np.column_stack([mc[ok] ** p for p in range(deg, -1, -1)] + [dsfr[ok]])
+    theta, *_ = np.linalg.lstsq(a, oh[ok], rcond=None)
+    return {
+        "coef": [float(c) for c in theta[:-1]],
+        "beta_sfr": float(theta[-1]),
+        "sigma": float(np.std(oh[ok] - a @ theta)),
+    }
+
+
 def _log_mix(logp: np.ndarray) -> np.ndarray:
     """log of the sum over axis 0 of exp(logp), -inf where every entry is -inf."""
     m = logp.max(0)
