@@ -29,8 +29,13 @@ def test_repository_params_are_valid_and_paper_defaults():
         ({"universe": {"z_min": 0.06}}, "z_min (0.06) must be below z_max"),
         ({"select": {"n_test": 50000}}, "n_test (50000)"),
         ({"noise": {"sigma": 0}}, "noise.sigma"),
-        ({"mzr": {"posterior_snr_scales": [1, 0.5]}}, "mzr: Value error, mzr.posterior_snr_scales must be distinct"),
-        ({"mzr": {"posterior_snr_scales": [3, 3]}}, "factors >= 1, got [3.0, 3.0]"),
+        (
+            {"mzr": {"posterior_snr_scales": [1, 0.5]}},
+            "mzr.posterior_snr_scales.1: Input should be greater than or equal to 1",
+        ),
+        ({"mzr": {"posterior_snr_scales": [3, 3]}}, "mzr.posterior_snr_scales: Value error, values must be distinct"),
+        ({"noise": {"levels": [0.01, -0.04]}}, "noise.levels.1: Input should be greater than 0"),
+        ({"noise": {"levels": [0.01, 0.01]}}, "noise.levels: Value error, values must be distinct, got [0.01, 0.01]"),
         # family sections (train.<family>) are validated by the family's settings model
         ({"train": {"ae": {"dropout": 1.5}}}, "train.ae.dropout: Input should be less than 1 (got 1.5)"),
         ({"train": {"vae": {"unitz": [10]}}}, "unknown key 'train.vae.unitz'"),

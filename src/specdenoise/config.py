@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from specdenoise.errors import ConfigError
@@ -26,6 +27,17 @@ from specdenoise.io import deep_merge, load_yaml
 from specdenoise.models.base import FamilyName, FamilySections
 
 DEFAULT_PARAMS = Path("params.yaml")
+
+
+def _distinct(values: list[float]) -> list[float]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"values must be distinct, got {values}")
+    return values
+
+
+#: Distinct positive numbers (noise levels) and distinct factors >= 1 (S/N scales).
+Positives = Annotated[list[Annotated[float, Field(gt=0.0)]], pydantic.AfterValidator(_distinct)]
+Factors = Annotated[list[Annotated[float, Field(ge=1.0)]], pydantic.AfterValidator(_distinct)]
 
 
 class _Section(BaseModel):
@@ -45,20 +57,12 @@ class UniverseConfig(_Section):
     log_mass_max: float = Field(12.0, le=13.0)
     sfms_scatter: float = Field(0.3, ge=0.0, description="dex, star-forming main sequence")
     mzr_scatter: float = Field(0.05, ge=0.0, description="dex, intrinsic MZR scatter at fixed M, SFR")
-    mzr_sfr_slope: float = Field(
-        0.25, ge=0.0, description="d log(O/H) / d Delta log SFR (fundamental metallicity relation)"
-    )
+    mzr_sfr_slope: float = Field(0.25, ge=0.0, description="d log(O/H) / d Delta log SFR (the FMR)")
     agn_fraction: float = Field(0.08, ge=0.0, le=1.0, description="NLAGN fraction among massive hosts")
     blagn_fraction: float = Field(3e-4, ge=0.0, le=0.05, description="broad-line AGN fraction")
-    sky_sigma: float = Field(
-        1.0, gt=0.0, description="per-pixel sky-limited sigma at the median sky, 1e-17 erg/s/cm2/A"
-    )
-    poisson_coeff: float = Field(
-        0.055, ge=0.0, description="object Poisson variance per unit flux (fit to the ppxf SDSS files)"
-    )
-    calibration_error: float = Field(
-        0.04, ge=0.0, le=0.5, description="rms of smooth flux-calibration residuals (Legendre orders 1-3)"
-    )
+    sky_sigma: float = Field(1.0, gt=0.0, description="per-pixel sigma at the median sky, 1e-17 erg/s/cm2/A")
+    poisson_coeff: float = Field(0.055, ge=0.0, description="object Poisson variance per unit flux (ppxf SDSS fit)")
+    calibration_error: float = Field(0.04, ge=0.0, le=0.5, description="rms flux-calibration residual (Legendre 1-3)")
     bad_pixel_fraction: float = Field(0.002, ge=0.0, lt=0.5)
     chunk_size: int = Field(2000, gt=0, description="spectra synthesised per chunk (memory bound)")
 
@@ -101,9 +105,7 @@ class PreprocessConfig(_Section):
         "l2",
         description="unit L2 norm reproduces the paper's Tables 2-3; 'sum' is the text's literal unit total flux",
     )
-    min_coverage: float = Field(
-        0.5, gt=0.0, le=1.0, description="a bin with less good-pixel coverage than this is masked"
-    )
+    min_coverage: float = Field(0.5, gt=0.0, le=1.0, description="a bin with less good-pixel coverage is masked")
 
     @model_validator(mode="after")
     def _ranges(self) -> PreprocessConfig:
@@ -127,13 +129,7 @@ class NoiseConfig(_Section):
         ),
     )
     seed: int = Field(3, ge=0)
-    levels: list[float] = Field([0.01, 0.04], min_length=1, description="noise-level axis, sigma always added")
-
-    @model_validator(mode="after")
-    def _levels(self) -> NoiseConfig:  # positive, distinct
-        if any(not (lv > 0.0) for lv in self.levels) or len(set(self.levels)) != len(self.levels):
-            raise ValueError(f"levels must be positive and distinct, got {self.levels}")
-        return self
+    levels: Positives = Field([0.01, 0.04], min_length=1, description="noise-level axis, sigma always added")
 
     @property
     def all_levels(self) -> list[float]:  # ``levels`` with ``sigma`` (the paper level), ascending
@@ -328,20 +324,10 @@ class MzrConfig(_Section):
     posterior_draws: int = Field(
         40, ge=0, description="posterior draws per galaxy for the MZR of the default (noise-aware) model; 0: none"
     )
-    posterior_snr_scales: list[float] = Field(
-        [1.0, 3.0, 10.0],
-        min_length=1,
-        description="the posterior MZR is repeated with the DESI-like noise of the same realisation divided by each "
-        "factor (1: the DESI-like S/N itself)",
+    posterior_snr_scales: Factors = Field(
+        [1.0, 3.0, 10.0], min_length=1, description="posterior MZR again with the DESI-like noise divided by each"
     )
     seed: int = Field(14, ge=0, description="seed of the posterior draws")
-
-    @model_validator(mode="after")
-    def _snr_scales(self) -> MzrConfig:  # at least 1, distinct
-        s = self.posterior_snr_scales
-        if any(not (k >= 1.0) for k in s) or len(set(s)) != len(s):
-            raise ValueError(f"mzr.posterior_snr_scales must be distinct factors >= 1, got {s}")
-        return self
 
 
 class Params(_Section):

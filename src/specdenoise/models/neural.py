@@ -28,7 +28,7 @@ from specdenoise.logs import quiet_native_stderr
 from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
 from specdenoise.models.loading import load_keras
 from specdenoise.models.losses import keras_weighted_mse
-from specdenoise.models.sampling import decoded_sd
+from specdenoise.models.sampling import decoded_sd, predict_batched
 from specdenoise.models.search import baseline_trial, suggest
 
 LEAKY_SLOPE = 0.3
@@ -291,13 +291,11 @@ class _KerasDenoiser(DenoisingModel):
         return self.model
 
     def denoise(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(
-            self.model.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0), dtype=np.float32
-        )
+        return np.asarray(predict_batched(self.model, x), dtype=np.float32)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        out = self.encoder.predict(np.asarray(x, dtype=np.float32), batch_size=1024, verbose=0)
-        return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
+        out = predict_batched(self.encoder, x)
+        return np.asarray(out[0] if isinstance(out, list) else out)
 
     def n_parameters(self) -> int:
         return int(self.model.count_params())

@@ -251,11 +251,7 @@ class PosteriorDenoiser(DenoisingModel):
         if scale not in SCALES:
             raise ConfigError(f"scale: expected one of {', '.join(SCALES)}, got '{scale}'")
         t = self._terms(y, ivar) if terms is None else terms
-        ref = None
-        if scale == "unit":
-            grid = self._grid(y, ivar)
-            ref = grid[:, grid.shape[1] // 2]
-        mean, sd = post_moments.moments(self.prior(), y, ivar, t, ref)
+        mean, sd = post_moments.moments(self.prior(), y, ivar, t, t.centre if scale == "unit" else None)
         return mean, sd, t.ood_chi2
 
     def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray, scale: str = "input") -> np.ndarray:

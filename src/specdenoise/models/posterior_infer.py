@@ -82,6 +82,7 @@ class Terms:
     resp: np.ndarray
     ood_chi2: np.ndarray  # (n,) best f = 0 term's standardised chi^2
     f_hat: np.ndarray  # (n,) chosen floor index
+    centre: np.ndarray  # (n,) the amplitude grid's centre: the reference amplitude of the unit-norm estimate
 
     def latent(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``m_z`` (len(idx), Q) and the Cholesky factor of ``P_z`` of terms ``idx`` (one latent size)."""
@@ -307,7 +308,14 @@ def _collect(b: _Batch, n: int, f_hat: np.ndarray) -> Terms:
     tot = np.zeros(n)
     np.add.at(tot, cat["row"], e)
     fields = {k: cat[k] for k in (*_SCALARS, "logv", "part", "pos")}
-    return Terms(**fields, parts=b.parts, resp=e / tot[cat["row"]], ood_chi2=_ood_chi2(cat, n), f_hat=f_hat)
+    return Terms(
+        **fields,
+        parts=b.parts,
+        resp=e / tot[cat["row"]],
+        ood_chi2=_ood_chi2(cat, n),
+        f_hat=f_hat,
+        centre=b.grid[:, b.S // 2].copy(),
+    )
 
 
 def groups(idx: np.ndarray, key: np.ndarray) -> list[np.ndarray]:
