@@ -86,6 +86,9 @@ def test_dvc_repro_runs_the_data_stages_and_is_then_a_no_op(project):
     assert all(r["test_loss"] < mean_loss for r in ev["rows"] if r["family"] in ("pca", "wiener"))
     assert ev["champion"]["model"] == "specdenoise-vae"
     assert ev["default_champion"]["model"] == "specdenoise-posterior"
+    # promoted among this pipeline's runs: the paper-level posterior model it trained (not the axis seed)
+    trained = json.loads((project / "models/posterior_4/metrics.json").read_text())["run_id"]
+    assert ev["default_champion"]["run_id"] == trained
     assert (project / "reports/figures/models/fig7_loss_vs_dim.png").exists()
     # seeds and levels: AE/VAE 2-D have 2 seeds at 0.04; every family has a 0.01 cell at 2-D
     cells = {(c["key"], c["level"]): c for c in ev["cells"]}

@@ -73,3 +73,13 @@ def test_register_alias_and_load_in_subprocess(store, tiny_processed, tiny_noisy
 
     runs = mlflow.search_runs(experiment_names=["test-registry"], filter_string="tags.role = 'final'")
     assert set(runs["tags.benchmark"]) == {tracking.benchmark_tag(params)}
+    # a stage promotes among the runs it trained: a better version of another run does not stay champion
+    worst = max(recs, key=lambda r: r["metrics"]["test_loss"])
+    assert worst["run_id"] != best["run_id"]
+    only = tracking.set_champion(params.tracking, run_ids={worst["run_id"]})
+    assert only["run_id"] == worst["run_id"]
+    from mlflow import MlflowClient
+
+    assert MlflowClient().get_model_version_by_alias("test-vae", "champion").run_id == worst["run_id"]
+    assert tracking.set_champion(params.tracking, run_ids={"not-a-run"}) is None  # alias left as it is
+    assert MlflowClient().get_model_version_by_alias("test-vae", "champion").run_id == worst["run_id"]

@@ -106,6 +106,13 @@ def evaluate_cmd(
     tracking: Annotated[
         bool, typer.Option("--tracking/--no-tracking", help="Promote the champion and log the metrics to MLflow.")
     ] = True,
+    desi_model: Annotated[
+        Path,
+        typer.Option(
+            help="The DESI VAE trained by `train_desi`: the champion is promoted among its run's versions "
+            "(all versions when it has no metrics.json)."
+        ),
+    ] = Path("models_desi/vae"),
 ) -> None:
     """Metallicities from original, DESI-like and de-noised spectra; scatter, SFR trend, Fig. 10."""
     t0 = time.perf_counter()
@@ -121,6 +128,7 @@ def evaluate_cmd(
         model=model,
         tracking=tracking,
         posterior_model=posterior_model,
+        desi_model=desi_model,
     )
     done("mzr evaluate", t0)
     typer.echo(line)

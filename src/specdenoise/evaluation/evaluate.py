@@ -133,7 +133,8 @@ def run(
     level: mean and seed sd, tie-group rank with the paired-bootstrap CI; per-class losses; the
     registry champion), ``metrics_out`` (the compact DVC metrics, :func:`headline.metrics_json`),
     ``loss_vs_dim.csv`` / ``loss_vs_level.csv`` beside ``out`` (DVC plots), ``out_md`` and the
-    figures; with ``tracking`` gives the registry's best version the ``champion`` alias and logs
+    figures; with ``tracking`` gives the best registered version among the runs of the models in
+    ``models_dir`` the ``champion`` alias (of the paper's and of the default model) and logs
     the figures to an ``evaluate`` run. ``noise_report`` (the noise stage's S/N per level) adds
     the input S/N.
     """
@@ -152,8 +153,9 @@ def run(
     paths = figures(records, models_dir, pre, load_noisy(noisy), samp, params, figures_dir, cells)
     champion = default = None
     if tracking:
-        champion = set_champion(params.tracking)
-        default = set_champion(params.tracking, registered_model=params.tracking.default_model)
+        trained = {tm.record().get("run_id") for tm in store.list_models(models_dir)} - {None}
+        champion = set_champion(params.tracking, run_ids=trained)
+        default = set_champion(params.tracking, registered_model=params.tracking.default_model, run_ids=trained)
         run_params = {"champion_version": champion["version"], "champion_run": champion["run_id"]} if champion else None
         if default:
             run_params = {**(run_params or {}), "default_version": default["version"], "default_run": default["run_id"]}

@@ -45,7 +45,7 @@ from specdenoise.evaluation.mzr_truth import (  # noqa: F401 (o3n2, pp04_o3n2: t
     vs_true,
 )
 from specdenoise.evaluation.stats import spearman
-from specdenoise.io import atomic_path, save_json, save_text
+from specdenoise.io import atomic_path, load_json, save_json, save_text
 from specdenoise.survey.denoiser import Denoiser
 from specdenoise.survey.readers.spectrum import sigma_from_ivar
 from specdenoise.tracking import set_champion
@@ -319,8 +319,10 @@ def run(
     model: str | None = None,
     tracking: bool = True,
     posterior_model: str | None = None,
+    desi_model: Path | None = None,
 ) -> str:
-    """The ``mzr`` stage: promote the DESI VAE's champion, load it from the registry, measure
+    """The ``mzr`` stage: promote the DESI VAE's champion (among the versions of ``desi_model``'s run,
+    the model ``train_desi`` trained), load it from the registry, measure
     metallicities of the original, DESI-like and de-noised spectra, write the table, Fig. 10 and
     the metrics (also to an ``mzr`` MLflow run). Returns a summary line."""
     pre = Spectra.load(spectra).require("truth", "split", "id", source=str(spectra))
@@ -328,7 +330,10 @@ def run(
     smp = load_sample(sample, MZR_SAMPLE_COLUMNS)
     champion = None
     if tracking:
-        champion = set_champion(params.tracking, registered_model=params.mzr.registered_model)
+        record = None if desi_model is None else Path(desi_model) / "metrics.json"
+        run_id = load_json(record).get("run_id") if record is not None and record.exists() else None
+        ids = {run_id} if run_id else None
+        champion = set_champion(params.tracking, registered_model=params.mzr.registered_model, run_ids=ids)
     uri = model or f"models:/{params.mzr.registered_model}@champion"
     den = Denoiser.load(uri, params=params)
     res = measure(params, pre, dz, smp, templates, den.model)

@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import sqlite3
+from collections.abc import Collection
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -145,12 +146,18 @@ def pip_requirements() -> list[str]:
 
 
 def set_champion(
-    cfg: TrackingConfig, registered_model: str | None = None, metric: str = "test_loss"
+    cfg: TrackingConfig,
+    registered_model: str | None = None,
+    metric: str = "test_loss",
+    run_ids: Collection[str] | None = None,
 ) -> dict[str, Any] | None:
     """Give the alias ``champion`` to the registered version with the lowest ``metric``.
 
-    Only versions whose runs logged ``metric`` are compared. Returns the champion's version,
-    run id and metric, or ``None`` when no version exists. Other versions are left as they are.
+    Only versions whose runs logged ``metric`` are compared, and with ``run_ids`` only the versions
+    of those runs: a pipeline stage passes the runs of the models it trained, so that a version an
+    older code or parameter set left in the registry (with a lower loss on other data, or on the
+    same data by other code) never stays the champion after a new benchmark. Returns the champion's
+    version, run id and metric, or ``None`` when no version qualifies (the alias is then left as it is).
     """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -164,7 +171,7 @@ def set_champion(
         return None
     best = None
     for v in versions:
-        if not v.run_id:
+        if not v.run_id or (run_ids is not None and v.run_id not in run_ids):
             continue
         run = client.get_run(v.run_id)
         if run.data.tags.get("role") != "final" or metric not in run.data.metrics:
