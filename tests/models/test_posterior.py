@@ -467,34 +467,3 @@ def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
             assert c in res["n"] and 0.0 < r["coverage"] <= 1.0 and "Halpha" in r["lines"]
     table = _class_table(res)
     assert len(table) == 6 + 7 and all(c in table[5] for c in res["n"])
-
-
-def test_line_contrast_reads_a_known_line_and_the_factor_follows_its_bin():
-    """A Gaussian emission line of peak 2x the continuum and an absorption dip of 30 % on a sloped
-    continuum: contrast ~2 and ~-0.3 at their centres (less by what the line lifts the 15-pixel running
-    median), 0 on the continuum, the same at any amplitude; a
-    calibration whose contrast table is 2 in the [1, 3) bin doubles the spread on the line only."""
-    from specdenoise.models.posterior_fit import CONTRAST_EDGES, calibration_factor, contrast_bin, line_contrast
-
-    pix = np.arange(200.0)
-    cont = 1.0 + pix / 400
-    spec = cont * (1 + 2.0 * np.exp(-0.5 * ((pix - 60) / 1.5) ** 2) - 0.3 * np.exp(-0.5 * ((pix - 140) / 1.5) ** 2))
-    for amp in (1e-3, 1.0):
-        c = line_contrast(amp * spec[None])[0]
-        assert 1.7 < c[60] <= 2.0 and -0.3 <= c[140] < -0.25
-        assert np.abs(c[100:120]).max() < 1e-3
-    cb = contrast_bin(spec[None])[0]
-    assert cb[60] == 4 and cb[140] == 0 and cb[110] == 1
-    n_bins = len(CONTRAST_EDGES) - 1
-    con = np.ones((2, n_bins))
-    con[:, 4] = 2.0
-    arrays = {
-        "calib_log_snr": np.array([0.0, 1.0]),
-        "calib_table": np.ones((1, 2)),
-        "calib_widths": np.array([1, 1, 1]),
-        "calib_edges": np.full((3, 1), np.nan),
-        "calib_contrast": con,
-    }
-    f = calibration_factor(arrays, spec[None], np.full((1, 200), 100.0))[0]
-    np.testing.assert_allclose(f[cb == 4], 2.0)
-    np.testing.assert_allclose(f[cb != 4], 1.0)

@@ -9,10 +9,8 @@ number of spectra. Each component keeps its top ``q`` eigenvectors as the loadin
 
 Calibration: on a validation split of fresh clean spectra observed with mixed noise shapes and
 log-uniform S/N, the raw posterior's pixel z-scores (truth - mean) / sd are binned by each
-pixel's own S/N and by spectrum features (:func:`calibrate`); the factors that bring each cell's
-68.27 % quantile of |z| to 1 are stored (interpolated in log S/N at inference): per (spectrum cell,
-pixel S/N), then per (pixel S/N, wavelength) from continuum pixels, then per (pixel S/N, line
-contrast). The OOD chi^2 threshold is the 99.5 % quantile of the validation spectra.
+pixel's own S/N; the factor that brings each (bin, pixel) cell's 68.27 % quantile of |z| to 1 is
+stored (interpolated in log S/N at inference). The OOD chi^2 threshold is the 99.5 % quantile of the validation spectra.
 """
 
 from __future__ import annotations
@@ -34,8 +32,6 @@ CALIB_KEYS = (
     "calib_table_unit",
     "calib_pixel",
     "calib_pixel_unit",
-    "calib_contrast",
-    "calib_contrast_unit",
     "calib_edges",
     "calib_widths",
 )
@@ -118,33 +114,7 @@ def pixel_log_snr(mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
         return np.maximum(np.log10(np.abs(mean) * np.sqrt(np.clip(ivar, 0, None))), -3.0)
 
 
-#: Bins of a pixel's line contrast (:func:`line_contrast`): absorption features, the continuum
-#: (:data:`CONTINUUM_BIN`), then ever stronger emission lines.
-CONTRAST_EDGES = np.array([-np.inf, -0.1, 0.1, 0.3, 1.0, 3.0, np.inf])
-CONTINUUM_BIN = 1
-
-
-def running_median(mean: np.ndarray) -> np.ndarray:
-    """The 15-pixel running median of each spectrum (n, P): its continuum, lines removed."""
-    return median_filter(mean, size=(1, 15), mode="nearest")
-
-
-def line_contrast(mean: np.ndarray, med: np.ndarray | None = None) -> np.ndarray:
-    """Each pixel's line contrast (n, P): the posterior mean minus its running median, over the
-    median's magnitude (0 on the continuum, > 0 on emission lines, < 0 on absorption features);
-    independent of the S/N, so the same line gets the same bin at every noise level."""
-    med = running_median(mean) if med is None else med
-    floor = np.maximum(1e-6 * np.max(np.abs(mean), axis=1, keepdims=True), 1e-300)
-    return (mean - med) / np.maximum(np.abs(med), floor)
-
-
-def contrast_bin(mean: np.ndarray, med: np.ndarray | None = None) -> np.ndarray:
-    """Index (n, P) of each pixel's :func:`line_contrast` in :data:`CONTRAST_EDGES`."""
-    c = line_contrast(mean, med)
-    return np.clip(np.searchsorted(CONTRAST_EDGES, c, side="right") - 1, 0, len(CONTRAST_EDGES) - 2)
-
-
-def spectrum_features(mean: np.ndarray, ivar: np.ndarray, med: np.ndarray | None = None) -> np.ndarray:
+def spectrum_features(mean: np.ndarray, ivar: np.ndarray) -> np.ndarray:
     """Per-spectrum calibration features (n, 3), all known at inference (input-scale ``mean``):
 
     0. log10 of the amplitude's S/N, ``|m|^2 / sd(|y|^2)`` over unmasked pixels with
@@ -165,7 +135,7 @@ def spectrum_features(mean: np.ndarray, ivar: np.ndarray, med: np.ndarray | None
         warnings.simplefilter("ignore", RuntimeWarning)
         v = np.where(good, var, np.nan)
         het = np.nan_to_num(np.log10(np.nanmean(v, axis=1) / np.nanmedian(v, axis=1)), nan=0.0)
-    excess = np.clip(mean - (running_median(mean) if med is None else med), 0.0, None)
+    excess = np.clip(mean - median_filter(mean, size=(1, 15), mode="nearest"), 0.0, None)
     emis = np.log10(np.sum(excess**2, axis=1) / np.maximum(np.sum(mean**2, axis=1), 1e-300) + 1e-6)
     return np.stack([amp, het, emis], axis=1)
 
@@ -189,16 +159,14 @@ def calibration_factor(
     :func:`spectrum_features` bins picks a row of factors over the pixel log10 S/N bin centres
     ``calib_log_snr``, interpolated linearly in each pixel's S/N (constant beyond the end bins).
     ``scale="unit"``: the factors of the unit-norm estimate (``calib_table_unit``: the amplitude's
-    error is not part of it), still looked up with the input-scale ``mean``. Then the factors per
-    (pixel S/N, wavelength pixel) and per (pixel S/N, :func:`contrast_bin`) where the model has
-    them. Models saved before that carry ``calib_scale`` (n_bins, P): per (pixel S/N bin, pixel), both scales."""
+    error is not part of it), still looked up with the input-scale ``mean``. Models saved before
+    that carry ``calib_scale`` (n_bins, P): per (pixel S/N bin, pixel), both scales."""
     x = arrays["calib_log_snr"]
     ls = pixel_log_snr(mean, ivar)
     if "calib_table" in arrays:
         widths = tuple(int(w) for w in arrays["calib_widths"])
         key = "calib_table_unit" if scale == "unit" and "calib_table_unit" in arrays else "calib_table"
-        med = running_median(mean)
-        rows = np.atleast_2d(arrays[key])[_cells(spectrum_features(mean, ivar, med), arrays["calib_edges"], widths)]
+        rows = np.atleast_2d(arrays[key])[_cells(spectrum_features(mean, ivar), arrays["calib_edges"], widths)]
         if len(x) == 1:
             return np.broadcast_to(rows[:, :1], mean.shape).copy()
         j = np.clip(np.searchsorted(x, ls) - 1, 0, len(x) - 2)
@@ -206,13 +174,9 @@ def calibration_factor(
         r = np.arange(len(mean))[:, None]
         out = rows[r, j] * (1 - f) + rows[r, j + 1] * f
         pix = arrays.get("calib_pixel_unit" if key == "calib_table_unit" else "calib_pixel")
-        if pix is not None:  # per (pixel S/N bin, pixel): what the cells leave at fixed wavelengths
+        if pix is not None:  # per (pixel S/N bin, pixel): what the cells leave at fixed wavelengths (lines)
             cols = np.broadcast_to(np.arange(pix.shape[1]), ls.shape)
             out *= pix[j, cols] * (1 - f) + pix[j + 1, cols] * f
-        con = arrays.get("calib_contrast_unit" if key == "calib_table_unit" else "calib_contrast")
-        if con is not None:  # per (pixel S/N bin, line-contrast bin): what is left on lines of any strength
-            cb = contrast_bin(mean, med)
-            out *= con[j, cb] * (1 - f) + con[j + 1, cb] * f
         return out
     tab = np.atleast_2d(arrays["calib_scale"])
     if len(x) == 1:
@@ -255,23 +219,8 @@ def _pixel_modulation(zs, ls, edges, keep, q=0.6827, min_n=100) -> np.ndarray:
         with warnings.catch_warnings():  # all-NaN columns: pixels never in this bin
             warnings.simplefilter("ignore", RuntimeWarning)
             per = np.nanquantile(np.where(sel, zs, np.nan), q, axis=0)
-        out[j] = np.where((sel & np.isfinite(zs)).sum(axis=0) >= min_n, per, 1.0)
+        out[j] = np.where(sel.sum(axis=0) >= min_n, per, 1.0)
     return out[keep]
-
-
-def _contrast_modulation(zs, pb, keep, cb, q=0.6827, min_n=300) -> np.ndarray:
-    """``q`` quantile of ``zs`` (divided by the cell and wavelength factors) per (kept pixel S/N bin,
-    line-contrast bin ``cb``); 1 where a cell has fewer than ``min_n`` entries."""
-    kept = np.flatnonzero(keep)
-    out = np.ones((len(kept), len(CONTRAST_EDGES) - 1))
-    for a, j in enumerate(kept):
-        sel = pb == j
-        zj, cj = zs[sel], cb[sel]
-        for b in range(out.shape[1]):
-            zz = zj[cj == b]
-            if len(zz) >= min_n:
-                out[a, b] = np.quantile(zz, q)
-    return out
 
 
 def calibrate(
@@ -283,11 +232,7 @@ def calibrate(
     of (spectrum features x pixel S/N): the spectrum's amplitude S/N (``n_amp`` bins), noise
     heterogeneity (``n_het`` bins) and emission-line power (``n_emis`` bins; the spread's
     dependence on the galaxy's type) of :func:`spectrum_features`, quantile-spaced on the validation
-    spectra, times each pixel's own log10 S/N (:data:`CALIB_EDGES`). What the cells leave is taken
-    out by two more factors: per (pixel S/N bin, wavelength pixel), fitted on continuum pixels only
-    (:func:`line_contrast` in :data:`CONTINUUM_BIN`), and per (pixel S/N bin, line-contrast bin). A
-    factor per wavelength alone averaged the line pixels over the classes: emission-line galaxies set
-    it and absorption spectra, with no line there, were over-covered. Why the first two: binning by the
+    spectra, times each pixel's own log10 S/N (:data:`CALIB_EDGES`). Why the first two: binning by the
     pixel's S/N alone misses that at low spectrum S/N the errors are dominated by the amplitude
     (coherent over the spectrum; the raw posterior under-states it, most where the noise is
     heterogeneous), so the same pixel S/N needs a factor from 1 to 2.5 depending on the spectrum.
@@ -304,7 +249,6 @@ def calibrate(
     pix_edges = CALIB_EDGES.copy()
     pix_edges[0], pix_edges[-1] = -np.inf, np.inf
     pb = np.clip(np.searchsorted(pix_edges, ls, side="right") - 1, 0, len(pix_edges) - 2)
-    cb = contrast_bin(mean)
     mean_u, sd_u, _ = model.predict(obs["flux"], obs["ivar"], calibrated=False, scale="unit")
     fixed = model.hyper.get("fixed_scale")  # the unit-scale target: x0 = truth / s (unit norm unless s is fixed)
     truth_u = obs["truth"] / (float(fixed) if fixed else np.linalg.norm(obs["truth"], axis=1, keepdims=True))
@@ -316,16 +260,7 @@ def calibrate(
         table, pooled = _quantile_table(zs, ls, cell, int(np.prod(widths)), pix_edges)
         keep = np.isfinite(pooled)
         out[f"calib_table{suffix}"] = table[:, keep]
-        base = zs / table[cell[:, None], pb]
-        # the wavelength factor from continuum pixels only, then a factor per line contrast: a line
-        # pixel's spread depends on the line there (none in an absorption spectrum, a strong one in
-        # an emission-line galaxy), which a factor per wavelength averages over the classes
-        pix = _pixel_modulation(np.where(cb == CONTINUUM_BIN, base, np.nan), ls, pix_edges, keep)
-        out[f"calib_pixel{suffix}"] = pix
-        slot = np.cumsum(keep) - 1  # pixel S/N bin -> its row among the kept bins
-        kb = keep[pb]
-        rest = np.where(kb, base / pix[np.where(kb, slot[pb], 0), np.arange(base.shape[1])], np.nan)
-        out[f"calib_contrast{suffix}"] = _contrast_modulation(rest, pb, keep, cb)
+        out[f"calib_pixel{suffix}"] = _pixel_modulation(zs / table[cell[:, None], pb], ls, pix_edges, keep)
     centres = [np.median(ls[pb == j]) for j in np.flatnonzero(keep)]
     return {
         **out,
