@@ -75,7 +75,7 @@ def test_levels_are_positive_distinct_and_always_hold_the_paper_sigma():
     from specdenoise.config import parse_params
 
     assert parse_params({"noise": {"levels": [0.02, 0.01]}}).noise.all_levels == [0.01, 0.02, 0.04]
-    for levels, word in (([0.0, 0.04], "positive"), ([0.04, 0.04], "distinct")):
+    for levels, word in (([0.0, 0.04], "greater than 0"), ([0.04, 0.04], "distinct")):
         with pytest.raises(ConfigError, match=word) as err:
             parse_params({"noise": {"levels": levels}}, "p.yaml")
         assert "noise" in str(err.value)
