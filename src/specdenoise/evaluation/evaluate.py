@@ -153,7 +153,7 @@ def run(
     paths = figures(records, models_dir, pre, load_noisy(noisy), samp, params, figures_dir, cells)
     champion = default = None
     if tracking:
-        trained = {tm.record().get("run_id") for tm in store.list_models(models_dir)} - {None}
+        trained = {r.get("run_id") for r in records} - {None}  # the paper models: the registered ones
         champion = set_champion(params.tracking, run_ids=trained)
         default = set_champion(params.tracking, registered_model=params.tracking.default_model, run_ids=trained)
         run_params = {"champion_version": champion["version"], "champion_run": champion["run_id"]} if champion else None
