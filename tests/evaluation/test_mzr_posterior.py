@@ -21,7 +21,7 @@ class _Draws:
     def __init__(self, truth, spread, mean=None):
         self.truth, self.spread, self.mean = truth, spread, mean
 
-    def sample(self, x, n, seed, ivar=None):
+    def sample(self, x, n, seed, ivar=None, calibrated=True):
         rng = np.random.default_rng(seed)
         return self.truth[None] * np.exp(self.spread * rng.standard_normal((n, *self.truth.shape)))
 
@@ -63,3 +63,14 @@ def test_prior_mean_point_estimates_lose_the_scatter_and_noisy_draws_widen_it(ga
     # draws 0.2 in ln of each line around the truth: O/H noise 0.32 x 2 x 0.087 = 0.056 dex in quadrature
     assert res["draws"]["scatter"] == pytest.approx(np.hypot(res["truth"]["scatter"], 0.056), abs=0.01)
     assert not res["meets"] and res["draws"]["n_draws"] == 5
+
+
+def test_the_point_estimate_is_left_out_when_not_asked_for(galaxies):
+    flux, true, lm, ls = galaxies
+
+    class _NoPoint(_Draws):
+        def denoise_given(self, x, ivar=None):
+            raise AssertionError("the posterior mean was computed")
+
+    res = posterior_mzr(_NoPoint(flux, 0.0), flux, np.ones_like(flux), _fit, true, lm, ls, 3, 1, point_estimate=False)
+    assert "posterior_mean" not in res and res["meets"]

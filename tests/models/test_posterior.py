@@ -449,6 +449,21 @@ def test_sample_at_either_scale_matches_the_calibrated_moments(small_universe_mo
         m.sample(obs["flux"], 2, seed=0, ivar=obs["ivar"], scale="bogus")
 
 
+def test_uncalibrated_draws_are_the_calibrated_ones_before_their_factor(small_universe_model):
+    m, clean, cat, wave = small_universe_model
+    z = cat["z"].to_numpy()[:3]
+    obs = observe_normalised(clean[:3], wave, z, np.array([0.5, 3.0, 30.0]), "sky", np.random.default_rng(6))
+    raw = m.sample(obs["flux"], 40, seed=7, ivar=obs["ivar"], calibrated=False)
+    cal = m.sample(obs["flux"], 40, seed=7, ivar=obs["ivar"])
+    mean = m.predict(obs["flux"], obs["ivar"], calibrated=False, scale="input")[0]
+    fac = m.calibration_scale(mean, obs["ivar"])
+    assert not np.allclose(fac, 1.0)  # the factor differs from 1 here, so the two kinds of draw differ
+    np.testing.assert_allclose(cal, mean[None] + fac[None] * (raw - mean[None]), rtol=1e-9, atol=1e-12)
+    # the raw draws' spread is the uncalibrated posterior sd
+    sd_raw = m.predict(obs["flux"], obs["ivar"], calibrated=False, scale="input")[1]
+    assert 0.8 < np.median(m.sample(obs["flux"], 800, seed=8, ivar=obs["ivar"], calibrated=False).std(0) / sd_raw) < 1.2
+
+
 def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
     from tests.conftest import TINY as TINY_PARAMS
 

@@ -317,13 +317,16 @@ class PosteriorDenoiser(DenoisingModel):
         ivar: np.ndarray | None = None,
         batch: int = 128,
         scale: str = "input",
+        calibrated: bool = True,
     ) -> np.ndarray:
         """Calibrated posterior draws of the clean spectrum, shape (n_samples, n, P), normalised units.
 
         ``scale`` as in :meth:`predict` (default ``"input"``: ``s x0``, the amplitude's uncertainty
         included; ``"unit"``: ``x0``). Each draw's deviation from the posterior mean is multiplied
         by that scale's calibration factor: a per-pixel factor on correlated deviations keeps their
-        structure (a line's pixels move together), so a line flux's spread grows like its pixels'."""
+        structure (a line's pixels move together), so a line flux's spread grows like its pixels'.
+        ``calibrated=False``: the exact draws under the prior (what re-weighting to another
+        population needs, since it divides the prior out)."""
         if scale not in SCALES:
             raise ConfigError(f"scale: expected one of {', '.join(SCALES)}, got '{scale}'")
         rng = np.random.default_rng(seed)
@@ -331,6 +334,9 @@ class PosteriorDenoiser(DenoisingModel):
         for _, xb, ib in self._batches(x, ivar, batch):
             terms = self._terms(xb, ib)
             draws = post_moments.draw(self.prior(), xb, ib, terms, n_samples, rng, unit=scale == "unit")
+            if not calibrated:
+                out.append(draws)
+                continue
             mean_in = self._moments(xb, ib, terms)[0]
             mean = mean_in if scale == "input" else self._moments(xb, ib, terms, scale="unit")[0]
             fac = self.calibration_scale(mean_in, ib, scale)[None]
