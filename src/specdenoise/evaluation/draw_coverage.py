@@ -1,4 +1,4 @@
-"""Line-flux and O/H interval coverage from calibrated posterior draws (families with
+"""Line-flux and O/H interval coverage from posterior draws (families with
 ``calibrated_draws``, e.g. the posterior family).
 
 A per-pixel sigma propagated through the line fitter as independent errors ignores that a

@@ -242,7 +242,7 @@ class DenoisingModel(ABC):
     searchable: ClassVar[bool] = False
     #: can draw posterior samples (:meth:`posterior`)
     has_posterior: ClassVar[bool] = False
-    #: ``sample`` draws calibrated whole spectra: line / O/H intervals come from fits to draws
+    #: ``sample`` draws whole spectra whose line / O/H intervals hold the truth (``bench posterior``)
     calibrated_draws: ClassVar[bool] = False
     #: registered in the MLflow model registry, eligible for the ``champion`` alias
     registry_candidate: ClassVar[bool] = False

@@ -317,16 +317,20 @@ class PosteriorDenoiser(DenoisingModel):
         ivar: np.ndarray | None = None,
         batch: int = 128,
         scale: str = "input",
-        calibrated: bool = True,
+        calibrated: bool = False,
     ) -> np.ndarray:
-        """Calibrated posterior draws of the clean spectrum, shape (n_samples, n, P), normalised units.
+        """Posterior draws of the clean spectrum, shape (n_samples, n, P), normalised units.
 
         ``scale`` as in :meth:`predict` (default ``"input"``: ``s x0``, the amplitude's uncertainty
-        included; ``"unit"``: ``x0``). Each draw's deviation from the posterior mean is multiplied
-        by that scale's calibration factor: a per-pixel factor on correlated deviations keeps their
-        structure (a line's pixels move together), so a line flux's spread grows like its pixels'.
-        ``calibrated=False``: the exact draws under the prior (what re-weighting to another
-        population needs, since it divides the prior out)."""
+        included; ``"unit"``: ``x0``). By default the exact draws under the prior: for quantities
+        derived from whole spectra (line fluxes, O/H, population statistics that divide the prior
+        out) these are the right ones. On spectra drawn from the prior itself their H-alpha and
+        O3N2 16-84 % intervals hold the truth 0.66-0.69 of the time at S/N 0.5-30, and on universe
+        spectra they do better than pixel-calibrated draws (README, posterior section).
+        ``calibrated=True`` multiplies each draw's deviation from the mean by the pixel
+        calibration factor of :meth:`predict`'s sigma: the draws' pixel spread then matches that
+        sigma, but a line's integrated flux comes out too narrow at low S/N (0.58-0.63 on the same
+        prior-drawn spectra)."""
         if scale not in SCALES:
             raise ConfigError(f"scale: expected one of {', '.join(SCALES)}, got '{scale}'")
         rng = np.random.default_rng(seed)
