@@ -507,3 +507,19 @@ def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
             assert c in res["n"] and 0.0 < r["coverage"] <= 1.0 and "Halpha" in r["lines"]
     table = _class_table(res)
     assert len(table) == 6 + 7 and all(c in table[5] for c in res["n"])
+
+
+def test_bench_prior_check_holds_pixel_coverage_on_spectra_from_the_prior(small_universe_model):
+    """Spectra drawn from the model's own prior have the posterior it computes: the raw sd must
+    cover 68 % of pixels at every S/N (what the universe bins miss beyond this is the prior's)."""
+    from specdenoise.evaluation.linefit import make_fast_fitter
+    from specdenoise.evaluation.posterior_bench import _prior_check_table, prior_check
+
+    m, _, cat, wave = small_universe_model
+    z = np.resize(cat["z"].to_numpy(), 80)
+    res = prior_check(m, wave, z, make_fast_fitter(None, rest_grid(PreprocessConfig())[0]), 80, seed=5, n_samples=6)
+    assert list(res["bins"]) == [f"sky/snr{s:g}" for s in (0.5, 1, 3, 10, 30, 100)]
+    raw = [b["coverage_raw"] for b in res["bins"].values()]
+    assert all(abs(c - 0.683) < 0.04 for c in raw), raw
+    assert all("Halpha" in b["lines"] for b in res["bins"].values())
+    assert len(_prior_check_table(res)) == 5 + 6
