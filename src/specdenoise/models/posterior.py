@@ -241,9 +241,7 @@ class PosteriorDenoiser(DenoisingModel):
 
     def _terms(self, y: np.ndarray, ivar: np.ndarray) -> infer.Terms:
         """The evidence-pruned (component, amplitude, floor) terms of a batch."""
-        gate = float(self.arrays.get("ood_chi2_max", np.inf))
-        gate = gate if np.isfinite(gate) else infer.MISMATCH_GATE
-        return infer.batch_terms(self.prior(), y, ivar, self._grid(y, ivar), gate=gate)
+        return infer.batch_terms(self.prior(), y, ivar, self._grid(y, ivar))
 
     def _moments(self, y: np.ndarray, ivar: np.ndarray, terms: infer.Terms | None = None, scale: str = "input"):
         """Posterior mean, raw sd (n, P) and the standardised chi^2 of the best ``f = 0`` term (n,);
@@ -338,13 +336,11 @@ class PosteriorDenoiser(DenoisingModel):
         for _, xb, ib in self._batches(x, ivar, batch):
             terms = self._terms(xb, ib)
             draws = post_moments.draw(self.prior(), xb, ib, terms, n_samples, rng, unit=scale == "unit")
-            if not calibrated:
-                out.append(draws)
-                continue
-            mean_in = self._moments(xb, ib, terms)[0]
-            mean = mean_in if scale == "input" else self._moments(xb, ib, terms, scale="unit")[0]
-            fac = self.calibration_scale(mean_in, ib, scale)[None]
-            out.append(mean[None] + fac * (draws - mean[None]))
+            if calibrated:
+                mean_in = self._moments(xb, ib, terms)[0]
+                mean = mean_in if scale == "input" else self._moments(xb, ib, terms, scale="unit")[0]
+                draws = mean[None] + self.calibration_scale(mean_in, ib, scale)[None] * (draws - mean[None])
+            out.append(draws)
         return np.concatenate(out, axis=1)
 
     def mismatch_floor(self, x: np.ndarray, ivar: np.ndarray | None = None, batch: int = 256) -> np.ndarray:

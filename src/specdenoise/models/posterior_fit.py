@@ -7,10 +7,13 @@ accumulated (K x P x P float64: 87 MB for K = 16, P = 825), so memory does not g
 number of spectra. Each component keeps its top ``q`` eigenvectors as the loading
 ``W = V sqrt(lambda - d_floor)`` and the diagonal of the rest of its covariance as ``D``.
 
-Calibration: on a validation split of fresh clean spectra observed with mixed noise shapes and
-log-uniform S/N, the raw posterior's pixel z-scores (truth - mean) / sd are binned by each
-pixel's own S/N; the factor that brings each (bin, pixel) cell's 68.27 % quantile of |z| to 1 is
-stored (interpolated in log S/N at inference). The OOD chi^2 threshold is the 99.5 % quantile of the validation spectra.
+Calibration (:func:`calibrate`): on a validation split of fresh clean spectra observed with mixed
+noise shapes and log-uniform S/N, the raw posterior's pixel z-scores |truth - mean| / sd give a
+table of factors, one per cell of (spectrum features: amplitude S/N, noise heterogeneity,
+emission-line power) x (pixel log10 S/N bin), each bringing its cell's 68.27 % quantile of |z| to
+1, times a per-wavelength modulation within each pixel S/N bin; at inference the factor is
+interpolated in the pixel's log S/N. Both the input scale and the unit scale get a table. The OOD
+chi^2 threshold is the 99.5 % quantile of the validation spectra's best ``f = 0`` chi^2.
 """
 
 from __future__ import annotations
