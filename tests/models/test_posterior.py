@@ -389,8 +389,9 @@ def test_refined_amplitude_matches_the_integral_over_log_s():
 def test_mismatch_basis_lets_unexplained_structure_through_and_keeps_the_ood_statistic():
     """A spectrum with an emission line and a tilt the prior lacks: the evidence picks a floor f > 0,
     the output follows the data there (chi^2 vs data falls towards 1, not below), the result is
-    the exact Gaussian posterior with the loading [W, f B], and the OOD chi^2 stays the f = 0 one.
-    Prior draws keep f = 0 and their outputs are unchanged."""
+    the exact Gaussian posterior with the loading [W, f B], and the OOD chi^2 stays the f = 0 one;
+    the floor is offered whatever the OOD threshold. Prior draws keep f = 0 and their outputs are
+    unchanged."""
     from specdenoise.models.posterior_prior import mismatch_basis
 
     p = 825
@@ -404,6 +405,7 @@ def test_mismatch_basis_lets_unexplained_structure_through_and_keeps_the_ood_sta
     m = PosteriorDenoiser(Q, {"fixed_scale": 1.0, "mismatch": grid, "mismatch_p0": 0.9})
     m.set_prior(mu, w, d, np.zeros(1))
     m.arrays["wave"] = wave
+    m.arrays["ood_chi2_max"] = np.array(1e9)  # the floor is offered below the OOD threshold too
     plain = PosteriorDenoiser(Q, {"fixed_scale": 1.0, "mismatch": [0.0]})
     plain.set_prior(mu, w, d, np.zeros(1))
     sigma = mu[0].mean() / 50.0  # S/N 50
