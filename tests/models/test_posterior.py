@@ -129,6 +129,38 @@ def test_calibration_fixes_a_spread_that_is_off_by_a_spectrum_snr_dependent_fact
     np.testing.assert_allclose(cov, 0.6827, atol=0.025)  # ... and calibrated in every S/N bin
 
 
+def test_line_pixel_calibration_is_fitted_per_emission_power_bin():
+    """Two components, one with an emission line at pixel 15 whose strength varies 3x more in the
+    data than the prior says: the raw spread there is too narrow for line spectra only. The
+    per-wavelength factor, fitted per emission-line-power bin, calibrates that pixel for line and
+    line-free spectra alike (pooled over all spectra it gave 0.57 and 0.72)."""
+    pix = np.arange(P)
+    base = 1.0 + 0.3 * np.sin(pix / 5.0)
+    mu = np.stack([base, base + 2.0 * (pix == 15)])
+    w = np.stack([0.3 * np.cos(np.outer(pix, np.arange(Q)) / 9.0)] * 2)
+    m = PosteriorDenoiser(Q, {"fixed_scale": 1.0, "rel_floor": 0.0})
+    m.set_prior(mu, w, np.full((2, P), 0.01), np.zeros(2))
+    rng = np.random.default_rng(12)
+
+    def data(n):
+        line = np.arange(n) % 3 == 0
+        x = mu[line.astype(int)] + rng.standard_normal((n, Q)) @ w[0].T + 0.1 * rng.standard_normal((n, P))
+        x[line, 15] += 0.2 * rng.standard_normal(line.sum())  # sd 0.1 in the prior, ~0.22 in the data
+        sig = np.exp(rng.uniform(np.log(0.03), np.log(0.3), n))[:, None] * np.ones(P)
+        return {"flux": x + sig * rng.standard_normal((n, P)), "ivar": 1.0 / sig**2, "truth": x}, line
+
+    obs, _ = data(9000)
+    m.arrays.update(calibrate(m, obs, np.zeros(9000)))
+    assert len(m.arrays["calib_pixel"]) == 3 * len(m.arrays["calib_log_snr"])  # one block per bin
+    test, line = data(6000)
+    mean, raw, _ = m.predict(test["flux"], test["ivar"], calibrated=False, scale="input")
+    _, sd, _ = m.predict(test["flux"], test["ivar"], scale="input")
+    err = np.abs(test["truth"][:, 15] - mean[:, 15])
+    assert np.mean(err[line] <= raw[line, 15]) < 0.55  # the raw spread misses the line ...
+    for group in (line, ~line):  # ... the calibrated one holds 68 % for both groups
+        assert abs(np.mean(err[group] <= sd[group, 15]) - 0.6827) < 0.045
+
+
 def test_follows_the_data_at_high_snr_and_ignores_masked_values():
     m = _toy(seed=5)
     rng = np.random.default_rng(6)
