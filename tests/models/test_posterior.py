@@ -130,7 +130,7 @@ def test_calibration_fixes_a_spread_that_is_off_by_a_spectrum_snr_dependent_fact
 
 
 def test_line_pixel_calibration_is_fitted_per_emission_power_bin():
-    """Two components, one with an emission line at pixel 15 whose strength varies 3x more in the
+    """Two components, one with an emission line at pixel 15 whose strength varies ~2x more in the
     data than the prior says: the raw spread there is too narrow for line spectra only. The
     per-wavelength factor, fitted per emission-line-power bin, calibrates that pixel for line and
     line-free spectra alike (pooled over all spectra it gave 0.57 and 0.72)."""
