@@ -528,7 +528,8 @@ def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
 
     from specdenoise.config import parse_params
     from specdenoise.evaluation.linefit import make_fast_fitter
-    from specdenoise.evaluation.posterior_bench import _class_table, class_grid
+    from specdenoise.evaluation.posterior_bench import class_grid
+    from specdenoise.evaluation.posterior_bench_report import _class_table
 
     params = parse_params(TINY_PARAMS)
     edges, wave = rest_grid(params.preprocess)
@@ -540,14 +541,18 @@ def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
         for c, r in row.items():
             assert c in res["n"] and 0.0 < r["coverage"] <= 1.0 and "Halpha" in r["lines"]
     table = _class_table(res)
-    assert len(table) == 6 + 7 and all(c in table[5] for c in res["n"])
+    assert len(table) == 6 + 7 + 5 + 6 and all(c in table[5] for c in res["n"])
+    for row in res["bins"].values():  # every class row says where its H-alpha truths fall out
+        ha = [r["lines"]["Halpha"] for r in row.values()]
+        assert all(abs(h["coverage"] + h["below"] + h["above"] - 1) < 1e-9 for h in ha)
 
 
 def test_bench_prior_check_holds_pixel_coverage_on_spectra_from_the_prior(small_universe_model):
     """Spectra drawn from the model's own prior have the posterior it computes: the raw sd must
     cover 68 % of pixels at every S/N (what the universe bins miss beyond this is the prior's)."""
     from specdenoise.evaluation.linefit import make_fast_fitter
-    from specdenoise.evaluation.posterior_bench import _prior_check_table, prior_check
+    from specdenoise.evaluation.posterior_bench import prior_check
+    from specdenoise.evaluation.posterior_bench_report import _prior_check_table
 
     m, _, cat, wave = small_universe_model
     z = np.resize(cat["z"].to_numpy(), 80)

@@ -14,7 +14,8 @@ from specdenoise.config import resolve_params
 from specdenoise.errors import ConfigError
 from specdenoise.evaluation.bench import bench_denoise, bench_pipeline, bench_training, bench_universe
 from specdenoise.evaluation.bench_linefit import bench_linefit
-from specdenoise.evaluation.posterior_bench import render_markdown, run_bench
+from specdenoise.evaluation.posterior_bench import run_bench
+from specdenoise.evaluation.posterior_bench_report import render_markdown
 from specdenoise.io import save_json, save_text
 from specdenoise.models import load_model
 

@@ -49,8 +49,25 @@ def _fluxes(fitter, spectra: np.ndarray, sigma: np.ndarray | None = None) -> dic
     return {k: v["flux"] for k, v in out.items()} | {f"{k}_err": v["err"] for k, v in out.items()}
 
 
+def miss_sides(ref: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, float]:
+    """Fractions of the truth ``ref`` (n,) below and above the intervals ``[lo, hi]`` (n,): a truth
+    below means the estimate sits above the galaxy. Unequal sides: the intervals are pulled towards
+    the population; equal sides with low coverage: they are too narrow."""
+    return {"below": float(np.mean(ref < lo)), "above": float(np.mean(ref > hi))}
+
+
+def tertile_coverage(ref: np.ndarray, inside: np.ndarray) -> list[float]:
+    """Coverage (3,) of ``inside`` (n,) per tertile of the true value ``ref`` (n,) within the set (low,
+    middle, high): ~0.68 each when the intervals follow the galaxy; lower at both ends and higher in
+    the middle when they follow the population."""
+    t = np.digitize(ref, np.quantile(ref, [1 / 3, 2 / 3]))
+    return [float(inside[t == i].mean()) if (t == i).any() else float("nan") for i in range(3)]
+
+
 def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict[str, Any]:
-    """Interval coverage of lines and O3N2, and slope / bias for lines the input detects at S/N >= 5."""
+    """Interval coverage of lines and O3N2 (with the sides the truth falls out on; H-alpha also per
+    tertile of its true flux, and the median ratio of the draws' median to the truth), and slope /
+    bias for lines the input detects at S/N >= 5."""
     ref = _fluxes(fitter, obs["truth"])
     sig = np.where(obs["ivar"] > 0, 1.0 / np.sqrt(np.where(obs["ivar"] > 0, obs["ivar"], 1.0)), 1e3)
     inp = _fluxes(fitter, obs["flux"], sig)
@@ -63,7 +80,11 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
         lo, hi = draw_interval(fs)
         inside = (ref[line] >= lo) & (ref[line] <= hi)
         det = (inp[line] / np.maximum(inp[f"{line}_err"], 1e-30) >= 5) & (ref[line] > 0) & (den[line] > 0)
-        entry = {"coverage": float(inside.mean()), "n_detected": int(det.sum())}
+        entry = {"coverage": float(inside.mean()), **miss_sides(ref[line], lo, hi), "n_detected": int(det.sum())}
+        if line == "Halpha":
+            entry["coverage_tertiles"] = tertile_coverage(ref[line], inside)
+            pos = ref[line] > 0
+            entry["median_ratio"] = float(np.median(np.median(fs, axis=0)[pos] / ref[line][pos])) if pos.any() else None
         if det.sum() >= 10:
             lt, ld = np.log10(ref[line][det]), np.log10(den[line][det])
             entry["slope_detected"] = float(np.polyfit(lt, ld, 1)[0]) if np.ptp(lt) > 0 else float("nan")
@@ -78,7 +99,8 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
     lo, hi = draw_interval(o_s)
     ok = np.isfinite(o_ref) & np.isfinite(lo)
     if ok.sum() >= 10:
-        res["O3N2"] = {"coverage": float(np.mean((o_ref[ok] >= lo[ok]) & (o_ref[ok] <= hi[ok]))), "n": int(ok.sum())}
+        inside = (o_ref[ok] >= lo[ok]) & (o_ref[ok] <= hi[ok])
+        res["O3N2"] = {"coverage": float(inside.mean()), **miss_sides(o_ref[ok], lo[ok], hi[ok]), "n": int(ok.sum())}
     return res
 
 
@@ -182,23 +204,6 @@ def prior_check(model, wave, z, fitter, n: int, seed: int, n_samples: int, kind:
     return out
 
 
-def _prior_check_table(pc: dict | None) -> list[str]:
-    if not pc:
-        return []
-    out = [
-        "",
-        f"## Spectra drawn from the model's own prior ({pc['n']}, {pc['noise']} noise): the posterior is exact",
-        "",
-    ]
-    out += ["| S/N | pixel cov. raw (calibrated) | Ha cov. | Hb cov. | [OIII] cov. | [NII] cov. | O3N2 cov. |"]
-    out += ["|---|---|---|---|---|---|---|"]
-    for key, b in pc["bins"].items():
-        ln = b["lines"]
-        cov = " | ".join(_f(ln.get(k, {}).get("coverage"), "{:.2f}") for k in (*SLOPE_LINES, "O3N2"))
-        out.append(f"| {key} | {b['coverage_raw']:.3f} ({b['coverage']:.3f}) | {cov} |")
-    return out
-
-
 def paper_comparison(model, bench: Path) -> dict[str, Any]:
     """Loss vs truth at the paper's sigma = 0.04 on the pipeline's test split (realisation 0), next
     to the trained paper families in ``bench/models``; the posterior gets the noisy input's ivar and
@@ -267,94 +272,3 @@ def run_bench(
         "real": real_spectra_chi2(model, params.preprocess, bench),
         "ood": anomaly_rates(model, clean, cat, wave, rng),
     }
-
-
-def _f(v: Any, fmt: str = "{:.3f}") -> str:
-    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
-
-
-def _class_table(pc: dict | None) -> list[str]:
-    """Markdown rows of :func:`class_grid`: pixel (line-pixel) coverage, then H-alpha and O3N2 coverage."""
-    if not pc:
-        return []
-    cls = list(pc["n"])
-    head = ", ".join(f"{c} {n}" for c, n in pc["n"].items())
-    out = ["", f"## Coverage per class ({pc['noise']} noise; spectra per class: {head})", ""]
-    out += ["pixel (line pixels) / H-alpha / O3N2 16-84 % coverage", ""]
-    out += ["| S/N | " + " | ".join(cls) + " |", "|---" * (len(cls) + 1) + "|"]
-    for key, row in pc["bins"].items():
-        cells = []
-        for c in cls:
-            r, ln = row[c], row[c]["lines"]
-            ha, o3 = ln.get("Halpha", {}).get("coverage"), ln.get("O3N2", {}).get("coverage")
-            cells.append(
-                f"{r['coverage']:.3f} ({r['coverage_line_pixels']:.3f}) / {_f(ha, '{:.2f}')} / {_f(o3, '{:.2f}')}"
-            )
-        out.append(f"| {key} | " + " | ".join(cells) + " |")
-    return out
-
-
-def render_markdown(res: dict[str, Any]) -> str:
-    """A readable summary of :func:`run_bench`'s result."""
-    lines = ["# Posterior de-noiser: evidence", ""]
-    tr = res["training"]
-    lines += [
-        f"Prior: {res['model']['components']} components, rank {res['model']['latent_dim']}, "
-        f"fitted on {tr['n_prior']:.0f} clean universe spectra in {tr['prior_cpu_minutes']:.1f} CPU minutes; "
-        f"inference {res['universe']['spectra_per_s']:.0f} spectra/s.",
-        "",
-        "## Held-out universe spectra per noise shape and continuum S/N",
-        "",
-        "Pixel coverage: within the calibrated sigma (raw: the exact posterior's sd). Line and O3N2: "
-        "16-84 % intervals of the fast fitter's fluxes over the posterior draws (`sample`: the exact "
-        "posterior). Target 0.68 (pixels +-0.03, lines +-0.05).",
-        "",
-        "| bin | S/N | pixel cov. (raw) | line-pix cov. | MSE truth / input | chi2 vs data | Ha cov. | Hb cov. "
-        "| [OIII] cov. | [NII] cov. | O3N2 cov. | Ha slope/bias (det.; the input's own slope) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key, b in res["universe"]["bins"].items():
-        ln = b["lines"]
-        ha = ln.get("Halpha", {})
-        lines.append(
-            f"| {key} | {b['median_snr']:.2f} | {b['coverage']:.3f} ({b['coverage_raw']:.3f}) "
-            f"| {b['coverage_line_pixels']:.3f} | {b['mse_truth'] / b['mse_input']:.3f} "
-            f"| {b['chi2_red_vs_data']:.2f} | "
-            + " | ".join(_f(ln.get(k, {}).get("coverage"), "{:.2f}") for k in SLOPE_LINES)
-            + f" | {_f(ln.get('O3N2', {}).get('coverage'), '{:.2f}')} "
-            f"| {_f(ha.get('slope_detected'), '{:.2f}')} / {_f(ha.get('bias_detected_dex'), '{:+.3f}')} "
-            f"(input {_f(ha.get('slope_detected_input'), '{:.2f}')}; n={ha.get('n_detected', 0)}) |"
-        )
-    lines += _class_table(res.get("per_class"))
-    lines += _prior_check_table(res.get("prior_check"))
-    pc = res["paper_sigma_0.04"]
-    lines += [
-        "",
-        f"## Paper's sigma = 0.04 (test split, n = {pc['n_test']}): loss vs truth",
-        "",
-        "| model | loss vs truth | MSE vs truth |",
-        "|---|---|---|",
-    ]
-    for name, r in sorted(pc["models"].items(), key=lambda kv: kv[1].get("loss_truth", np.inf)):
-        lines.append(f"| {name} | {_f(r.get('loss_truth'), '{:.1f}')} | {_f(r.get('mse_truth'), '{:.3e}')} |")
-    lines += [
-        "",
-        "## Real spectra at native S/N",
-        "",
-        "| spectrum | z | S/N | chi2_red | mismatch floor f | OOD flags |",
-        "|---|---|---|---|---|---|",
-    ]
-    for sid, r in res["real"].items():
-        if "error" in r:
-            lines.append(f"| {sid} | - | - | {r['error']} | - | - |")
-        else:
-            lines.append(
-                f"| {sid} | {r['z']:.4f} | {r['median_snr']:.1f} | {r['chi2_red']:.2f} "
-                f"| {r.get('mismatch_floor', 0.0):g} | {r['ood_flags']} |"
-            )
-    lines += ["", "## Out-of-domain flag rate (sky noise)", ""]
-    cases = list(next(iter(res["ood"].values())))
-    lines += ["| S/N | " + " | ".join(cases) + " |", "|---" * (len(cases) + 1) + "|"]
-    for key, row in res["ood"].items():
-        lines.append(f"| {key} | " + " | ".join(f"{row[c]['flag_rate']:.3f}" for c in cases) + " |")
-    return "\n".join(lines) + "\n"
