@@ -152,7 +152,7 @@ def posterior_dir(tmp_path_factory, tiny_processed, tiny_noisy):
     """A small posterior de-noiser (noise-aware) trained as train.py trains it."""
     from specdenoise.training.train import train_one
 
-    small = {"n_prior": 800, "n_kmeans": 400, "n_components": 2, "n_calib": 300, "chunk": 400}
+    small = {"n_prior": 800, "n_kmeans": 400, "n_components": 2, "n_calib": 300, "chunk": 400, "halpha_levels": ()}
     params = parse_params({"train": {"val_size": 40, "posterior": small}, "search": {"trials": 0}})
     root = tmp_path_factory.mktemp("den_post")
     train_one("posterior", 4, params, tiny_processed, tiny_noisy, root / "posterior_4", tracking=False)

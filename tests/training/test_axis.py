@@ -66,7 +66,7 @@ def test_noise_aware_family_is_trained_once_and_scored_at_every_level(
 ):
     """The posterior family is not re-trained per level: the paper model is scored with the level's ivar."""
     assert axis_jobs("posterior", parse_params({})) == [(None, 1), (None, 2), (0.01, 0)]
-    small = {"n_prior": 600, "n_kmeans": 300, "n_components": 2, "n_calib": 0, "chunk": 300}
+    small = {"n_prior": 600, "n_kmeans": 300, "n_components": 2, "n_calib": 0, "chunk": 300, "halpha_levels": ()}
     train = tiny_params.train.model_copy(update={"val_size": 20, "seeds": 1, "level_seeds": 3})
     params = parse_params(
         {**tiny_params.model_dump(), "train": {**train.model_dump(), "posterior": small}, "noise": {"levels": [0.01]}}

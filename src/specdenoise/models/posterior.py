@@ -9,7 +9,8 @@ separates the two parts exactly:
 
 * **Prior** (learned once, from clean spectra only): ``x0 ~ sum_k pi_k N(mu_k, W_k W_k^T + D_k)``
   over unit-L2-norm clean spectra drawn from the universe (:mod:`.posterior_fit`; ``W_k`` rank
-  ``latent_dim``, ``D_k`` diagonal with a floor), i.e. a mixture of factor analysers.
+  ``latent_dim``, ``D_k`` diagonal with a floor), i.e. a mixture of factor analysers, partitioned
+  by continuum shape within levels of H-alpha strength (line strengths are near log-normal).
 * **Likelihood** (per spectrum, at inference): ``y = s x0 + n``, ``n ~ N(0, diag(1/ivar))`` with
   the input's own ivar (0 = masked pixel or gap: the pixel drops out), so any S/N, white or
   heteroscedastic noise, Poisson noise on the object and masks are handled by construction.
@@ -49,21 +50,32 @@ cannot explain (a standardised chi^2 of the data under the best component's evid
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from specdenoise.errors import ConfigError
 from specdenoise.models import posterior_infer as infer
 from specdenoise.models import posterior_moments as post_moments
 from specdenoise.models import posterior_prior
-from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
+from specdenoise.models.base import DenoisingModel, TrainingData, register
 from specdenoise.models.posterior_amplitude import scale_grid
-from specdenoise.models.posterior_fit import CALIB_KEYS, calibrate, calibration_factor, fit_prior
+from specdenoise.models.posterior_config import PosteriorConfig
+from specdenoise.models.posterior_fit import (
+    CALIB_KEYS,
+    LEVEL_LINE,
+    calibrate,
+    calibration_factor,
+    fit_prior,
+    halpha_level,
+)
 from specdenoise.models.posterior_linalg import one_blas_thread
 from specdenoise.models.posterior_noise import mixed_observations
+
+log = logging.getLogger(__name__)
 
 #: Out-of-domain bits: redshift outside the prior's range, continuum S/N outside the calibrated
 #: range, data not explained by the prior (evidence chi^2 outlier).
@@ -71,39 +83,6 @@ OOD_BITS = {"redshift": 1, "snr": 2, "chi2": 4}
 _PRIOR_KEYS = ("mu", "w", "d", "log_pi")
 #: output scales of :meth:`PosteriorDenoiser.predict`
 SCALES = ("input", "unit")
-
-
-class PosteriorConfig(FamilySettings):
-    """``train.posterior``: the prior's size and how many clean universe spectra fit it."""
-
-    n_prior: int = Field(
-        30_000,
-        gt=0,
-        description="clean universe spectra drawn to fit the prior (30,000: 37 CPU s; 100,000: 176 CPU s for "
-        "the same sigma = 0.04 loss within 0.2 % and the same coverage)",
-    )
-    n_kmeans: int = Field(20_000, gt=0, description="spectra the k-means partition is fitted on")
-    n_components: int = Field(16, gt=0, description="mixture components")
-    n_scale: int = Field(5, gt=0, description="grid points of the marginalised amplitude")
-    rel_floor: float = Field(
-        0.0, ge=0, description="model-mismatch floor: per-pixel prior sd added in quadrature, fraction of the mean"
-    )
-    mismatch: tuple[float, ...] = Field(
-        (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
-        description="grid of the per-spectrum model-mismatch floor f (prior sd of the structured mismatch "
-        "basis, see posterior_infer.mismatch_basis), chosen per spectrum by its evidence; must start with 0",
-    )
-    mismatch_kind: str = Field(
-        "basis", pattern="^(basis|diag|both)$", description="mismatch model: structured basis, per-pixel, or both"
-    )
-    mismatch_p0: float = Field(
-        0.9, gt=0, le=1, description="prior probability of f = 0 (the rest shared equally by the other grid points)"
-    )
-    fixed_scale: float | None = Field(
-        None, gt=0, description="known amplitude of the clean spectrum (None: marginalise it, noisy-norm inputs)"
-    )
-    n_calib: int = Field(12000, ge=0, description="validation spectra for the coverage calibration")
-    chunk: int = Field(5000, gt=0, description="spectra synthesised per chunk (memory bound)")
 
 
 def continuum_snr(y: np.ndarray, ivar: np.ndarray) -> np.ndarray:
@@ -155,15 +134,20 @@ class PosteriorDenoiser(DenoisingModel):
                 "train.posterior: the training data carry no clean-spectrum source (meta['clean_stream']); "
                 "build them with specdenoise.training.splits.training_data"
             )
-        arrays, info = fit_prior(
-            source(st.n_prior, seed, 0, st.chunk), st.n_components, self.latent_dim, st.n_kmeans, seed
-        )
+        wave = np.asarray(data.wave, dtype=float)
+        levels = None
+        if st.halpha_levels and wave[0] < LEVEL_LINE < wave[-1]:
+            levels = partial(halpha_level, wave=wave, edges=st.halpha_levels)
+        elif st.halpha_levels:
+            log.warning("train.posterior.halpha_levels: H-alpha is outside the grid; one k-means partition")
+        stream = source(st.n_prior, seed, 0, st.chunk)
+        arrays, info = fit_prior(stream, st.n_components, self.latent_dim, st.n_kmeans, seed, levels, st.level_min)
         self.set_prior(**arrays)
         sigma = np.asarray(data.noise_sigma, dtype=np.float64)
         self.arrays["default_sigma"] = np.broadcast_to(sigma, self.arrays["mu"].shape[1:]).copy()
-        self.arrays["wave"] = np.asarray(data.wave, dtype=float)
+        self.arrays["wave"] = wave
         if st.n_calib > 0:
-            self.calibrate_on(source, st.n_calib, seed, np.asarray(data.wave, dtype=float))
+            self.calibrate_on(source, st.n_calib, seed, wave)
         self.arrays["fit_info"] = np.array([info["n_prior"], info["prior_cpu_s"]])
         return {}
 
@@ -255,7 +239,8 @@ class PosteriorDenoiser(DenoisingModel):
     def calibration_scale(self, mean: np.ndarray, ivar: np.ndarray, scale: str = "input") -> np.ndarray:
         """Factor (n, P) multiplying the raw posterior spread at ``scale`` (see :meth:`predict`), from the
         input-scale posterior ``mean`` and ``ivar``: per cell of (spectrum amplitude S/N, noise
-        heterogeneity, pixel S/N) (:func:`.posterior_fit.calibration_factor`; no label of noise shape or
+        heterogeneity, emission-line power) x pixel S/N, times a per-wavelength factor per
+        emission-line-power bin (:func:`.posterior_fit.calibration_factor`; no label of noise shape or
         class is used)."""
         return calibration_factor(self.arrays, mean, ivar, scale)
 

@@ -227,9 +227,8 @@ def batch_terms(pr: Prior, y: np.ndarray, iv: np.ndarray, grid: np.ndarray, delt
     n, F = len(y), len(pr.fgrid)
     b = _Batch(pr, y, iv, grid)
     lw0 = _screen(b, np.arange(n), 0, delta)
-    f_hat = np.zeros(n, int)
     if F == 1:
-        return _collect(b, n, f_hat)
+        return _collect(b, n, np.zeros(n, int))
     # type-II floor from the leading components at their best f = 0 amplitude; where f > 0 wins,
     # the posterior is the mixture of those terms at that floor
     best = lw0.max(axis=2)  # (n, K)
