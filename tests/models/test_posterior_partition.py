@@ -93,3 +93,18 @@ def test_levels_are_validated():
     with pytest.raises(ValidationError, match="n_components 4 is below level_min 2 x 5"):
         PosteriorConfig(n_components=4)
     assert PosteriorConfig(n_components=2, halpha_levels=()).halpha_levels == ()
+
+
+def test_a_grid_without_halpha_falls_back_to_one_partition(caplog):
+    from tests.models.test_posterior import _training_data
+
+    from specdenoise.config import UniverseConfig
+    from specdenoise.models.posterior_sim import clean_source
+
+    data = _training_data({"clean_stream": clean_source(UniverseConfig(), PreprocessConfig())})
+    data.wave = WAVE / 2.0  # a grid that stops short of H-alpha
+    small = {"n_prior": 400, "n_kmeans": 400, "n_components": 2, "n_calib": 0, "chunk": 400}
+    m = PosteriorDenoiser(2, {**small, "halpha_levels": (-2.0,), "level_min": 1})
+    with caplog.at_level("WARNING"):
+        m.fit(data, None, seed=3)
+    assert "H-alpha is outside the grid" in caplog.text and len(m.arrays["mu"]) == 2
