@@ -99,3 +99,17 @@ def test_bad_extra_model_is_refused(proj, extra, says):
     text = yaml.safe_dump(deep_merge(PARAMS, {"train": {"extra": extra}}))
     res, params = _train_with(proj, text)
     assert_fails(res, EXIT_USAGE, str(params), "train.extra", says)
+
+
+@pytest.mark.parametrize(
+    "posterior, says",
+    [
+        ({"halpha_levels": [-1.0, -2.0]}, "halpha_levels must be strictly increasing"),
+        ({"n_components": 4}, "n_components 4 is below level_min 2 x 5 H-alpha levels"),
+    ],
+    ids=["levels-not-increasing", "too-few-components-for-the-levels"],
+)
+def test_bad_posterior_levels_are_refused(proj, posterior, says):
+    text = yaml.safe_dump(deep_merge(PARAMS, {"train": {"posterior": posterior}}))
+    res, params = _train_with(proj, text)
+    assert_fails(res, EXIT_USAGE, str(params), "train.posterior", says)
