@@ -53,3 +53,12 @@ def test_tertile_coverage_is_per_tertile_of_the_truth():
     ref = np.arange(9.0)
     inside = np.array([1, 1, 1, 0, 0, 0, 1, 0, 1], bool)
     assert tertile_coverage(ref, inside) == [1.0, 0.0, 2 / 3]
+
+
+def test_draws_the_fitter_cannot_measure_do_not_blank_the_ratio():
+    rng = np.random.default_rng(2)
+    obs = _obs(rng.uniform(1.0, 3.0, 200), rng)
+    draws = obs["truth"][None] + 0.1 * rng.standard_normal((20, *obs["truth"].shape))
+    draws[3, :50, 0] = np.nan  # one draw of 50 spectra unmeasurable
+    ha = line_metrics(_pixel_fitter, obs, obs["truth"], draws)["Halpha"]
+    assert abs(ha["median_ratio"] - 1) < 0.02

@@ -84,7 +84,8 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
         if line == "Halpha":
             entry["coverage_tertiles"] = tertile_coverage(ref[line], inside)
             pos = ref[line] > 0
-            entry["median_ratio"] = float(np.median(np.median(fs, axis=0)[pos] / ref[line][pos])) if pos.any() else None
+            ratio = np.nanmedian(fs, axis=0)[pos] / ref[line][pos]  # draws the fitter could not measure are NaN
+            entry["median_ratio"] = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else None
         if det.sum() >= 10:
             lt, ld = np.log10(ref[line][det]), np.log10(den[line][det])
             entry["slope_detected"] = float(np.polyfit(lt, ld, 1)[0]) if np.ptp(lt) > 0 else float("nan")
