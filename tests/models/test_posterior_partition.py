@@ -13,7 +13,7 @@ from specdenoise.config import PreprocessConfig
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.models.posterior import PosteriorDenoiser
 from specdenoise.models.posterior_config import PosteriorConfig
-from specdenoise.models.posterior_fit import LEVEL_LINE, fit_prior, halpha_level
+from specdenoise.models.posterior_fit import LEVEL_LINE, PriorAccumulator, fit_prior, halpha_level
 
 WAVE = rest_grid(PreprocessConfig())[1]
 HA = int(np.argmin(np.abs(WAVE - LEVEL_LINE)))
@@ -63,23 +63,18 @@ def test_level_partition_keeps_a_positive_line_positive():
     assert split < 0.01, (split, plain)
 
 
-def test_each_spectrum_is_assigned_within_its_own_level():
+def test_each_spectrum_is_assigned_within_its_own_level(monkeypatch):
     spectra = _population(3000, 5)
     levels = lambda s: halpha_level(s, WAVE, EDGES)  # noqa: E731
-    from specdenoise.models import posterior_fit as pf
-
     captured = {}
-    real = pf.PriorAccumulator.finish
+    real = PriorAccumulator.finish
 
     def finish(self, q):
         captured["acc"] = self
         return real(self, q)
 
-    pf.PriorAccumulator.finish = finish
-    try:
-        fit_prior([(spectra, None)], 9, 2, 3000, seed=0, levels=levels, level_min=2)
-    finally:
-        pf.PriorAccumulator.finish = real
+    monkeypatch.setattr(PriorAccumulator, "finish", finish)
+    fit_prior([(spectra, None)], 9, 2, 3000, seed=0, levels=levels, level_min=2)
     acc = captured["acc"]
     lev = levels(spectra)
     assert len(acc.centres) == 9 and np.all(np.bincount(acc.owner, minlength=4) >= 2)
