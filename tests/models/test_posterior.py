@@ -14,7 +14,7 @@ from specdenoise.models import get_family, load_model
 from specdenoise.models.base import TrainingData
 from specdenoise.models.linear import PCADenoiser
 from specdenoise.models.posterior import OOD_BITS, PosteriorDenoiser
-from specdenoise.models.posterior_fit import calibrate
+from specdenoise.models.posterior_calibrate import calibrate
 from specdenoise.models.posterior_noise import mixed_observations, observe_normalised
 from specdenoise.models.posterior_sim import clean_source, draw_clean
 
@@ -201,7 +201,9 @@ def small_universe_model():
     ucfg, pcfg = UniverseConfig(), PreprocessConfig()
     m = PosteriorDenoiser(6, dict(TINY))
     m.fit(_training_data({"clean_stream": clean_source(ucfg, pcfg)}), None, seed=11)  # the pipeline's path
-    assert m.arrays["fit_info"][0] == 400 and m.arrays["w"].shape == (2, 825, 6)
+    assert m.arrays["fit_info"][0] == 400 and m.arrays["w"].shape == (2, 825, 6 + 4)  # latent_dim + line_rank
+    line_cols = m.arrays["w"][:, :, 6:]
+    assert np.any(line_cols[0] != 0) and np.all(line_cols[1] == 0)  # none in the strongest H-alpha level
     clean, cat = draw_clean(ucfg, pcfg, 150, seed=11, stream=1)
     wave = rest_grid(pcfg)[1]
     obs = mixed_observations(clean, wave, cat["z"].to_numpy(), np.random.default_rng(0), snr_range=(3.0, 30.0))

@@ -69,9 +69,9 @@ def test_each_spectrum_is_assigned_within_its_own_level(monkeypatch):
     captured = {}
     real = PriorAccumulator.finish
 
-    def finish(self, q):
+    def finish(self, q, *args):
         captured["acc"] = self
-        return real(self, q)
+        return real(self, q, *args)
 
     monkeypatch.setattr(PriorAccumulator, "finish", finish)
     fit_prior([(spectra, None)], 9, 2, 3000, seed=0, levels=levels, level_min=2)

@@ -110,7 +110,8 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines = ["# Posterior de-noiser: evidence", ""]
     tr = res["training"]
     lines += [
-        f"Prior: {res['model']['components']} components, rank {res['model']['latent_dim']}, "
+        f"Prior: {res['model']['components']} components, rank {res['model']['latent_dim']} "
+        f"+ {res['model']['hyper'].get('line_rank', 0)} line loadings, "
         f"fitted on {tr['n_prior']:.0f} clean universe spectra in {tr['prior_cpu_minutes']:.1f} CPU minutes; "
         f"inference {res['universe']['spectra_per_s']:.0f} spectra/s.",
         "",

@@ -9,8 +9,9 @@ separates the two parts exactly:
 
 * **Prior** (learned once, from clean spectra only): ``x0 ~ sum_k pi_k N(mu_k, W_k W_k^T + D_k)``
   over unit-L2-norm clean spectra drawn from the universe (:mod:`.posterior_fit`; ``W_k`` rank
-  ``latent_dim``, ``D_k`` diagonal with a floor), i.e. a mixture of factor analysers, partitioned
-  by continuum shape within levels of H-alpha strength (line strengths are near log-normal).
+  ``latent_dim`` plus ``line_rank`` loadings on the emission-line windows, ``D_k`` diagonal with a
+  floor), i.e. a mixture of factor analysers, partitioned by continuum shape within levels of
+  H-alpha strength (line strengths are near log-normal).
 * **Likelihood** (per spectrum, at inference): ``y = s x0 + n``, ``n ~ N(0, diag(1/ivar))`` with
   the input's own ivar (0 = masked pixel or gap: the pixel drops out), so any S/N, white or
   heteroscedastic noise, Poisson noise on the object and masks are handled by construction.
@@ -42,7 +43,7 @@ the data; where they are poor it follows the prior, and the stated spread says w
   (a per-pixel floor would: the reduced chi^2 vs data then falls to ~0.5). Batched inference,
   pruning and the floor are in :mod:`.posterior_infer`.
 
-A calibration by pixel S/N (``calib_*``, fitted on a validation split by :mod:`.posterior_fit`) rescales
+A calibration by pixel S/N (``calib_*``, fitted on a validation split by :mod:`.posterior_calibrate`) rescales
 the posterior spread if the raw posterior does not give 68 % pixel coverage. The out-of-domain
 bitmask (:data:`OOD_BITS`) flags redshift or S/N outside the trained range and spectra the prior
 cannot explain (a standardised chi^2 of the data under the best component's evidence).
@@ -63,15 +64,9 @@ from specdenoise.models import posterior_moments as post_moments
 from specdenoise.models import posterior_prior
 from specdenoise.models.base import DenoisingModel, TrainingData, register
 from specdenoise.models.posterior_amplitude import scale_grid
+from specdenoise.models.posterior_calibrate import CALIB_KEYS, calibrate, calibration_factor
 from specdenoise.models.posterior_config import PosteriorConfig
-from specdenoise.models.posterior_fit import (
-    CALIB_KEYS,
-    LEVEL_LINE,
-    calibrate,
-    calibration_factor,
-    fit_prior,
-    halpha_level,
-)
+from specdenoise.models.posterior_fit import LEVEL_LINE, fit_prior, halpha_level, line_windows
 from specdenoise.models.posterior_linalg import one_blas_thread
 from specdenoise.models.posterior_noise import mixed_observations
 
@@ -141,7 +136,9 @@ class PosteriorDenoiser(DenoisingModel):
         elif st.halpha_levels:
             log.warning("train.posterior.halpha_levels: H-alpha is outside the grid; one k-means partition")
         stream = source(st.n_prior, seed, 0, st.chunk)
-        arrays, info = fit_prior(stream, st.n_components, self.latent_dim, st.n_kmeans, seed, levels, st.level_min)
+        lines = line_windows(wave, st.line_half) if st.line_rank else None
+        k, q = st.n_components, self.latent_dim
+        arrays, info = fit_prior(stream, k, q, st.n_kmeans, seed, levels, st.level_min, lines, st.line_rank)
         self.set_prior(**arrays)
         sigma = np.asarray(data.noise_sigma, dtype=np.float64)
         self.arrays["default_sigma"] = np.broadcast_to(sigma, self.arrays["mu"].shape[1:]).copy()
@@ -153,7 +150,7 @@ class PosteriorDenoiser(DenoisingModel):
 
     def calibrate_on(self, source, n: int, seed: int, wave: np.ndarray, desi=None) -> None:
         """Calibrate in place on ``n`` fresh clean draws (stream 1 of ``source``) observed with
-        mixed noise shapes and log-uniform S/N (see :func:`.posterior_fit.calibrate`)."""
+        mixed noise shapes and log-uniform S/N (see :func:`.posterior_calibrate.calibrate`)."""
         clean, cat = next(iter(source(n, seed, 1, n)))
         z = cat["z"].to_numpy()
         obs = mixed_observations(clean, wave, z, np.random.default_rng([seed, 2]), desi=desi)
@@ -240,7 +237,7 @@ class PosteriorDenoiser(DenoisingModel):
         """Factor (n, P) multiplying the raw posterior spread at ``scale`` (see :meth:`predict`), from the
         input-scale posterior ``mean`` and ``ivar``: per cell of (spectrum amplitude S/N, noise
         heterogeneity, emission-line power) x pixel S/N, times a per-wavelength factor per
-        emission-line-power bin (:func:`.posterior_fit.calibration_factor`; no label of noise shape or
+        emission-line-power bin (:func:`.posterior_calibrate.calibration_factor`; no label of noise shape or
         class is used)."""
         return calibration_factor(self.arrays, mean, ivar, scale)
 

@@ -26,6 +26,14 @@ class PosteriorConfig(FamilySettings):
         "decade gives weak-line galaxies intervals 3-5x too wide)",
     )
     level_min: int = Field(2, gt=0, description="components at least per populated H-alpha level")
+    line_rank: int = Field(
+        4,
+        ge=0,
+        description="line loadings per component below the strongest H-alpha level: top eigenvectors of the "
+        "residual covariance (after the latent_dim loadings) on the emission-line windows, so a line's pixels "
+        "vary together (posterior_fit.line_loadings); 0 = none (line variance left to the per-pixel D)",
+    )
+    line_half: int = Field(2, ge=0, description="half-width (bins) of each emission-line window of the line loadings")
     n_scale: int = Field(5, gt=0, description="grid points of the marginalised amplitude")
     rel_floor: float = Field(
         0.0, ge=0, description="model-mismatch floor: per-pixel prior sd added in quadrature, fraction of the mean"
