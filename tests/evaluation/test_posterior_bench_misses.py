@@ -62,3 +62,15 @@ def test_draws_the_fitter_cannot_measure_do_not_blank_the_ratio():
     draws[3, :50, 0] = np.nan  # one draw of 50 spectra unmeasurable
     ha = line_metrics(_pixel_fitter, obs, obs["truth"], draws)["Halpha"]
     assert abs(ha["median_ratio"] - 1) < 0.02
+
+
+def test_spread_check_tells_right_sized_from_over_confident_draws():
+    rng = np.random.default_rng(3)
+    obs = _obs(rng.uniform(1.0, 3.0, 4000), rng)
+    centre = obs["truth"] + 0.1 * rng.standard_normal(obs["truth"].shape)  # errs by the input's 0.1
+    right = centre[None] + 0.1 * rng.standard_normal((40, *centre.shape))
+    narrow = centre[None] + 0.05 * rng.standard_normal((40, *centre.shape))  # claims twice the precision
+    ok = line_metrics(_pixel_fitter, obs, centre, right)["Halpha"]
+    bad = line_metrics(_pixel_fitter, obs, centre, narrow)["Halpha"]
+    assert abs(ok["sd_over_input_err"] - 1) < 0.05 and abs(ok["z68"] - 1) < 0.08, ok
+    assert abs(bad["sd_over_input_err"] - 0.5) < 0.03 and bad["z68"] > 1.8, bad

@@ -64,9 +64,29 @@ def tertile_coverage(ref: np.ndarray, inside: np.ndarray) -> list[float]:
     return [float(inside[t == i].mean()) if (t == i).any() else float("nan") for i in range(3)]
 
 
+def spread_check(fs: np.ndarray, ref: np.ndarray, input_err: np.ndarray) -> dict[str, float | None]:
+    """How the draws' spread of a line compares with what the data give, from the line's fluxes over
+    the draws ``fs`` (S, n), its truth ``ref`` (n,) and the input fit's own error ``input_err`` (n,):
+
+    - ``sd_over_input_err``: median of the draws' sd over the input fit's error. Where the data
+      fix the line (high S/N) about 1; well below 1 there, the prior claims a precision the data
+      do not give;
+    - ``z68``: 68th percentile of |draws' median - truth| / draws' sd; 1 for right-sized intervals,
+      above 1 for too narrow ones (whatever the side they miss on)."""
+    sd = np.nanstd(fs, axis=0)
+    ok = np.isfinite(sd) & (sd > 0)
+    good = ok & np.isfinite(input_err) & (input_err > 0)
+    z = np.abs(np.nanmedian(fs[:, ok], axis=0) - ref[ok]) / sd[ok]
+    return {
+        "sd_over_input_err": float(np.median(sd[good] / input_err[good])) if good.any() else None,
+        "z68": float(np.quantile(z, 0.68)) if ok.any() else None,
+    }
+
+
 def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict[str, Any]:
     """Interval coverage of lines and O3N2 (with the sides the truth falls out on; H-alpha also per
-    tertile of its true flux, and the median ratio of the draws' median to the truth), and slope /
+    tertile of its true flux, the median ratio of the draws' median to the truth and
+    :func:`spread_check`), and slope /
     bias for lines the input detects at S/N >= 5."""
     ref = _fluxes(fitter, obs["truth"])
     sig = np.where(obs["ivar"] > 0, 1.0 / np.sqrt(np.where(obs["ivar"] > 0, obs["ivar"], 1.0)), 1e3)
@@ -86,6 +106,7 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
             pos = ref[line] > 0
             ratio = np.nanmedian(fs, axis=0)[pos] / ref[line][pos]  # draws the fitter could not measure are NaN
             entry["median_ratio"] = float(np.nanmedian(ratio)) if np.isfinite(ratio).any() else None
+            entry |= spread_check(fs, ref[line], inp[f"{line}_err"])
         if det.sum() >= 10:
             lt, ld = np.log10(ref[line][det]), np.log10(den[line][det])
             entry["slope_detected"] = float(np.polyfit(lt, ld, 1)[0]) if np.ptp(lt) > 0 else float("nan")

@@ -93,16 +93,21 @@ def _class_table(pc: dict | None) -> list[str]:
         out.append(f"| {key} | " + " | ".join(cells) + " |")
     out += [
         "",
-        "H-alpha per class: truth below / above the 16-84 % interval; median of the draws' median over the truth",
+        "H-alpha per class: truth below / above the 16-84 % interval; median of the draws' median over the "
+        "truth; the draws' sd over the input fit's own error (median; ~1 where the data fix the line) and the "
+        "68th percentile of |draws' median - truth| / draws' sd (1: right-sized; above: too narrow)",
         "",
     ]
     out += ["| S/N | " + " | ".join(cls) + " |", "|---" * (len(cls) + 1) + "|"]
     for key, row in pc["bins"].items():
         has = [row[c]["lines"].get("Halpha", {}) for c in cls]
-        out.append(
-            f"| {key} | " + " | ".join(f"{_sides(h)}; {_f(h.get('median_ratio'), '{:.2f}')}" for h in has) + " |"
-        )
+        out.append(f"| {key} | " + " | ".join(_halpha_cell(h) for h in has) + " |")
     return out
+
+
+def _halpha_cell(h: dict[str, Any]) -> str:
+    spread = f"{_f(h.get('sd_over_input_err'), '{:.2f}')}, {_f(h.get('z68'), '{:.2f}')}"
+    return f"{_sides(h)}; {_f(h.get('median_ratio'), '{:.2f}')}; {spread}"
 
 
 def render_markdown(res: dict[str, Any]) -> str:
