@@ -71,3 +71,4 @@ def test_line_windows_cover_the_lines_on_the_grid_only():
     short = WAVE[WAVE < 5000]
     assert line_windows(short, 1).max() < len(short) and 5006.8 not in short
     assert len(line_windows(WAVE[WAVE > 7400], 2)) == 0  # no line on that grid
+    assert np.array_equal(line_windows(WAVE, 2, (5006.8,)), np.arange(LINE - 2, LINE + 3))  # a given list

@@ -27,6 +27,7 @@ from specdenoise.evaluation.mzr_truth import true_o3n2
 from specdenoise.evaluation.posterior_real import anomaly_rates, real_spectra_chi2
 from specdenoise.models.loading import load_model
 from specdenoise.models.losses import pixel_weights, weighted_mse
+from specdenoise.models.posterior_fit import line_windows
 from specdenoise.models.posterior_noise import observe_normalised
 from specdenoise.models.posterior_sim import draw_clean
 
@@ -36,11 +37,9 @@ LINE_PIX = (3727.0, 4861.3, 5006.8, 6562.8, 6583.5)
 
 
 def line_pixels(wave: np.ndarray, half: int = 2) -> np.ndarray:
-    """Boolean (P,) mask of the bins within ``half`` bins of the strong lines."""
+    """Boolean (P,) mask of the bins within ``half`` bins of the strong lines (:data:`LINE_PIX`)."""
     m = np.zeros(len(wave), bool)
-    for w in LINE_PIX:
-        i = int(np.argmin(np.abs(wave - w)))
-        m[max(i - half, 0) : i + half + 1] = True
+    m[line_windows(wave, half, LINE_PIX)] = True
     return m
 
 

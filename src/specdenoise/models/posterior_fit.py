@@ -19,12 +19,13 @@ wide, their H-alpha pulled 2-4 times up towards the population (README, posterio
 
 Why the line loadings: in a weak-line component the top ``q`` eigenvectors follow the continuum,
 so the variation of its lines fell into ``D``, independent per pixel: a line's flux then varies
-as the sum of its pixels' independent parts, too little, and at S/N 30-100 the weak-line classes'
-H-alpha intervals held 0.55-0.60 (``bench posterior``). Their line loadings carry 13-55 % of the
-continuum-subtracted H-alpha variance and 26-83 % of [OIII]'s in the components of the four
-lower levels, 0-3 % in the strongest level, where the top ``q`` already follow the lines; there
-they only let the components with the largest ``D`` fit real spectra's line shapes and win them,
-copying noise (NGC3073: chi^2 vs data 0.65 instead of 0.82), so that level gets none.
+as the sum of its pixels' independent parts, too little, and at S/N 30 / 100 the weak-line
+classes' H-alpha intervals held 0.63 / 0.55 (absorption) and 0.69 / 0.60 (quiescent; ``bench
+posterior``). Their line loadings carry 13-55 % of the continuum-subtracted H-alpha variance
+and 26-83 % of [OIII]'s in the components of the four lower levels, 0-3 % in the strongest
+level, where the top ``q`` already follow the lines; there they only let the components with
+the largest ``D`` fit real spectra's line shapes and win them, copying noise (NGC3073: chi^2 vs
+data 0.65 instead of 0.82), so that level gets none.
 
 Calibration: :mod:`.posterior_calibrate`.
 """
@@ -131,11 +132,12 @@ class PriorAccumulator:
         return {"mu": np.array(mus), "w": np.array(ws), "d": np.array(ds), "log_pi": np.log(pi)}
 
 
-def line_windows(wave: np.ndarray, half: int) -> np.ndarray:
-    """Sorted pixel indices of the bins within ``half`` of the bin nearest each emission line of
-    :data:`.posterior_prior.MISMATCH_LINES` on the rest grid ``wave`` (P,); lines off the grid are skipped."""
+def line_windows(wave: np.ndarray, half: int, lines=MISMATCH_LINES) -> np.ndarray:
+    """Sorted pixel indices of the bins within ``half`` of the bin nearest each of ``lines`` (rest A;
+    default the emission lines of :data:`.posterior_prior.MISMATCH_LINES`) on the rest grid ``wave``
+    (P,); lines off the grid are skipped."""
     wave = np.asarray(wave, float)
-    near = [int(np.argmin(np.abs(wave - line))) for line in MISMATCH_LINES if wave[0] <= line <= wave[-1]]
+    near = [int(np.argmin(np.abs(wave - line))) for line in lines if wave[0] <= line <= wave[-1]]
     idx = [np.arange(i - half, i + half + 1) for i in near]
     return np.unique(np.clip(np.concatenate(idx), 0, len(wave) - 1)) if idx else np.zeros(0, int)
 
