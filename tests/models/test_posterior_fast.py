@@ -12,7 +12,7 @@ from specdenoise.models import posterior_infer as infer
 from specdenoise.models.posterior import PosteriorDenoiser
 from specdenoise.models.posterior_eval import evaluate, scan
 from specdenoise.models.posterior_linalg import floor_evidence, tri_inverse
-from specdenoise.models.posterior_prior import basis_gram, mismatch_basis
+from specdenoise.models.posterior_prior import basis_gram, mismatch_basis, prepare
 
 P, Q = 825, 4
 GRID = [0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
@@ -63,6 +63,26 @@ def test_structured_gram_equals_the_dense_outer_products():
         s = half @ np.swapaxes(half, 1, 2)
         ref_d = np.einsum("pi,nij,pj->np", x[k], s, x[k])
         np.testing.assert_allclose(bg.diag(k, s), ref_d, rtol=0, atol=1e-13 * np.abs(ref_d).max())
+
+
+def test_factor_gram_from_the_upper_triangle_equals_the_dense_products():
+    """``W^T diag(g) W`` and ``diag(W S W^T)`` at f = 0, built from the per-pixel products of the
+    upper triangle only, against the dense sums (an asymmetric ``S`` is symmetrised by the
+    products, so the test uses a symmetric one)."""
+    m, wave = _model(k=2)
+    a = m.arrays
+    pr = prepare(a, wave, GRID)
+    rng = np.random.default_rng(1)
+    g = rng.random((6, P)) * 10.0 ** rng.uniform(0, 6, (6, 1))
+    g[:, 50:90] = 0.0
+    assert pr.ww.shape == (2, P, Q * (Q + 1) // 2)
+    for k in range(2):
+        ref = np.einsum("np,pi,pj->nij", g, a["w"][k], a["w"][k])
+        np.testing.assert_allclose(pr.gram(k, 0, g), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+        half = rng.standard_normal((6, Q, Q))
+        s = half @ np.swapaxes(half, 1, 2)
+        ref_d = np.einsum("pi,nij,pj->np", a["w"][k], s, a["w"][k])
+        np.testing.assert_allclose(pr.gram_diag(k, 0, s), ref_d, rtol=0, atol=1e-13 * np.abs(ref_d).max())
 
 
 def test_blocked_triangular_inverse():

@@ -7,9 +7,10 @@ Each term is one Gaussian: component ``k`` of the prior (``mu_k``, loading ``W_k
 absorption-feature amplitudes; ``f = 0``: ``W_k`` alone). With ``a = s^2 d``,
 ``g = ivar / (1 + a ivar)`` and ``r = y - s mu`` the latent precision is
 ``P_z = I + s^2 W^T diag(g) W``; a batch computes it as ONE matrix product ``g @ WW_k`` with the
-per-pixel outer products ``WW_k[p] = vec(w_p w_p^T)`` (P, q^2) precomputed once per model;
-likewise ``W^T (g r)`` is ``(g r) @ W_k`` and the posterior variance diagonal
-``diag(W P_z^-1 W^T)`` is ``vec(P_z^-1) @ WW_k^T``. For ``[W_k, B_k]`` (Q ~ 60) the same products
+per-pixel products ``WW_k[p] = (w_pi w_pj)_{i <= j}`` (P, q(q+1)/2; the upper triangle: half the
+work of all q^2) precomputed once per model; likewise ``W^T (g r)`` is ``(g r) @ W_k`` and the
+posterior variance diagonal ``diag(W P_z^-1 W^T)`` is the upper triangle of ``P_z^-1``, off-diagonal
+entries doubled, times ``WW_k^T``. For ``[W_k, B_k]`` (Q ~ 60) the same products
 come from a structured table instead of the dense (P, Q^2) one
 (:class:`.posterior_prior.BasisGram`: Legendre products as Legendre series, local columns on their
 windows). ``P_z`` is factorised once (Cholesky); the small triangular solves are vectorised over

@@ -53,6 +53,32 @@ LINE_SCALE = 10.0  # a line column's peak, in units of the rms pixel of a unit-n
 LOCAL_CUT = 9.3
 
 
+def _upper(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the upper triangle (diagonal included) of a (q, q) matrix."""
+    return np.triu_indices(q)
+
+
+def _pairs(w: np.ndarray) -> np.ndarray:
+    """Per-pixel products ``W_i W_j`` (K, P, q(q+1)/2) over the upper triangle ``i <= j`` (the
+    symmetric rest is filled by :func:`_fill_sym`)."""
+    iu, ju = _upper(w.shape[2])
+    return np.ascontiguousarray(w[:, :, iu] * w[:, :, ju])
+
+
+def _fill_sym(out: np.ndarray, tri: np.ndarray, q: int) -> None:
+    """Write the upper-triangle values ``tri`` (n, q(q+1)/2) and their mirror into ``out[:, :q, :q]``."""
+    iu, ju = _upper(q)
+    out[:, iu, ju] = tri
+    out[:, ju, iu] = tri
+
+
+def _sym_weights(sig: np.ndarray, q: int) -> np.ndarray:
+    """The upper triangle (n, q(q+1)/2) of symmetric ``sig[:, :q, :q]`` with the off-diagonal
+    entries doubled, so that ``_sym_weights(S) @ _pairs(W).T = diag(W S W^T)``."""
+    iu, ju = _upper(q)
+    return sig[:, iu, ju] * np.where(iu == ju, 1.0, 2.0)[None, :]
+
+
 def _local_columns(wave: np.ndarray | None, p: int) -> np.ndarray:
     """The emission-line and absorption-feature columns of the mismatch basis (P, n_local)."""
     pix = np.arange(p)
@@ -95,7 +121,7 @@ class BasisGram:
     only in its window of ``width`` pixels from ``lo``. Same values as the dense products up to
     float round-off (tested against them)."""
 
-    pair: np.ndarray  # (K, P, q*q + q*n_leg + n_lin): W_i W_j, W_i mu L_j, mu^2 L_l
+    pair: np.ndarray  # (K, P, q(q+1)/2 + q*n_leg + n_lin): W_i W_j (i <= j), W_i mu L_j, mu^2 L_l
     lin: np.ndarray  # (n_lin, n_leg^2) Legendre linearisation coefficients
     lo: np.ndarray  # (n_loc,) first pixel of each local column's window
     width: int
@@ -108,12 +134,13 @@ class BasisGram:
         n, q, nl = len(g), self.q, self.n_leg
         big = self.loc.shape[3]
         dense = g @ self.pair[k]
+        t = q * (q + 1) // 2
         out = np.empty((n, big, big))
-        out[:, :q, :q] = dense[:, : q * q].reshape(n, q, q)
-        wl = dense[:, q * q : q * q + q * nl].reshape(n, q, nl)
+        _fill_sym(out, dense[:, :t], q)
+        wl = dense[:, t : t + q * nl].reshape(n, q, nl)
         out[:, :q, q : q + nl] = wl
         out[:, q : q + nl, :q] = wl.transpose(0, 2, 1)
-        out[:, q : q + nl, q : q + nl] = (dense[:, q * q + q * nl :] @ self.lin).reshape(n, nl, nl)
+        out[:, q : q + nl, q : q + nl] = (dense[:, t + q * nl :] @ self.lin).reshape(n, nl, nl)
         if len(self.lo):
             win = g[:, self.lo[:, None] + np.arange(self.width)]  # (n, n_loc, width)
             loc = np.matmul(win.transpose(1, 0, 2), self.loc[k]).transpose(1, 2, 0)  # (n, Q, n_loc)
@@ -125,7 +152,7 @@ class BasisGram:
         """``diag(X_k S X_k^T)`` (n, P) for symmetric ``sig`` (n, Q, Q)."""
         n, q, nl = len(sig), self.q, self.n_leg
         ll = sig[:, q : q + nl, q : q + nl].reshape(n, nl * nl) @ self.lin.T
-        v = np.concatenate([sig[:, :q, :q].reshape(n, q * q), 2.0 * sig[:, :q, q : q + nl].reshape(n, q * nl), ll], 1)
+        v = np.concatenate([_sym_weights(sig, q), 2.0 * sig[:, :q, q : q + nl].reshape(n, q * nl), ll], 1)
         out = v @ self.pair[k].T
         if len(self.lo):
             wts = np.where(np.arange(sig.shape[1]) < q + nl, 2.0, 1.0)  # cross terms with the dense columns twice
@@ -147,7 +174,7 @@ def basis_gram(w: np.ndarray, mu: np.ndarray, wave: np.ndarray | None) -> BasisG
             c = np.polynomial.legendre.legmul(np.eye(nl)[i], np.eye(nl)[j])
             lin[: len(c), i * nl + j] = c
     wl = np.einsum("kpi,kp,pj->kpij", w, mu, leg).reshape(k, p, q * nl)
-    pair = np.concatenate([np.einsum("kpi,kpj->kpij", w, w).reshape(k, p, q * q), wl, mu[:, :, None] ** 2 * legs], 2)
+    pair = np.concatenate([_pairs(w), wl, mu[:, :, None] ** 2 * legs], 2)
     local = _local_columns(wave, p)
     nz = [np.flatnonzero(local[:, j]) for j in range(local.shape[1])]
     width = max((int(z[-1] - z[0] + 1) for z in nz), default=1)
@@ -165,7 +192,7 @@ class Prior:
 
     mu: np.ndarray  # (K, P)
     w: np.ndarray  # (K, P, q)
-    ww: np.ndarray  # (K, P, q*q) per-pixel outer products of the loading rows
+    ww: np.ndarray  # (K, P, q(q+1)/2) per-pixel products W_i W_j of the loading rows, i <= j
     wb: np.ndarray  # (K, P, q+m) the loading with the mismatch basis at unit floor
     basis: BasisGram | None  # its per-pixel outer products, structured (None: no basis)
     d: np.ndarray  # (K, P) diagonal variance
@@ -190,13 +217,15 @@ class Prior:
         """``W^T diag(g) W`` (n, Q, Q) of the unscaled loading ``W`` of :meth:`loading`, ``g`` (n, P)."""
         if f == 0 or self.basis is None:
             q = self.w.shape[2]
-            return (g @ self.ww[k]).reshape(len(g), q, q)
+            out = np.empty((len(g), q, q))
+            _fill_sym(out, g @ self.ww[k], q)
+            return out
         return self.basis.gram(k, g)
 
     def gram_diag(self, k: int, f: int, sig: np.ndarray) -> np.ndarray:
         """``diag(W S W^T)`` (n, P) of the unscaled loading ``W`` of :meth:`loading`, ``sig`` (n, Q, Q)."""
         if f == 0 or self.basis is None:
-            return sig.reshape(len(sig), -1) @ self.ww[k].T
+            return _sym_weights(sig, self.w.shape[2]) @ self.ww[k].T
         return self.basis.diag(k, sig)
 
 
@@ -206,7 +235,7 @@ def prepare(arrays: dict, wave: np.ndarray | None, mismatch=(0.0,), log_pf=None,
     (``basis``), a per-pixel variance ``(f mu_k)^2`` (``diag``) or both."""
     mu, w, d = arrays["mu"], arrays["w"], arrays["d"]
     k, p, q = w.shape
-    ww = np.einsum("kpi,kpj->kpij", w, w).reshape(k, p, q * q)
+    ww = _pairs(w)
     f = np.asarray(mismatch, dtype=float)
     wb, basis = w, None
     if len(f) > 1 and kind in ("basis", "both"):
@@ -214,4 +243,4 @@ def prepare(arrays: dict, wave: np.ndarray | None, mismatch=(0.0,), log_pf=None,
         basis = basis_gram(w, mu, wave)
     lpf = np.zeros(len(f)) if log_pf is None else np.asarray(log_pf, dtype=float)
     dlev = mu**2 if kind in ("diag", "both") else np.zeros_like(mu)
-    return Prior(mu, w, np.ascontiguousarray(ww), wb, basis, d, dlev, arrays["log_pi"], f, lpf)
+    return Prior(mu, w, ww, wb, basis, d, dlev, arrays["log_pi"], f, lpf)
