@@ -171,7 +171,7 @@ class TrainConfig(_Section, FamilySections):
     kl_weight: float = Field(1.0, ge=0.0, description="weight of the KL term of the VAE loss (paper: 1)")
     seeds: int = Field(3, ge=1, description="training seeds per model at the paper level (axis_dims only)")
     level_seeds: int = Field(1, ge=1, description="training seeds per model at the other noise.levels")
-    axis_dims: list[int] = Field([6], description="latent dims with the seed and level axes (within latent_dims)")
+    axis_dims: list[int] = Field([4, 6], description="latent dims with the seed and level axes (within latent_dims)")
     extra: dict[FamilyName, Annotated[int, Field(gt=0)]] = Field(
         default_factory=lambda: {"posterior": 6},
         description="family -> latent dim of models outside the paper matrix (stages train_extra, train_extra_axis)",
