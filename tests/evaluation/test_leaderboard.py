@@ -87,3 +87,18 @@ def test_an_old_evaluation_file_is_named(tmp_path):
     (tmp_path / "evaluation.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(DataError, match="evaluation.json: no 'cells'"):
         lb.build(tmp_path / "evaluation.json")
+
+
+def test_only_the_best_row_reads_leader(tmp_path):
+    """Two identical models (gap exactly 0, CI [0, 0]) behind the best: the second shows its +0.0 gap,
+    not "leader" (the MEAN cells of every latent dim are the same model)."""
+    cells = [
+        _cell("ae_6", 0.04, 640.0, None, 1, False, ["r0"]),
+        {**_cell("mean_2", 0.04, 900.0, None, 2, True, ["r1"]), "diff_vs_leader": 260.0},
+        {**_cell("mean_4", 0.04, 900.0, None, 2, True, ["r2"]), "diff_vs_leader": 0.0, "ci_vs_leader": [0.0, 0.0]},
+    ]
+    (tmp_path / "evaluation.json").write_text(json.dumps({"paper_level": 0.04, "rows": [], "cells": cells}))
+    md = lb.render_markdown(lb.build(tmp_path / "evaluation.json"))
+    assert "| 1 | AE 6-D | 1 | 640.0 | leader |" in md
+    assert "| 2= | MEAN 4-D | 1 | 900.0 | +0.0 [+0.0, +0.0] |" in md
+    assert md.count("| leader |") == 1

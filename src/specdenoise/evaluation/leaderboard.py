@@ -83,7 +83,6 @@ def run_url(ui: str, experiment_id: str | None, run_id: str | None) -> str | Non
 
 def _row(c: dict[str, Any], paper: dict[str, Any], champ: dict[str, Any], ui: str) -> dict[str, Any]:
     lo, hi = c.get("ci_vs_leader", [0.0, 0.0])
-    diff = "leader" if c.get("diff_vs_leader", 0.0) == 0.0 and lo == hi == 0.0 else None
     runs = [
         {
             "seed": s["seed_index"],
@@ -105,7 +104,7 @@ def _row(c: dict[str, Any], paper: dict[str, Any], champ: dict[str, Any], ui: st
         "test_loss_sd": c["test_loss_sd"],
         "test_loss_truth": c["test_loss_truth"],
         "test_loss_truth_sd": c["test_loss_truth_sd"],
-        "diff": diff or f"{c['diff_vs_leader']:+,.1f} [{lo:+,.1f}, {hi:+,.1f}]",
+        "diff": f"{c['diff_vs_leader']:+,.1f} [{lo:+,.1f}, {hi:+,.1f}]",  # the level's first row: "leader"
         "diff_value": c.get("diff_vs_leader", 0.0),
         "gain": c["input_loss"] / c["test_loss"] if c["test_loss"] else None,
         "train_seconds": paper.get("train_seconds"),
@@ -140,6 +139,8 @@ def build(
     for name, cells in levels.items():
         rows = [_row(c, papers.get(c["key"], {}) if c["level"] == paper_level else {}, champ, mlflow_ui) for c in cells]
         rows.sort(key=lambda r: (r["rank"] or 0, r["test_loss"]))
+        if rows:  # only the level's best has no gap (a model equal to a later leader shows +0.0)
+            rows[0]["diff"] = "leader"
         for r in rows:
             after = (unc.get(r["key"]) or {}).get("after") or {} if r["level"] == paper_level else {}
             r["coverage_1sigma"] = 100 * after["within_1sigma"] if after.get("within_1sigma") is not None else None
