@@ -3,8 +3,10 @@ loadings, the structured model-mismatch basis, and small batched triangular solv
 
 The mismatch basis ``B_k`` (:func:`mismatch_basis`) holds what real galaxy spectra have and a
 finite universe prior may lack: a smooth multiplicative distortion of the component mean
-(flux calibration, dust, template shape: Legendre orders in log wavelength) and free amplitudes of
-the strong emission lines and stellar absorption features at their rest wavelengths. At floor
+(flux calibration, dust, template shape: Legendre orders in log wavelength), free amplitudes of
+the emission lines, shifts and broad components of the strongest (a real line's centre and width,
+not only its strength, can differ from the universe's) and free depths of stellar absorption features at
+their rest wavelengths. At floor
 ``f`` its columns enter the loading as ``f B_k`` (prior sd ``f`` in units of the columns), so they
 can absorb structure but not white noise (``m`` columns cost ``m`` degrees of freedom of 825).
 """
@@ -45,6 +47,10 @@ MISMATCH_LINES = (
 )
 #: rest wavelengths (A) of stellar absorption features given a free depth (sigma = 2 bins)
 MISMATCH_ABSORPTION = (3933.7, 3968.5, 4304.4, 5175.4, 5269.0, 5892.9, 8498.0)
+#: the strongest lines of :data:`MISMATCH_LINES` ([OII], H-beta, [OIII], [NII], H-alpha, [SII]), which
+#: also get a shift and a broad column: 10 lines, not all 27, because every column costs the floor
+#: scan O(m^2) per spectrum and its reduction O(m^3) (the basis has m = 24 + 27 + 2 x 10 + 7 columns)
+SHAPE_LINES = (3727.1, 3729.9, 4861.3, 4958.9, 5006.8, 6548.1, 6562.8, 6583.5, 6716.4, 6730.8)
 N_LEGENDRE = 24
 LINE_SCALE = 10.0  # a line column's peak, in units of the rms pixel of a unit-norm spectrum
 
@@ -79,16 +85,34 @@ def _sym_weights(sig: np.ndarray, q: int) -> np.ndarray:
     return sig[:, iu, ju] * np.where(iu == ju, 1.0, 2.0)[None, :]
 
 
+#: width (bins) of each emission line's broad column in the mismatch basis (its shape: a wider line)
+BROAD_SIGMA = 2.5
+
+
+def _gauss_columns(wave: np.ndarray, p: int, lines, sig: float, shift: bool = False) -> list[np.ndarray]:
+    """A Gaussian column (sigma ``sig`` bins; with ``shift`` its derivative, a shift of the line)
+    at each of ``lines`` (rest A) on the grid, peak ``LINE_SCALE / sqrt(P)``, 0 beyond LOCAL_CUT."""
+    pix, logw, cols = np.arange(p), np.log(wave), []
+    for lam in lines:
+        if logw[0] < np.log(lam) < logw[-1]:
+            dx = (pix - np.interp(np.log(lam), logw, pix)) / sig
+            col = np.where(np.abs(dx) <= LOCAL_CUT, np.exp(-0.5 * dx * dx), 0.0) * LINE_SCALE / np.sqrt(p)
+            cols.append(dx * col if shift else col)
+    return cols
+
+
 def _local_columns(wave: np.ndarray | None, p: int) -> np.ndarray:
-    """The emission-line and absorption-feature columns of the mismatch basis (P, n_local)."""
-    pix = np.arange(p)
-    cols = []
-    logw = np.log(wave) if wave is not None else None
-    for lines, sig in ((MISMATCH_LINES, 1.0), (MISMATCH_ABSORPTION, 2.0)):
-        for lam in lines if wave is not None else ():
-            if logw[0] < np.log(lam) < logw[-1]:
-                dx = (pix - np.interp(np.log(lam), logw, pix)) / sig
-                cols.append(np.where(np.abs(dx) <= LOCAL_CUT, np.exp(-0.5 * dx * dx), 0.0) * LINE_SCALE / np.sqrt(p))
+    """The local columns of the mismatch basis (P, n_local): per emission line of
+    :data:`MISMATCH_LINES` its amplitude (sigma = 1 bin); per line of :data:`SHAPE_LINES` also its
+    shift (the derivative) and a broad component (sigma = :data:`BROAD_SIGMA` bins), so that a real
+    line whose centre or width the prior lacks can pass; per feature of :data:`MISMATCH_ABSORPTION`
+    its depth (sigma = 2 bins)."""
+    if wave is None:
+        return np.zeros((p, 0))
+    cols = _gauss_columns(wave, p, MISMATCH_LINES, 1.0)
+    cols += _gauss_columns(wave, p, SHAPE_LINES, 1.0, shift=True)
+    cols += _gauss_columns(wave, p, SHAPE_LINES, BROAD_SIGMA)
+    cols += _gauss_columns(wave, p, MISMATCH_ABSORPTION, 2.0)
     return np.stack(cols, axis=1) if cols else np.zeros((p, 0))
 
 
@@ -101,9 +125,10 @@ def _legendre(p: int, n: int) -> np.ndarray:
 def mismatch_basis(mu: np.ndarray, wave: np.ndarray) -> np.ndarray:
     """The structured model-mismatch loading ``B_k`` (K, P, m) at unit floor: a smooth multiplicative
     distortion ``mu_k L_l(x)`` (Legendre orders 0..N_LEGENDRE-1, ``x`` linear in log wavelength over
-    the grid), a free Gaussian line (sigma = 1 bin, peak ``LINE_SCALE / sqrt(P)``) at each of
-    :data:`MISMATCH_LINES` on the grid and an absorption feature (sigma = 2 bins) at each of
-    :data:`MISMATCH_ABSORPTION`; the local columns are 0 beyond :data:`LOCAL_CUT` sigmas."""
+    the grid), at each of :data:`MISMATCH_LINES` on the grid a free Gaussian line (sigma = 1 bin,
+    peak ``LINE_SCALE / sqrt(P)``), for the strongest its shift and a broad line (:func:`_local_columns`), and an
+    absorption feature (sigma = 2 bins) at each of :data:`MISMATCH_ABSORPTION`; the local columns
+    are 0 beyond :data:`LOCAL_CUT` sigmas."""
     k, p = mu.shape
     lines = _local_columns(wave, p)
     return np.concatenate(
