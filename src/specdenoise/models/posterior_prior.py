@@ -59,21 +59,16 @@ LINE_SCALE = 10.0  # a line column's peak, in units of the rms pixel of a unit-n
 LOCAL_CUT = 9.3
 
 
-def _upper(q: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the upper triangle (diagonal included) of a (q, q) matrix."""
-    return np.triu_indices(q)
-
-
 def _pairs(w: np.ndarray) -> np.ndarray:
     """Per-pixel products ``W_i W_j`` (K, P, q(q+1)/2) over the upper triangle ``i <= j`` (the
     symmetric rest is filled by :func:`_fill_sym`)."""
-    iu, ju = _upper(w.shape[2])
+    iu, ju = np.triu_indices(w.shape[2])
     return np.ascontiguousarray(w[:, :, iu] * w[:, :, ju])
 
 
 def _fill_sym(out: np.ndarray, tri: np.ndarray, q: int) -> None:
     """Write the upper-triangle values ``tri`` (n, q(q+1)/2) and their mirror into ``out[:, :q, :q]``."""
-    iu, ju = _upper(q)
+    iu, ju = np.triu_indices(q)
     out[:, iu, ju] = tri
     out[:, ju, iu] = tri
 
@@ -81,7 +76,7 @@ def _fill_sym(out: np.ndarray, tri: np.ndarray, q: int) -> None:
 def _sym_weights(sig: np.ndarray, q: int) -> np.ndarray:
     """The upper triangle (n, q(q+1)/2) of symmetric ``sig[:, :q, :q]`` with the off-diagonal
     entries doubled, so that ``_sym_weights(S) @ _pairs(W).T = diag(W S W^T)``."""
-    iu, ju = _upper(q)
+    iu, ju = np.triu_indices(q)
     return sig[:, iu, ju] * np.where(iu == ju, 1.0, 2.0)[None, :]
 
 
@@ -259,7 +254,6 @@ def prepare(arrays: dict, wave: np.ndarray | None, mismatch=(0.0,), log_pf=None,
     line columns). ``kind``: the mismatch at floor ``f`` is the structured basis ``f B_k``
     (``basis``), a per-pixel variance ``(f mu_k)^2`` (``diag``) or both."""
     mu, w, d = arrays["mu"], arrays["w"], arrays["d"]
-    k, p, q = w.shape
     ww = _pairs(w)
     f = np.asarray(mismatch, dtype=float)
     wb, basis = w, None
