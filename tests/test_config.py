@@ -4,7 +4,7 @@ import pytest
 
 from specdenoise.config import Params, TrainConfig, deep_merge, load_params, parse_params, resolve_params
 from specdenoise.errors import ConfigError
-from specdenoise.models.neural import NetConfig
+from specdenoise.models.neural_config import NetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from specdenoise.errors import ConfigError
 from specdenoise.io import deep_merge, load_yaml
-from specdenoise.models.base import FamilyName, FamilySections
+from specdenoise.models.sections import FamilyName, FamilySections
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -147,7 +147,7 @@ class ValidateConfig(_Section):
 class TrainConfig(_Section, FamilySections):
     """Model training (paper section 3): families, latent dimensions and the optimiser; plus one
     ``train.<family>`` section per registered family with settings (``ae``, ``vae``:
-    :class:`~specdenoise.models.neural.NetConfig`), see :class:`~specdenoise.models.base.FamilySections`.
+    :class:`~specdenoise.models.neural_config.NetConfig`), see :class:`~specdenoise.models.sections.FamilySections`.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=False)  # extras: family sections only

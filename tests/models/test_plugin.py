@@ -110,7 +110,7 @@ def test_registered_family_fits_denoises_saves_and_loads(smooth_family, tmp_path
     from specdenoise.models.search import random_search
 
     with pytest.raises(ConfigError, match="'smooth' has no hyper-parameter search space"):
-        random_search(NAME, 4, data, Params(), seed=0)
+        random_search(get_family(NAME), 4, data, Params(), seed=0)
 
 
 def test_unregistering_restores_the_default_configuration():

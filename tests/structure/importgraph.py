@@ -242,6 +242,47 @@ def runtime_closure(graph: Mapping[str, Iterable[str]], top_graph: Mapping[str, 
     return seen
 
 
+#: The package that imports the model families on demand (``load_builtin_families``) and the file
+#: that names each built-in family's module (its ``BUILTIN`` dict literal).
+FAMILY_PACKAGE = f"{PACKAGE}.models"
+CATALOGUE = SRC / PACKAGE / "models" / "catalogue.py"
+
+
+def family_modules(catalogue: Path = CATALOGUE) -> dict[str, str]:
+    """Family name -> the module that registers it, read from the catalogue's ``BUILTIN`` literal."""
+    for node in ast.parse(catalogue.read_text()).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(target, ast.Name) and target.id == "BUILTIN" and isinstance(node.value, ast.Dict):
+            return {k.value: v.elts[0].value for k, v in zip(node.value.keys, node.value.values, strict=True)}
+    raise LookupError(f"{catalogue}: no 'BUILTIN: dict[...] = {{...}}' literal")
+
+
+def named_family(cmd: str) -> str | None:
+    """The value of ``--model`` in a stage command; None where it is not given."""
+    words = shlex.split(cmd)
+    for i, w in enumerate(words):
+        if w == "--model" and i + 1 < len(words):
+            return words[i + 1]
+        if w.startswith("--model="):
+            return w.split("=", 1)[1]
+    return None
+
+
+def for_family(graph: Mapping[str, set[str]], family: str | None, families: Mapping[str, str]) -> dict[str, set[str]]:
+    """``graph`` without :data:`FAMILY_PACKAGE`'s edges to the other families' modules.
+
+    A stage that names ``--model family`` runs that family's code only: the families are plug-ins
+    the package imports by name, and modules have no import-time side effects (the convention of
+    :data:`ENTRY_PACKAGES`). A module that imports another family's module directly keeps it.
+    ``family`` None or not built in: ``graph`` unchanged.
+    """
+    out = dict(graph)
+    if family in families and FAMILY_PACKAGE in out:
+        others = set(families.values()) - {families[family]}
+        out[FAMILY_PACKAGE] = set(out[FAMILY_PACKAGE]) - others
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # DVC stages
 
@@ -373,7 +414,8 @@ def missing_deps(files: Iterable[str], deps: Iterable[str]) -> list[str]:
 def stage_closure_files(
     stage: Mapping, root_command, graph: Mapping[str, set[str]], modules: Mapping[str, Path]
 ) -> list[str]:
-    """Repo-relative files of every module the stage's specdenoise command can import.
+    """Repo-relative files of every module the stage's specdenoise command can import (of the
+    model families, only the one it names with ``--model``, if it names one: :func:`for_family`).
 
     Raises ``LookupError`` when the command does not name a specdenoise command with a callback.
     """
@@ -384,12 +426,13 @@ def stage_closure_files(
         raise LookupError(f"'{stage['cmd'][:80]}': no specdenoise command found (words {words})")
     if module not in modules:
         raise LookupError(f"'{' '.join(used)}': callback module {module} is not in {SRC}")
-    top_graph = build_graph(modules, module_level_only=True)
-    return sorted(rel(modules[m]) for m in runtime_closure(graph, top_graph, module))
+    family, families = named_family(stage["cmd"]), family_modules()
+    top_graph = for_family(build_graph(modules, module_level_only=True), family, families)
+    return sorted(rel(modules[m]) for m in runtime_closure(for_family(graph, family, families), top_graph, module))
 
 
 def minimal_deps(
-    files: Iterable[str], modules: Mapping[str, Path], threshold: float = 0.5, package_dir: Path = SRC / PACKAGE
+    files: Iterable[str], modules: Mapping[str, Path], threshold: float = 0.99, package_dir: Path = SRC / PACKAGE
 ) -> list[str]:
     """Few src paths that cover ``files``: a sub-package folder where more than ``threshold`` of its
     modules (empty ``__init__.py`` files not counted) are in ``files``, else the files themselves.

@@ -1,10 +1,12 @@
 """Print, for each DVC stage, the src paths its command can import: the ``deps:`` that
 ``tests/structure/test_dvc_deps.py`` asks for.
 
-    .venv/bin/python tests/structure/print_deps.py [--threshold 0.5] [--files] [--missing] [--rewrite OUT]
+    .venv/bin/python tests/structure/print_deps.py [--threshold 0.99] [--files] [--missing] [--rewrite OUT]
 
 A package folder is printed instead of its files when more than ``--threshold`` of its
-(non-empty) modules are needed (``--files``: never); stages of one ``matrix:`` are printed once.
+(non-empty) modules are needed (by default all of them: a folder dep reruns the stage on an edit
+of any file in it, so a stage that trains the AE must not list the posterior's files through it;
+``--files``: never); stages of one ``matrix:`` are printed once.
 ``--missing`` prints only what each stage's current deps lack. Data deps (inputs) are not
 printed: keep those from dvc.yaml. ``--rewrite OUT`` writes dvc.yaml to OUT (``dvc.yaml`` to
 replace it) with each stage's ``src/`` deps replaced by the printed ones, everything else kept
@@ -34,7 +36,7 @@ from importgraph import (  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--threshold", type=float, default=0.5, help="fraction of a folder's modules above which the folder is printed"
+        "--threshold", type=float, default=0.99, help="fraction of a folder's modules above which the folder is printed"
     )
     ap.add_argument("--files", action="store_true", help="print files only, never folders")
     ap.add_argument("--missing", action="store_true", help="print only the files each stage's deps miss")

@@ -87,9 +87,11 @@ def test_cycles_and_closure(pkg):
 
 def test_minimal_deps_folds_mostly_used_folders(pkg, tmp_path):
     files = {rel(pkg[m]) for m in ("pkg.sub", "pkg.sub.c", "pkg.helpers")}
-    deps = minimal_deps(files, pkg, package_dir=tmp_path / "pkg")
+    deps = minimal_deps(files, pkg, threshold=0.5, package_dir=tmp_path / "pkg")
     # sub/: 2 of 3 modules -> the folder; helpers.py alone; the package root is never folded
     assert deps == sorted([rel(tmp_path / "pkg/helpers.py"), rel(tmp_path / "pkg/sub")])
+    # by default only a folder whose every module is needed (a folder dep reruns on any edit in it)
+    assert minimal_deps(files, pkg, package_dir=tmp_path / "pkg") == sorted(files)
     one = minimal_deps({rel(pkg["pkg.sub.c"])}, pkg, package_dir=tmp_path / "pkg")
     assert one == [rel(pkg["pkg.sub.c"])]  # 1 of 3: the file
     assert minimal_deps({rel(pkg["pkg.empty.e"])}, pkg, package_dir=tmp_path / "pkg") == [rel(tmp_path / "pkg/empty")]

@@ -45,6 +45,9 @@ ALLOW_LAZY_STDLIB = False
 LAZY_INTERNAL_IMPORTS: frozenset[str] = frozenset(
     {
         "src/specdenoise/__init__.py",
+        # get_family / load_model import a family's module when first asked for, so that the
+        # config (and every data stage) needs only the catalogue: see specdenoise/models/catalogue.py
+        "src/specdenoise/models/__init__.py",
         "src/specdenoise/tracking/pyfunc_model.py",
         "src/specdenoise/tracking/served_model.py",
     }

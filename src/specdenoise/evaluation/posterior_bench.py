@@ -25,7 +25,7 @@ from specdenoise.evaluation.draw_coverage import draw_interval
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_truth import true_o3n2
 from specdenoise.evaluation.posterior_real import anomaly_rates, real_spectra_chi2
-from specdenoise.models.loading import load_model
+from specdenoise.models import load_model
 from specdenoise.models.losses import pixel_weights, weighted_mse
 from specdenoise.models.posterior_fit import line_windows
 from specdenoise.models.posterior_noise import observe_normalised

@@ -29,23 +29,23 @@ pipeline may do with it is declared by class attributes, never by its name:
 ``settings_model``
     The pydantic model (a :class:`FamilySettings`) of the family's ``train.<family>`` section
     in ``params.yaml``; None: the family takes no settings. :class:`FamilySections`, the base
-    of :class:`specdenoise.config.TrainConfig`, validates the sections against the registry.
+    of :class:`specdenoise.config.TrainConfig` (:mod:`specdenoise.models.sections`), validates
+    the sections against the built-in catalogue (:mod:`specdenoise.models.catalogue`, read
+    without importing the families) and the families registered since.
 
-This module imports nothing from :mod:`specdenoise.config` (which imports it).
+This module imports nothing from :mod:`specdenoise.config` (which imports it), and no family.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict
 
 from specdenoise.errors import ConfigError
 
@@ -78,122 +78,21 @@ def unregister(name: str) -> None:
     FAMILIES.pop(name, None)
 
 
-def _unknown(name: str) -> str:
-    return f"unknown model family '{name}' (known: {', '.join(sorted(FAMILIES))})"
+def unknown_family(name: str, known=None) -> str:
+    """The one-line message for an unknown family ``name``, listing ``known`` (default: the registered)."""
+    return f"unknown model family '{name}' (known: {', '.join(sorted(FAMILIES if known is None else known))})"
 
 
 def get_family(name: str) -> type[DenoisingModel]:
-    """The registered family class called ``name``; :class:`ConfigError` listing the known ones otherwise."""
+    """The registered family class called ``name``; :class:`ConfigError` listing the known ones otherwise.
+
+    Only families already imported are registered: use :func:`specdenoise.models.get_family`,
+    which imports a built-in family first.
+    """
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ConfigError(f"train.families: {_unknown(name)}") from None
-
-
-# ---- the train.<family> sections of params.yaml -------------------------------------------
-
-
-def check_family_name(name: str) -> str:
-    """Validator of a ``train.families`` entry: ``name`` if registered, else a one-line error."""
-    if name not in FAMILIES:
-        raise PydanticCustomError("unknown_family", _unknown(name))
-    return name
-
-
-#: A registered family name (checked when validated, so families registered later count).
-FamilyName = Annotated[str, AfterValidator(check_family_name)]
-
-
-def _prefixed(err: ValidationError, prefix: tuple[Any, ...] = ()) -> list[InitErrorDetails]:
-    """The line errors of ``err``, locations prefixed by ``prefix``, ready to raise again."""
-    out: list[InitErrorDetails] = []
-    for e in err.errors():
-        detail: InitErrorDetails = {"type": e["type"], "loc": (*prefix, *e["loc"]), "input": e.get("input")}
-        if "ctx" in e:
-            detail["ctx"] = e["ctx"]
-        try:  # a built-in error type stays itself; any other keeps its type name and message
-            ValidationError.from_exception_data("check", [detail])
-        except (KeyError, TypeError, ValueError):
-            detail = {"type": PydanticCustomError(e["type"], e["msg"]), "loc": detail["loc"], "input": detail["input"]}
-        out.append(detail)
-    return out
-
-
-def _validate_sections(given: Mapping[str, Any]) -> tuple[dict[str, BaseModel], list[InitErrorDetails]]:
-    """Settings instances, one per registered family with a ``settings_model`` in registration
-    order (defaults where ``given`` has no section), and the line errors of ``given`` (unknown
-    keys, families that take no settings, bad values)."""
-    errors: list[InitErrorDetails] = []
-    for key, value in given.items():
-        if key not in FAMILIES:
-            errors.append({"type": "extra_forbidden", "loc": (key,), "input": value})
-        elif FAMILIES[key].settings_model is None:
-            no = PydanticCustomError("family_settings", "model family '{family}' takes no settings", {"family": key})
-            errors.append({"type": no, "loc": (key,), "input": value})
-    sections: dict[str, BaseModel] = {}
-    for name, cls in FAMILIES.items():
-        if cls.settings_model is not None:
-            try:
-                sections[name] = cls.settings_model.model_validate(given.get(name, {}))
-            except ValidationError as err:
-                errors.extend(_prefixed(err, (name,)))
-    return sections, errors
-
-
-class FamilySections(BaseModel):
-    """Base of :class:`specdenoise.config.TrainConfig`: besides its fields, one ``<family>``
-    section per registered family with a ``settings_model``, validated by that model.
-
-    A section left out takes the model's defaults; any other unknown key is an error (reported,
-    like the fields' errors, with its location: ``train.ae.dropout``). Sections are read with
-    :meth:`settings` or as attributes (``params.train.ae``), and dumped after the fields in
-    registration order.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True, strict=False)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _family_sections(cls, data: Any, handler: Any) -> Any:
-        if not isinstance(data, dict):
-            return handler(data)
-        sections, errors = _validate_sections({k: v for k, v in data.items() if k not in cls.model_fields})
-        try:
-            result = handler({**{k: v for k, v in data.items() if k in cls.model_fields}, **sections})
-        except ValidationError as err:
-            errors = _prefixed(err) + errors  # the fields' errors first
-        if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
-        return result
-
-    def settings(self, family: str) -> BaseModel | None:
-        """The ``train.<family>`` settings of a registered family.
-
-        Returns
-        -------
-        BaseModel or None
-            The family's ``settings_model`` instance (its defaults when the family was
-            registered after this configuration was read); None for a family without one.
-
-        Raises
-        ------
-        ConfigError
-            ``family`` is not registered.
-        """
-        model = get_family(family).settings_model
-        if model is None:
-            return None
-        stored = self.__pydantic_extra__ or {}
-        return stored[family] if family in stored else model()
-
-    def __getattr__(self, name: str) -> Any:
-        # <family> sections: pydantic's extras, or the defaults of a family registered later
-        try:
-            return super().__getattr__(name)  # type: ignore[misc]
-        except AttributeError:
-            if name in FAMILIES and FAMILIES[name].settings_model is not None:
-                return self.settings(name)
-            raise
+        raise ConfigError(f"train.families: {unknown_family(name)}") from None
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""Reading a saved model back: :func:`load_model` (any family) and :func:`load_keras` (one ``.keras`` file).
+"""Reading a saved model back: its description (:func:`read_description`), its files
+(:func:`load_files`; :func:`specdenoise.models.load_model` does both for any family) and one
+``.keras`` file (:func:`load_keras`).
 
 Every way a saved model can be bad (a missing, corrupt, truncated or incomplete file, an unknown
 family, a Keras file with unsafe layers) is a :class:`~specdenoise.errors.ModelError` naming the file.
@@ -13,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from specdenoise.errors import ModelError, SpecdenoiseError, one_line
-from specdenoise.models.base import FAMILIES, DenoisingModel, _unknown
+from specdenoise.models.base import DenoisingModel
 
 
-def load_model(path: str | Path) -> DenoisingModel:
-    """Load a model saved by :meth:`DenoisingModel.save` (any family).
+def read_description(path: str | Path) -> dict[str, Any]:
+    """The ``family.json`` of a model saved by :meth:`DenoisingModel.save` in folder ``path``:
+    ``family`` (str), ``latent_dim`` (int > 0), ``hyper`` (a mapping; {} if absent), ``history``.
 
     Raises
     ------
     ModelError
-        No ``family.json``, a corrupt or incomplete one, an unknown family, or family files that
-        are missing, corrupt or refused (a Keras file with unsafe layers); the message names the file.
+        No ``family.json``, a corrupt or incomplete one; the message names the file.
     """
     path = Path(path)
     meta_file = path / "family.json"
@@ -35,13 +37,23 @@ def load_model(path: str | Path) -> DenoisingModel:
         raise ModelError(f"{meta_file}: not valid JSON ({type(exc).__name__})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("family"), str) or not _is_int(meta.get("latent_dim")):
         raise ModelError(f"{meta_file}: not a model description (needs 'family' and an integer 'latent_dim')")
-    if meta["family"] not in FAMILIES:
-        raise ModelError(f"{meta_file}: {_unknown(meta['family'])}")
-    hyper = meta.get("hyper", {})
-    if not isinstance(hyper, dict):
+    meta.setdefault("hyper", {})
+    if not isinstance(meta["hyper"], dict):
         raise ModelError(f"{meta_file}: 'hyper' must be a mapping")
+    return meta
+
+
+def load_files(cls: type[DenoisingModel], path: str | Path, meta: dict[str, Any]) -> DenoisingModel:
+    """Family ``cls``'s model from folder ``path`` described by ``meta`` (:func:`read_description`).
+
+    Raises
+    ------
+    ModelError
+        Family files that are missing, corrupt or refused (a Keras file with unsafe layers); the
+        message names the folder.
+    """
     try:
-        model = FAMILIES[meta["family"]]._load_files(path, int(meta["latent_dim"]), hyper)
+        model = cls._load_files(Path(path), int(meta["latent_dim"]), meta["hyper"])
     except SpecdenoiseError:
         raise
     except Exception as exc:  # noqa: BLE001 - Keras and NumPy raise many types for a bad file

@@ -21,31 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from specdenoise.errors import DataError
 from specdenoise.logs import quiet_native_stderr
-from specdenoise.models.base import DenoisingModel, FamilySettings, TrainingData, register
+from specdenoise.models.base import DenoisingModel, TrainingData, register
 from specdenoise.models.loading import load_keras
 from specdenoise.models.losses import keras_weighted_mse
+from specdenoise.models.neural_config import NetConfig
 from specdenoise.models.sampling import decoded_sd, predict_batched
 from specdenoise.models.search import baseline_trial, suggest
 
 LEAKY_SLOPE = 0.3
-
-
-class NetConfig(FamilySettings):
-    """``train.ae`` / ``train.vae``: the fixed net (used when ``search.trials`` is 0, and as
-    trial 0 of the search with ``search.include_baseline``)."""
-
-    units: list[int] = Field([1000, 900], min_length=1, max_length=6, description="dense layer widths of the encoder")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate after every dense layer")
-
-    @model_validator(mode="after")
-    def _units(self) -> NetConfig:
-        if any(u <= 0 for u in self.units):
-            raise ValueError("units must be positive")
-        return self
 
 
 def _keras():

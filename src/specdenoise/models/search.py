@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from specdenoise.errors import ConfigError
-from specdenoise.models.base import get_family
 
-if TYPE_CHECKING:  # annotations only: specdenoise.config imports the model families
+if TYPE_CHECKING:  # annotations only
     from specdenoise.config import Params, SearchConfig
+    from specdenoise.models.base import DenoisingModel
 
 log = logging.getLogger("specdenoise")
 
@@ -73,7 +73,7 @@ def baseline_trial(fixed, cfg: SearchConfig) -> dict[str, int] | None:
 
 
 def random_search(
-    family: str,
+    cls: type[DenoisingModel],
     latent_dim: int,
     data,
     params: Params,
@@ -88,8 +88,8 @@ def random_search(
 
     Parameters
     ----------
-    family : str
-        A registered family with ``searchable`` set.
+    cls : type of DenoisingModel
+        The family's class (:func:`specdenoise.models.get_family`), with ``searchable`` set.
     latent_dim : int
         Bottleneck width of every trial.
     data : TrainingData
@@ -114,11 +114,11 @@ def random_search(
     Raises
     ------
     ConfigError
-        ``family`` is unknown or not searchable.
+        The family is not searchable.
     """
     import optuna
 
-    cls = get_family(family)
+    family = cls.family
     if not cls.searchable:
         raise ConfigError(f"search: model family '{family}' has no hyper-parameter search space")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -28,8 +28,8 @@ import numpy as np
 from specdenoise.data.artefacts import NOISY_LEVELS_DIR, level_name, noisy_level_path
 from specdenoise.errors import DataError, ModelError
 from specdenoise.io import kill_point, load_json
+from specdenoise.models import load_model
 from specdenoise.models.base import DenoisingModel
-from specdenoise.models.loading import load_model
 from specdenoise.tracking import benchmark_tag
 from specdenoise.version import __version__
 

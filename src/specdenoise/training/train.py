@@ -213,7 +213,7 @@ def _search_and_fit(
         hyper = cls.default_hyper(tc)
         if cls.searchable and params.search.trials > 0:
             search_seed = params.search.seed * 1000 + latent_dim
-            hyper, trials = random_search(family, latent_dim, data, params, seed=search_seed, trial=run.trial)
+            hyper, trials = random_search(cls, latent_dim, data, params, seed=search_seed, trial=run.trial)
     search_s = time.perf_counter() - t0
     model = cls(latent_dim, dict(hyper))
     callbacks = [c for c in (run.epoch_callback(),) if c is not None] if cls.iterative else []
