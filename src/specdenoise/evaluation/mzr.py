@@ -356,6 +356,7 @@ def run(
             flat[f"mzr_{k}_oh_coverage"] = st["vs_true"]["oh_coverage"]
     if "posterior" in res:
         flat.update({f"mzr_posterior_{k}": v for k, v in res["posterior"]["diff"].items()})
+        flat.update({f"mzr_posterior_hier_{k}": v for k, v in res["posterior"]["hierarchical"]["diff"].items()})
     if tracking:
         log_stage_run(params, "mzr", tags={"sample": "desi", "model_uri": uri}, metrics=flat, artifacts=[figure])
     save_json(out, {**res, "metrics": flat})
