@@ -97,9 +97,11 @@ def test_the_interim_density_is_the_priors_conditional_given_the_covariate():
     """Conditional on the covariate the KDE interim recovers the known Gaussian (median slope +0.32 dex
     per dex, sd 0.064 dex, a little wider from the kernel); without one (NaN) or outside the prior's
     range it is the marginal (sd 0.115 dex)."""
-    from specdenoise.evaluation.mzr_posterior import interim_logpdf
+    from specdenoise.evaluation.mzr_posterior import interim_densities
 
-    logpdf = interim_logpdf(_LinkedPrior(), _fit, 3, _log_ha, n=8000)
+    dens = interim_densities(_LinkedPrior(), _fit, 3, _log_ha, n=8000, factors=(1.0, 0.5))
+    assert list(dens) == [1.0, 0.5]
+    logpdf = dens[1.0]
     grid = np.linspace(7.9, 9.5, 801)
 
     def moments(c):  # median and half the 16-84 % width (the floor's far tails move a variance)
