@@ -74,3 +74,44 @@ def test_the_point_estimate_is_left_out_when_not_asked_for(galaxies):
 
     res = posterior_mzr(_NoPoint(flux, 0.0), flux, np.ones_like(flux), _fit, true, lm, ls, 3, 1, point_estimate=False)
     assert "posterior_mean" not in res and res["meets"]
+
+
+class _LinkedPrior:
+    """A prior whose O3N2 falls with log H-alpha (slope -1, scatter 0.2): O/H rises with it, +0.32 dex per dex."""
+
+    def sample_prior(self, n, seed):
+        rng = np.random.default_rng(seed)
+        log_ha = 1.5 + 0.3 * rng.standard_normal(n)
+        o3n2 = 0.5 - (log_ha - 1.5) + 0.2 * rng.standard_normal(n)
+        ha = 10**log_ha
+        order = {"Halpha": ha, "Hbeta": ha / 2.86, "NII_6583": 10**-0.3 * ha}
+        order["OIII_5007"] = 10**o3n2 * order["Hbeta"] * order["NII_6583"] / order["Halpha"]
+        return np.stack([order[ln] for ln in MZR_LINES], axis=1)
+
+
+def _log_ha(spectra, fits):
+    return np.log10(fits["Halpha"]["flux"])
+
+
+def test_the_interim_density_is_the_priors_conditional_given_the_covariate():
+    """Conditional on the covariate the KDE interim recovers the known Gaussian (median slope +0.32 dex
+    per dex, sd 0.064 dex, a little wider from the kernel); without one (NaN) or outside the prior's
+    range it is the marginal (sd 0.115 dex)."""
+    from specdenoise.evaluation.mzr_posterior import interim_densities
+
+    dens = interim_densities(_LinkedPrior(), _fit, 3, _log_ha, n=8000, factors=(1.0, 0.5))
+    assert list(dens) == [1.0, 0.5]
+    logpdf = dens[1.0]
+    grid = np.linspace(7.9, 9.5, 801)
+
+    def moments(c):  # median and half the 16-84 % width (the floor's far tails move a variance)
+        cdf = np.cumsum(np.exp(logpdf(grid, np.full(grid.shape, c))))
+        q16, q50, q84 = np.interp([0.16, 0.5, 0.84], cdf / cdf[-1], grid)
+        return float(q50), float(q84 - q16) / 2
+
+    (m_lo, s_lo), (m_hi, s_hi) = moments(1.3), moments(1.7)
+    assert m_hi - m_lo == pytest.approx(0.32 * 0.4, abs=0.02)
+    assert m_lo == pytest.approx(8.73 - 0.32 * 0.7, abs=0.01)
+    assert 0.06 < s_lo < 0.072 and 0.06 < s_hi < 0.072
+    assert moments(np.nan)[1] == pytest.approx(0.115, abs=0.01)
+    assert moments(5.0)[1] == pytest.approx(0.115, abs=0.01)  # outside the prior's range: the marginal

@@ -32,7 +32,7 @@ from specdenoise.data.preprocess import rest_grid
 from specdenoise.errors import DataError
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_posterior import default_posterior_uri, from_draws
-from specdenoise.evaluation.mzr_posterior import markdown as posterior_md
+from specdenoise.evaluation.mzr_posterior_report import markdown as posterior_md
 from specdenoise.evaluation.mzr_truth import (  # noqa: F401 (o3n2, pp04_o3n2: this module's interface)
     MZR_LINES,
     curti,
@@ -356,6 +356,9 @@ def run(
             flat[f"mzr_{k}_oh_coverage"] = st["vs_true"]["oh_coverage"]
     if "posterior" in res:
         flat.update({f"mzr_posterior_{k}": v for k, v in res["posterior"]["diff"].items()})
+        hier = res["posterior"]["hierarchical"]
+        flat.update({f"mzr_posterior_hier_{k}": v for k, v in hier["diff"].items()})
+        flat["mzr_posterior_hier_meets_every_bandwidth"] = float(hier["meets_every_bandwidth"])
     if tracking:
         log_stage_run(params, "mzr", tags={"sample": "desi", "model_uri": uri}, metrics=flat, artifacts=[figure])
     save_json(out, {**res, "metrics": flat})

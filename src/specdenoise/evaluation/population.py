@@ -101,14 +101,16 @@ def _log_mix(logp: np.ndarray) -> np.ndarray:
     """log of the sum over axis 0 of exp(logp), -inf where every entry is -inf."""
     m = logp.max(0)
     safe = np.where(np.isfinite(m), m, 0.0)
-    return np.where(np.isfinite(m), safe + np.log(np.exp(logp - safe).sum(0)), -np.inf)
+    with np.errstate(divide="ignore"):  # log(0) of an all -inf column, replaced below
+        total = np.log(np.exp(logp - safe).sum(0))
+    return np.where(np.isfinite(m), safe + total, -np.inf)
 
 
 def hierarchical_mzr(
     log_mass: np.ndarray,
     log_sfr: np.ndarray,
     oh_samples: np.ndarray,
-    interim_logpdf,
+    log_interim: np.ndarray,
     n_real: int,
     seed: int,
     deg: int = 2,
@@ -117,27 +119,31 @@ def hierarchical_mzr(
     """The MZR from posterior draws with the interim prior replaced by a fitted population model.
 
     The draws of each galaxy come from its posterior under the de-noiser's prior (the *interim*
-    prior, whose marginal in O/H is ``interim_logpdf``), which knows nothing of the galaxy's mass:
-    a galaxy whose spectrum does not constrain its O/H gets draws from the whole population, which
-    widens the scatter at fixed mass. Importance reweighting (Hogg, Myers & Bovy 2010) turns the
-    draws into samples of ``p(y_i | O/H) ~ p(O/H | y_i) / pi_0(O/H)``; a population model
+    prior ``pi_0``), which knows nothing of the galaxy's mass: a galaxy whose spectrum does not
+    constrain its O/H gets draws from the whole population, which widens the scatter at fixed mass.
+    Importance reweighting (Hogg, Myers & Bovy 2010) turns the draws into samples of
+    ``p(y_i | O/H) ~ p(O/H | y_i) / pi_0(O/H | c)``; a population model
     ``O/H ~ N(poly_deg(log M) + beta dSFR, sigma^2)`` (``dSFR``: the SFR residual at fixed mass, so
     the SFR dependence the interim prior also ignores is part of the model) is fitted by maximising
-    the marginal likelihood ``sum_i log mean_s N(oh_is; mu_i, sigma) / pi_0(oh_is)``, and each galaxy's draws are
-    resampled with those weights (its posterior under the fitted population). The MZR statistics of
-    :func:`mzr_from_samples` are then taken over ``n_real`` resampled realisations.
+    the marginal likelihood ``sum_i log mean_s N(oh_is; mu_i, sigma) / pi_0(oh_is | c_is)``, and each
+    galaxy's draws are resampled with those weights (its posterior under the fitted population). The
+    MZR statistics of :func:`mzr_from_samples` are then taken over ``n_real`` resampled realisations.
 
-    Assumptions: the interim prior's correlations of O/H with other spectral features are kept (only
-    its O/H marginal is divided out), and the population is Gaussian about a polynomial in mass
-    plus a linear term in the SFR residual (a galaxy without an SFR gets ``dSFR = 0``).
+    ``c`` is what the interim density is conditioned on, per draw (the caller's choice; none: its O/H
+    marginal). Whatever link of O/H to the rest of the spectrum the interim prior has and ``c`` does
+    not carry stays in the draws: a link to a feature that follows the SFR (the H-alpha EW) would
+    then be counted twice, once by the draws and once by ``beta`` (:mod:`specdenoise.evaluation.mzr_posterior`
+    conditions on that EW). The population is Gaussian about a polynomial in mass plus a linear term
+    in the SFR residual (a galaxy without an SFR gets ``dSFR = 0``).
 
     Parameters
     ----------
     log_mass, log_sfr : ndarray, shape (n,)
     oh_samples : ndarray, shape (S, n)
         Posterior draws of 12+log(O/H) (dex); NaN marks a failed draw.
-    interim_logpdf : callable
-        log density of the interim prior's O/H marginal, vectorised over a 1-D array (dex^-1).
+    log_interim : ndarray, shape (S, n)
+        log density (dex^-1) of the interim prior at each draw's O/H, ``log pi_0(oh_is | c_is)``
+        (any value where the draw is NaN).
     n_real : int
         Resampled realisations of the sample.
     seed : int
@@ -154,9 +160,10 @@ def hierarchical_mzr(
         effective number of draws per galaxy) and ``n_galaxies``.
     """
     oh = np.atleast_2d(np.asarray(oh_samples, dtype=float))
-    use = np.isfinite(oh).any(0) & np.isfinite(log_mass)
+    log_interim = np.broadcast_to(np.asarray(log_interim, dtype=float), oh.shape)
+    use = (np.isfinite(oh) & np.isfinite(log_interim)).any(0) & np.isfinite(log_mass)
     dsfr = np.nan_to_num(_residuals(log_mass, log_sfr, deg)) if sfr_term else None
-    theta, w = _fit_population(oh, use, log_mass, dsfr, interim_logpdf, deg)
+    theta, w = _fit_population(oh, use, log_mass, dsfr, log_interim, deg)
     rng = np.random.default_rng(seed)
     cw = np.cumsum(w, 0)
     cols = np.arange(oh.shape[1])
@@ -178,14 +185,15 @@ def hierarchical_mzr(
     }
 
 
-def _fit_population(oh, use, log_mass, dsfr, interim_logpdf, deg):
+def _fit_population(oh, use, log_mass, dsfr, log_interim, deg):
     """Maximum marginal likelihood of ``O/H ~ N(poly_deg(log M - median) + beta dSFR, sigma^2)`` from
-    draws ``oh`` (S, n) of the galaxies ``use`` (n,) with the interim O/H density divided out
-    (``dsfr`` None: beta held at 0). Returns ``theta`` (coefficients, beta, log sigma) and each
-    draw's normalised weight (S, n) under the fitted population (0 for galaxies not used)."""
-    valid = np.isfinite(oh)
+    draws ``oh`` (S, n) of the galaxies ``use`` (n,) with the interim density at each draw
+    ``log_interim`` (S, n) divided out (``dsfr`` None: beta held at 0). Returns ``theta``
+    (coefficients, beta, log sigma) and each draw's normalised weight (S, n) under the fitted
+    population (0 for galaxies not used)."""
+    valid = np.isfinite(oh) & np.isfinite(log_interim)
     safe = np.where(valid, oh, 0.0)
-    log_pi0 = np.where(valid, interim_logpdf(safe.ravel()).reshape(oh.shape), 0.0)
+    log_pi0 = np.where(valid, log_interim, 0.0)
     mc = np.asarray(log_mass, dtype=float) - np.nanmedian(log_mass)
     shift = np.zeros(len(mc)) if dsfr is None else dsfr
 
@@ -207,7 +215,7 @@ def _fit_population(oh, use, log_mass, dsfr, interim_logpdf, deg):
         options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-6},
     )
     theta = full(fit.x)
-    lt = log_terms(theta)
-    w = np.exp(lt - _log_mix(lt))
-    w[:, ~use] = 0.0
+    lt = log_terms(theta)[:, use]
+    w = np.zeros(oh.shape)
+    w[:, use] = np.exp(lt - _log_mix(lt))
     return theta, w
