@@ -531,13 +531,13 @@ def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
 
     from specdenoise.config import parse_params
     from specdenoise.evaluation.linefit import make_fast_fitter
-    from specdenoise.evaluation.posterior_bench import class_grid
+    from specdenoise.evaluation.posterior_bench import class_grid, class_pool
     from specdenoise.evaluation.posterior_bench_report import _class_table
 
     params = parse_params(TINY_PARAMS)
     edges, wave = rest_grid(params.preprocess)
     model = small_universe_model[0]
-    res = class_grid(model, params, wave, make_fast_fitter(None, edges), 12, seed=3, n_samples=5)
+    res = class_grid(model, class_pool(params, 12, 3), wave, make_fast_fitter(None, edges), seed=3, n_samples=5)
     assert set(res["n"].values()) == {12} and len(res["n"]) >= 3  # every class, equally
     assert list(res["bins"]) == [f"sky/snr{s:g}" for s in (0.5, 1, 3, 10, 30, 100)]
     for row in res["bins"].values():
@@ -566,3 +566,82 @@ def test_bench_prior_check_holds_pixel_coverage_on_spectra_from_the_prior(small_
     assert all(abs(c - 0.683) < 0.04 for c in raw), raw
     assert all("Halpha" in b["lines"] for b in res["bins"].values())
     assert len(_prior_check_table(res)) == 5 + 6
+
+
+def test_prior_draws_carry_their_component_and_the_posterior_finds_it(small_universe_model):
+    from specdenoise.models.posterior_components import component_probabilities, sample_prior_labelled
+
+    m, _, cat, wave = small_universe_model
+    spectra, comp = sample_prior_labelled(m, 300, 31)
+    np.testing.assert_array_equal(spectra, m.sample_prior(300, 31))  # the same draws, labelled
+    assert set(np.unique(comp)) == {0, 1}
+    z = np.resize(cat["z"].to_numpy(), 300)
+    obs = observe_normalised(spectra, wave, z, np.full(300, 100.0), "sky", np.random.default_rng(2))
+    resp = component_probabilities(m, obs["flux"], obs["ivar"])
+    np.testing.assert_allclose(resp.sum(1), 1.0, atol=1e-9)
+    assert np.mean(resp.argmax(1) == comp) > 0.9  # at S/N 100 the data name the component
+
+
+def test_exact_by_class_weights_component_coverage_by_class_share(small_universe_model):
+    from tests.conftest import TINY as TINY_PARAMS
+
+    from specdenoise.config import parse_params
+    from specdenoise.evaluation.linefit import make_fast_fitter
+    from specdenoise.evaluation.posterior_bench import SNRS, class_pool
+    from specdenoise.evaluation.posterior_bench_exact import exact_by_class, weighted_coverage
+    from specdenoise.evaluation.posterior_bench_report import _exact_table
+
+    # two components, the second too rare to count: the class gets the first one's coverage
+    assert weighted_coverage(np.array([0.6, 0.9]), np.array([50, 5]), np.array([0.5, 0.5])) == pytest.approx(0.6)
+    assert weighted_coverage(np.array([0.6, 0.9]), np.array([50, 50]), np.array([0.75, 0.25])) == pytest.approx(0.675)
+    assert np.isnan(weighted_coverage(np.array([np.nan, 0.9]), np.array([50, 5]), np.array([1.0, 0.0])))
+    params = parse_params(TINY_PARAMS)
+    edges, wave = rest_grid(params.preprocess)
+    m = small_universe_model[0]
+    pool = class_pool(params, 12, 3)
+    res = exact_by_class(m, pool, wave, make_fast_fitter(None, edges), SNRS, seed=3, n=240, n_samples=6)
+    assert sum(res["component_draws"]) == 240 and len(res["shares"]) >= 3
+    for s in res["shares"].values():
+        assert sum(s) == pytest.approx(1.0, abs=1e-3)
+    for b in res["bins"].values():
+        assert 0.5 < b["all"]["Halpha"] < 0.85  # the exact posterior over its own population (240 draws)
+        for cov in b["classes"].values():
+            ha = cov["Halpha"]
+            lo, hi = np.nanmin(b["per_component"]["Halpha"]), np.nanmax(b["per_component"]["Halpha"])
+            assert lo - 1e-3 <= ha <= hi + 1e-3  # a weighted mean of the components' (rounded to 3 places)
+    table = _exact_table(res, None)
+    assert len(table) == 7 + 6 and all(c in table[5] for c in res["shares"])
+
+
+def test_an_exact_posterior_misses_a_rare_class_the_data_cannot_name():
+    """The premise of :mod:`specdenoise.evaluation.posterior_bench_exact`, on a case solved exactly:
+    a line flux with a two-class prior (95 % at 0 +- 0.5, a rare 5 % at 2 +- 0.5) seen through noise of
+    sd 2. The exact posterior's 16-84 % intervals hold the truth 68 % of the time over the
+    population and over any subset the data choose (here y > 1), but the rare class, which the
+    data cannot tell from the common one, is pulled towards it and held far less often."""
+    rng = np.random.default_rng(0)
+    n, w, mus, sd, noise = 200_000, np.array([0.95, 0.05]), np.array([0.0, 2.0]), 0.5, 2.0
+    cls = (rng.random(n) < w[1]).astype(int)
+    x = mus[cls] + sd * rng.standard_normal(n)
+    y = x + noise * rng.standard_normal(n)
+    # exact posterior: a two-component Gaussian mixture per spectrum
+    pv = 1 / (1 / sd**2 + 1 / noise**2)
+    pm = pv * (mus[None] / sd**2 + y[:, None] / noise**2)  # (n, 2)
+    logev = -0.5 * (y[:, None] - mus[None]) ** 2 / (sd**2 + noise**2) + np.log(w)[None]
+    r = np.exp(logev - logev.max(1, keepdims=True))
+    r /= r.sum(1, keepdims=True)
+    from scipy.stats import norm as gauss
+
+    def quantile(q):  # per spectrum, by bisection on the mixture CDF
+        lo, hi = np.full(n, -8.0), np.full(n, 10.0)
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            cdf = (r * gauss.cdf((mid[:, None] - pm) / np.sqrt(pv))).sum(1)
+            lo, hi = np.where(cdf < q, mid, lo), np.where(cdf < q, hi, mid)
+        return (lo + hi) / 2
+
+    inside = (x >= quantile(0.16)) & (x <= quantile(0.84))
+    assert inside.mean() == pytest.approx(0.68, abs=0.005)  # the population
+    assert inside[y > 1].mean() == pytest.approx(0.68, abs=0.01)  # a subset the data choose
+    assert inside[cls == 1].mean() < 0.5  # the rare class: the data cannot name it
+    assert inside[cls == 0].mean() > 0.68  # ... and the common one is over-covered

@@ -149,6 +149,10 @@ def bench_posterior_cmd(
     per_class: Annotated[
         int, typer.Option(help="Spectra of every galaxy class for the per-class table (0: none).")
     ] = 150,
+    n_exact: Annotated[
+        int,
+        typer.Option(help="Spectra drawn from the prior for the per-class coverage of the exact posterior (0: none)."),
+    ] = 2000,
     params_path: ParamsOpt = None,
     out: OutOpt = Path("reports/posterior.json"),
     md: Annotated[Path, typer.Option(help="Markdown summary to write.")] = Path("reports/posterior.md"),
@@ -156,6 +160,8 @@ def bench_posterior_cmd(
     """Evidence for the posterior family: coverage, loss and lines over S/N, real spectra, OOD rates."""
     if per_class < 0:
         raise ConfigError(f"--per-class: must be >= 0 (0: no per-class table), got {per_class}")
+    if n_exact < 0:
+        raise ConfigError(f"--n-exact: must be >= 0 (0: no exact-posterior class table), got {n_exact}")
     p = resolve_params(params_path)
     if model is None:
         if "posterior" not in p.train.extra:
@@ -164,7 +170,7 @@ def bench_posterior_cmd(
     m = load_model(model)
     if not getattr(m, "noise_aware", False):
         raise ConfigError(f"--model: {model} is a '{m.family}' model, not a noise-aware posterior model")
-    res = run_bench(m, p, bench_dir, n_test, n_samples, shapes.split(","), seed, per_class)
+    res = run_bench(m, p, bench_dir, n_test, n_samples, shapes.split(","), seed, per_class, n_exact)
     save_json(out, res)
     save_text(md, render_markdown(res))
     typer.echo(render_markdown(res))

@@ -24,6 +24,7 @@ from specdenoise.data.preprocess import rest_grid
 from specdenoise.evaluation.draw_coverage import draw_interval
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_truth import true_o3n2
+from specdenoise.evaluation.posterior_bench_exact import exact_by_class
 from specdenoise.evaluation.posterior_real import anomaly_rates, real_spectra_chi2
 from specdenoise.models import load_model
 from specdenoise.models.losses import pixel_weights, weighted_mse
@@ -173,17 +174,22 @@ def snr_grid(model, clean, cat, wave, fitter, shapes, rng, n_samples: int = 30, 
     return {"bins": out, "spectra_per_s": n_done / max(t_pred, 1e-9)}
 
 
-def class_grid(model, params, wave, fitter, per_class: int, seed: int, n_samples: int, kind: str = "sky") -> dict:
-    """Pixel, line-pixel, line and O3N2 coverage per galaxy class and S/N with ``per_class`` spectra of
-    every class (drawn from a pool of ``50 per_class`` universe spectra, stream 4; a class with fewer
-    than ``per_class / 2`` there, e.g. the universe's very rare broad-line AGN, is left out): the
-    natural mix of :func:`snr_grid` leaves the rare classes (AGN 3 %, quiescent 6 %) with a dozen
-    spectra, too few to test a coverage to +-3 %."""
+def class_pool(params, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clean spectra (m, P), classes (m,) and redshifts (m,) of :func:`class_grid`'s pool: ``per_class``
+    of every class among ``50 per_class`` universe draws (stream 4 of ``seed``; a class with fewer
+    than ``per_class / 2`` there, e.g. the universe's very rare broad-line AGN, is left out)."""
     pool, cat = draw_clean(params.universe, params.preprocess, 50 * per_class, seed, stream=4, chunk=5000)
     classes = cat["class"].astype(str).to_numpy()
     kept = [c for c in np.unique(classes) if (classes == c).sum() >= per_class / 2]
     pick = np.concatenate([np.flatnonzero(classes == c)[:per_class] for c in kept])
-    clean, classes, z = pool[pick], classes[pick], cat["z"].to_numpy()[pick]
+    return pool[pick], classes[pick], cat["z"].to_numpy()[pick]
+
+
+def class_grid(model, pool, wave, fitter, seed: int, n_samples: int, kind: str = "sky") -> dict:
+    """Pixel, line-pixel, line and O3N2 coverage per galaxy class and S/N on :func:`class_pool`'s
+    ``pool``: the natural mix of :func:`snr_grid` leaves the rare classes (AGN 3 %, quiescent 6 %)
+    with a dozen spectra, too few to test a coverage to +-3 %."""
+    clean, classes, z = pool
     lines_mask = line_pixels(wave)
     rng = np.random.default_rng([seed, 5])
     out: dict[str, Any] = {"noise": kind, "n": {c: int((classes == c).sum()) for c in np.unique(classes)}, "bins": {}}
@@ -267,7 +273,7 @@ def paper_comparison(model, bench: Path) -> dict[str, Any]:
 
 
 def run_bench(
-    model, params, bench: Path, n_test: int, n_samples: int, shapes, seed: int, per_class: int = 150
+    model, params, bench: Path, n_test: int, n_samples: int, shapes, seed: int, per_class: int = 150, n_exact: int = 0
 ) -> dict[str, Any]:
     """All of the evidence as one JSON-ready dict."""
     wave = rest_grid(params.preprocess)[1]
@@ -282,12 +288,16 @@ def run_bench(
     shapes = [s for s in shapes if s != "desi" or desi is not None]
     rng = np.random.default_rng([seed, 3])
     info = model.arrays.get("fit_info", np.array([np.nan, np.nan]))
+    pool = class_pool(params, per_class, seed) if per_class > 0 else None
     return {
         "model": {"latent_dim": model.latent_dim, "hyper": model.hyper, "components": int(len(model.arrays["mu"]))},
         "training": {"n_prior": float(info[0]), "prior_cpu_minutes": float(info[1]) / 60},
         "class_mix": cat["class"].astype(str).value_counts().to_dict(),
         "universe": snr_grid(model, clean, cat, wave, fitter, shapes, rng, n_samples, desi),
-        "per_class": class_grid(model, params, wave, fitter, per_class, seed, n_samples) if per_class > 0 else None,
+        "per_class": class_grid(model, pool, wave, fitter, seed, n_samples) if pool else None,
+        "exact_by_class": exact_by_class(model, pool, wave, fitter, SNRS, seed, n_exact, n_samples)
+        if pool and n_exact > 0
+        else None,
         "prior_check": prior_check(model, wave, cat["z"].to_numpy(), fitter, n_test, seed + 6, n_samples),
         "paper_sigma_0.04": paper_comparison(model, bench),
         "real": real_spectra_chi2(model, params.preprocess, bench),
