@@ -61,6 +61,16 @@ def test_reweighting_to_a_fitted_mzr_recovers_what_a_mass_blind_prior_widens():
     assert 1 < got["ess_median"] <= 40 and got["n_galaxies"] == n
 
 
+def _fmr_galaxies(rng, n: int, beta: float, scatter: float):
+    """Mass, SFR, SFR residual and O/H (n,) of a toy with a quadratic MZR, O/H ``beta`` dex per dex of
+    SFR residual and intrinsic ``scatter`` (dex), drawn in that order from ``rng``."""
+    mass = rng.uniform(9.0, 11.0, n)
+    sfr = 0.8 * mass - 8.0 + 0.3 * rng.standard_normal(n)
+    dsfr = sfr - (0.8 * mass - 8.0)
+    oh = 8.7 + 0.3 * (mass - 10) - 0.1 * (mass - 10) ** 2 + beta * dsfr + scatter * rng.standard_normal(n)
+    return mass, sfr, dsfr, oh
+
+
 def test_reweighting_recovers_the_sfr_dependence_a_blind_prior_dilutes():
     """O/H falls with the SFR residual at fixed mass (beta = -0.2); the interim prior knows neither
     mass nor SFR, so the plain draws of badly measured galaxies dilute the Spearman rho towards 0.
@@ -70,10 +80,7 @@ def test_reweighting_recovers_the_sfr_dependence_a_blind_prior_dilutes():
     0.024, 0.031; this is seed 3)."""
     rng = np.random.default_rng(3)
     n = 3000
-    mass = rng.uniform(9.0, 11.0, n)
-    sfr = 0.8 * mass - 8.0 + 0.3 * rng.standard_normal(n)
-    dsfr = sfr - (0.8 * mass - 8.0)
-    oh = 8.7 + 0.3 * (mass - 10) - 0.1 * (mass - 10) ** 2 - 0.2 * dsfr + 0.05 * rng.standard_normal(n)
+    mass, sfr, dsfr, oh = _fmr_galaxies(rng, n, beta=-0.2, scatter=0.05)
     m0, s0 = oh.mean(), oh.std()
     err = np.where(rng.random(n) < 0.5, 0.03, 0.5)
     obs = oh + err * rng.standard_normal(n)
@@ -103,10 +110,7 @@ def test_an_interim_prior_linking_oh_to_a_feature_must_be_divided_out_conditiona
     (seeds 2-5: rho within 0.03, scatter within 0.005 dex)."""
     rng = np.random.default_rng(3)
     n = 3000
-    mass = rng.uniform(9.0, 11.0, n)
-    sfr = 0.8 * mass - 8.0 + 0.3 * rng.standard_normal(n)
-    dsfr = sfr - (0.8 * mass - 8.0)
-    oh = 8.7 + 0.3 * (mass - 10) - 0.1 * (mass - 10) ** 2 - 0.1 * dsfr + 0.06 * rng.standard_normal(n)
+    mass, sfr, dsfr, oh = _fmr_galaxies(rng, n, beta=-0.1, scatter=0.06)
     h = dsfr - 0.5 * (mass - 10) + 0.05 * rng.standard_normal(n)
     b, a = np.polyfit(h, oh, 1)  # the interim prior: O/H given h (mass-blind), and its O/H marginal
     s_c, m0, s0 = np.std(oh - (a + b * h)), oh.mean(), oh.std()
