@@ -108,6 +108,6 @@ def _snr_markdown(block: dict[str, Any]) -> str:
             f"| {k} | {r['oh_sd_median']:.3f} | {d['scatter']:.3f} / {d['rho']:+.2f} | "
             f"{hm['scatter']:.3f} / {hm['rho']:+.2f} ({'met' if hm['meets'] else 'not met'}) | "
             f"{h['scatter']:.3f} / {h['rho']:+.2f} ({h['beta_sfr']:+.3f}; {'met' if h['meets'] else 'not met'}) | "
-            f"{_spread(h)} ({'met at all' if h['meets_every_bandwidth'] else 'not met at all'}) |\n"
+            f"{_spread(h)} ({'met at every one' if h['meets_every_bandwidth'] else 'not met at every one'}) |\n"
         )
     return out
