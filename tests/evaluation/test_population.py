@@ -106,7 +106,7 @@ def test_an_interim_prior_linking_oh_to_a_feature_must_be_divided_out_conditiona
     specific SFR (an H-alpha EW ``h``: falling with mass, rising with the SFR residual), and every
     draw carries ``h`` exactly. Divided out by its O/H marginal only, the link stays in the draws and
     the fitted SFR term counts it again: rho ~0.2 too negative (the real case, ``reports/mzr.md``:
-    -0.60 against -0.41). Divided out conditionally, ``pi_0(O/H | h)``, rho and beta come back
+    -0.61 against -0.41). Divided out conditionally, ``pi_0(O/H | h)``, rho and beta come back
     (seeds 2-5: rho within 0.03, scatter within 0.005 dex)."""
     rng = np.random.default_rng(3)
     n = 3000
