@@ -14,10 +14,10 @@ and so are the draws re-weighted to a fitted population MZR
 (:func:`~specdenoise.evaluation.population.hierarchical_mzr`), which replaces the prior's
 mass-blind O/H density by a Gaussian MZR in mass and SFR residual.
 
-What is divided out matters. The prior links O/H to the H-alpha EW (Spearman-like correlation
--0.33 over its own draws: metal-poor galaxies form more stars), and the EW follows the SFR. With
-only the prior's O/H marginal divided out that link stays in the draws, and the fitted SFR term
-counts it a second time (rho -0.60 against the truth's -0.41 at the DESI-like S/N, 2026-11-27). So
+What is divided out matters. The prior links O/H to the H-alpha EW (Pearson correlation -0.33
+over its own draws: metal-poor galaxies form more stars), and the EW follows the SFR. With only
+the prior's O/H marginal divided out that link stays in the draws, and the fitted SFR term counts
+it a second time (rho -0.61 against the truth's -0.41 at the DESI-like S/N, 2026-11-27). So
 the interim density divided out is the prior's O/H conditional on the draw's own log EW(H-alpha)
 (:func:`halpha_log_ew`, :func:`interim_densities`), and the population model carries the whole SFR
 dependence; the marginal-only row stays in the report for comparison.
