@@ -29,9 +29,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import gaussian_kde
 
 from specdenoise.data.preprocess import rest_grid
+from specdenoise.evaluation.binned_kde import BinnedKDE
 from specdenoise.evaluation.indices import ew_halpha
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_truth import MZR_LINES, oh_of_fluxes, pp04_o3n2, true_o3n2
@@ -74,10 +74,11 @@ def measure(fit, spectra: np.ndarray, covariate=None) -> tuple[np.ndarray, np.nd
 
 
 def _kde_logpdf(points: np.ndarray, factor: float = 1.0):
-    """log of a Gaussian KDE of ``points`` (d, N) with ``factor`` times Scott's bandwidth, floored at
-    1e-3 of its peak over the points, and that floor's log."""
-    kde = gaussian_kde(points, bw_method=points.shape[1] ** (-1.0 / (points.shape[0] + 4)) * factor)
-    floor = 1e-3 * float(kde(points[:, :: max(1, points.shape[1] // 500)]).max())
+    """log of a Gaussian KDE of ``points`` (d, N) with ``factor`` times Scott's bandwidth
+    (:class:`~specdenoise.evaluation.binned_kde.BinnedKDE`), floored at 1e-3 of its peak, and that
+    floor's log."""
+    kde = BinnedKDE(points, factor)
+    floor = 1e-3 * kde.peak
     return (lambda v: np.log(np.maximum(kde(v), floor))), np.log(floor)
 
 
