@@ -327,6 +327,12 @@ class MzrConfig(_Section):
     posterior_snr_scales: Factors = Field(
         [1.0, 3.0, 10.0], min_length=1, description="posterior MZR again with the DESI-like noise divided by each"
     )
+    posterior_prior_draws: int = Field(
+        100_000,
+        ge=1000,
+        description="spectra drawn from the default model's prior for the interim O/H density the posterior MZR "
+        "divides out (at k = 1 the re-weighted rho moved by 0.034 between 20,000 and 100,000: KDE noise)",
+    )
     seed: int = Field(14, ge=0, description="seed of the posterior draws")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specdenoise.evaluation.mzr_posterior import posterior_mzr
+from specdenoise.evaluation.mzr_posterior import interim_densities, posterior_mzr
 from specdenoise.evaluation.mzr_truth import MZR_LINES
 
 
@@ -50,7 +50,10 @@ def galaxies():
 
 def test_exact_draws_recover_the_truth(galaxies):
     flux, true, lm, ls = galaxies
-    res = posterior_mzr(_Draws(flux, 0.0), flux, np.ones_like(flux), _fit, true, lm, ls, 3, 1)
+    model = _Draws(flux, 0.0)
+    res = posterior_mzr(
+        model, flux, np.ones_like(flux), _fit, true, lm, ls, 3, 1, interim_densities(model, _fit, 2, 20000)
+    )
     assert res["diff"]["scatter"] == pytest.approx(0, abs=1e-9) and res["diff"]["rho"] == pytest.approx(0, abs=1e-9)
     assert res["meets"] and res["draws"]["valid_fraction"] == 1.0
 
@@ -58,7 +61,10 @@ def test_exact_draws_recover_the_truth(galaxies):
 def test_prior_mean_point_estimates_lose_the_scatter_and_noisy_draws_widen_it(galaxies):
     flux, true, lm, ls = galaxies
     mean = flux.mean(axis=0)
-    res = posterior_mzr(_Draws(flux, 0.2, mean=mean), flux, np.ones_like(flux), _fit, true, lm, ls, 5, 2)
+    model = _Draws(flux, 0.2, mean=mean)
+    res = posterior_mzr(
+        model, flux, np.ones_like(flux), _fit, true, lm, ls, 5, 2, interim_densities(model, _fit, 3, 20000)
+    )
     assert res["posterior_mean"]["scatter"] == pytest.approx(0, abs=1e-9)  # one O/H for every galaxy
     # draws 0.2 in ln of each line around the truth: O/H noise 0.32 x 2 x 0.087 = 0.056 dex in quadrature
     assert res["draws"]["scatter"] == pytest.approx(np.hypot(res["truth"]["scatter"], 0.056), abs=0.01)
@@ -72,7 +78,9 @@ def test_the_point_estimate_is_left_out_when_not_asked_for(galaxies):
         def denoise_given(self, x, ivar=None):
             raise AssertionError("the posterior mean was computed")
 
-    res = posterior_mzr(_NoPoint(flux, 0.0), flux, np.ones_like(flux), _fit, true, lm, ls, 3, 1, point_estimate=False)
+    model = _NoPoint(flux, 0.0)
+    interims = interim_densities(model, _fit, 2, 20000)
+    res = posterior_mzr(model, flux, np.ones_like(flux), _fit, true, lm, ls, 3, 1, interims, point_estimate=False)
     assert "posterior_mean" not in res and res["meets"]
 
 
@@ -97,9 +105,7 @@ def test_the_interim_density_is_the_priors_conditional_given_the_covariate():
     """Conditional on the covariate the KDE interim recovers the known Gaussian (median slope +0.32 dex
     per dex, sd 0.064 dex, a little wider from the kernel); without one (NaN) or outside the prior's
     range it is the marginal (sd 0.115 dex)."""
-    from specdenoise.evaluation.mzr_posterior import interim_densities
-
-    dens = interim_densities(_LinkedPrior(), _fit, 3, _log_ha, n=8000, factors=(1.0, 0.5))
+    dens = interim_densities(_LinkedPrior(), _fit, 3, 8000, _log_ha, factors=(1.0, 0.5))
     assert list(dens) == [1.0, 0.5]
     logpdf = dens[1.0]
     grid = np.linspace(7.9, 9.5, 801)

@@ -41,8 +41,9 @@ from specdenoise.training.splits import split_indices
 
 #: Targets of issue 15 item 4: |draws - truth| in MZR scatter (dex) and in the SFR Spearman rho.
 SCATTER_TOL, RHO_TOL = 0.01, 0.05
-#: Spectra drawn from the de-noiser's prior to estimate its O/H density (the interim prior).
-N_PRIOR_DRAWS = 20000
+#: Spectra drawn from the de-noiser's prior per chunk (memory bound) of the interim O/H density
+#: (``mzr.posterior_prior_draws`` in all)
+PRIOR_CHUNK = 20_000
 #: KDE bandwidths (x Scott's) of the interim density: the first is reported, the others bound how much
 #: the re-weighted MZR depends on the density model (a result is met only if it is met at every one)
 KDE_FACTORS = (1.0, 0.5, 2.0)
@@ -104,17 +105,19 @@ def _conditional(oh: np.ndarray, c: np.ndarray, factor: float):
     return logpdf
 
 
-def interim_densities(model: Any, fit, seed: int, covariate=None, n: int = N_PRIOR_DRAWS, factors=KDE_FACTORS):
+def interim_densities(model: Any, fit, seed: int, n: int, covariate=None, factors=KDE_FACTORS):
     """The interim prior's log density (dex^-1) of 12+log(O/H) per KDE bandwidth factor in ``factors``
     (``{factor: (oh, c) -> (m,)}``), a function of O/H values and the conditioning feature ``c``
     (``covariate``'s value, :func:`halpha_log_ew`), from the fast fitter's O3N2 O/H of ``n`` spectra
-    drawn from the model's prior (:meth:`sample_prior`; draws whose four lines are not all positive
-    have no O/H and are left out, as in the posterior). Where ``c`` is finite and within the prior's
-    range (its KDE above 1e-3 of its peak), the conditional ``p(oh, c) / p(c)`` of Gaussian KDEs;
-    elsewhere, or without a covariate, the O/H marginal; each floored at 1e-3 of the marginal's
-    peak. The first factor is the reported one, the others measure how much the result depends
-    on the density model."""
-    oh, c = measure(fit, model.sample_prior(n, seed), covariate)
+    drawn from the model's prior (:meth:`sample_prior`, the chunk from draw ``i`` seeded
+    ``[seed, i]``; draws whose four lines are not all positive have no O/H and are left out, as in
+    the posterior). Where ``c`` is finite and within the prior's range (its KDE above 1e-3 of its
+    peak), the conditional ``p(oh, c) / p(c)`` of Gaussian KDEs; elsewhere, or without a covariate,
+    the O/H marginal; each floored at 1e-3 of the marginal's peak. The first factor is the reported
+    one, the others measure how much the result depends on the density model."""
+    chunks = range(0, n, PRIOR_CHUNK)
+    parts = [measure(fit, model.sample_prior(min(PRIOR_CHUNK, n - i), [seed, i]), covariate) for i in chunks]
+    oh, c = (np.concatenate([p[j] for p in parts]) for j in (0, 1))
     return {float(f): _conditional(oh, c, f) for f in factors}
 
 
@@ -143,7 +146,7 @@ def posterior_mzr(
     log_sfr: np.ndarray,
     n_draws: int,
     seed: int,
-    interims=None,
+    interims: dict,
     point_estimate: bool = True,
     covariate=None,
 ) -> dict[str, Any]:
@@ -164,9 +167,10 @@ def posterior_mzr(
     log_mass, log_sfr : (n,)
     n_draws, seed : int
         Posterior draws per galaxy; the seed of the draws.
-    interims, covariate : dict, callable, optional
-        :func:`interim_densities` of ``model`` (computed with ``seed + 1`` when not given) and the
-        feature they are conditioned on (:func:`halpha_log_ew`; None: the O/H marginal only).
+    interims : dict
+        :func:`interim_densities` of ``model``, conditioned on ``covariate``.
+    covariate : callable, optional
+        The feature the interims are conditioned on (:func:`halpha_log_ew`; None: the O/H marginal only).
     point_estimate : bool
         Also fit the posterior mean (``posterior_mean``: one more inference pass and line fit).
 
@@ -191,7 +195,6 @@ def posterior_mzr(
     truth = {**mzr_point(lm, ls, oh_true[keep]), "population": population_ols(lm, ls, oh_true[keep])}
     res = mzr_from_samples(lm, ls, oh_draws)
     diff = {"scatter": res["scatter"] - truth["scatter"], "rho": res["rho"] - truth["rho"]}
-    interims = interims if interims is not None else interim_densities(model, fit, seed + 1, covariate)
     hier, hier_mass, hier_marg = _reweighted(lm, ls, oh_draws, c_draws, interims, seed + 2, truth)
     out = {
         "n_galaxies": int(keep.sum()),
@@ -270,7 +273,7 @@ def from_draws(params: Any, pre: Any, desi: Any, sample: Any, templates: Any, mo
     lm, ls = cat["log_mass"].to_numpy()[test], cat["log_sfr"].to_numpy()[test]
     mc = params.mzr
     cov = halpha_log_ew(edges)
-    interims = interim_densities(model, fit, mc.seed + 1, cov)
+    interims = interim_densities(model, fit, mc.seed + 1, mc.posterior_prior_draws, cov)
     block = posterior_mzr(model, x, ivar, fit, true_flux, lm, ls, mc.posterior_draws, mc.seed, interims, covariate=cov)
     block["by_snr_scale"] = {}
     for k in mc.posterior_snr_scales:
