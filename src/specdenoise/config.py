@@ -321,18 +321,11 @@ class MzrConfig(_Section):
     registered_model: str = Field("specdenoise-vae-desi", description="MLflow registered model of the DESI VAE")
     snr_min: float = Field(15.0, gt=0.0, description="H-alpha S/N needed for a metallicity (Scholte & Saintonge 2023)")
     n_mass_bins: int = Field(8, gt=1, description="mass bins for percentiles and the SFR trend at fixed mass")
-    posterior_draws: int = Field(
-        40, ge=0, description="posterior draws per galaxy for the MZR of the default (noise-aware) model; 0: none"
-    )
+    posterior_draws: int = Field(40, ge=0, description="posterior draws per galaxy of the default model; 0: none")
     posterior_snr_scales: Factors = Field(
         [1.0, 3.0, 10.0], min_length=1, description="posterior MZR again with the DESI-like noise divided by each"
     )
-    posterior_prior_draws: int = Field(
-        100_000,
-        ge=1000,
-        description="spectra drawn from the default model's prior for the interim O/H density the posterior MZR "
-        "divides out (at k = 1 the re-weighted rho moved by 0.034 between 20,000 and 100,000: KDE noise)",
-    )
+    posterior_prior_draws: int = Field(100_000, ge=1000, description="its prior's draws for the interim O/H density")
     seed: int = Field(14, ge=0, description="seed of the posterior draws")
 
 

@@ -576,10 +576,10 @@ def test_bench_prior_check_holds_pixel_coverage_on_spectra_from_the_prior(small_
 
 
 def test_prior_draws_carry_their_component_and_the_posterior_finds_it(small_universe_model):
-    from specdenoise.models.posterior_components import component_probabilities, sample_prior_labelled
+    from specdenoise.models.posterior_components import component_probabilities
 
     m, _, cat, wave = small_universe_model
-    spectra, comp = sample_prior_labelled(m, 300, 31)
+    spectra, comp = m.sample_prior(300, 31, labels=True)
     np.testing.assert_array_equal(spectra, m.sample_prior(300, 31))  # the same draws, labelled
     assert set(np.unique(comp)) == {0, 1}
     z = np.resize(cat["z"].to_numpy(), 300)

@@ -237,7 +237,9 @@ def _reweighted(lm, ls, oh_draws, c_draws, interims, seed: int, truth: dict[str,
 
     (first, main), *others = interims.items()
     log_cond, nan = log_pi(main, c_draws), np.full(oh_draws.shape, np.nan)
-    rows = [run(log_cond, True), run(log_cond, False), run(log_pi(main, nan), True)]
+    rows = [run(log_cond, True), run(log_cond, False)]
+    conditioned = np.isfinite(c_draws).any()  # without a covariate the conditional is the marginal: the same fit
+    rows.append(run(log_pi(main, nan), True) if conditioned else dict(rows[0]))
     by_bw = {first: rows[0]} | {f: run(log_pi(fn, c_draws), True) for f, fn in others}
     rows[0]["bandwidths"] = {
         f"{f:g}": {

@@ -13,7 +13,7 @@ the posterior the model computes is the exact one:
    at S/N :data:`SHARE_SNR` gives each class's share of every prior component (the mean posterior
    component probability of its spectra; :func:`~specdenoise.models.posterior_components.component_probabilities`);
 2. ``n`` spectra drawn from the prior, each labelled with its component
-   (:func:`~specdenoise.models.posterior_components.sample_prior_labelled`), are observed at every
+   (``sample_prior(..., labels=True)``), are observed at every
    S/N; H-alpha and O3N2 16-84 % intervals come from the exact posterior draws;
 3. a class's exact-posterior coverage is its components' coverages weighted by its shares.
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from specdenoise.evaluation.draw_coverage import draw_interval
 from specdenoise.evaluation.mzr_truth import MZR_LINES, true_o3n2
-from specdenoise.models.posterior_components import component_probabilities, sample_prior_labelled
+from specdenoise.models.posterior_components import component_probabilities
 from specdenoise.models.posterior_noise import observe_normalised
 
 #: continuum S/N per pixel at which the classes' component shares are measured (the data fix the class)
@@ -89,7 +89,7 @@ def exact_by_class(model, pool, wave, fitter, snrs, seed: int, n: int, n_samples
     the population's (``all``) and each component's, on ``n`` prior draws at the pool's redshifts;
     JSON-ready."""
     shares = class_shares(model, pool, wave, seed, kind)
-    spectra, comp = sample_prior_labelled(model, n, seed + 7)
+    spectra, comp = model.sample_prior(n, seed + 7, labels=True)
     spectra = spectra / np.linalg.norm(spectra, axis=1, keepdims=True)
     zz = np.random.default_rng([seed, 8]).choice(pool[2], n)
     counts = np.bincount(comp, minlength=len(model.arrays["mu"]))

@@ -347,9 +347,11 @@ class PosteriorDenoiser(DenoisingModel):
             flags |= np.where((z < a["z_range"][0]) | (z > a["z_range"][1]), OOD_BITS["redshift"], 0)
         return flags.astype(np.int32)
 
-    def sample_prior(self, n: int, seed: int) -> np.ndarray:
+    def sample_prior(self, n: int, seed, labels: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Clean unit-norm spectra (n, P) drawn from the prior mixture (``f = 0``): the interim prior
-        a population analysis divides out of the posterior draws (:mod:`specdenoise.evaluation.population`)."""
+        a population analysis divides out of the posterior draws (:mod:`specdenoise.evaluation.population`).
+        ``seed``: an int or a sequence of ints (numpy.random.default_rng). ``labels``: also the component
+        (n,) each was drawn from (the evidence bench's classes)."""
         a, rng = self.arrays, np.random.default_rng(seed)
         k, p, q = a["w"].shape
         pi = np.exp(a["log_pi"] - a["log_pi"].max())
@@ -359,7 +361,7 @@ class PosteriorDenoiser(DenoisingModel):
         for c in np.unique(comp):
             i = comp == c
             out[i] = a["mu"][c] + z[i] @ a["w"][c].T + np.sqrt(a["d"][c]) * e[i]
-        return out
+        return (out, comp) if labels else out
 
     # ---------------------------------------------------------------- persistence
     def n_parameters(self) -> int:
