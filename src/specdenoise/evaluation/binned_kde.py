@@ -1,15 +1,15 @@
 """A Gaussian kernel density estimate on a grid, for densities evaluated at very many points.
 
-The MZR's interim prior (:mod:`specdenoise.evaluation.mzr_posterior`) is a KDE of ~10^4 prior draws
+The MZR's interim prior (:mod:`specdenoise.evaluation.mzr_posterior`) is a KDE of ~10^5 prior draws
 evaluated at every (galaxy, posterior draw) pair of several S/N scales and bandwidths: as a direct
 sum (``scipy.stats.gaussian_kde``) that is points x queries kernel evaluations and took most of the
-``mzr`` stage (782 s of it on a 2-core machine, 2026-11-27). Here the points are whitened by their
+``mzr`` stage (782 s in all on a 2-core machine, 2026-11-27). Here the points are whitened by their
 covariance, spread onto a grid by linear binning, smoothed by a Gaussian filter and interpolated
 linearly at the queries: the same estimate (kernel covariance = the data covariance times
 ``factor`` times Scott's factor, squared, as ``gaussian_kde`` with a scalar ``bw_method``), to
-within the binning error (grid step :data:`STEP` kernel widths: ~1e-3 relative where the density
-is within 1e-3 of its peak, ``tests/evaluation/test_binned_kde.py``), at a cost that grows with
-the points plus the queries.
+within the binning error (grid step :data:`STEP` kernel widths: 0.3 % relative in 1-D, 0.5-1 % in
+2-D where the density is above 1e-3 of its peak; ``tests/evaluation/test_binned_kde.py``), at a
+cost that grows with the points plus the queries, not their product.
 """
 
 from __future__ import annotations
