@@ -113,3 +113,10 @@ def test_bad_posterior_levels_are_refused(proj, posterior, says):
     text = yaml.safe_dump(deep_merge(PARAMS, {"train": {"posterior": posterior}}))
     res, params = _train_with(proj, text)
     assert_fails(res, EXIT_USAGE, str(params), "train.posterior", says)
+
+
+def test_too_few_interim_prior_draws_are_refused(proj):
+    """The posterior MZR's interim density needs ``mzr.posterior_prior_draws`` >= 1000 prior draws."""
+    text = yaml.safe_dump(deep_merge(PARAMS, {"mzr": {"posterior_prior_draws": 500}}))
+    res, params = _train_with(proj, text)
+    assert_fails(res, EXIT_USAGE, str(params), "mzr.posterior_prior_draws", "greater than or equal to 1000")
