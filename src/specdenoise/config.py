@@ -321,7 +321,7 @@ class MzrConfig(_Section):
     registered_model: str = Field("specdenoise-vae-desi", description="MLflow registered model of the DESI VAE")
     snr_min: float = Field(15.0, gt=0.0, description="H-alpha S/N needed for a metallicity (Scholte & Saintonge 2023)")
     n_mass_bins: int = Field(8, gt=1, description="mass bins for percentiles and the SFR trend at fixed mass")
-    posterior_draws: int = Field(40, ge=0, description="posterior draws per galaxy of the default model; 0: none")
+    posterior_draws: int = Field(160, ge=0, description="posterior draws per galaxy of the default model; 0: none")
     posterior_snr_scales: Factors = Field(
         [1.0, 3.0, 10.0], min_length=1, description="posterior MZR again with the DESI-like noise divided by each"
     )

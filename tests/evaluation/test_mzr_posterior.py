@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specdenoise.evaluation.mzr_posterior import interim_densities, posterior_mzr
+from specdenoise.evaluation.mzr_posterior import CV_FACTORS, heldout_loglik, interim_densities, posterior_mzr
 from specdenoise.evaluation.mzr_truth import MZR_LINES
 
 
@@ -105,9 +105,9 @@ def test_the_interim_density_is_the_priors_conditional_given_the_covariate():
     """Conditional on the covariate the KDE interim recovers the known Gaussian (median slope +0.32 dex
     per dex, sd 0.064 dex, a little wider from the kernel); without one (NaN) or outside the prior's
     range it is the marginal (sd 0.115 dex)."""
-    dens = interim_densities(_LinkedPrior(), _fit, 3, 8000, _log_ha, factors=(1.0, 0.5))
-    assert list(dens) == [1.0, 0.5]
-    logpdf = dens[1.0]
+    interim = interim_densities(_LinkedPrior(), _fit, 3, 8000, _log_ha, factors=(1.0, 0.5))
+    assert list(interim.densities) == [1.0, 0.5] and interim.factor == 1.0 and interim.heldout == {}
+    logpdf = interim.densities[1.0]
     grid = np.linspace(7.9, 9.5, 801)
 
     def moments(c):  # median and half the 16-84 % width (the floor's far tails move a variance)
@@ -121,3 +121,57 @@ def test_the_interim_density_is_the_priors_conditional_given_the_covariate():
     assert 0.06 < s_lo < 0.072 and 0.06 < s_hi < 0.072
     assert moments(np.nan)[1] == pytest.approx(0.115, abs=0.01)
     assert moments(5.0)[1] == pytest.approx(0.115, abs=0.01)  # outside the prior's range: the marginal
+
+
+class _ClusteredPrior(_LinkedPrior):
+    """O3N2 at one of five values 0.1 apart with a 0.01 spread, whatever the H-alpha: a density that
+    Scott's rule (made for one Gaussian) smooths into one bump."""
+
+    def sample_prior(self, n, seed):
+        rng = np.random.default_rng(seed)
+        ha = 10 ** (1.5 + 0.3 * rng.standard_normal(n))
+        o3n2 = 0.1 * rng.integers(0, 5, n) + 0.01 * rng.standard_normal(n)
+        order = {"Halpha": ha, "Hbeta": ha / 2.86, "NII_6583": 10**-0.3 * ha}
+        order["OIII_5007"] = 10**o3n2 * order["Hbeta"] * order["NII_6583"] / order["Halpha"]
+        return np.stack([order[ln] for ln in MZR_LINES], axis=1)
+
+
+@pytest.mark.parametrize(("prior", "lo", "hi"), [(_LinkedPrior, 0.7, 1.4), (_ClusteredPrior, 0.25, 0.25)])
+def test_the_interim_bandwidth_is_the_one_the_held_out_draws_like_best(prior, lo, hi):
+    """A Gaussian conditional is best served near Scott's bandwidth; narrow clusters need a much smaller one
+    (the grid's smallest, which warns). The interim is built at the chosen bandwidth and at half and twice it."""
+    interim = interim_densities(prior(), _fit, 4, 20000, _log_ha)
+    assert list(interim.heldout) == list(CV_FACTORS) and interim.n_draws == 20000
+    best = max(interim.heldout, key=interim.heldout.get)
+    assert lo <= best <= hi and list(interim.densities) == pytest.approx([best, best / 2, best * 2])
+    assert interim_densities(prior(), _fit, 4, 20000, _log_ha).heldout == interim.heldout  # seeded
+
+
+def test_held_out_likelihood_prefers_the_true_density_width():
+    """Draws from N(0, 1) in O/H with an uninformative feature: the held-out mean log density is highest
+    near Scott's bandwidth, and equals minus the Gaussian's entropy (-1.419 nats) to within the kernel's widening."""
+    rng = np.random.default_rng(5)
+    oh, c = 8.5 + rng.standard_normal(50000), rng.standard_normal(50000)
+    ll = heldout_loglik(oh, c, (0.25, 1.0, 4.0), 6)
+    assert ll[1.0] > ll[0.25] and ll[1.0] > ll[4.0]
+    assert ll[1.0] == pytest.approx(-0.5 * np.log(2 * np.pi) - 0.5, abs=0.03)
+
+
+def test_the_report_says_how_the_bandwidth_was_chosen_and_how_far_the_draws_converged(galaxies):
+    """Exact draws: the first half of the draws gives the same MZR (a step of 0, converged); the markdown
+    gives the held-out likelihood per bandwidth, the chosen one, and that step."""
+    from specdenoise.evaluation.mzr_posterior_report import markdown
+
+    flux, true, lm, ls = galaxies
+    model = _Draws(flux, 0.0)
+    interim = interim_densities(model, _fit, 2, 20000)
+    res = posterior_mzr(model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interim)
+    hier = res["hierarchical"]
+    assert hier["half_draws"]["n_draws"] == 4 and hier["draws_converged"]
+    assert hier["half_draws"]["step"]["scatter"] == pytest.approx(0, abs=1e-9)
+    assert res["interim"]["factor"] == interim.factor and set(res["interim"]["heldout_loglik"]) == {
+        f"{f:g}" for f in CV_FACTORS
+    }
+    text = markdown(res, "models:/toy@champion")
+    assert f"chosen x{interim.factor:g} of Scott's" in text and "From the first 4 draws per galaxy only" in text
+    assert "+0.0000" in text  # the chosen bandwidth's held-out likelihood minus the best

@@ -55,7 +55,8 @@ def markdown(block: dict[str, Any], uri: str) -> str:
             for lab, r in (("re-weighted in mass and SFR", h), ("in mass only", hm), ("marginal only", hg))
         )
         + ".\n"
-        + _bandwidth_line(h)
+        + _bandwidth_line(h, block.get("interim"))
+        + _draws_line(h)
         + "\nThe plain draws of a galaxy whose spectrum does not fix its O/H come from the whole population "
         "(the prior knows nothing of mass), which widens the scatter at fixed mass and dilutes the SFR trend; "
         "the re-weighted rows divide the prior's O/H density out of the draws and put a Gaussian MZR "
@@ -73,18 +74,50 @@ def _spread(h: dict[str, Any]) -> str:
     return f"{min(sc):.3f}-{max(sc):.3f} / {min(rho):+.2f} to {max(rho):+.2f}"
 
 
-def _bandwidth_line(h: dict[str, Any]) -> str:
-    """How the re-weighted MZR (mass and SFR) depends on the interim density's KDE bandwidth."""
+def _bandwidth_line(h: dict[str, Any], interim: dict[str, Any] | None) -> str:
+    """How the interim density's KDE bandwidth was chosen, and how the re-weighted MZR (mass and SFR)
+    depends on it."""
     cells = "; ".join(
         f"x{f}: {v['scatter']:.3f} / {v['rho']:+.2f} (beta_sfr {v['beta_sfr']:+.3f})"
         for f, v in h["bandwidths"].items()
     )
     verdict = "met at every bandwidth" if h["meets_every_bandwidth"] else "not met at every bandwidth"
+    chosen = ""
+    if interim and interim.get("heldout_loglik"):
+        ll = interim["heldout_loglik"]
+        best = max(ll.values())
+        chosen = (
+            f"The bandwidth is the one whose interim gives held-out prior draws the highest mean log density "
+            f"(a fifth of its {interim['n_prior_draws']} prior draws with an O/H held out; nats, minus the best): "
+            + ", ".join(f"x{f}: {v - best:+.4f}" for f, v in ll.items())
+            + f"; chosen x{interim['factor']:g} of Scott's. "
+        )
     return (
         "\nThe re-weighted rows divide a density estimate out of the draws, and where a galaxy's posterior is "
-        "barely narrower than the prior's conditional the result depends on it. Mass and SFR, scatter / rho with "
-        f"the interim's KDE bandwidth times Scott's: {cells}: {verdict}.\n"
+        f"barely narrower than the prior's conditional the result depends on it. {chosen}Mass and SFR, "
+        f"scatter / rho with the interim's KDE bandwidth times Scott's: {cells}: {verdict}.\n"
     )
+
+
+def _draws_line(h: dict[str, Any]) -> str:
+    """How far the re-weighted MZR (mass and SFR) still moves with the number of draws per galaxy."""
+    half = h.get("half_draws")
+    if not half:
+        return ""
+    verdict = "within" if h["draws_converged"] else "NOT within"
+    return (
+        f"From the first {half['n_draws']} draws per galaxy only: {half['scatter']:.3f} / {half['rho']:+.2f}, a "
+        f"step of {half['step']['scatter']:+.4f} dex / {half['step']['rho']:+.3f} to all of them, {verdict} half "
+        "the targets. Importance re-weighting with few draws per galaxy is biased, and that bias falls about as "
+        "1/draws, so the step is about the bias left.\n"
+    )
+
+
+def _half(h: dict[str, Any]) -> str:
+    half = h.get("half_draws")
+    if not half:
+        return "-"
+    return f"{half['scatter']:.3f} / {half['rho']:+.2f} ({'converged' if h['draws_converged'] else 'not converged'})"
 
 
 def _snr_markdown(block: dict[str, Any]) -> str:
@@ -100,7 +133,8 @@ def _snr_markdown(block: dict[str, Any]) -> str:
         f"{tp['sigma']:.3f} dex.\n\n"
         "| k | median sd of a galaxy's O/H draws (dex) | plain draws: scatter / rho | re-weighted, mass only: "
         "scatter / rho | re-weighted, mass + SFR: scatter / rho (beta_sfr) | the same over the KDE bandwidths "
-        "x0.5-x2: scatter / rho |\n|---|---|---|---|---|---|\n"
+        "x0.5-x2 of the chosen one: scatter / rho | the same from half the draws: scatter / rho |\n"
+        "|---|---|---|---|---|---|---|\n"
     )
     for k, r in rows.items():
         d, hm, h = r["draws"], r["hierarchical_mass_only"], r["hierarchical"]
@@ -108,6 +142,7 @@ def _snr_markdown(block: dict[str, Any]) -> str:
             f"| {k} | {r['oh_sd_median']:.3f} | {d['scatter']:.3f} / {d['rho']:+.2f} | "
             f"{hm['scatter']:.3f} / {hm['rho']:+.2f} ({'met' if hm['meets'] else 'not met'}) | "
             f"{h['scatter']:.3f} / {h['rho']:+.2f} ({h['beta_sfr']:+.3f}; {'met' if h['meets'] else 'not met'}) | "
-            f"{_spread(h)} ({'met at every one' if h['meets_every_bandwidth'] else 'not met at every one'}) |\n"
+            f"{_spread(h)} ({'met at every one' if h['meets_every_bandwidth'] else 'not met at every one'}) | "
+            f"{_half(h)} |\n"
         )
     return out
