@@ -48,6 +48,10 @@ LAZY_INTERNAL_IMPORTS: frozenset[str] = frozenset(
         # get_family / load_model import a family's module when first asked for, so that the
         # config (and every data stage) needs only the catalogue: see specdenoise/models/catalogue.py
         "src/specdenoise/models/__init__.py",
+        # the benchmark and batch modules load the survey and fitting stack, which every other command
+        # (every DVC stage's process) would pay for at start: imported in their commands
+        "src/specdenoise/cli/bench.py",
+        "src/specdenoise/cli/denoise.py",
         "src/specdenoise/tracking/pyfunc_model.py",
         "src/specdenoise/tracking/served_model.py",
     }

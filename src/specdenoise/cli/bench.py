@@ -12,13 +12,10 @@ from specdenoise.cli.common import NOISY, SPECTRA, TEMPLATES, NoisyOpt, ParamsOp
 from specdenoise.cli.denoise import DEFAULT_MODEL
 from specdenoise.config import resolve_params
 from specdenoise.errors import ConfigError
-from specdenoise.evaluation.bench import bench_denoise, bench_pipeline, bench_training, bench_universe
-from specdenoise.evaluation.bench_linefit import bench_linefit
-from specdenoise.evaluation.posterior_bench import run_bench
-from specdenoise.evaluation.posterior_bench_report import render_markdown
 from specdenoise.io import save_json, save_text
-from specdenoise.models import load_model
 
+# The benchmark modules are imported in each command, not here: they load the survey and fitting stack,
+# which every other command (every DVC stage's process) would otherwise pay for at start (~1.3 s here).
 app = typer.Typer(help="Performance benchmarks (numbers into reports/, never asserted).", no_args_is_help=True)
 OutOpt = Annotated[Path, typer.Option(help="JSON to write.")]
 
@@ -35,6 +32,8 @@ def bench_universe_cmd(
     out: OutOpt = Path("reports/bench_universe.json"),
 ) -> None:
     """Time the universe end to end (catalogue + every spectrum, chunked) and its peak memory."""
+    from specdenoise.evaluation.bench import bench_universe
+
     _write(out, bench_universe(resolve_params(params_path), n, progress=progress()))
 
 
@@ -54,6 +53,8 @@ def bench_pipeline_cmd(
     out: OutOpt = Path("reports/bench_pipeline.json"),
 ) -> None:
     """Preprocessing rate, inference spectra/s against the measured matmul roofline, fast vs pPXF line fits."""
+    from specdenoise.evaluation.bench import bench_pipeline
+
     model_s = str(model) if model and model.exists() else None
     templates_s = str(templates) if templates and templates.exists() else None
     _write(
@@ -81,6 +82,8 @@ def bench_linefit_cmd(
     out: OutOpt = Path("reports/bench_linefit.json"),
 ) -> None:
     """Fast fitter vs pPXF on noise-free spectra: bias/scatter per line against the true fluxes, speed ratio."""
+    from specdenoise.evaluation.bench_linefit import bench_linefit
+
     if n < 1 or n_time < 1:
         raise ConfigError("--n and --n-time must be positive")
     _write(
@@ -102,6 +105,8 @@ def bench_train_cmd(
     out: OutOpt = Path("reports/bench_train.json"),
 ) -> None:
     """Seconds per epoch of the paper-size AE/VAE (825-1000-900-800-800-6) on each Keras backend."""
+    from specdenoise.evaluation.bench import bench_training
+
     split = [b.strip() for b in backends.split(",")], [f.strip() for f in families.split(",")]
     _write(out, bench_training(split[0], split[1], str(spectra), str(noisy), n, epochs))
 
@@ -123,6 +128,8 @@ def bench_denoise_cmd(
     out: OutOpt = Path("reports/bench_denoise.json"),
 ) -> None:
     """End-to-end de-noising spectra/s with 1 and 2 local Dask workers beside the model-only rate, and peak memory."""
+    from specdenoise.evaluation.bench import bench_denoise
+
     try:
         counts = [int(w) for w in workers.split(",")]
     except ValueError:
@@ -158,6 +165,10 @@ def bench_posterior_cmd(
     md: Annotated[Path, typer.Option(help="Markdown summary to write.")] = Path("reports/posterior.md"),
 ) -> None:
     """Evidence for the posterior family: coverage, loss and lines over S/N, real spectra, OOD rates."""
+    from specdenoise.evaluation.posterior_bench import run_bench
+    from specdenoise.evaluation.posterior_bench_report import render_markdown
+    from specdenoise.models import load_model
+
     if per_class < 0:
         raise ConfigError(f"--per-class: must be >= 0 (0: no per-class table), got {per_class}")
     if n_exact < 0:

@@ -10,10 +10,18 @@ import typer
 
 from specdenoise.cli.common import ParamsOpt, log, progress
 from specdenoise.config import resolve_params
-from specdenoise.survey.batch import TARGET_OPTIONS, run_batch
+from specdenoise.survey.target_options import TARGET_OPTIONS
 
 DEFAULT_MODEL = "models:/specdenoise-posterior@champion"
 
+SecurityFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--security-file",
+        help="YAML with tls_ca_file, tls_client_cert, tls_client_key for a tls:// --scheduler "
+        "(default: dask's distributed.comm.tls config).",
+    ),
+]
 MaxMaskedOpt = Annotated[
     float,
     typer.Option("--max-masked", help="Flag (UNCOVERED), skip targets whose rest-frame grid is uncovered beyond this."),
@@ -58,14 +66,7 @@ def denoise_cmd(
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="Existing Dask scheduler, tls://HOST:PORT (or tcp://).")
     ] = None,
-    security_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--security-file",
-            help="YAML with tls_ca_file, tls_client_cert, tls_client_key for a tls:// --scheduler "
-            "(default: dask's distributed.comm.tls config).",
-        ),
-    ] = None,
+    security_file: SecurityFileOpt = None,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Local Dask workers (0 = this process).")] = 2,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Files per Dask task.")] = 8,
     max_masked: MaxMaskedOpt = TARGET_OPTIONS["max_masked"],
@@ -75,7 +76,7 @@ def denoise_cmd(
     id_column: IdColumnOpt = TARGET_OPTIONS["id_column"],
     z_column: ZColumnOpt = TARGET_OPTIONS["z_column"],
     type_column: TypeColumnOpt = TARGET_OPTIONS["type_column"],
-    per_spectrum: PerSpectrumOpt = False,
+    per_spectrum: PerSpectrumOpt = TARGET_OPTIONS["per_spectrum"],
     calibration: Annotated[
         Path | None, typer.Option("--calibration", help="Calibration file (default: the model's own).")
     ] = None,
@@ -90,12 +91,13 @@ def denoise_cmd(
     a usage error (bad option, an unusable --out, the folder locked by another run), 3 on a data
     error (a missing or corrupt model, a bad --redshifts catalogue, summary.json is a folder).
     """
-    p = resolve_params(params_path)
+    from specdenoise.survey.batch import run_batch  # here, not at the top: see specdenoise/cli/bench.py
+
     summary = run_batch(
         list(inputs),
         out,
         model,
-        p,
+        resolve_params(params_path),
         calibration,
         add_noise,
         seed,

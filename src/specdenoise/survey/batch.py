@@ -32,6 +32,7 @@ from specdenoise.io import save_json
 from specdenoise.survey.cluster import THREAD_VARS, connect, local_cluster
 from specdenoise.survey.outdir import OutputLock, check_out_dir, clean_stale_temps
 from specdenoise.survey.resume import SUMMARY, check_done, check_markers, done_path, file_stem, load_done, output_names
+from specdenoise.survey.target_options import TARGET_OPTIONS
 from specdenoise.survey.worker import get_catalog, get_denoiser, process_batch, warm
 from specdenoise.tracking import is_model_uri
 
@@ -49,18 +50,6 @@ __all__ = [
     "run_batch",
     "warm",
 ]
-
-#: Defaults of the per-target options of :func:`run_batch` (``options`` dict, also in done.json).
-TARGET_OPTIONS: dict[str, Any] = {
-    "max_masked": 0.5,
-    "z_max": 1.0,
-    "ood_chi2": 25.0,
-    "redshifts": None,
-    "id_column": "TARGETID",
-    "z_column": "Z",
-    "type_column": "SPECTYPE",
-    "per_spectrum": False,
-}
 
 
 def _check_options(batch_size: int, workers: int, add_noise: float | None, opts: dict[str, Any]) -> None:

@@ -269,7 +269,7 @@ def denoise_frame(den: Any, frame: Any, options: dict[str, Any]) -> pd.DataFrame
         ``wave`` (array, observed-frame air A, increasing), ``flux`` (array, 1e-17
         erg/s/cm^2/A), ``ivar`` (array), ``z`` (float); optional ``id``, ``spectype``.
     options : dict
-        ``max_masked``, ``z_max``, ``ood_chi2`` (:data:`specdenoise.survey.batch.TARGET_OPTIONS`).
+        ``max_masked``, ``z_max``, ``ood_chi2`` (:data:`specdenoise.survey.target_options.TARGET_OPTIONS`).
 
     Returns
     -------

@@ -21,8 +21,8 @@ class RawSpectraModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context):
         from specdenoise.config import parse_params
-        from specdenoise.survey.batch import TARGET_OPTIONS
         from specdenoise.survey.denoiser import Denoiser
+        from specdenoise.survey.target_options import TARGET_OPTIONS
 
         cal = (context.artifacts or {}).get("calibration")
         self.den = Denoiser.load(context.artifacts["model_dir"], parse_params({}), cal)
