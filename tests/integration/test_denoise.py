@@ -129,7 +129,7 @@ def test_denoise_real_sdss_file_with_add_noise(project):
 
 def test_batch_in_process_reports_bad_files_and_resumes(project, tmp_path):
     """The same contract as the Dask test below, in this process (fast)."""
-    from specdenoise.cli.denoise import run_batch
+    from specdenoise.survey.batch import run_batch
 
     inputs = [*_ppxf_spectra(), tmp_path / "missing.fits", tmp_path / "empty.fits"]
     (tmp_path / "empty.fits").write_bytes(b"")
