@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -137,10 +139,12 @@ class _ClusteredPrior(_LinkedPrior):
 
 
 @pytest.mark.parametrize(("prior", "lo", "hi"), [(_LinkedPrior, 0.7, 1.4), (_ClusteredPrior, 0.25, 0.25)])
-def test_the_interim_bandwidth_is_the_one_the_held_out_draws_like_best(prior, lo, hi):
+def test_the_interim_bandwidth_is_the_one_the_held_out_draws_like_best(prior, lo, hi, caplog):
     """A Gaussian conditional is best served near Scott's bandwidth; narrow clusters need a much smaller one
     (the grid's smallest, which warns). The interim is built at the chosen bandwidth and at half and twice it."""
-    interim = interim_densities(prior(), _fit, 4, 20000, _log_ha)
+    with caplog.at_level(logging.WARNING, logger="specdenoise.evaluation.mzr_posterior"):
+        interim = interim_densities(prior(), _fit, 4, 20000, _log_ha)
+    assert ("edge of its grid" in caplog.text) == (interim.factor == min(CV_FACTORS))
     assert list(interim.heldout) == list(CV_FACTORS) and interim.n_draws == 20000
     best = max(interim.heldout, key=interim.heldout.get)
     assert lo <= best <= hi and list(interim.densities) == pytest.approx([best, best / 2, best * 2])
