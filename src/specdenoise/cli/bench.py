@@ -15,7 +15,7 @@ from specdenoise.errors import ConfigError
 from specdenoise.io import save_json, save_text
 
 # The benchmark modules are imported in each command, not here: they load the survey and fitting stack,
-# which every other command (every DVC stage's process) would otherwise pay for at start (~1.3 s here).
+# which every other command (every DVC stage's process) would otherwise pay for at start (~0.7 s measured).
 app = typer.Typer(help="Performance benchmarks (numbers into reports/, never asserted).", no_args_is_help=True)
 OutOpt = Annotated[Path, typer.Option(help="JSON to write.")]
 
