@@ -322,10 +322,11 @@ class MzrConfig(_Section):
     snr_min: float = Field(15.0, gt=0.0, description="H-alpha S/N needed for a metallicity (Scholte & Saintonge 2023)")
     n_mass_bins: int = Field(8, gt=1, description="mass bins for percentiles and the SFR trend at fixed mass")
     posterior_draws: int = Field(160, ge=0, description="posterior draws per galaxy of the default model; 0: none")
-    posterior_snr_scales: Factors = Field(
-        [1.0, 3.0, 10.0], min_length=1, description="posterior MZR again with the DESI-like noise divided by each"
-    )
+    posterior_snr_scales: Factors = Field([1.0, 3.0, 10.0], min_length=1, description="posterior MZR, noise / each")
     posterior_prior_draws: int = Field(100_000, ge=1000, description="its prior's draws for the interim O/H density")
+    population_form: Literal["auto", "linear", "quadratic_mass", "spline_mass"] = Field(
+        "auto", description="SFR term of the re-weighted MZR's population (auto: lowest AIC)"
+    )
     seed: int = Field(14, ge=0, description="seed of the posterior draws")
 
 

@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from specdenoise.evaluation.mzr_posterior import CV_FACTORS, heldout_loglik, interim_densities, posterior_mzr
+from specdenoise.evaluation.mzr_interim import CV_FACTORS, heldout_loglik, interim_densities
+from specdenoise.evaluation.mzr_posterior import posterior_mzr
 from specdenoise.evaluation.mzr_truth import MZR_LINES
 
 
@@ -179,3 +180,27 @@ def test_the_report_says_how_the_bandwidth_was_chosen_and_how_far_the_draws_conv
     text = markdown(res, "models:/toy@champion")
     assert f"chosen x{interim.factor:g} of Scott's" in text and "From the first 4 draws per galaxy only" in text
     assert "+0.0000" in text  # the chosen bandwidth's held-out likelihood minus the best
+
+
+def test_every_population_form_is_fitted_and_auto_uses_the_lowest_aic(galaxies):
+    """``form="auto"`` reports each form of the SFR term and uses the one of lowest AIC (its delta is 0,
+    the others' are not negative); a named form is used as given; the markdown lists them."""
+    from specdenoise.evaluation.mzr_posterior_report import markdown
+    from specdenoise.evaluation.population import SFR_FORMS
+
+    flux, true, lm, ls = galaxies
+    model = _Draws(flux, 0.05)
+    interim = interim_densities(model, _fit, 2, 20000)
+    res = posterior_mzr(model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interim)
+    hier = res["hierarchical"]
+    assert set(hier["forms"]) == set(SFR_FORMS) and hier["form"] in SFR_FORMS
+    assert hier["forms"][hier["form"]]["aic_delta"] == 0 and min(v["aic_delta"] for v in hier["forms"].values()) == 0
+    assert (
+        hier["population"]["form"] == hier["form"]
+        and res["hierarchical_marginal"]["population"]["form"] == hier["form"]
+    )
+    assert res["hierarchical_mass_only"]["population"]["form"] is None
+    assert hier["rho"] == hier["forms"][hier["form"]]["rho"]
+    fixed = posterior_mzr(model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interim, form="linear")
+    assert fixed["hierarchical"]["form"] == "linear" and fixed["hierarchical"]["population"]["form"] == "linear"
+    assert "Scatter / rho (AIC - the lowest) by form: linear:" in markdown(res, "models:/toy@champion")

@@ -14,31 +14,34 @@ and so are the draws re-weighted to a fitted population MZR
 (:func:`~specdenoise.evaluation.population.hierarchical_mzr`), which replaces the prior's
 mass-blind O/H density by a Gaussian MZR in mass and SFR residual.
 
-What is divided out matters. The prior links O/H to the H-alpha EW (Pearson correlation -0.33
-over its own draws: metal-poor galaxies form more stars), and the EW follows the SFR. With only
-the prior's O/H marginal divided out that link stays in the draws, and the fitted SFR term counts
-it a second time (rho -0.61 against the truth's -0.41 at the DESI-like S/N, 2026-11-27). So
-the interim density divided out is the prior's O/H conditional on the draw's own log EW(H-alpha)
-(:func:`halpha_log_ew`, :func:`interim_densities`), and the population model carries the whole SFR
-dependence; the marginal-only row stays in the report for comparison.
+What is divided out matters. The prior links O/H to the H-alpha EW (correlation -0.33 over its
+draws), and the EW follows the SFR: with only the O/H marginal divided out the fitted SFR term
+counts that link twice (rho -0.61 against -0.41, 2026-11-27). So the interim divided out is the
+prior's O/H conditional on the draw's own log EW(H-alpha) (:func:`halpha_log_ew`,
+:func:`interim_densities`); the marginal-only row stays for comparison. So does the population's
+form where the data are weak (:func:`~specdenoise.evaluation.population.hierarchical_mzr`): every
+form of ``SFR_FORMS`` is fitted and reported, and the one of lowest AIC is used by default.
 A draw whose four lines are not all positive gives no O/H for that galaxy in that draw.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from specdenoise.data.preprocess import rest_grid
-from specdenoise.evaluation.binned_kde import BinnedKDE
-from specdenoise.evaluation.indices import ew_halpha
 from specdenoise.evaluation.linefit import make_fast_fitter
-from specdenoise.evaluation.mzr_truth import MZR_LINES, oh_of_fluxes, pp04_o3n2, true_o3n2
-from specdenoise.evaluation.population import hierarchical_mzr, mzr_from_samples, mzr_point, population_ols
+from specdenoise.evaluation.mzr_interim import Interim, halpha_log_ew, interim_densities, measure, oh_of_fits
+from specdenoise.evaluation.mzr_truth import MZR_LINES, pp04_o3n2, true_o3n2
+from specdenoise.evaluation.population import (
+    SFR_FORMS,
+    hierarchical_mzr,
+    mzr_from_samples,
+    mzr_point,
+    population_ols,
+)
 from specdenoise.models import get_family
 from specdenoise.training.splits import split_indices
 
@@ -46,143 +49,6 @@ log = logging.getLogger(__name__)
 
 #: Targets of issue 15 item 4: |draws - truth| in MZR scatter (dex) and in the SFR Spearman rho.
 SCATTER_TOL, RHO_TOL = 0.01, 0.05
-#: Spectra drawn from the de-noiser's prior per chunk (memory bound) of the interim O/H density
-#: (``mzr.posterior_prior_draws`` in all)
-PRIOR_CHUNK = 20_000
-#: KDE bandwidths (x Scott's) among which the held-out likelihood of the prior's own draws chooses the
-#: interim density's (:func:`heldout_loglik`; steps of sqrt 2)
-CV_FACTORS = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
-#: Share of the prior's draws held out to score each bandwidth
-HOLDOUT = 0.2
-#: Bandwidths (x the chosen one) of the interim: the first is reported, the others bound how much the
-#: re-weighted MZR depends on the density model (a result is met only if it is met at every one)
-KDE_BRACKET = (1.0, 0.5, 2.0)
-
-
-@dataclass(frozen=True)
-class Interim:
-    """The interim prior's log densities of 12+log(O/H) (dex^-1; :func:`interim_densities`).
-
-    ``densities``: ``{factor: (oh, c) -> (m,)}``, the bandwidth in Scott's units; the first is the chosen
-    one. ``heldout``: ``{factor: mean log density of the held-out prior draws (nats)}`` over
-    :data:`CV_FACTORS` (empty when the bandwidths were given). ``n_draws``: prior draws with an O/H.
-    """
-
-    densities: dict[float, Callable[[np.ndarray, np.ndarray], np.ndarray]]
-    heldout: dict[float, float] = field(default_factory=dict)
-    n_draws: int = 0
-
-    @property
-    def factor(self) -> float:
-        """The chosen (reported) bandwidth, x Scott's."""
-        return next(iter(self.densities))
-
-    def summary(self) -> dict[str, Any]:
-        """The chosen ``factor``, ``heldout_loglik`` per factor (keys as ``%g``) and ``n_prior_draws``."""
-        return {
-            "factor": self.factor,
-            "heldout_loglik": {f"{f:g}": v for f, v in self.heldout.items()},
-            "n_prior_draws": self.n_draws,
-        }
-
-
-def halpha_log_ew(edges: np.ndarray):
-    """The interim prior's conditioning feature: a function ``(spectra (n, P), fits) -> (n,)`` giving
-    log10 of the H-alpha emission EW (A; :func:`~specdenoise.evaluation.indices.ew_halpha` of the
-    fitted flux over the side-band continuum on bins ``edges``), NaN where the fit failed or the EW
-    is not positive. The EW follows the specific SFR, and the prior links O/H to it."""
-
-    def covariate(spectra: np.ndarray, fits: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-        ha = fits["Halpha"]
-        flux = np.where(np.asarray(ha["ok"], bool), np.asarray(ha["flux"], float), np.nan)
-        ew = ew_halpha(flux, spectra, edges)
-        with np.errstate(invalid="ignore"):
-            return np.log10(np.where(ew > 0, ew, np.nan))
-
-    covariate.label = "log10 EW(H-alpha)"  # type: ignore[attr-defined]
-    return covariate
-
-
-def measure(fit, spectra: np.ndarray, covariate=None) -> tuple[np.ndarray, np.ndarray]:
-    """O3N2 O/H (n,) of ``spectra`` (n, P) and the conditioning feature ``covariate(spectra, fits)``
-    (n,; all NaN without one) from one run of the fitter."""
-    fits = fit(np.asarray(spectra).astype(np.float32))
-    oh = _oh(fits)
-    return oh, (np.full(len(oh), np.nan) if covariate is None else covariate(np.asarray(spectra), fits))
-
-
-def _kde_logpdf(points: np.ndarray, factor: float = 1.0):
-    """log of a Gaussian KDE of ``points`` (d, N) with ``factor`` times Scott's bandwidth
-    (:class:`~specdenoise.evaluation.binned_kde.BinnedKDE`), floored at 1e-3 of its peak, and that
-    floor's log."""
-    kde = BinnedKDE(points, factor)
-    floor = 1e-3 * kde.peak
-    return (lambda v: np.log(np.maximum(kde(v), floor))), np.log(floor)
-
-
-def _conditional(oh: np.ndarray, c: np.ndarray, factor: float):
-    """``(v, cv) -> log p(v | cv)`` from prior draws ``oh``, ``c`` (N,) by KDEs (module docstring)."""
-    fin = np.isfinite(oh)
-    marginal, floor = _kde_logpdf(oh[fin][None], factor)
-    both = fin & np.isfinite(c)
-    if both.sum() < 100:
-        return lambda v, cv: marginal(np.asarray(v, float)[None])
-    joint, _ = _kde_logpdf(np.vstack([oh[both], c[both]]), factor)
-    feature, c_floor = _kde_logpdf(c[both][None], factor)
-
-    def logpdf(v: np.ndarray, cv: np.ndarray) -> np.ndarray:
-        v, cv = np.asarray(v, float), np.asarray(cv, float)
-        out = marginal(v[None])
-        ok = np.isfinite(cv)
-        ok[ok] = feature(cv[ok][None]) > c_floor
-        if ok.any():
-            out[ok] = np.maximum(joint(np.vstack([v[ok], cv[ok]])) - feature(cv[ok][None]), floor)
-        return out
-
-    return logpdf
-
-
-def heldout_loglik(oh: np.ndarray, c: np.ndarray, factors, seed) -> dict[float, float]:
-    """Mean log density (nats) of a held-out :data:`HOLDOUT` share of the prior's draws ``oh``, ``c`` (N,;
-    those with a finite O/H, chosen with ``seed``) under the interim density (:func:`_conditional`,
-    floors included) fitted to the others, per KDE bandwidth factor in ``factors`` (x Scott's): the
-    conditional where the draw's ``c`` is finite and in range, the marginal elsewhere."""
-    fin = np.flatnonzero(np.isfinite(oh))
-    test = np.zeros(len(fin), bool)
-    test[np.random.default_rng(seed).permutation(len(fin))[: int(round(HOLDOUT * len(fin)))]] = True
-    tr, te = fin[~test], fin[test]
-    return {float(f): float(np.mean(_conditional(oh[tr], c[tr], f)(oh[te], c[te]))) for f in factors}
-
-
-def interim_densities(
-    model: Any, fit, seed: int, n: int, covariate=None, factors=None, grid=CV_FACTORS, bracket=KDE_BRACKET
-) -> Interim:
-    """The interim prior's log density (dex^-1) of 12+log(O/H), a function of O/H values and the
-    conditioning feature ``c`` (``covariate``'s value, :func:`halpha_log_ew`), from the fast fitter's
-    O3N2 O/H of ``n`` spectra drawn from the model's prior (:meth:`sample_prior`, the chunk from draw
-    ``i`` seeded ``[seed, i]``; draws whose four lines are not all positive have no O/H and are left
-    out, as in the posterior). Where ``c`` is finite and within the prior's range (its KDE above 1e-3
-    of its peak), the conditional ``p(oh, c) / p(c)`` of Gaussian KDEs; elsewhere, or without a
-    covariate, the O/H marginal; each floored at 1e-3 of the marginal's peak.
-
-    The bandwidth is the one of ``grid`` (x Scott's) whose density gives the held-out prior draws the
-    highest likelihood (:func:`heldout_loglik`, split seeded ``[seed, n]``); Scott's rule over-smooths
-    this conditional (2026-11-27: ~x0.35-0.5). The interim is built at that bandwidth times each of
-    ``bracket`` (the first is reported, the others measure how much the result depends on the density
-    model), or at ``factors`` (x Scott's) when given, with no selection."""
-    chunks = range(0, n, PRIOR_CHUNK)
-    parts = [measure(fit, model.sample_prior(min(PRIOR_CHUNK, n - i), [seed, i]), covariate) for i in chunks]
-    oh, c = (np.concatenate([p[j] for p in parts]) for j in (0, 1))
-    heldout = {} if factors is not None else heldout_loglik(oh, c, grid, [seed, n])
-    if factors is None:
-        best = max(heldout, key=heldout.get)
-        if best in (min(grid), max(grid)):
-            log.warning(
-                "mzr: the interim's held-out likelihood is highest at the edge of its grid, x%g of Scott's", best
-            )
-        factors = [best * b for b in bracket]
-    dens = {float(f): _conditional(oh, c, f) for f in factors}
-    return Interim(dens, heldout, int(np.isfinite(oh).sum()))
 
 
 def _sd_median(oh_draws: np.ndarray) -> float:
@@ -192,12 +58,6 @@ def _sd_median(oh_draws: np.ndarray) -> float:
         return float("nan")
     with np.errstate(invalid="ignore"):
         return float(np.median(np.nanstd(oh_draws[:, n >= 2], axis=0)))
-
-
-def _oh(fits: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-    return oh_of_fluxes(
-        {k: np.where(np.asarray(fits[k]["ok"], bool), np.asarray(fits[k]["flux"], float), np.nan) for k in MZR_LINES}
-    )
 
 
 def posterior_mzr(
@@ -213,6 +73,7 @@ def posterior_mzr(
     interims: Interim,
     point_estimate: bool = True,
     covariate=None,
+    form: str = "auto",
 ) -> dict[str, Any]:
     """MZR scatter and SFR dependence from posterior draws against those of the true-flux O3N2.
 
@@ -229,14 +90,14 @@ def posterior_mzr(
     true_flux : dict line -> (n,)
         True fluxes of :data:`MZR_LINES` (any common unit: O3N2 is a ratio).
     log_mass, log_sfr : (n,)
-    n_draws, seed : int
-        Posterior draws per galaxy; the seed of the draws.
+    n_draws, seed : int  (posterior draws per galaxy; the seed of the draws)
     interims : Interim
         :func:`interim_densities` of ``model``, conditioned on ``covariate``.
     covariate : callable, optional
         The feature the interims are conditioned on (:func:`halpha_log_ew`; None: the O/H marginal only).
     point_estimate : bool
         Also fit the posterior mean (``posterior_mean``: one more inference pass and line fit).
+    form : str  (the population's SFR term, ``mzr.population_form``; :func:`_reweighted`)
 
     Returns
     -------
@@ -260,7 +121,7 @@ def posterior_mzr(
     truth = {**mzr_point(lm, ls, oh_true[keep]), "population": population_ols(lm, ls, oh_true[keep])}
     res = mzr_from_samples(lm, ls, oh_draws)
     diff = {"scatter": res["scatter"] - truth["scatter"], "rho": res["rho"] - truth["rho"]}
-    hier, hier_mass, hier_marg = _reweighted(lm, ls, oh_draws, c_draws, interims, seed + 2, truth)
+    hier, hier_mass, hier_marg = _reweighted(lm, ls, oh_draws, c_draws, interims, seed + 2, truth, form)
     out = {
         "n_galaxies": int(keep.sum()),
         "n_draws": int(n_draws),
@@ -276,21 +137,26 @@ def posterior_mzr(
         "meets": bool(abs(diff["scatter"]) <= SCATTER_TOL and abs(diff["rho"]) <= RHO_TOL),
     }
     if point_estimate:
-        point = _oh(fit(model.denoise_given(x, ivar)))
+        point = oh_of_fits(fit(model.denoise_given(x, ivar)))
         out["posterior_mean"] = {**mzr_point(lm, ls, point), "valid_fraction": float(np.isfinite(point).mean())}
     return out
 
 
-def _reweighted(lm, ls, oh_draws, c_draws, interims, seed: int, truth: dict[str, Any]) -> list[dict[str, Any]]:
+def _reweighted(
+    lm, ls, oh_draws, c_draws, interims, seed: int, truth: dict[str, Any], form: str = "auto"
+) -> list[dict[str, Any]]:
     """:func:`~specdenoise.evaluation.population.hierarchical_mzr` of the draws ``oh_draws`` (S, n)
     with features ``c_draws`` (S, n) three ways, with the first of ``interims.densities``
     (:func:`interim_densities`): mass and SFR with the interim conditional, mass only with it, mass
-    and SFR with the interim's O/H marginal; each with ``diff`` from ``truth`` and ``meets``. The
-    first also gets ``bandwidths`` (its scatter, rho, beta and ``meets`` with each interim),
-    ``meets_every_bandwidth``, ``half_draws`` (the same from the first half of the draws, and ``step``:
-    all - half, which is about the finite-draw bias left when that bias falls as 1/draws; 2026-11-27 at
-    the DESI-like S/N, 40 draws per galaxy gave rho +0.13 from 320) and ``draws_converged`` (each step
-    within half its target)."""
+    and SFR with the interim's O/H marginal; each with ``diff`` from ``truth`` and ``meets``.
+
+    The SFR term's form is ``form`` (:data:`~specdenoise.evaluation.population.SFR_FORMS`), or with
+    ``"auto"`` the one of lowest AIC (``2 n_params - 2 loglik``) among them. The first row also gets
+    ``forms`` (scatter, rho, beta, ``aic_delta`` and ``meets`` of each form), ``form``, ``bandwidths``
+    (the same with each interim), ``meets_every_bandwidth``, ``half_draws`` (the same from the first
+    half of the draws, and ``step``: all - half, which is about the finite-draw bias left when that bias
+    falls as 1/draws; 2026-11-27 at the DESI-like S/N, 40 draws per galaxy gave rho +0.13 from 320) and
+    ``draws_converged`` (each step within half its target)."""
     fin = np.isfinite(oh_draws)
 
     def log_pi(fn, c: np.ndarray) -> np.ndarray:
@@ -298,35 +164,36 @@ def _reweighted(lm, ls, oh_draws, c_draws, interims, seed: int, truth: dict[str,
         out[fin] = fn(oh_draws[fin], c[fin])
         return out
 
-    def run(lp: np.ndarray, term: bool) -> dict[str, Any]:
-        h = hierarchical_mzr(lm, ls, oh_draws, lp, len(oh_draws), seed, sfr_term=term)
+    def run(lp: np.ndarray, f: str | None, draws=oh_draws) -> dict[str, Any]:
+        h = hierarchical_mzr(lm, ls, draws, lp, len(draws), seed, form=f)
         h["diff"] = {"scatter": h["scatter"] - truth["scatter"], "rho": h["rho"] - truth["rho"]}
         h["meets"] = bool(abs(h["diff"]["scatter"]) <= SCATTER_TOL and abs(h["diff"]["rho"]) <= RHO_TOL)
         return h
 
     (first, main), *others = interims.densities.items()
     log_cond, nan = log_pi(main, c_draws), np.full(oh_draws.shape, np.nan)
-    rows = [run(log_cond, True), run(log_cond, False)]
+    by_form = {f: run(log_cond, f) for f in SFR_FORMS}
+    aic = {f: 2 * h["population"]["n_params"] - 2 * h["population"]["loglik"] for f, h in by_form.items()}
+    best = min(aic, key=aic.get) if form == "auto" else form
+    rows = [by_form[best], run(log_cond, None)]
     conditioned = np.isfinite(c_draws).any()  # without a covariate the conditional is the marginal: the same fit
-    rows.append(run(log_pi(main, nan), True) if conditioned else dict(rows[0]))
-    by_bw = {first: rows[0]} | {f: run(log_pi(fn, c_draws), True) for f, fn in others}
-    rows[0]["bandwidths"] = {
-        f"{f:g}": {
-            "scatter": h["scatter"],
-            "rho": h["rho"],
-            "beta_sfr": h["population"]["beta_sfr"],
-            "meets": h["meets"],
-        }
-        for f, h in by_bw.items()
-    }
+    rows.append(run(log_pi(main, nan), best) if conditioned else dict(rows[0]))
+    rows[0]["form"] = best
+    rows[0]["forms"] = {f: _brief(h) | {"aic_delta": aic[f] - aic[best]} for f, h in by_form.items()}
+    by_bw = {first: rows[0]} | {f: run(log_pi(fn, c_draws), best) for f, fn in others}
+    rows[0]["bandwidths"] = {f"{f:g}": _brief(h) for f, h in by_bw.items()}
     rows[0]["meets_every_bandwidth"] = all(v["meets"] for v in rows[0]["bandwidths"].values())
     half = len(oh_draws) // 2  # the first half of the draws: how far the estimate still moves with their number
     if half >= 2:
-        h2 = hierarchical_mzr(lm, ls, oh_draws[:half], log_cond[:half], half, seed, sfr_term=True)
+        h2 = run(log_cond[:half], best, oh_draws[:half])
         step = {"scatter": rows[0]["scatter"] - h2["scatter"], "rho": rows[0]["rho"] - h2["rho"]}
         rows[0]["half_draws"] = {"n_draws": half, "scatter": h2["scatter"], "rho": h2["rho"], "step": step}
         rows[0]["draws_converged"] = bool(abs(step["scatter"]) <= SCATTER_TOL / 2 and abs(step["rho"]) <= RHO_TOL / 2)
     return rows
+
+
+def _brief(h: dict[str, Any]) -> dict[str, Any]:
+    return {"scatter": h["scatter"], "rho": h["rho"], "beta_sfr": h["population"]["beta_sfr"], "meets": h["meets"]}
 
 
 def default_posterior_uri(params: Any) -> str | None:
@@ -351,7 +218,20 @@ def from_draws(params: Any, pre: Any, desi: Any, sample: Any, templates: Any, mo
     mc = params.mzr
     cov = halpha_log_ew(edges)
     interims = interim_densities(model, fit, mc.seed + 1, mc.posterior_prior_draws, cov)
-    block = posterior_mzr(model, x, ivar, fit, true_flux, lm, ls, mc.posterior_draws, mc.seed, interims, covariate=cov)
+    block = posterior_mzr(
+        model,
+        x,
+        ivar,
+        fit,
+        true_flux,
+        lm,
+        ls,
+        mc.posterior_draws,
+        mc.seed,
+        interims,
+        covariate=cov,
+        form=mc.population_form,
+    )
     block["by_snr_scale"] = {}
     for k in mc.posterior_snr_scales:
         res = block
@@ -370,6 +250,7 @@ def from_draws(params: Any, pre: Any, desi: Any, sample: Any, templates: Any, mo
                 interims,
                 point_estimate=False,
                 covariate=cov,
+                form=mc.population_form,
             )
         block["by_snr_scale"][f"{k:g}"] = snr_row(res)
     return block
@@ -391,6 +272,6 @@ def snr_row(res: dict[str, Any]) -> dict[str, Any]:
         | {
             k: v
             for k, v in res["hierarchical"].items()
-            if k in ("bandwidths", "meets_every_bandwidth", "half_draws", "draws_converged")
+            if k in ("bandwidths", "meets_every_bandwidth", "half_draws", "draws_converged", "form", "forms")
         },
     }

@@ -56,11 +56,12 @@ def markdown(block: dict[str, Any], uri: str) -> str:
         )
         + ".\n"
         + _bandwidth_line(h, block.get("interim"))
+        + _forms_line(h)
         + _draws_line(h)
         + "\nThe plain draws of a galaxy whose spectrum does not fix its O/H come from the whole population "
         "(the prior knows nothing of mass), which widens the scatter at fixed mass and dilutes the SFR trend; "
         "the re-weighted rows divide the prior's O/H density out of the draws and put a Gaussian MZR "
-        "(quadratic in mass, with or without a linear term in the SFR residual, fitted by marginal likelihood) "
+        "(quadratic in mass, with or without a term in the SFR residual, fitted by marginal likelihood) "
         "in its place (Hogg, Myers & Bovy 2010). The density divided out is the prior's O/H conditional on the draw's "
         f"{cond}: the prior links O/H to that EW, which follows the SFR, and with only its O/H marginal divided out "
         "(last re-weighted row) the SFR term counts the link twice.\n" + _snr_markdown(block)
@@ -99,6 +100,25 @@ def _bandwidth_line(h: dict[str, Any], interim: dict[str, Any] | None) -> str:
     )
 
 
+def _forms(h: dict[str, Any]) -> str:
+    """Scatter / rho (delta AIC) of the re-weighted MZR with each form of the SFR term."""
+    return "; ".join(
+        f"{f}: {v['scatter']:.3f} / {v['rho']:+.2f} ({v['aic_delta']:+.1f})" for f, v in h.get("forms", {}).items()
+    )
+
+
+def _forms_line(h: dict[str, Any]) -> str:
+    """How the re-weighted MZR (mass and SFR) depends on the form of the population's SFR term."""
+    if not h.get("forms"):
+        return ""
+    met = [f for f, v in h["forms"].items() if v["meets"]]
+    return (
+        "\nWhere a galaxy's data are weak its re-weighted draws follow the population model, so the form of its "
+        f"SFR term matters (low-SFR galaxies have weak lines). Scatter / rho (AIC - the lowest) by form: {_forms(h)}; "
+        f"used: {h['form']}. Met with: {', '.join(met) or 'none'}.\n"
+    )
+
+
 def _draws_line(h: dict[str, Any]) -> str:
     """How far the re-weighted MZR (mass and SFR) still moves with the number of draws per galaxy."""
     half = h.get("half_draws")
@@ -133,8 +153,9 @@ def _snr_markdown(block: dict[str, Any]) -> str:
         f"{tp['sigma']:.3f} dex.\n\n"
         "| k | median sd of a galaxy's O/H draws (dex) | plain draws: scatter / rho | re-weighted, mass only: "
         "scatter / rho | re-weighted, mass + SFR: scatter / rho (beta_sfr) | the same over the KDE bandwidths "
-        "x0.5-x2 of the chosen one: scatter / rho | the same from half the draws: scatter / rho |\n"
-        "|---|---|---|---|---|---|---|\n"
+        "x0.5-x2 of the chosen one: scatter / rho | the same from half the draws: scatter / rho | by the SFR "
+        "term's form: scatter / rho (AIC - the lowest) |\n"
+        "|---|---|---|---|---|---|---|---|\n"
     )
     for k, r in rows.items():
         d, hm, h = r["draws"], r["hierarchical_mass_only"], r["hierarchical"]
@@ -143,6 +164,6 @@ def _snr_markdown(block: dict[str, Any]) -> str:
             f"{hm['scatter']:.3f} / {hm['rho']:+.2f} ({'met' if hm['meets'] else 'not met'}) | "
             f"{h['scatter']:.3f} / {h['rho']:+.2f} ({h['beta_sfr']:+.3f}; {'met' if h['meets'] else 'not met'}) | "
             f"{_spread(h)} ({'met at every one' if h['meets_every_bandwidth'] else 'not met at every one'}) | "
-            f"{_half(h)} |\n"
+            f"{_half(h)} | {_forms(h) or '-'} |\n"
         )
     return out
