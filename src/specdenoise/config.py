@@ -325,7 +325,7 @@ class MzrConfig(_Section):
     posterior_snr_scales: Factors = Field([1.0, 3.0, 10.0], min_length=1, description="posterior MZR, noise / each")
     posterior_prior_draws: int = Field(100_000, ge=1000, description="its prior's draws for the interim O/H density")
     population_form: Literal["auto", "linear", "quadratic_mass", "spline_mass"] = Field(
-        "auto", description="SFR term of the re-weighted MZR's population (auto: lowest AIC)"
+        "quadratic_mass", description="SFR term of the re-weighted MZR's population (auto: lowest AIC; README)"
     )
     seed: int = Field(14, ge=0, description="seed of the posterior draws")
 

@@ -237,3 +237,14 @@ def test_population_forms_by_least_squares_and_a_named_error_for_an_unknown_form
     assert lin["beta_sfr"] == pytest.approx(lin["sfr_coef"][0])
     with pytest.raises(ValueError, match="population form: expected one of linear, quadratic_mass, spline_mass"):
         population_ols(mass, sfr, oh, form="cubic")
+
+
+def test_the_config_names_every_population_form():
+    """``mzr.population_form`` accepts exactly the forms :data:`SFR_FORMS` defines, and ``auto``."""
+    import typing
+
+    from specdenoise.config import MzrConfig
+    from specdenoise.evaluation.population import SFR_FORMS
+
+    allowed = typing.get_args(MzrConfig.model_fields["population_form"].annotation)
+    assert set(allowed) == {"auto", *SFR_FORMS}

@@ -20,7 +20,7 @@ counts that link twice (rho -0.61 against -0.41, 2026-11-27). So the interim div
 prior's O/H conditional on the draw's own log EW(H-alpha) (:func:`halpha_log_ew`,
 :func:`interim_densities`); the marginal-only row stays for comparison. So does the population's
 form where the data are weak (:func:`~specdenoise.evaluation.population.hierarchical_mzr`): every
-form of ``SFR_FORMS`` is fitted and reported, and the one of lowest AIC is used by default.
+form of ``SFR_FORMS`` is fitted and reported; ``mzr.population_form`` picks the one used (auto: AIC).
 A draw whose four lines are not all positive gives no O/H for that galaxy in that draw.
 """
 
@@ -143,7 +143,7 @@ def posterior_mzr(
 
 
 def _reweighted(
-    lm, ls, oh_draws, c_draws, interims, seed: int, truth: dict[str, Any], form: str = "auto"
+    lm, ls, oh_draws, c_draws, interims, seed: int, truth: dict[str, Any], form: str
 ) -> list[dict[str, Any]]:
     """:func:`~specdenoise.evaluation.population.hierarchical_mzr` of the draws ``oh_draws`` (S, n)
     with features ``c_draws`` (S, n) three ways, with the first of ``interims.densities``
