@@ -110,9 +110,11 @@ def _conditional(oh: np.ndarray, c: np.ndarray, factor: float):
         v, cv = np.asarray(v, float), np.asarray(cv, float)
         out = marginal(v[None])
         ok = np.isfinite(cv)
-        ok[ok] = feature(cv[ok][None]) > c_floor
+        log_c = feature(cv[ok][None])  # the feature's density, evaluated once
+        inside = log_c > c_floor
+        ok[ok] = inside
         if ok.any():
-            out[ok] = np.maximum(joint(np.vstack([v[ok], cv[ok]])) - feature(cv[ok][None]), floor)
+            out[ok] = np.maximum(joint(np.vstack([v[ok], cv[ok]])) - log_c[inside], floor)
         return out
 
     return logpdf
@@ -149,8 +151,9 @@ def interim_densities(
     chunks = range(0, n, PRIOR_CHUNK)
     parts = [measure(fit, model.sample_prior(min(PRIOR_CHUNK, n - i), [seed, i]), covariate) for i in chunks]
     oh, c = (np.concatenate([p[j] for p in parts]) for j in (0, 1))
-    heldout = {} if factors is not None else heldout_loglik(oh, c, grid, [seed, n])
+    heldout: dict[float, float] = {}
     if factors is None:
+        heldout = heldout_loglik(oh, c, grid, [seed, n])
         best = max(heldout, key=heldout.get)
         if best in (min(grid), max(grid)):
             log.warning(

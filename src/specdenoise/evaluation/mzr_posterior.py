@@ -218,40 +218,18 @@ def from_draws(params: Any, pre: Any, desi: Any, sample: Any, templates: Any, mo
     mc = params.mzr
     cov = halpha_log_ew(edges)
     interims = interim_densities(model, fit, mc.seed + 1, mc.posterior_prior_draws, cov)
-    block = posterior_mzr(
-        model,
-        x,
-        ivar,
-        fit,
-        true_flux,
-        lm,
-        ls,
-        mc.posterior_draws,
-        mc.seed,
-        interims,
-        covariate=cov,
-        form=mc.population_form,
-    )
+
+    def run(xs: np.ndarray, iv: np.ndarray, point_estimate: bool) -> dict[str, Any]:
+        return posterior_mzr(
+            model, xs, iv, fit, true_flux, lm, ls, mc.posterior_draws, mc.seed, interims,
+            point_estimate=point_estimate, covariate=cov, form=mc.population_form,
+        )  # fmt: skip
+
+    block = run(x, ivar, True)
     block["by_snr_scale"] = {}
     for k in mc.posterior_snr_scales:
-        res = block
-        if k != 1.0:  # the same noise realisation, divided by k
-            xk = clean + (x - clean) / k
-            res = posterior_mzr(
-                model,
-                xk,
-                ivar * k * k,
-                fit,
-                true_flux,
-                lm,
-                ls,
-                mc.posterior_draws,
-                mc.seed,
-                interims,
-                point_estimate=False,
-                covariate=cov,
-                form=mc.population_form,
-            )
+        # k = 1 is the block itself; otherwise the same noise realisation, divided by k
+        res = block if k == 1.0 else run(clean + (x - clean) / k, ivar * k * k, False)
         block["by_snr_scale"][f"{k:g}"] = snr_row(res)
     return block
 
