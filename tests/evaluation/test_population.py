@@ -191,7 +191,7 @@ def test_too_few_draws_per_weakly_measured_galaxy_bias_the_reweighted_mzr():
 def test_a_mass_dependent_sfr_term_is_recovered_and_preferred_by_aic():
     """O/H falls with the SFR residual steeply at low mass and not at all at high mass (slope
     -0.15 + 0.15 (log M - 10), plus a curvature 0.05 dSFR^2: the ``quadratic_mass`` form), as on the
-    DESI-like sample (2026-11-27: -0.21 below 10^9.5, ~0 above 10^10.5). Half the galaxies are measured
+    DESI-like sample (2026-11-27: -0.22 below 10^9.5, +0.04 above 10^10.5). Half the galaxies are measured
     to 0.03 dex, half to 0.5. The ``quadratic_mass`` fit recovers the three SFR coefficients and rho,
     and AIC prefers it to a slope that ignores mass."""
     rng = np.random.default_rng(8)
@@ -248,3 +248,21 @@ def test_the_config_names_every_population_form():
 
     allowed = typing.get_args(MzrConfig.model_fields["population_form"].annotation)
     assert set(allowed) == {"auto", *SFR_FORMS}
+
+
+def test_a_population_fit_that_stops_short_says_so(monkeypatch, caplog):
+    """An L-BFGS fit cut off before it converges logs a warning instead of passing silently."""
+    import specdenoise.evaluation.population as population
+
+    rng = np.random.default_rng(4)
+    mass, sfr, _, oh = _fmr_galaxies(rng, 400, beta=-0.1, scatter=0.08)
+    draws = oh + 0.1 * rng.standard_normal((20, 400))
+    monkeypatch.setattr(population, "FIT_MAXITER", 1)
+    with caplog.at_level("WARNING", logger="specdenoise.evaluation.population"):
+        hierarchical_mzr(mass, sfr, draws, np.zeros(draws.shape), 5, seed=1, form="quadratic_mass")
+    assert "population fit did not converge after 1 iterations" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(population, "FIT_MAXITER", 2000)
+    with caplog.at_level("WARNING", logger="specdenoise.evaluation.population"):
+        hierarchical_mzr(mass, sfr, draws, np.zeros(draws.shape), 5, seed=1, form="quadratic_mass")
+    assert "did not converge" not in caplog.text
