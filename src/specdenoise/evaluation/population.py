@@ -110,20 +110,19 @@ SFR_FORMS = {"linear": _sfr_linear, "quadratic_mass": _sfr_quadratic_mass, "spli
 def _design(log_mass: np.ndarray, log_sfr: np.ndarray, deg: int, form: str | None) -> tuple[np.ndarray, np.ndarray]:
     """The population mean's design matrix (n, deg + 1 + k): ``(log M - median)^p``, p = deg..0, then
     the SFR term's columns of ``form`` (:data:`SFR_FORMS`; none for None), zero for a galaxy without
-    an SFR residual (non-finite mass or SFR: all zero); and that residual (n,; 0 where missing)."""
+    an SFR residual (a galaxy without a mass: rows of zero mass offset, never used); and that residual
+    (n,; NaN where missing)."""
     lm = np.asarray(log_mass, dtype=float)
-    fin_m = np.isfinite(lm)
-    m = np.where(fin_m, lm - np.nanmedian(lm), 0.0)
+    m = np.where(np.isfinite(lm), lm - np.nanmedian(lm), 0.0)
     ds = _residuals(lm, np.asarray(log_sfr, dtype=float), deg)
-    has = np.isfinite(ds)
-    cols = [np.where(fin_m, m**p, 0.0) for p in range(deg, -1, -1)]
-    ds0 = np.where(has, ds, 0.0)
+    cols = [m**p for p in range(deg, -1, -1)]
     if form is None:
-        return np.column_stack(cols), ds0
+        return np.column_stack(cols), ds
+    has = np.isfinite(ds)
     part = _sfr_columns(form, m[has], ds[has])
     sfr = np.zeros((len(m), part.shape[1]))
     sfr[has] = part
-    return np.column_stack(cols + [sfr]), ds0
+    return np.column_stack(cols + [sfr]), ds
 
 
 def _sfr_columns(form: str, m: np.ndarray, ds: np.ndarray) -> np.ndarray:
@@ -138,7 +137,7 @@ def _population(theta: np.ndarray, x: np.ndarray, ds: np.ndarray, deg: int, form
     term on the SFR residual over the galaxies ``use``: ``beta`` itself for ``linear``), ``sigma``."""
     k = deg + 1
     part = x[:, k:] @ theta[k:-1]
-    u = np.asarray(use, bool) & (ds != 0)
+    u = np.asarray(use, bool) & np.isfinite(ds)
     beta = float(np.polyfit(ds[u], part[u], 1)[0]) if form is not None and u.sum() > 2 else 0.0
     return {
         "form": form,
