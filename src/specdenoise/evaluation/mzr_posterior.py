@@ -134,7 +134,7 @@ def posterior_mzr(
         "interim": interims.summary(),
         "diff": diff,
         "targets": {"scatter_dex": SCATTER_TOL, "rho": RHO_TOL},
-        "meets": bool(abs(diff["scatter"]) <= SCATTER_TOL and abs(diff["rho"]) <= RHO_TOL),
+        "meets": _within(diff),
     }
     if point_estimate:
         point = oh_of_fits(fit(model.denoise_given(x, ivar)))
@@ -167,7 +167,7 @@ def _reweighted(
     def run(lp: np.ndarray, f: str | None, draws=oh_draws) -> dict[str, Any]:
         h = hierarchical_mzr(lm, ls, draws, lp, len(draws), seed, form=f)
         h["diff"] = {"scatter": h["scatter"] - truth["scatter"], "rho": h["rho"] - truth["rho"]}
-        h["meets"] = bool(abs(h["diff"]["scatter"]) <= SCATTER_TOL and abs(h["diff"]["rho"]) <= RHO_TOL)
+        h["meets"] = _within(h["diff"])
         return h
 
     (first, main), *others = interims.densities.items()
@@ -188,8 +188,13 @@ def _reweighted(
         h2 = run(log_cond[:half], best, oh_draws[:half])
         step = {"scatter": rows[0]["scatter"] - h2["scatter"], "rho": rows[0]["rho"] - h2["rho"]}
         rows[0]["half_draws"] = {"n_draws": half, "scatter": h2["scatter"], "rho": h2["rho"], "step": step}
-        rows[0]["draws_converged"] = bool(abs(step["scatter"]) <= SCATTER_TOL / 2 and abs(step["rho"]) <= RHO_TOL / 2)
+        rows[0]["draws_converged"] = _within(step, 0.5)
     return rows
+
+
+def _within(diff: dict[str, float], share: float = 1.0) -> bool:
+    """Whether ``diff``'s scatter (dex) and rho are within ``share`` of :data:`SCATTER_TOL`, :data:`RHO_TOL`."""
+    return bool(abs(diff["scatter"]) <= share * SCATTER_TOL and abs(diff["rho"]) <= share * RHO_TOL)
 
 
 def _brief(h: dict[str, Any]) -> dict[str, Any]:
