@@ -203,4 +203,26 @@ def test_every_population_form_is_fitted_and_auto_uses_the_lowest_aic(galaxies):
     assert hier["rho"] == hier["forms"][hier["form"]]["rho"]
     fixed = posterior_mzr(model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interim, form="linear")
     assert fixed["hierarchical"]["form"] == "linear" and fixed["hierarchical"]["population"]["form"] == "linear"
-    assert "Scatter / rho (AIC - the lowest) by form: linear:" in markdown(res, "models:/toy@champion")
+    md = markdown(res, "models:/toy@champion")
+    assert "Scatter / rho +- sd (AIC - the lowest) by form: linear:" in md
+
+
+def test_each_reweighted_row_states_its_difference_over_its_sd(galaxies):
+    """Every re-weighted row carries ``z`` (difference from the truth over the stated sd, which holds the
+    population's uncertainty and so is at least the draws' own) and ``consistent`` (both within 2 sd);
+    the markdown says so and what the +- holds."""
+    from specdenoise.evaluation.mzr_posterior import CONSISTENT_Z
+    from specdenoise.evaluation.mzr_posterior_report import markdown
+
+    flux, true, lm, ls = galaxies
+    model = _Draws(flux, 0.05)
+    res = posterior_mzr(
+        model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interim_densities(model, _fit, 2, 20000)
+    )
+    for key in ("hierarchical", "hierarchical_mass_only", "hierarchical_marginal"):
+        h = res[key]
+        assert h["z"]["rho"] == pytest.approx(h["diff"]["rho"] / h["rho_sd"])
+        assert h["consistent"] == (max(abs(v) for v in h["z"].values()) <= CONSISTENT_Z)
+        assert h["rho_sd"] >= h["rho_sd_draws"] and h["population"]["laplace"]
+    md = markdown(res, "models:/toy@champion")
+    assert "drawn from the Laplace approximation" in md and "diff / sd:" in md

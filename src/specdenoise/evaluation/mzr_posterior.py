@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Targets of issue 15 item 4: |draws - truth| in MZR scatter (dex) and in the SFR Spearman rho.
 SCATTER_TOL, RHO_TOL = 0.01, 0.05
+#: A re-weighted result is consistent with the truth when both differences are within this many of its sds.
+CONSISTENT_Z = 2.0
 
 
 def _sd_median(oh_draws: np.ndarray) -> float:
@@ -148,15 +150,17 @@ def _reweighted(
     """:func:`~specdenoise.evaluation.population.hierarchical_mzr` of the draws ``oh_draws`` (S, n)
     with features ``c_draws`` (S, n) three ways, with the first of ``interims.densities``
     (:func:`interim_densities`): mass and SFR with the interim conditional, mass only with it, mass
-    and SFR with the interim's O/H marginal; each with ``diff`` from ``truth`` and ``meets``.
+    and SFR with the interim's O/H marginal; each with ``diff`` from ``truth``, ``meets``, ``z`` (``diff``
+    over the stated sd, which holds the population's uncertainty) and ``consistent`` (both ``|z|`` at
+    most :data:`CONSISTENT_Z`).
 
     The SFR term's form is ``form`` (:data:`~specdenoise.evaluation.population.SFR_FORMS`), or with
     ``"auto"`` the one of lowest AIC (``2 n_params - 2 loglik``) among them. The first row also gets
-    ``forms`` (scatter, rho, beta, ``aic_delta`` and ``meets`` of each form), ``form``, ``bandwidths``
-    (the same with each interim), ``meets_every_bandwidth``, ``half_draws`` (the same from the first
-    half of the draws, and ``step``: all - half, which is about the finite-draw bias left when that bias
-    falls as 1/draws; 2026-11-27 at the DESI-like S/N, 40 draws per galaxy gave rho +0.13 from 320) and
-    ``draws_converged`` (each step within half its target)."""
+    ``forms`` (scatter, rho and their sds, beta, ``aic_delta``, ``meets`` and ``consistent`` of each
+    form), ``form``, ``bandwidths`` (the same with each interim), ``meets_every_bandwidth``,
+    ``half_draws`` (the same from the first half of the draws, and ``step``: all - half, which is about
+    the finite-draw bias left when that bias falls as 1/draws; 2026-11-27 at the DESI-like S/N, 40 draws
+    per galaxy gave rho +0.13 from 320) and ``draws_converged`` (each step within half its target)."""
     fin = np.isfinite(oh_draws)
 
     def log_pi(fn, c: np.ndarray) -> np.ndarray:
@@ -168,6 +172,8 @@ def _reweighted(
         h = hierarchical_mzr(lm, ls, draws, lp, len(draws), seed, form=f)
         h["diff"] = {"scatter": h["scatter"] - truth["scatter"], "rho": h["rho"] - truth["rho"]}
         h["meets"] = _within(h["diff"])
+        h["z"] = {k: _ratio(v, h[f"{k}_sd"]) for k, v in h["diff"].items()}
+        h["consistent"] = bool(all(abs(v) <= CONSISTENT_Z for v in h["z"].values()))
         return h
 
     (first, main), *others = interims.densities.items()
@@ -197,8 +203,14 @@ def _within(diff: dict[str, float], share: float = 1.0) -> bool:
     return bool(abs(diff["scatter"]) <= share * SCATTER_TOL and abs(diff["rho"]) <= share * RHO_TOL)
 
 
+def _ratio(diff: float, sd: float) -> float:
+    """``diff / sd`` (inf where the sd is 0 and the difference is not)."""
+    return float(diff / sd) if sd > 0 else (0.0 if diff == 0 else float("inf"))
+
+
 def _brief(h: dict[str, Any]) -> dict[str, Any]:
-    return {"scatter": h["scatter"], "rho": h["rho"], "beta_sfr": h["population"]["beta_sfr"], "meets": h["meets"]}
+    keys = ("scatter", "scatter_sd", "rho", "rho_sd", "meets", "consistent")
+    return {k: h[k] for k in keys} | {"beta_sfr": h["population"]["beta_sfr"]}
 
 
 def default_posterior_uri(params: Any) -> str | None:
@@ -243,8 +255,8 @@ def snr_row(res: dict[str, Any]) -> dict[str, Any]:
     """The summary of one :func:`posterior_mzr` result kept on the S/N axis."""
 
     def pick(h: dict[str, Any]) -> dict[str, Any]:
-        keys = ("scatter", "rho", "scatter_sd", "rho_sd", "diff", "meets")
-        return {**{k: h[k] for k in keys}, "beta_sfr": h["population"]["beta_sfr"]}
+        keys = ("scatter", "rho", "scatter_sd", "rho_sd", "scatter_sd_draws", "rho_sd_draws", "diff", "meets", "z")
+        return {k: h[k] for k in keys} | {"consistent": h["consistent"], "beta_sfr": h["population"]["beta_sfr"]}
 
     d = res["draws"]
     return {

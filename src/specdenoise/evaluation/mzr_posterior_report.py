@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from specdenoise.evaluation.mzr_posterior import RHO_TOL, SCATTER_TOL
+from specdenoise.evaluation.mzr_posterior import CONSISTENT_Z, RHO_TOL, SCATTER_TOL
 
 
 def markdown(block: dict[str, Any], uri: str) -> str:
@@ -24,7 +24,7 @@ def markdown(block: dict[str, Any], uri: str) -> str:
     def verdict(label: str, r: dict[str, Any]) -> str:
         return (
             f"{label} - truth: scatter {r['diff']['scatter']:+.3f} dex, rho {r['diff']['rho']:+.2f}: "
-            f"{'met' if r['meets'] else 'not met'}"
+            f"{'met' if r['meets'] else 'not met'}, {_z(r)}"
         )
 
     return (
@@ -55,6 +55,7 @@ def markdown(block: dict[str, Any], uri: str) -> str:
             for lab, r in (("re-weighted in mass and SFR", h), ("in mass only", hm), ("marginal only", hg))
         )
         + ".\n"
+        + _sd_line(h, block["n_draws"])
         + _bandwidth_line(h, block.get("interim"))
         + _forms_line(h)
         + _draws_line(h)
@@ -65,6 +66,24 @@ def markdown(block: dict[str, Any], uri: str) -> str:
         "in its place (Hogg, Myers & Bovy 2010). The density divided out is the prior's O/H conditional on the draw's "
         f"{cond}: the prior links O/H to that EW, which follows the SFR, and with only its O/H marginal divided out "
         "(last re-weighted row) the SFR term counts the link twice.\n" + _snr_markdown(block)
+    )
+
+
+def _z(r: dict[str, Any]) -> str:
+    """The differences from the truth over the stated sds, and whether both are within CONSISTENT_Z."""
+    z = r["z"]
+    within = "within" if r["consistent"] else "NOT within"
+    return f"(diff / sd: {z['scatter']:+.1f} / {z['rho']:+.1f}, {within} {CONSISTENT_Z:g} sd)"
+
+
+def _sd_line(h: dict[str, Any], n_draws: int) -> str:
+    """What the +- of the re-weighted rows holds."""
+    return (
+        "\nThe +- of the re-weighted rows is the sd over as many realisations of the sample as draws, each "
+        "resampled under population parameters drawn from the Laplace approximation of the marginal likelihood, "
+        "so it holds how little the data fix the population as well as each galaxy's own draws (the draws "
+        f"alone, at the fitted population: +-{h['scatter_sd_draws']:.3f} dex / +-{h['rho_sd_draws']:.2f}). "
+        f"With {n_draws} draws per galaxy the result also moves between draw seeds by about that sd.\n"
     )
 
 
@@ -103,7 +122,8 @@ def _bandwidth_line(h: dict[str, Any], interim: dict[str, Any] | None) -> str:
 def _forms(h: dict[str, Any]) -> str:
     """Scatter / rho (delta AIC) of the re-weighted MZR with each form of the SFR term."""
     return "; ".join(
-        f"{f}: {v['scatter']:.3f} / {v['rho']:+.2f} ({v['aic_delta']:+.1f})" for f, v in h.get("forms", {}).items()
+        f"{f}: {v['scatter']:.3f} / {v['rho']:+.2f} +- {v['rho_sd']:.2f} ({v['aic_delta']:+.1f})"
+        for f, v in h.get("forms", {}).items()
     )
 
 
@@ -114,7 +134,8 @@ def _forms_line(h: dict[str, Any]) -> str:
     met = [f for f, v in h["forms"].items() if v["meets"]]
     return (
         "\nWhere a galaxy's data are weak its re-weighted draws follow the population model, so the form of its "
-        f"SFR term matters (low-SFR galaxies have weak lines). Scatter / rho (AIC - the lowest) by form: {_forms(h)}; "
+        "SFR term matters (low-SFR galaxies have weak lines). Scatter / rho +- sd (AIC - the lowest) by form: "
+        f"{_forms(h)}; "
         f"used: {h['form']}. Met with: {', '.join(met) or 'none'}.\n"
     )
 
@@ -152,9 +173,9 @@ def _snr_markdown(block: dict[str, Any]) -> str:
         f"{block['truth']['rho']:+.2f}; its least-squares population has beta_sfr {tp['beta_sfr']:+.3f} and sigma "
         f"{tp['sigma']:.3f} dex.\n\n"
         "| k | median sd of a galaxy's O/H draws (dex) | plain draws: scatter / rho | re-weighted, mass only: "
-        "scatter / rho | re-weighted, mass + SFR: scatter / rho (beta_sfr) | the same over the KDE bandwidths "
-        "x0.5-x2 of the chosen one: scatter / rho | the same from half the draws: scatter / rho | by the SFR "
-        "term's form: scatter / rho (AIC - the lowest) |\n"
+        "scatter / rho | re-weighted, mass + SFR: scatter / rho +- sd (beta_sfr; targets; diff / sd) | the same "
+        "over the KDE bandwidths x0.5-x2 of the chosen one: scatter / rho | the same from half the draws: scatter "
+        "/ rho | by the SFR term's form: scatter / rho +- sd (AIC - the lowest) |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
     for k, r in rows.items():
@@ -162,7 +183,8 @@ def _snr_markdown(block: dict[str, Any]) -> str:
         out += (
             f"| {k} | {r['oh_sd_median']:.3f} | {d['scatter']:.3f} / {d['rho']:+.2f} | "
             f"{hm['scatter']:.3f} / {hm['rho']:+.2f} ({'met' if hm['meets'] else 'not met'}) | "
-            f"{h['scatter']:.3f} / {h['rho']:+.2f} ({h['beta_sfr']:+.3f}; {'met' if h['meets'] else 'not met'}) | "
+            f"{h['scatter']:.3f} +- {h['scatter_sd']:.3f} / {h['rho']:+.2f} +- {h['rho_sd']:.2f} "
+            f"({h['beta_sfr']:+.3f}; {'met' if h['meets'] else 'not met'}; {_z(h)}) | "
             f"{_spread(h)} ({'met at every one' if h['meets_every_bandwidth'] else 'not met at every one'}) | "
             f"{_half(h)} | {_forms(h) or '-'} |\n"
         )
