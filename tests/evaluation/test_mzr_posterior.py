@@ -225,4 +225,4 @@ def test_each_reweighted_row_states_its_difference_over_its_sd(galaxies):
         assert h["consistent"] == (max(abs(v) for v in h["z"].values()) <= CONSISTENT_Z)
         assert h["rho_sd"] >= h["rho_sd_draws"] and h["population"]["laplace"]
     md = markdown(res, "models:/toy@champion")
-    assert "drawn from the Laplace approximation" in md and "diff / sd:" in md
+    assert "drawn from the Laplace approximation" in md and "diff / sd " in md

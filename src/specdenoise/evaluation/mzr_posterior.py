@@ -256,7 +256,12 @@ def snr_row(res: dict[str, Any]) -> dict[str, Any]:
 
     def pick(h: dict[str, Any]) -> dict[str, Any]:
         keys = ("scatter", "rho", "scatter_sd", "rho_sd", "scatter_sd_draws", "rho_sd_draws", "diff", "meets", "z")
-        return {k: h[k] for k in keys} | {"consistent": h["consistent"], "beta_sfr": h["population"]["beta_sfr"]}
+        pop = h["population"]
+        return {k: h[k] for k in keys} | {
+            "consistent": h["consistent"],
+            "beta_sfr": pop["beta_sfr"],
+            "beta_sfr_sd": pop.get("beta_sfr_sd"),  # None without the Laplace draws
+        }
 
     d = res["draws"]
     return {

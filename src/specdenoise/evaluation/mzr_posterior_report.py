@@ -24,7 +24,7 @@ def markdown(block: dict[str, Any], uri: str) -> str:
     def verdict(label: str, r: dict[str, Any]) -> str:
         return (
             f"{label} - truth: scatter {r['diff']['scatter']:+.3f} dex, rho {r['diff']['rho']:+.2f}: "
-            f"{'met' if r['meets'] else 'not met'}, {_z(r)}"
+            f"{'met' if r['meets'] else 'not met'}; {_z(r)}"
         )
 
     return (
@@ -37,7 +37,8 @@ def markdown(block: dict[str, Any], uri: str) -> str:
         f"{d['rho']:+.2f} +- {d['rho_sd']:.2f} | {100 * d['valid_fraction']:.0f} % |\n"
         + row(
             f"draws re-weighted to a fitted MZR in mass and SFR residual (sigma {h['population']['sigma']:.3f}, "
-            f"beta_sfr {h['population']['beta_sfr']:+.3f}; interim prior conditional on {cond})",
+            f"beta_sfr {h['population']['beta_sfr']:+.3f}{_pm(h['population'].get('beta_sfr_sd'))}; interim prior "
+            f"conditional on {cond})",
             h,
         )
         + row(f"the same, in mass only (sigma {hm['population']['sigma']:.3f})", hm)
@@ -69,11 +70,15 @@ def markdown(block: dict[str, Any], uri: str) -> str:
     )
 
 
+def _pm(sd: float | None) -> str:
+    return "" if sd is None else f" +- {sd:.3f}"
+
+
 def _z(r: dict[str, Any]) -> str:
     """The differences from the truth over the stated sds, and whether both are within CONSISTENT_Z."""
     z = r["z"]
     within = "within" if r["consistent"] else "NOT within"
-    return f"(diff / sd: {z['scatter']:+.1f} / {z['rho']:+.1f}, {within} {CONSISTENT_Z:g} sd)"
+    return f"diff / sd {z['scatter']:+.1f} / {z['rho']:+.1f}, {within} {CONSISTENT_Z:g} sd"
 
 
 def _sd_line(h: dict[str, Any], n_draws: int) -> str:
@@ -173,7 +178,7 @@ def _snr_markdown(block: dict[str, Any]) -> str:
         f"{block['truth']['rho']:+.2f}; its least-squares population has beta_sfr {tp['beta_sfr']:+.3f} and sigma "
         f"{tp['sigma']:.3f} dex.\n\n"
         "| k | median sd of a galaxy's O/H draws (dex) | plain draws: scatter / rho | re-weighted, mass only: "
-        "scatter / rho | re-weighted, mass + SFR: scatter / rho +- sd (beta_sfr; targets; diff / sd) | the same "
+        "scatter / rho | re-weighted, mass + SFR: scatter / rho +- sd (beta_sfr +- sd; targets; diff / sd) | the same "
         "over the KDE bandwidths x0.5-x2 of the chosen one: scatter / rho | the same from half the draws: scatter "
         "/ rho | by the SFR term's form: scatter / rho +- sd (AIC - the lowest) |\n"
         "|---|---|---|---|---|---|---|---|\n"
@@ -184,7 +189,7 @@ def _snr_markdown(block: dict[str, Any]) -> str:
             f"| {k} | {r['oh_sd_median']:.3f} | {d['scatter']:.3f} / {d['rho']:+.2f} | "
             f"{hm['scatter']:.3f} / {hm['rho']:+.2f} ({'met' if hm['meets'] else 'not met'}) | "
             f"{h['scatter']:.3f} +- {h['scatter_sd']:.3f} / {h['rho']:+.2f} +- {h['rho_sd']:.2f} "
-            f"({h['beta_sfr']:+.3f}; {'met' if h['meets'] else 'not met'}; {_z(h)}) | "
+            f"({h['beta_sfr']:+.3f}{_pm(h.get('beta_sfr_sd'))}; {'met' if h['meets'] else 'not met'}; {_z(h)}) | "
             f"{_spread(h)} ({'met at every one' if h['meets_every_bandwidth'] else 'not met at every one'}) | "
             f"{_half(h)} | {_forms(h) or '-'} |\n"
         )
