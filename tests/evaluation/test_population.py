@@ -287,7 +287,7 @@ def _exact_posterior_toy(seed: int, n: int, draws: int):
 def test_the_stated_sd_holds_the_population_models_uncertainty():
     """Over 20 toys with exact posteriors, (estimate - truth) / sd of the re-weighted rho and scatter
     has an rms near 1 when the sd includes the population parameters' uncertainty (Laplace; 2026-11-27:
-    1.26 and 0.79 over 24 toys), and is too narrow without it (the draws alone: 1.95 and 1.44). On the
+    1.19 and 0.84), and is too narrow without it (the draws alone: 1.78 and 1.51). On the
     DESI-like sample at its own S/N the draws alone gave rho +-0.015 where four draw seeds spread by 0.05."""
     z, z_draws, z_scatter = [], [], []
     for seed in range(20):
