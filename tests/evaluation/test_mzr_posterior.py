@@ -226,3 +226,7 @@ def test_each_reweighted_row_states_its_difference_over_its_sd(galaxies):
         assert h["rho_sd"] >= h["rho_sd_draws"] and h["population"]["laplace"]
     md = markdown(res, "models:/toy@champion")
     assert "drawn from the Laplace approximation" in md and "diff / sd " in md
+    for converged in (True, False):  # a half-draws step over half the targets: no recovery, whatever the sd says
+        res["hierarchical"]["draws_converged"] = converged
+        said = "the draws have not converged, so this is no recovery" in markdown(res, "models:/toy@champion")
+        assert said is not converged

@@ -78,7 +78,9 @@ def _z(r: dict[str, Any]) -> str:
     """The differences from the truth over the stated sds, and whether both are within CONSISTENT_Z."""
     z = r["z"]
     within = "within" if r["consistent"] else "NOT within"
-    return f"diff / sd {z['scatter']:+.1f} / {z['rho']:+.1f}, {within} {CONSISTENT_Z:g} sd"
+    # the sd holds the draws' and the population's spread, not the finite-draw bias the half-draws step shows
+    caveat = "; the draws have not converged, so this is no recovery" if r.get("draws_converged") is False else ""
+    return f"diff / sd {z['scatter']:+.1f} / {z['rho']:+.1f}, {within} {CONSISTENT_Z:g} sd{caveat}"
 
 
 def _sd_line(h: dict[str, Any], n_draws: int) -> str:
