@@ -255,13 +255,9 @@ def snr_row(res: dict[str, Any]) -> dict[str, Any]:
     """The summary of one :func:`posterior_mzr` result kept on the S/N axis."""
 
     def pick(h: dict[str, Any]) -> dict[str, Any]:
-        keys = ("scatter", "rho", "scatter_sd", "rho_sd", "scatter_sd_draws", "rho_sd_draws", "diff", "meets", "z")
-        pop = h["population"]
-        return {k: h[k] for k in keys} | {
-            "consistent": h["consistent"],
-            "beta_sfr": pop["beta_sfr"],
-            "beta_sfr_sd": pop.get("beta_sfr_sd"),  # None without the Laplace draws
-        }
+        keys = ("scatter_sd_draws", "rho_sd_draws", "diff", "z")
+        # beta_sfr_sd: None without the Laplace draws
+        return _brief(h) | {k: h[k] for k in keys} | {"beta_sfr_sd": h["population"].get("beta_sfr_sd")}
 
     d = res["draws"]
     return {

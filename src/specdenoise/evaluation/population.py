@@ -200,9 +200,8 @@ def hierarchical_mzr(
     :data:`SFR_FORMS`) is fitted by maximising the marginal likelihood
     ``sum_i log mean_s N(oh_is; mu_i, sigma) / pi_0(oh_is | c_is)`` (L-BFGS with its exact gradient),
     and each galaxy's draws are resampled with those weights (its posterior under the fitted
-    population). The MZR statistics of :func:`mzr_from_samples` are then taken over ``n_real``
-    resampled realisations at the fitted population; their sd comes from ``n_real`` more, each at
-    population parameters drawn from the Laplace approximation (:meth:`_Marginal.covariance`).
+    population). The MZR statistics of :func:`mzr_from_samples` are then taken over ``n_real`` such
+    realisations; their sd over ``n_real`` more, each at Laplace draws (:meth:`_Marginal.covariance`).
 
     ``c`` is what the interim density is conditioned on, per draw (the caller's choice; none: its O/H
     marginal). Whatever link of O/H to the rest of the spectrum the interim prior has and ``c`` does
@@ -241,13 +240,14 @@ def hierarchical_mzr(
     lik = _Marginal(oh, use, x, log_interim)
     w, loglik = lik.weights(theta := lik.fit())
     rng = np.random.default_rng(seed)
-    res = mzr_from_samples(log_mass, log_sfr, np.array([_resample(oh, w, use, rng) for _ in range(n_real)]), deg)
+    cw = np.cumsum(w, 0)
+    res = mzr_from_samples(log_mass, log_sfr, np.array([_resample(oh, cw, use, rng) for _ in range(n_real)]), deg)
     pop = _population(theta, x, ds, deg, form, use)
     cov = lik.covariance(theta)
     spread = res
     if cov is not None:  # drawn after the realisations at the maximum, which stay as they were without it
         thetas = rng.multivariate_normal(theta, cov, n_real)
-        real = [_resample(oh, lik.weights(t)[0], use, rng) for t in thetas]
+        real = [_resample(oh, np.cumsum(lik.weights(t)[0], 0), use, rng) for t in thetas]
         spread = mzr_from_samples(log_mass, log_sfr, np.array(real), deg)
         pop["beta_sfr_sd"] = float(np.std([_population(t, x, ds, deg, form, use)["beta_sfr"] for t in thetas]))
     return {
@@ -260,9 +260,10 @@ def hierarchical_mzr(
     }
 
 
-def _resample(oh: np.ndarray, w: np.ndarray, use: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One realisation of the sample (n,): a draw per galaxy ``use`` picked with the weights ``w`` (S, n)."""
-    idx = np.clip((np.cumsum(w, 0) < rng.random(oh.shape[1])).sum(0), 0, len(oh) - 1)
+def _resample(oh: np.ndarray, cw: np.ndarray, use: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One realisation of the sample (n,): a draw per galaxy ``use`` picked with the weights whose
+    cumulative sum over the draws is ``cw`` (S, n)."""
+    idx = np.clip((cw < rng.random(oh.shape[1])).sum(0), 0, len(oh) - 1)
     return np.where(use, oh[idx, np.arange(oh.shape[1])], np.nan)
 
 
