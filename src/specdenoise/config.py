@@ -324,6 +324,7 @@ class MzrConfig(_Section):
     posterior_draws: int = Field(160, ge=0, description="posterior draws per galaxy of the default model; 0: none")
     posterior_snr_scales: Factors = Field([1.0, 3.0, 10.0], min_length=1, description="posterior MZR, noise / each")
     posterior_prior_draws: int = Field(100_000, ge=1000, description="its prior's draws for the interim O/H density")
+    posterior_noise_realisations: int = Field(3, ge=0, description="posterior MZR at k = 1, more noise realisations")
     population_form: Literal["auto", "linear", "quadratic_mass", "spline_mass"] = Field(
         "quadratic_mass", description="SFR term of the re-weighted MZR's population (auto: lowest AIC; README)"
     )

@@ -230,3 +230,65 @@ def test_each_reweighted_row_states_its_difference_over_its_sd(galaxies):
         res["hierarchical"]["draws_converged"] = converged
         said = "the draws have not converged, so this is no recovery" in markdown(res, "models:/toy@champion")
         assert said is not converged
+
+
+def _rows(n: int, sd_true: float, sd_stated: float, bias: float, seed: int) -> list[dict]:
+    """Re-weighted rows of ``n`` noise realisations whose rho misses the truth by ``bias`` plus
+    N(0, ``sd_true``) and states ``sd_stated``; the scatter always by N(0, 0.002), stating 0.002."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d_sc, d_rho in zip(0.002 * rng.standard_normal(n), bias + sd_true * rng.standard_normal(n), strict=True):
+        diff = {"scatter": float(d_sc), "rho": float(d_rho)}
+        rows.append(
+            {"scatter": 0.1 + d_sc, "scatter_sd": 0.002, "rho": -0.4 + d_rho, "rho_sd": sd_stated, "diff": diff}
+        )
+    return rows
+
+
+def test_noise_realisations_show_whether_the_stated_sd_and_the_mean_are_right():
+    """Over many realisations the rms of diff / stated sd is 1 where the stated sd is the real spread
+    and 2 where it is half of it; the mean difference recovers a known bias to its standard error."""
+    from specdenoise.evaluation.mzr_posterior import across_realisations
+
+    right = across_realisations(_rows(400, 0.04, 0.04, 0.0, 1))
+    assert right["rho"]["rms_z"] == pytest.approx(1.0, abs=0.1) and right["scatter"]["rms_z"] == pytest.approx(
+        1, abs=0.1
+    )
+    assert right["rho"]["sd"] == pytest.approx(0.04, rel=0.1) and right["meets_on_average"]
+    assert abs(right["rho"]["mean_diff"]) < 3 * right["rho"]["mean_diff_se"] and right["rho"]["mean_diff_se"] < 0.003
+    narrow = across_realisations(_rows(400, 0.04, 0.02, 0.0, 2))
+    assert narrow["rho"]["rms_z"] == pytest.approx(2.0, abs=0.2)
+    biased = across_realisations(_rows(400, 0.04, 0.04, -0.12, 3))
+    assert biased["rho"]["mean_diff"] == pytest.approx(-0.12, abs=3 * biased["rho"]["mean_diff_se"])
+    assert not biased["meets_on_average"] and biased["rho"]["n_within"] < 0.1 * 400
+    assert right["rho"]["n_within"] == sum(abs(d) <= 0.05 for d in right["rho"]["diff"])
+
+
+def test_a_noise_realisation_has_each_pixels_ivar_and_its_own_seed():
+    from specdenoise.evaluation.mzr_posterior import noise_realisation
+
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0.5, 2.0, (200, 300))
+    ivar = rng.uniform(10.0, 1000.0, clean.shape)
+    ivar[:, :10] = 0.0  # pixels without ivar stay noise-free
+    a, b = noise_realisation(clean, ivar, [14, 1]), noise_realisation(clean, ivar, [14, 2])
+    z = ((a - clean) * np.sqrt(ivar))[:, 10:]
+    assert np.std(z) == pytest.approx(1.0, abs=0.01) and abs(np.mean(z)) < 0.01
+    assert np.array_equal(a[:, :10], clean[:, :10]) and not np.allclose(a, b)
+    assert np.array_equal(a, noise_realisation(clean, ivar, [14, 1]))
+
+
+def test_the_report_shows_the_realisations_when_there_are_several(galaxies):
+    from specdenoise.evaluation.mzr_posterior import across_realisations
+    from specdenoise.evaluation.mzr_posterior_report import markdown
+
+    flux, true, lm, ls = galaxies
+    model = _Draws(flux, 0.05)
+    res = posterior_mzr(
+        model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interim_densities(model, _fit, 2, 20000)
+    )
+    assert "Over noise realisations" not in markdown(res, "models:/toy@champion")
+    res["noise_realisations"] = across_realisations(_rows(3, 0.04, 0.04, 0.0, 4))
+    md = markdown(res, "models:/toy@champion")
+    assert "### Over noise realisations (k = 1)" in md and "rms of diff / stated sd" in md
+    assert md.count("| 2 | ") == 1  # one row per realisation

@@ -249,6 +249,9 @@ def test_mzr_stages_and_dvc_views(project):
     assert set(post["by_snr_scale"]) == {"1", "3", "10"}  # the S/N axis: the same noise divided by k
     assert post["by_snr_scale"]["1"]["hierarchical"]["scatter"] == hier["scatter"]
     assert post["by_snr_scale"]["10"]["oh_sd_median"] < post["by_snr_scale"]["1"]["oh_sd_median"]
+    real = post["noise_realisations"]  # the stage's own noise realisation and one more (smoke profile)
+    assert real["n"] == 2 and real["rho"]["values"][0] == hier["rho"] and real["rho"]["values"][1] != hier["rho"]
+    assert "Over noise realisations (k = 1)" in (project / "reports/mzr.md").read_text()
     assert np.isfinite(post["truth"]["population"]["beta_sfr"])
     orig, desi = mz["sets"]["original"], mz["sets"]["desi"]
     assert 0 < orig["fraction_measurable"] <= 1 and np.isfinite(orig["scatter"])

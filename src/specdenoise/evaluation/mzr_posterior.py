@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 #: Targets of issue 15 item 4: |draws - truth| in MZR scatter (dex) and in the SFR Spearman rho.
 SCATTER_TOL, RHO_TOL = 0.01, 0.05
+TOLS = {"scatter": SCATTER_TOL, "rho": RHO_TOL}
 #: A re-weighted result is consistent with the truth when both differences are within this many of its sds.
 CONSISTENT_Z = 2.0
 
@@ -222,7 +223,11 @@ def default_posterior_uri(params: Any) -> str | None:
 
 def from_draws(params: Any, pre: Any, desi: Any, sample: Any, templates: Any, model: Any) -> dict[str, Any]:
     """:func:`posterior_mzr` on the test split of the star-forming sample's DESI-like spectra, and again
-    (``by_snr_scale``) with their noise divided by each factor of ``mzr.posterior_snr_scales``."""
+    (``by_snr_scale``) with their noise divided by each factor of ``mzr.posterior_snr_scales``; the
+    re-weighted MZR at their own S/N over ``mzr.posterior_noise_realisations`` more noise realisations
+    (:func:`noise_realisation`, seeded ``[mzr.seed, r]``) and the stage's own (``noise_realisations``:
+    :func:`across_realisations`). One realisation cannot tell a method's bias from its noise: on
+    2026-11-27 the k = 1 rho of six realisations (320 draws each) spread by 0.031."""
     cat = sample.set_index("id").loc[np.asarray(pre["id"])]
     _, _, test = split_indices(pre["split"], params)
     edges, _ = rest_grid(params.preprocess)
@@ -248,7 +253,53 @@ def from_draws(params: Any, pre: Any, desi: Any, sample: Any, templates: Any, mo
         # k = 1 is the block itself; otherwise the same noise realisation, divided by k
         res = block if k == 1.0 else run(clean + (x - clean) / k, ivar * k * k, False)
         block["by_snr_scale"][f"{k:g}"] = snr_row(res)
+    more = range(1, mc.posterior_noise_realisations + 1)
+    rows = [block["hierarchical"]] + [
+        run(noise_realisation(clean, ivar, [mc.seed, r]), ivar, False)["hierarchical"] for r in more
+    ]
+    block["noise_realisations"] = across_realisations(rows)
     return block
+
+
+def noise_realisation(clean: np.ndarray, ivar: np.ndarray, seed) -> np.ndarray:
+    """One more noise realisation (n, P) of the DESI-like spectra ``clean`` (n, P; normalised units):
+    Gaussian with the stage's own per-pixel ``ivar`` (its renormalisation held fixed); a pixel without
+    ivar stays noise-free. The stage's realisation is that to within its resampling: (x - clean)
+    sqrt(ivar) has sd 1.000, kurtosis 0.00 and a lag-1 correlation of 0.05 (2026-11-27)."""
+    with np.errstate(divide="ignore"):
+        sd = np.where(ivar > 0, 1.0 / np.sqrt(ivar), 0.0)
+    return clean + sd * np.random.default_rng(seed).standard_normal(clean.shape)
+
+
+def across_realisations(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The re-weighted MZR (``hierarchical`` rows of :func:`posterior_mzr`, each with ``diff`` from the
+    truth) over noise realisations of the same galaxies: per statistic (``scatter``, ``rho``) its
+    ``values``, ``stated_sd`` (each realisation's own sd) and ``diff`` (from the truth); their ``mean``
+    and ``sd`` (ddof 1); the ``mean_diff`` and its standard error ``mean_diff_se``; ``rms_z`` (the rms
+    of diff / stated sd: about 1 where the stated sd is right, above where it is too narrow) and
+    ``n_within`` (realisations within the target); ``n``, and ``meets_on_average`` (both mean diffs
+    within the targets)."""
+    out: dict[str, Any] = {"n": len(rows)}
+    for k in TOLS:
+        v = np.array([r[k] for r in rows], float)
+        sd = np.array([r[f"{k}_sd"] for r in rows], float)
+        diff = np.array([r["diff"][k] for r in rows], float)
+        spread = float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rms_z = float(np.sqrt(np.mean((diff / sd) ** 2)))
+        out[k] = {
+            "values": v.tolist(),
+            "stated_sd": sd.tolist(),
+            "diff": diff.tolist(),
+            "mean": float(v.mean()),
+            "sd": spread,
+            "mean_diff": float(diff.mean()),
+            "mean_diff_se": spread / np.sqrt(len(v)),
+            "rms_z": rms_z,
+            "n_within": int((np.abs(diff) <= TOLS[k]).sum()),
+        }
+    out["meets_on_average"] = _within({k: out[k]["mean_diff"] for k in TOLS})
+    return out
 
 
 def snr_row(res: dict[str, Any]) -> dict[str, Any]:

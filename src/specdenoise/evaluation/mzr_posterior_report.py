@@ -66,7 +66,9 @@ def markdown(block: dict[str, Any], uri: str) -> str:
         "(quadratic in mass, with or without a term in the SFR residual, fitted by marginal likelihood) "
         "in its place (Hogg, Myers & Bovy 2010). The density divided out is the prior's O/H conditional on the draw's "
         f"{cond}: the prior links O/H to that EW, which follows the SFR, and with only its O/H marginal divided out "
-        "(last re-weighted row) the SFR term counts the link twice.\n" + _snr_markdown(block)
+        "(last re-weighted row) the SFR term counts the link twice.\n"
+        + _snr_markdown(block)
+        + _realisations_markdown(block)
     )
 
 
@@ -196,3 +198,36 @@ def _snr_markdown(block: dict[str, Any]) -> str:
             f"{_half(h)} | {_forms(h) or '-'} |\n"
         )
     return out
+
+
+def _realisations_markdown(block: dict[str, Any]) -> str:
+    """The re-weighted MZR (mass and SFR) at the spectra's own S/N over noise realisations
+    (:func:`~specdenoise.evaluation.mzr_posterior.across_realisations`): is its stated sd right, and is
+    it right on average?"""
+    nr = block.get("noise_realisations")
+    if not nr or nr["n"] < 2:
+        return ""
+    sc, rho = nr["scatter"], nr["rho"]
+    out = (
+        f"\n### Over noise realisations (k = 1)\n\nThe same galaxies at their own S/N with {nr['n']} realisations of "
+        "the noise: the first is the table above, the others Gaussian with each pixel's ivar. One realisation cannot "
+        "tell the method's bias from the data's noise; these can.\n\n"
+        "| realisation | scatter +- stated sd (dex) | rho +- stated sd | diff / sd |\n|---|---|---|---|\n"
+    )
+    cols = zip(sc["values"], sc["stated_sd"], sc["diff"], rho["values"], rho["stated_sd"], rho["diff"], strict=True)
+    for i, (s, ss, ds, r, rs, dr) in enumerate(cols):
+        out += f"| {i} | {s:.3f} +- {ss:.3f} | {r:+.2f} +- {rs:.2f} | {ds / ss:+.1f} / {dr / rs:+.1f} |\n"
+    verdict = "met" if nr["meets_on_average"] else "not met"
+    return out + (
+        f"\nMean - truth: scatter {sc['mean_diff']:+.4f} +- {sc['mean_diff_se']:.4f} dex, rho {rho['mean_diff']:+.3f} "
+        f"+- {rho['mean_diff_se']:.3f} (+- the standard error; targets +-{SCATTER_TOL} dex, +-{RHO_TOL}): {verdict} on "
+        f"average; within the targets in {min(sc['n_within'], rho['n_within'])}-{max(sc['n_within'], rho['n_within'])} "
+        f"of {nr['n']} realisations (scatter {sc['n_within']}, rho {rho['n_within']}). Spread over realisations: "
+        f"{sc['sd']:.4f} dex / {rho['sd']:.3f}, against a mean stated sd of {_mean(sc['stated_sd']):.4f} / "
+        f"{_mean(rho['stated_sd']):.3f}; the rms of diff / stated sd is {sc['rms_z']:.2f} / {rho['rms_z']:.2f} "
+        "(about 1 where the stated sd is right, above 1 where it is too narrow).\n"
+    )
+
+
+def _mean(v: list[float]) -> float:
+    return sum(v) / len(v)
