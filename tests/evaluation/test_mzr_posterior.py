@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from specdenoise.evaluation.mzr_interim import CV_FACTORS, heldout_loglik, interim_densities
-from specdenoise.evaluation.mzr_posterior import posterior_mzr
+from specdenoise.evaluation.mzr_posterior import posterior_mzr, reweighted_row
 from specdenoise.evaluation.mzr_truth import MZR_LINES
 
 
@@ -216,9 +216,14 @@ def test_each_reweighted_row_states_its_difference_over_its_sd(galaxies):
 
     flux, true, lm, ls = galaxies
     model = _Draws(flux, 0.05)
-    res = posterior_mzr(
-        model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interim_densities(model, _fit, 2, 20000)
+    interims = interim_densities(model, _fit, 2, 20000)
+    res = posterior_mzr(model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interims)
+    # what the further noise realisations keep: the same row, without the other forms and interims
+    alone = reweighted_row(
+        model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interims, None, res["hierarchical"]["form"]
     )
+    for k in ("scatter", "rho", "scatter_sd", "rho_sd", "diff", "z", "consistent"):
+        assert alone[k] == res["hierarchical"][k]
     for key in ("hierarchical", "hierarchical_mass_only", "hierarchical_marginal"):
         h = res[key]
         assert h["z"]["rho"] == pytest.approx(h["diff"]["rho"] / h["rho_sd"])
@@ -239,9 +244,9 @@ def _rows(n: int, sd_true: float, sd_stated: float, bias: float, seed: int) -> l
     rows = []
     for d_sc, d_rho in zip(0.002 * rng.standard_normal(n), bias + sd_true * rng.standard_normal(n), strict=True):
         diff = {"scatter": float(d_sc), "rho": float(d_rho)}
-        rows.append(
-            {"scatter": 0.1 + d_sc, "scatter_sd": 0.002, "rho": -0.4 + d_rho, "rho_sd": sd_stated, "diff": diff}
-        )
+        z = {"scatter": float(d_sc) / 0.002, "rho": float(d_rho) / sd_stated}
+        row = {"scatter": 0.1 + d_sc, "scatter_sd": 0.002, "rho": -0.4 + d_rho, "rho_sd": sd_stated}
+        rows.append(row | {"diff": diff, "z": z})
     return rows
 
 
@@ -292,3 +297,7 @@ def test_the_report_shows_the_realisations_when_there_are_several(galaxies):
     md = markdown(res, "models:/toy@champion")
     assert "### Over noise realisations (k = 1)" in md and "rms of diff / stated sd" in md
     assert md.count("| 2 | ") == 1  # one row per realisation
+    rows = _rows(2, 0.04, 0.04, 0.0, 5)
+    rows[1] |= {"scatter_sd": 0.0, "z": {"scatter": float("inf"), "rho": rows[1]["z"]["rho"]}}  # no stated sd
+    res["noise_realisations"] = across_realisations(rows)
+    assert res["noise_realisations"]["scatter"]["rms_z"] == float("inf") and "| +inf / " in markdown(res, "toy")

@@ -68,3 +68,24 @@ def test_runs_carry_the_family_params_datasets_git_commit_and_unique_names(
     saved = json.loads((tmp_path / "pca_2/metrics.json").read_text())
     assert saved["experiment_id"] == ra.info.experiment_id == tracking.setup(params.tracking)
     assert (saved["noise_level"], saved["seed_index"]) == (0.04, 0)
+
+
+def test_metrics_added_to_a_finished_run_arrive_in_one_batch_without_nans(tmp_path, monkeypatch):
+    """More metrics than one MLflow batch holds (1,000) all arrive; a NaN is left out; texts are logged."""
+    from mlflow import MlflowClient
+
+    from specdenoise import tracking
+    from specdenoise.tracking.runs import add_to_runs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = parse_params({"tracking": {"experiment": "test-add"}})
+    exp_id = tracking.setup(params.tracking)
+    client = MlflowClient()
+    run_id = client.create_run(exp_id).info.run_id
+    client.set_terminated(run_id)
+    values = {f"line_{i}": float(i) for i in range(1200)} | {"undefined": float("nan")}
+    add_to_runs(params, {run_id: values}, {run_id: {"notes.txt": "measured"}})
+    got = client.get_run(run_id).data.metrics
+    assert len(got) == 1200 and got["line_1199"] == 1199.0 and "undefined" not in got
+    assert [a.path for a in client.list_artifacts(run_id)] == ["notes.txt"]

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -350,15 +351,18 @@ def add_to_runs(
     params: Params, metrics: dict[str, dict[str, float]] | None = None, texts: dict[str, dict[str, str]] | None = None
 ) -> None:
     """Add metrics ``{run_id: {name: value}}`` (NaN skipped) and text files ``{run_id: {file: text}}`` to
-    finished runs."""
+    finished runs. The metrics of a run go in one batch (MLflow splits it in its own limits): one call per
+    metric cost 5.3 s for the lines stage's 504 on the smoke profile."""
     from mlflow import MlflowClient
+    from mlflow.entities import Metric
 
     setup(params.tracking)
     client = MlflowClient()
     for run_id, values in (metrics or {}).items():
-        for name, value in values.items():
-            if value == value:
-                client.log_metric(run_id, name, float(value))
+        now = int(time.time() * 1000)
+        batch = [Metric(name, float(value), now, 0) for name, value in values.items() if value == value]
+        if batch:
+            client.log_batch(run_id, metrics=batch)
     for run_id, files in (texts or {}).items():
         for name, text in files.items():
             client.log_text(run_id, text, name)
