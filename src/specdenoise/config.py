@@ -40,6 +40,12 @@ Positives = Annotated[list[Annotated[float, Field(gt=0.0)]], pydantic.AfterValid
 Factors = Annotated[list[Annotated[float, Field(ge=1.0)]], pydantic.AfterValidator(_distinct)]
 
 
+def _not_one(n: int) -> int:
+    if n == 1:
+        raise ValueError("one refit has no spread: use 0 (none) or at least 2")
+    return n
+
+
 class _Section(BaseModel):
     # allow_inf_nan=False: every float parameter must be finite (``.inf`` / ``.nan`` are errors)
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
@@ -157,9 +163,7 @@ class TrainConfig(_Section, FamilySections):
     realisation: int = Field(0, ge=0, description="noise realisation used as the model input")
     val_size: int = Field(2000, gt=0, description="validation spectra drawn from the training split")
     seed: int = Field(4, ge=0)
-    weight_softening: float = Field(
-        2e-6, ge=0.0, description="w = 1 / (sigma^2 + softening), normalised units (paper eq. 3)"
-    )
+    weight_softening: float = Field(2e-6, ge=0.0, description="w = 1 / (sigma^2 + softening), normalised (eq. 3)")
     batch_size: int = Field(64, gt=0)
     learning_rate: float = Field(1e-4, gt=0.0)
     max_epochs: int = Field(60, gt=0, description="paper: 200")
@@ -222,9 +226,7 @@ class TrackingConfig(_Section):
     uri: str | None = Field(None, description="tracking URI; default sqlite:///<cwd>/mlflow.db (absolute)")
     experiment: str = "specdenoise"
     registered_model: str = Field("specdenoise-vae", description="registered model of the paper families (AE, VAE)")
-    default_model: str = Field(
-        "specdenoise-posterior", description="registered model of the noise-aware families: the users' default"
-    )
+    default_model: str = Field("specdenoise-posterior", description="noise-aware families' model: the users' default")
     log_models: bool = True
 
 
@@ -274,9 +276,7 @@ class DataConfig(_Section):
     z_min: float = Field(0.024, ge=0.0, description="parent pool redshift range (source sdss)")
     z_max: float = Field(0.05, gt=0.0, le=1.0)
     main_sample_only: bool = Field(True, description="keep SDSS main-galaxy targets only (PRIMTARGET bit 64)")
-    require_spectra: bool = Field(
-        False, description="keep only galaxies whose spec-lite file is already in sdss_dir (offline subsets)"
-    )
+    require_spectra: bool = Field(False, description="keep only galaxies whose spec-lite file is in sdss_dir")
     download: DownloadConfig = DownloadConfig()
 
     @model_validator(mode="after")
@@ -304,11 +304,7 @@ class DesiConfig(_Section):
         min_length=1,
         description="coadd files (fastspecfit/test/data/) whose sigma(lambda) shapes are averaged",
     )
-    envelope: float = Field(
-        0.04,
-        gt=0.0,
-        description="normalised-units upper envelope of the noise for the sample's median galaxy (paper sec. 2)",
-    )
+    envelope: float = Field(0.04, gt=0.0, description="normalised noise upper envelope, median galaxy (paper sec. 2)")
     seed: int = Field(13, ge=0)
 
 
@@ -325,6 +321,9 @@ class MzrConfig(_Section):
     posterior_snr_scales: Factors = Field([1.0, 3.0, 10.0], min_length=1, description="posterior MZR, noise / each")
     posterior_prior_draws: int = Field(100_000, ge=1000, description="its prior's draws for the interim O/H density")
     posterior_noise_realisations: int = Field(3, ge=0, description="posterior MZR at k = 1, more noise realisations")
+    posterior_draw_bootstrap: Annotated[int, pydantic.AfterValidator(_not_one)] = Field(
+        8, ge=0, description="refits of the posterior MZR on resampled draws, for its draw error (0: none)"
+    )
     population_form: Literal["auto", "linear", "quadratic_mass", "spline_mass"] = Field(
         "quadratic_mass", description="SFR term of the re-weighted MZR's population (auto: lowest AIC; README)"
     )

@@ -219,11 +219,18 @@ def test_each_reweighted_row_states_its_difference_over_its_sd(galaxies):
     interims = interim_densities(model, _fit, 2, 20000)
     res = posterior_mzr(model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interims)
     # what the further noise realisations keep: the same row, without the other forms and interims
-    alone = reweighted_row(
-        model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interims, None, res["hierarchical"]["form"]
-    )
+    form = res["hierarchical"]["form"]
+    alone = reweighted_row(model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interims, None, form, 0)
     for k in ("scatter", "rho", "scatter_sd", "rho_sd", "diff", "z", "consistent"):
         assert alone[k] == res["hierarchical"][k]
+    # with refits on resampled draws the sd adds their spread in quadrature; the value stays
+    boot = posterior_mzr(model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interims, n_boot=4)["hierarchical"]
+    assert boot["rho"] == res["hierarchical"]["rho"] and boot["rho_sd_population"] == res["hierarchical"]["rho_sd"]
+    assert boot["rho_sd"] == pytest.approx(np.hypot(boot["rho_sd_population"], boot["rho_sd_mc"]))
+    assert boot["rho_sd_mc"] > 0 and boot["z"]["rho"] == pytest.approx(boot["diff"]["rho"] / boot["rho_sd"])
+    again = reweighted_row(model, flux, np.ones_like(flux), _fit, true, lm, ls, 8, 1, interims, None, form, 4)
+    assert again["rho_sd"] == boot["rho_sd"] and again["boot_shift"] == boot["boot_shift"]
+    assert "from refits on draws resampled" in markdown({**res, "hierarchical": boot}, "models:/toy@champion")
     for key in ("hierarchical", "hierarchical_mass_only", "hierarchical_marginal"):
         h = res[key]
         assert h["z"]["rho"] == pytest.approx(h["diff"]["rho"] / h["rho_sd"])

@@ -240,6 +240,8 @@ def test_mzr_stages_and_dvc_views(project):
     assert np.isfinite(hier["scatter"]) and hier["population"]["sigma"] > 0 and 1 <= hier["ess_median"] <= 40
     assert np.isfinite(hier["population"]["beta_sfr"])
     assert hier["half_draws"]["n_draws"] == 20 and isinstance(hier["draws_converged"], bool)
+    # smoke: 2 refits on resampled draws; their spread is in the stated sd, and in each realisation's
+    assert hier["rho_sd"] == pytest.approx(np.hypot(hier["rho_sd_population"], hier["rho_sd_mc"]))
     chosen = post["interim"]["factor"]  # chosen by held-out likelihood, the bracket around it
     assert {f"{chosen * b:g}" for b in (1, 0.5, 2)} == set(hier["bandwidths"]) and len(
         post["interim"]["heldout_loglik"]
@@ -251,6 +253,7 @@ def test_mzr_stages_and_dvc_views(project):
     assert post["by_snr_scale"]["10"]["oh_sd_median"] < post["by_snr_scale"]["1"]["oh_sd_median"]
     real = post["noise_realisations"]  # the stage's own noise realisation and one more (smoke profile)
     assert real["n"] == 2 and real["rho"]["values"][0] == hier["rho"] and real["rho"]["values"][1] != hier["rho"]
+    assert real["rho"]["stated_sd"][0] == hier["rho_sd"]
     assert "Over noise realisations (k = 1)" in (project / "reports/mzr.md").read_text()
     assert np.isfinite(post["truth"]["population"]["beta_sfr"])
     orig, desi = mz["sets"]["original"], mz["sets"]["desi"]

@@ -37,6 +37,7 @@ from specdenoise.evaluation.mzr_interim import Interim, halpha_log_ew, interim_d
 from specdenoise.evaluation.mzr_truth import MZR_LINES, pp04_o3n2, true_o3n2
 from specdenoise.evaluation.population import (
     SFR_FORMS,
+    draw_bootstrap,
     hierarchical_mzr,
     mzr_from_samples,
     mzr_point,
@@ -78,6 +79,7 @@ def posterior_mzr(
     point_estimate: bool = True,
     covariate=None,
     form: str = "auto",
+    n_boot: int = 0,
 ) -> dict[str, Any]:
     """MZR scatter and SFR dependence from posterior draws against those of the true-flux O3N2.
 
@@ -102,6 +104,7 @@ def posterior_mzr(
     point_estimate : bool
         Also fit the posterior mean (``posterior_mean``: one more inference pass and line fit).
     form : str  (the population's SFR term, ``mzr.population_form``; :func:`_reweighted`)
+    n_boot : int  (refits on resampled draws for the ``hierarchical`` row's draw error, :func:`_with_draw_error`)
 
     Returns
     -------
@@ -119,7 +122,7 @@ def posterior_mzr(
     x, ivar, lm, ls = x[keep], ivar[keep], log_mass[keep], log_sfr[keep]
     res = mzr_from_samples(lm, ls, oh_draws)
     diff = {"scatter": res["scatter"] - truth["scatter"], "rho": res["rho"] - truth["rho"]}
-    hier, hier_mass, hier_marg = _reweighted(lm, ls, oh_draws, c_draws, interims, seed + 2, truth, form)
+    hier, hier_mass, hier_marg = _reweighted(lm, ls, oh_draws, c_draws, interims, seed + 2, truth, form, n_boot)
     out = {
         "n_galaxies": int(keep.sum()),
         "n_draws": int(n_draws),
@@ -166,7 +169,7 @@ def _fit_row(lm, ls, oh_draws, log_interim, seed: int, form: str | None, truth: 
     return h
 
 
-def reweighted_row(model, x, ivar, fit, true_flux, log_mass, log_sfr, n_draws, seed, interims, covariate, form):
+def reweighted_row(model, x, ivar, fit, true_flux, log_mass, log_sfr, n_draws, seed, interims, covariate, form, n_boot):
     """Only the ``hierarchical`` row of :func:`posterior_mzr` (the same draws, interim and seeds), with the
     population's SFR term ``form`` given (not ``"auto"``): what :func:`from_draws` keeps of each further
     noise realisation, without the other forms, interims and half-draws fits of the full row."""
@@ -176,11 +179,12 @@ def reweighted_row(model, x, ivar, fit, true_flux, log_mass, log_sfr, n_draws, s
     fin = np.isfinite(oh_draws)
     log_cond = np.full(oh_draws.shape, np.nan)
     log_cond[fin] = main(oh_draws[fin], c_draws[fin])
-    return _fit_row(log_mass[keep], log_sfr[keep], oh_draws, log_cond, seed + 2, form, truth)
+    h = _fit_row(log_mass[keep], log_sfr[keep], oh_draws, log_cond, seed + 2, form, truth)
+    return _with_draw_error(h, log_mass[keep], log_sfr[keep], oh_draws, log_cond, seed + 2, form, n_boot, truth)
 
 
 def _reweighted(
-    lm, ls, oh_draws, c_draws, interims, seed: int, truth: dict[str, Any], form: str
+    lm, ls, oh_draws, c_draws, interims, seed: int, truth: dict[str, Any], form: str, n_boot: int = 0
 ) -> list[dict[str, Any]]:
     """:func:`~specdenoise.evaluation.population.hierarchical_mzr` of the draws ``oh_draws`` (S, n)
     with features ``c_draws`` (S, n) three ways, with the first of ``interims.densities``
@@ -225,7 +229,26 @@ def _reweighted(
         step = {"scatter": rows[0]["scatter"] - h2["scatter"], "rho": rows[0]["rho"] - h2["rho"]}
         rows[0]["half_draws"] = {"n_draws": half, "scatter": h2["scatter"], "rho": h2["rho"], "step": step}
         rows[0]["draws_converged"] = _within(step, 0.5)
+    rows[0] = _with_draw_error(rows[0], lm, ls, oh_draws, log_cond, seed, best, n_boot, truth)
     return rows
+
+
+def _with_draw_error(h, lm, ls, oh_draws, log_interim, seed: int, form, n_boot: int, truth) -> dict[str, Any]:
+    """``h`` (a :func:`_fit_row`) with the draws' Monte Carlo error (:func:`~specdenoise.evaluation.population.
+    draw_bootstrap`, ``n_boot`` refits seeded ``[seed, 1]``) added in quadrature to its sd (the population's
+    Laplace sd stays as ``scatter_sd_population``, ``rho_sd_population``; the refits' sd is ``*_sd_mc`` and
+    ``boot_shift`` their mean - the value), and ``z``, ``consistent`` taken again; ``h`` itself without refits."""
+    if n_boot < 2:
+        return h
+    mc = draw_bootstrap(lm, ls, oh_draws, log_interim, len(oh_draws), [seed, 1], n_boot, form=form)
+    h = dict(h)
+    for k in TOLS:
+        h[f"{k}_sd_population"], h[f"{k}_sd_mc"] = h[f"{k}_sd"], mc[f"{k}_sd_mc"]
+        h[f"{k}_sd"] = float(np.hypot(h[f"{k}_sd"], mc[f"{k}_sd_mc"]))
+    h["boot_shift"] = {k: mc[f"{k}_boot_mean"] - h[k] for k in TOLS}
+    h["z"] = {k: _ratio(v, h[f"{k}_sd"]) for k, v in h["diff"].items()}
+    h["consistent"] = bool(all(abs(v) <= CONSISTENT_Z for v in h["z"].values()))
+    return h
 
 
 def _within(diff: dict[str, float], share: float = 1.0) -> bool:
@@ -271,11 +294,13 @@ def from_draws(params: Any, pre: Any, desi: Any, sample: Any, templates: Any, mo
     cov = halpha_log_ew(edges)
     interims = interim_densities(model, fit, mc.seed + 1, mc.posterior_prior_draws, cov)
 
+    args = (fit, true_flux, lm, ls, mc.posterior_draws, mc.seed, interims)
+    n_boot = mc.posterior_draw_bootstrap
+
     def run(xs: np.ndarray, iv: np.ndarray, point_estimate: bool) -> dict[str, Any]:
         return posterior_mzr(
-            model, xs, iv, fit, true_flux, lm, ls, mc.posterior_draws, mc.seed, interims,
-            point_estimate=point_estimate, covariate=cov, form=mc.population_form,
-        )  # fmt: skip
+            model, xs, iv, *args, point_estimate=point_estimate, covariate=cov, form=mc.population_form, n_boot=n_boot
+        )
 
     block = run(x, ivar, True)
     block["by_snr_scale"] = {}
@@ -286,20 +311,7 @@ def from_draws(params: Any, pre: Any, desi: Any, sample: Any, templates: Any, mo
     more = range(1, mc.posterior_noise_realisations + 1)
     form = block["hierarchical"]["form"]
     rows = [block["hierarchical"]] + [
-        reweighted_row(
-            model,
-            noise_realisation(clean, ivar, [mc.seed, r]),
-            ivar,
-            fit,
-            true_flux,
-            lm,
-            ls,
-            mc.posterior_draws,
-            mc.seed,
-            interims,
-            cov,
-            form,
-        )  # fmt: skip
+        reweighted_row(model, noise_realisation(clean, ivar, [mc.seed, r]), ivar, *args, cov, form, n_boot)
         for r in more
     ]
     block["noise_realisations"] = across_realisations(rows)
@@ -352,9 +364,9 @@ def snr_row(res: dict[str, Any]) -> dict[str, Any]:
     """The summary of one :func:`posterior_mzr` result kept on the S/N axis."""
 
     def pick(h: dict[str, Any]) -> dict[str, Any]:
-        keys = ("scatter_sd_draws", "rho_sd_draws", "diff", "z")
+        keys = ("scatter_sd_draws", "rho_sd_draws", "diff", "z", "scatter_sd_mc", "rho_sd_mc", "boot_shift")
         # beta_sfr_sd: None without the Laplace draws
-        return _brief(h) | {k: h[k] for k in keys} | {"beta_sfr_sd": h["population"].get("beta_sfr_sd")}
+        return _brief(h) | {k: h[k] for k in keys if k in h} | {"beta_sfr_sd": h["population"].get("beta_sfr_sd")}
 
     d = res["draws"]
     return {

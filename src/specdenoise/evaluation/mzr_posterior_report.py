@@ -87,12 +87,23 @@ def _z(r: dict[str, Any]) -> str:
 
 def _sd_line(h: dict[str, Any], n_draws: int) -> str:
     """What the +- of the re-weighted rows holds."""
-    return (
+    out = (
         "\nThe +- of the re-weighted rows is the sd over as many realisations of the sample as draws, each "
         "resampled under population parameters drawn from the Laplace approximation of the marginal likelihood, "
         "so it holds how little the data fix the population as well as each galaxy's own draws (the draws "
-        f"alone, at the fitted population: +-{h['scatter_sd_draws']:.3f} dex / +-{h['rho_sd_draws']:.2f}). "
-        f"With {n_draws} draws per galaxy the result also moves between draw seeds by about that sd.\n"
+        f"alone, at the fitted population: +-{h['scatter_sd_draws']:.3f} dex / +-{h['rho_sd_draws']:.2f})."
+    )
+    if "rho_sd_mc" not in h:
+        return (
+            out
+            + f" With {n_draws} draws per galaxy the result also moves between draw seeds, which it does not hold.\n"
+        )
+    return out + (
+        f" For the first row it also holds the error of {n_draws} draws per galaxy, from refits on draws resampled "
+        f"with replacement, in quadrature: population +-{h['scatter_sd_population']:.4f} dex / "
+        f"+-{h['rho_sd_population']:.3f}, draws +-{h['scatter_sd_mc']:.4f} / +-{h['rho_sd_mc']:.3f} "
+        "(the refits' mean - the value: "
+        f"{h['boot_shift']['scatter']:+.4f} / {h['boot_shift']['rho']:+.3f}, the direction of the finite-draw bias).\n"
     )
 
 

@@ -169,6 +169,53 @@ def population_ols(
     return _population(np.r_[theta, np.log(sigma)], x, ds, deg, form, ok)
 
 
+def draw_bootstrap(
+    log_mass: np.ndarray,
+    log_sfr: np.ndarray,
+    oh_samples: np.ndarray,
+    log_interim: np.ndarray,
+    n_real: int,
+    seed,
+    n_boot: int,
+    deg: int = 2,
+    form: str | None = "linear",
+) -> dict[str, float]:
+    """The Monte Carlo error of :func:`hierarchical_mzr` from its finite draws, which its own sd (the
+    population's Laplace uncertainty) does not hold: each galaxy's S draws are resampled with replacement
+    (with their interim densities), the population refitted and the sample's statistics re-taken, ``n_boot``
+    times (seeded ``seed``). Returns ``scatter_sd_mc`` and ``rho_sd_mc`` (sd over the refits, ddof 1) and
+    ``scatter_boot_mean`` and ``rho_boot_mean`` (their mean: less the value from all the draws, the
+    bootstrap's estimate of the finite-draw bias). At the DESI-like S/N, 160 draws
+    per galaxy, the re-weighted rho of eight draw seeds spread by 0.044 on one noise realisation
+    (2026-11-27), as much as the Laplace sd (0.041)."""
+    if n_boot < 2:
+        raise ValueError(f"draw bootstrap: the spread of {n_boot} refit(s) is undefined; use at least 2")
+    oh = np.atleast_2d(np.asarray(oh_samples, dtype=float))
+    li = np.broadcast_to(np.asarray(log_interim, dtype=float), oh.shape)
+    x, _ = _design(log_mass, log_sfr, deg, form)
+    base = np.isfinite(log_mass)
+    whole = _Marginal(oh, (np.isfinite(oh) & np.isfinite(li)).any(0) & base, x, li)
+    theta = whole.fit()  # where each refit starts
+    rng = np.random.default_rng(seed)
+    got = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(oh), oh.shape)
+        ob, lb = np.take_along_axis(oh, idx, 0), np.take_along_axis(li, idx, 0)
+        lik = _Marginal(ob, (np.isfinite(ob) & np.isfinite(lb)).any(0) & base, x, lb)
+        got.append(mzr_from_samples(log_mass, log_sfr, _realisations(lik, lik.fit(theta), ob, n_real, rng), deg))
+    out = {}
+    for k in ("scatter", "rho"):
+        v = np.array([g[k] for g in got])
+        out[f"{k}_sd_mc"], out[f"{k}_boot_mean"] = float(np.std(v, ddof=1)), float(v.mean())
+    return out
+
+
+def _realisations(lik: _Marginal, theta: np.ndarray, oh: np.ndarray, n: int, rng) -> np.ndarray:
+    """``n`` realisations of the sample (n, galaxies) resampled under the population ``theta``."""
+    cw = np.cumsum(lik.weights(theta)[0], 0)
+    return np.array([_resample(oh, cw, lik.use, rng) for _ in range(n)])
+
+
 def _log_mix(logp: np.ndarray) -> np.ndarray:
     """log of the sum over axis 0 of exp(logp), -inf where every entry is -inf."""
     m = logp.max(0)
@@ -301,10 +348,12 @@ class _Marginal:
         w[:, self.use] = np.exp(lt - tot)
         return w, float(tot.sum())
 
-    def fit(self) -> np.ndarray:
-        """The maximum (L-BFGS with the exact gradient, from least squares on each galaxy's mean draw)."""
-        mean = np.nanmean(np.where(self.valid, self.o, np.nan), 0)
-        start = np.r_[np.linalg.lstsq(self.xu, mean, rcond=None)[0], np.log(0.1)]
+    def fit(self, start: np.ndarray | None = None) -> np.ndarray:
+        """The maximum (L-BFGS with the exact gradient, from ``start`` or else least squares on each
+        galaxy's mean draw)."""
+        if start is None:
+            mean = np.nanmean(np.where(self.valid, self.o, np.nan), 0)
+            start = np.r_[np.linalg.lstsq(self.xu, mean, rcond=None)[0], np.log(0.1)]
         fit = minimize(self.objective, start, jac=True, method="L-BFGS-B", options={"maxiter": FIT_MAXITER})
         if not fit.success:
             log.warning("population fit did not converge after %d iterations: %s", fit.nit, fit.message)
