@@ -36,7 +36,7 @@ def test_repository_params_are_valid_and_paper_defaults():
         ({"mzr": {"posterior_snr_scales": [3, 3]}}, "mzr.posterior_snr_scales: Value error, values must be distinct"),
         ({"mzr": {"posterior_prior_draws": 500}}, "mzr.posterior_prior_draws: Input should be greater than or equal"),
         ({"mzr": {"population_form": "cubic"}}, "mzr.population_form: Input should be 'auto', 'linear'"),
-        ({"mzr": {"posterior_draw_bootstrap": 1}}, "mzr.posterior_draw_bootstrap: Value error, one refit has no spread"),
+        ({"mzr": {"posterior_draw_bootstrap": 1}}, "mzr.posterior_draw_bootstrap: Value error, one refit"),
         ({"noise": {"levels": [0.01, -0.04]}}, "noise.levels.1: Input should be greater than 0"),
         ({"noise": {"levels": [0.01, 0.01]}}, "noise.levels: Value error, values must be distinct, got [0.01, 0.01]"),
         # family sections (train.<family>) are validated by the family's settings model
