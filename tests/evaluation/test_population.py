@@ -329,9 +329,13 @@ def test_refits_on_resampled_draws_measure_the_spread_between_draw_seeds():
     rho = []
     for s in range(10):
         d = mu + np.sqrt(var) * np.random.default_rng([7, s]).standard_normal((40, 400))
-        rho.append(hierarchical_mzr(lm, ls, d, -0.5 * ((d - 8.7) / 0.25) ** 2, 40, 3)["rho"])
+        h = hierarchical_mzr(lm, ls, d, -0.5 * ((d - 8.7) / 0.25) ** 2, 40, 3)
+        rho.append(h["rho"])
     boot = draw_bootstrap(lm, ls, d, -0.5 * ((d - 8.7) / 0.25) ** 2, 40, [3, 1], 12)
     assert 0.5 < boot["rho_sd_mc"] / np.std(rho, ddof=1) < 2.0, (boot, np.std(rho, ddof=1))
     assert np.isfinite(boot["rho_boot_mean"]) and boot["scatter_sd_mc"] > 0
+    # started at the full fit's parameters (what the stage passes) the refits are the same, one fit fewer
+    start = h["population"]["theta"]
+    assert draw_bootstrap(lm, ls, d, -0.5 * ((d - 8.7) / 0.25) ** 2, 40, [3, 1], 12, start=start) == boot
     with pytest.raises(ValueError, match="at least 2"):
         draw_bootstrap(lm, ls, d, -0.5 * ((d - 8.7) / 0.25) ** 2, 40, [3, 1], 1)

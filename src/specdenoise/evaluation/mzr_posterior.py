@@ -247,7 +247,8 @@ def _with_draw_error(h, lm, ls, oh_draws, log_interim, seed: int, form, n_boot: 
     ``boot_shift`` their mean - the value), and ``z``, ``consistent`` taken again; ``h`` itself without refits."""
     if n_boot < 2:
         return h
-    mc = draw_bootstrap(lm, ls, oh_draws, log_interim, len(oh_draws), [seed, 1], n_boot, form=form)
+    start = h["population"]["theta"]
+    mc = draw_bootstrap(lm, ls, oh_draws, log_interim, len(oh_draws), [seed, 1], n_boot, form=form, start=start)
     h = dict(h)
     for k in TOLS:
         h[f"{k}_sd_population"], h[f"{k}_sd_mc"] = h[f"{k}_sd"], mc[f"{k}_sd_mc"]

@@ -179,6 +179,7 @@ def draw_bootstrap(
     n_boot: int,
     deg: int = 2,
     form: str | None = "linear",
+    start=None,
 ) -> dict[str, float]:
     """The Monte Carlo error of :func:`hierarchical_mzr` from its finite draws, which its own sd (the
     population's Laplace uncertainty) does not hold: each galaxy's S draws are resampled with replacement
@@ -187,15 +188,18 @@ def draw_bootstrap(
     ``scatter_boot_mean`` and ``rho_boot_mean`` (their mean: less the value from all the draws, the
     bootstrap's estimate of the finite-draw bias). At the DESI-like S/N, 160 draws
     per galaxy, the re-weighted rho of eight draw seeds spread by 0.044 on one noise realisation
-    (2026-11-27), as much as the Laplace sd (0.041)."""
+    (2026-11-27), as much as the Laplace sd (0.041). ``start``: where each refit starts, the full fit's
+    parameters (:func:`hierarchical_mzr`'s ``population["theta"]``); None: fitted here first."""
     if n_boot < 2:
         raise ValueError(f"draw bootstrap: the spread of {n_boot} refit(s) is undefined; use at least 2")
     oh = np.atleast_2d(np.asarray(oh_samples, dtype=float))
     li = np.broadcast_to(np.asarray(log_interim, dtype=float), oh.shape)
     x, _ = _design(log_mass, log_sfr, deg, form)
     base = np.isfinite(log_mass)
-    whole = _Marginal(oh, (np.isfinite(oh) & np.isfinite(li)).any(0) & base, x, li)
-    theta = whole.fit()  # where each refit starts
+    if start is None:
+        theta = _Marginal(oh, (np.isfinite(oh) & np.isfinite(li)).any(0) & base, x, li).fit()
+    else:
+        theta = np.asarray(start, dtype=float)
     rng = np.random.default_rng(seed)
     got = []
     for _ in range(n_boot):
@@ -277,7 +281,8 @@ def hierarchical_mzr(
         (:func:`_population`: ``form``, ``coef``, ``sfr_coef``, ``beta_sfr`` (dex of O/H per dex of SFR
         residual) and ``beta_sfr_sd``, ``sigma`` (dex), ``loglik``: the maximised log marginal likelihood,
         up to a constant shared by every form fitted to the same draws; ``n_params``; ``laplace``: False
-        where the Hessian was not positive definite and the sds are the draws' alone), ``ess_median``
+        where the Hessian was not positive definite and the sds are the draws' alone; ``theta``: the fitted
+        parameters, ``coef`` and ``sfr_coef`` then log sigma, where :func:`draw_bootstrap` starts), ``ess_median``
         (median effective number of draws per galaxy) and ``n_galaxies``.
     """
     oh = np.atleast_2d(np.asarray(oh_samples, dtype=float))
@@ -301,7 +306,13 @@ def hierarchical_mzr(
         **res,
         **{f"{k}_draws": res[k] for k in ("scatter_sd", "rho_sd")},
         **{k: spread[k] for k in ("scatter_sd", "rho_sd")},
-        "population": {**pop, "loglik": loglik, "n_params": len(theta), "laplace": cov is not None},
+        "population": {
+            **pop,
+            "loglik": loglik,
+            "n_params": len(theta),
+            "laplace": cov is not None,
+            "theta": [float(v) for v in theta],
+        },
         "ess_median": float(np.median(1.0 / np.sum(w[:, use] ** 2, 0))),
         "n_galaxies": int(use.sum()),
     }
