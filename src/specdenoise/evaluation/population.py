@@ -282,8 +282,7 @@ def hierarchical_mzr(
         residual) and ``beta_sfr_sd``, ``sigma`` (dex), ``loglik``: the maximised log marginal likelihood,
         up to a constant shared by every form fitted to the same draws; ``n_params``; ``laplace``: False
         where the Hessian was not positive definite and the sds are the draws' alone; ``theta``: the fitted
-        parameters, ``coef`` and ``sfr_coef`` then log sigma, where :func:`draw_bootstrap` starts), ``ess_median``
-        (median effective number of draws per galaxy) and ``n_galaxies``.
+        ``coef``, ``sfr_coef`` and log sigma), ``ess_median`` (median draws' ESS per galaxy), ``n_galaxies``.
     """
     oh = np.atleast_2d(np.asarray(oh_samples, dtype=float))
     log_interim = np.broadcast_to(np.asarray(log_interim, dtype=float), oh.shape)
@@ -295,24 +294,18 @@ def hierarchical_mzr(
     cw = np.cumsum(w, 0)
     res = mzr_from_samples(log_mass, log_sfr, np.array([_resample(oh, cw, use, rng) for _ in range(n_real)]), deg)
     pop = _population(theta, x, ds, deg, form, use)
-    cov = lik.covariance(theta)
-    spread = res
+    cov, spread = lik.covariance(theta), res
     if cov is not None:  # drawn after the realisations at the maximum, which stay as they were without it
         thetas = rng.multivariate_normal(theta, cov, n_real)
         real = [_resample(oh, np.cumsum(lik.weights(t)[0], 0), use, rng) for t in thetas]
         spread = mzr_from_samples(log_mass, log_sfr, np.array(real), deg)
         pop["beta_sfr_sd"] = float(np.std([_population(t, x, ds, deg, form, use)["beta_sfr"] for t in thetas]))
+    pop |= {"loglik": loglik, "n_params": len(theta), "laplace": cov is not None, "theta": theta.tolist()}
     return {
         **res,
         **{f"{k}_draws": res[k] for k in ("scatter_sd", "rho_sd")},
         **{k: spread[k] for k in ("scatter_sd", "rho_sd")},
-        "population": {
-            **pop,
-            "loglik": loglik,
-            "n_params": len(theta),
-            "laplace": cov is not None,
-            "theta": [float(v) for v in theta],
-        },
+        "population": pop,
         "ess_median": float(np.median(1.0 / np.sum(w[:, use] ** 2, 0))),
         "n_galaxies": int(use.sum()),
     }
