@@ -21,6 +21,7 @@ import numpy as np
 from specdenoise.config import load_params
 from specdenoise.data.noise import noisy_ivar
 from specdenoise.data.preprocess import rest_grid
+from specdenoise.evaluation.coverage_chance import coverage_vs_chance
 from specdenoise.evaluation.draw_coverage import draw_interval
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_truth import true_o3n2
@@ -100,7 +101,12 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
         lo, hi = draw_interval(fs)
         inside = (ref[line] >= lo) & (ref[line] <= hi)
         det = (inp[line] / np.maximum(inp[f"{line}_err"], 1e-30) >= 5) & (ref[line] > 0) & (den[line] > 0)
-        entry = {"coverage": float(inside.mean()), **miss_sides(ref[line], lo, hi), "n_detected": int(det.sum())}
+        entry = {
+            "coverage": float(inside.mean()),
+            "n": n,
+            **miss_sides(ref[line], lo, hi),
+            "n_detected": int(det.sum()),
+        }
         if line == "Halpha":
             entry["coverage_tertiles"] = tertile_coverage(ref[line], inside)
             pos = ref[line] > 0
@@ -289,7 +295,7 @@ def run_bench(
     rng = np.random.default_rng([seed, 3])
     info = model.arrays.get("fit_info", np.array([np.nan, np.nan]))
     pool = class_pool(params, per_class, seed) if per_class > 0 else None
-    return {
+    res = {
         "model": {"latent_dim": model.latent_dim, "hyper": model.hyper, "components": int(len(model.arrays["mu"]))},
         "training": {"n_prior": float(info[0]), "prior_cpu_minutes": float(info[1]) / 60},
         "class_mix": cat["class"].astype(str).value_counts().to_dict(),
@@ -303,3 +309,26 @@ def run_bench(
         "real": real_spectra_chi2(model, params.preprocess, bench),
         "ood": anomaly_rates(model, clean, cat, wave, rng),
     }
+    return res | {"coverage_vs_chance": coverage_summary(res)}
+
+
+def coverage_summary(res: dict[str, Any]) -> dict[str, Any]:
+    """:func:`~specdenoise.evaluation.coverage_chance.coverage_vs_chance` of :func:`run_bench`'s line and
+    O3N2 coverage cells: all universe cells (shape x S/N x line), each line's, each class's (H-alpha and
+    O3N2 of :func:`class_grid`) and those of :func:`prior_check` (where the posterior is exact)."""
+    keys = (*SLOPE_LINES, "O3N2")
+
+    def cells(bins, names=keys) -> list[tuple[float, int]]:
+        return [(e["coverage"], e["n"]) for b in bins for k, e in b.items() if k in names and "n" in e]
+
+    uni = [b["lines"] for b in res["universe"]["bins"].values()]
+    out = {"universe": coverage_vs_chance(cells(uni))}
+    out["universe_per_line"] = {k: coverage_vs_chance(cells(uni, (k,))) for k in keys}
+    if res.get("per_class"):
+        rows = res["per_class"]["bins"].values()
+        classes = res["per_class"]["n"]
+        out["per_class"] = {
+            c: coverage_vs_chance(cells([r[c]["lines"] for r in rows], ("Halpha", "O3N2"))) for c in classes
+        }
+    out["prior_check"] = coverage_vs_chance(cells([b["lines"] for b in res["prior_check"]["bins"].values()]))
+    return out

@@ -140,6 +140,33 @@ def _exact_table(ex: dict | None, pc: dict | None) -> list[str]:
     return out
 
 
+def _chance_table(cv: dict | None) -> list[str]:
+    """Markdown rows of :func:`.posterior_bench.coverage_summary`: line and O3N2 cells within 0.68 +- 0.05
+    against what a calibrated method gets by chance, and the chi^2 of their deviations."""
+    if not cv:
+        return []
+    out = ["", "## Line and O3N2 coverage against chance", ""]
+    out += [
+        "Cells within 0.63-0.73, and how many a calibrated method would have (each cell's coverage a "
+        "binomial share of its spectra; mean +- sd); chi^2 of the cells' deviations from 0.68 in binomial "
+        "sds (its p-value with one degree of freedom per cell: small means more than chance); mean "
+        "deviation in sds (below 0: intervals too narrow).",
+        "",
+        "| cells | n | within | calibrated: within | chi2 | p | mean coverage | mean z |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = {"universe (all)": cv["universe"]}
+    rows |= {f"universe, {k}": v for k, v in cv["universe_per_line"].items()}
+    rows |= {f"class {k} (H-alpha, O3N2)": v for k, v in (cv.get("per_class") or {}).items()}
+    rows["prior check (exact posterior)"] = cv["prior_check"]
+    for name, r in rows.items():
+        out.append(
+            f"| {name} | {r['n_cells']} | {r['within']} | {r['expected_within']:.1f} +- {r['expected_within_sd']:.1f} "
+            f"| {r['chi2']:.1f} | {r['p_value']:.2g} | {r['mean_coverage']:.3f} | {r['mean_z']:+.2f} |"
+        )
+    return out
+
+
 def _halpha_cell(h: dict[str, Any]) -> str:
     spread = f"{_f(h.get('sd_over_input_err'), '{:.2f}')}, {_f(h.get('z68'), '{:.2f}')}"
     return f"{_sides(h)}; {_f(h.get('median_ratio'), '{:.2f}')}; {spread}"
@@ -181,6 +208,7 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines += _class_table(res.get("per_class"))
     lines += _exact_table(res.get("exact_by_class"), res.get("per_class"))
     lines += _prior_check_table(res.get("prior_check"))
+    lines += _chance_table(res.get("coverage_vs_chance"))
     pc = res["paper_sigma_0.04"]
     lines += [
         "",
