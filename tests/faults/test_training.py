@@ -76,3 +76,8 @@ def test_good_hyper_from_still_trains(proj):
     from specdenoise.training.train import read_hyper
 
     assert read_hyper(rec, "vae") == {"units": [16, 8], "dropout": 0.0}
+
+
+def test_missing_templates_for_the_interval_calibration(proj):
+    res = _train(proj, "-m", "pca", "-d", 2, "--templates", "nowhere/emiles.npz")
+    assert_fails(res, EXIT_DATA, "--templates", "nowhere/emiles.npz", "specdenoise templates")

@@ -11,8 +11,28 @@ import typer
 from specdenoise.cli.common import NOISY, SPECTRA, NoisyOpt, ParamsOpt, SpectraOpt, done, progress
 from specdenoise.config import resolve_params
 from specdenoise.data.artefacts import NOISY_LEVELS_DIR
+from specdenoise.errors import DataError
+from specdenoise.evaluation.draw_coverage import line_measure
 from specdenoise.models import store
 from specdenoise.training import train
+
+#: ``--templates``: a ``calibrated_intervals`` family (posterior) fits its line-interval factors with them
+IntervalTemplatesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--templates",
+        help="E-MILES templates (`specdenoise templates`): a family with calibrated line intervals (posterior) "
+        "fits them with the fast line fitter; without: its intervals are the draws' own.",
+    ),
+]
+
+
+def _measure(templates: Path | None, p):
+    if templates is None:
+        return None
+    if not templates.is_file():
+        raise DataError(f"--templates: {templates} does not exist (run `specdenoise templates --out {templates}`)")
+    return line_measure(p, templates)
 
 
 def train_cmd(
@@ -34,6 +54,7 @@ def train_cmd(
     hyper_from: Annotated[
         Path | None, typer.Option(help="record.json of a trained model: re-train its architecture, no search.")
     ] = None,
+    templates: IntervalTemplatesOpt = None,
 ) -> None:
     """Search hyper-parameters (searchable families), train, score on the test set and log to MLflow."""
     t0 = time.perf_counter()
@@ -51,6 +72,7 @@ def train_cmd(
         sample=sample_tag,
         progress=progress(),
         hyper_from=hyper_from,
+        measure=_measure(templates, p),
     )
     m = rec["metrics"]
     done("train", t0, model=f"{model}-{latent_dim}d")
@@ -72,13 +94,24 @@ def train_axis_cmd(
     ),
     out: Annotated[Path | None, typer.Option(help="Output folder (default models/<family>_<dim>_axis).")] = None,
     tracking: Annotated[bool, typer.Option("--tracking/--no-tracking", help="Log the runs to MLflow.")] = True,
+    templates: IntervalTemplatesOpt = None,
 ) -> None:
     """Train the other seeds (train.seeds) and noise levels (noise.levels) of one family and dimension."""
     t0 = time.perf_counter()
     p = resolve_params(params_path)
     final = out or store.axis_dir(Path("models"), model, latent_dim)
     recs = train.run_axis(
-        model, latent_dim, p, spectra, noisy, levels_dir, final, hyper_from, tracking=tracking, progress=progress()
+        model,
+        latent_dim,
+        p,
+        spectra,
+        noisy,
+        levels_dir,
+        final,
+        hyper_from,
+        tracking=tracking,
+        progress=progress(),
+        measure=_measure(templates, p),
     )
     done("train-axis", t0, model=f"{model}-{latent_dim}d", models=len(recs))
     for r in recs:

@@ -17,8 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from specdenoise.data.preprocess import rest_grid
+from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_truth import MZR_LINES, oh_of_fluxes, pp04_o3n2, true_o3n2
 from specdenoise.evaluation.recovery import coverage_by_bin
+from specdenoise.models.posterior_intervals import scaled_interval
 
 #: spectra per chunk of draws (chunk x n_draws x n_pix float64 stays ~100 MB at 50 draws)
 CHUNK = 256
@@ -43,17 +46,36 @@ def draw_fluxes(model: Any, x: np.ndarray, ivar: np.ndarray, fit, lines, n_draws
     return {ln: np.concatenate(v, axis=1) for ln, v in out.items()}
 
 
-def draw_interval(samples: np.ndarray, min_valid: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def draw_interval(
+    samples: np.ndarray, min_valid: float = 0.5, factor: np.ndarray | float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """16 / 84 % intervals (n,) of ``samples`` (S, n) (a quantity measured on S posterior draws): the
     Weibull ((S + 1) q order statistic) quantiles of the finite draws, which hold a new draw with
     probability 0.68 exactly (linear quantiles of 30 draws: 0.64); NaN where fewer than
-    ``min_valid`` of the draws are finite."""
-    ok = np.mean(np.isfinite(samples), axis=0) >= min_valid
-    lo = np.full(samples.shape[1], np.nan)
-    hi = lo.copy()
-    if ok.any():
-        lo[ok], hi[ok] = np.nanquantile(samples[:, ok], [0.16, 0.84], axis=0, method="weibull")
-    return lo, hi
+    ``min_valid`` of the draws are finite. ``factor`` (n,): each side's distance from the draws'
+    median scaled by it (a ``calibrated_intervals`` model's :meth:`interval_factor`)."""
+    return scaled_interval(samples, factor, min_valid)
+
+
+def interval_measure(fit, lines=MZR_LINES):
+    """``spectra (m, P) -> {line: flux (m,), "O3N2": (m,)}`` with the fitter ``fit`` (NaN where it gave
+    no finite flux): what a ``calibrated_intervals`` family calibrates its intervals on in training."""
+
+    def measure(spectra: np.ndarray) -> dict[str, np.ndarray]:
+        fits = fit(np.asarray(spectra, dtype=np.float64))
+        out = {ln: np.asarray(fits[ln]["flux"], float) for ln in lines}
+        out = {ln: np.where(np.isfinite(v), v, np.nan) for ln, v in out.items()}
+        return {**out, "O3N2": true_o3n2(out)}
+
+    return measure
+
+
+def line_measure(params: Any, templates) -> Any:
+    """:func:`interval_measure` with the pipeline's fast fitter (``params.lines``, the E-MILES
+    ``templates`` file, the rest-frame grid of ``params.preprocess``): what ``specdenoise train
+    --templates`` gives a ``calibrated_intervals`` family."""
+    lc = params.lines
+    return interval_measure(make_fast_fitter(templates, rest_grid(params.preprocess)[0], lc.sigma_kms, lc.n_components))
 
 
 def draw_coverage_tables(
@@ -101,8 +123,12 @@ def draw_coverage_tables(
     """
     need = list(dict.fromkeys([*lines, *MZR_LINES]))
     fl = draw_fluxes(model, np.asarray(x, dtype=np.float64), ivar, fit, need, n_draws, seed)
-    intervals = {ln: draw_interval(fl[ln] * norm[None]) for ln in lines}
-    oh_lo, oh_hi = draw_interval(oh_of_fluxes(fl))
+    x = np.asarray(x, dtype=np.float64)
+    iv = np.broadcast_to(ivar, x.shape)
+    cal = getattr(model, "calibrated_intervals", False)  # else: the draws' own intervals
+    fac = {q: model.interval_factor(q, x, iv, "unit") if cal else None for q in [*lines, "O3N2"]}
+    intervals = {ln: draw_interval(fl[ln] * norm[None], factor=fac[ln]) for ln in lines}
+    oh_lo, oh_hi = draw_interval(oh_of_fluxes(fl), factor=fac["O3N2"])  # O/H is linear in O3N2 (PP04)
     snr_min = np.min(np.stack([snr[ln] for ln in MZR_LINES]), axis=0)
 
     def tables(ref: dict[str, np.ndarray]) -> dict[str, Any]:

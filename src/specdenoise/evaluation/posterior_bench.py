@@ -84,11 +84,18 @@ def spread_check(fs: np.ndarray, ref: np.ndarray, input_err: np.ndarray) -> dict
     }
 
 
-def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict[str, Any]:
+def interval_factors(model, obs: dict) -> dict[str, np.ndarray]:
+    """The model's interval factor (n,) of each line of :data:`SLOPE_LINES` and O3N2 for inputs ``obs``
+    (1 for a model without ``calibrated_intervals``)."""
+    return {q: model.interval_factor(q, obs["flux"], obs["ivar"]) for q in (*SLOPE_LINES, "O3N2")}
+
+
+def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray, factors: dict | None = None) -> dict[str, Any]:
     """Interval coverage of lines and O3N2 (with the sides the truth falls out on; H-alpha also per
     tertile of its true flux, the median ratio of the draws' median to the truth and
     :func:`spread_check`), and slope /
-    bias for lines the input detects at S/N >= 5."""
+    bias for lines the input detects at S/N >= 5. ``factors`` (:func:`interval_factors`): the
+    intervals are scaled by them, and ``coverage_uncalibrated`` keeps the draws' own."""
     ref = _fluxes(fitter, obs["truth"])
     sig = np.where(obs["ivar"] > 0, 1.0 / np.sqrt(np.where(obs["ivar"] > 0, obs["ivar"], 1.0)), 1e3)
     inp = _fluxes(fitter, obs["flux"], sig)
@@ -98,11 +105,12 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
     res: dict[str, Any] = {}
     for line in SLOPE_LINES:
         fs = samp[line].reshape(s, n)
-        lo, hi = draw_interval(fs)
+        lo, hi = draw_interval(fs, factor=None if factors is None else factors[line])
         inside = (ref[line] >= lo) & (ref[line] <= hi)
         det = (inp[line] / np.maximum(inp[f"{line}_err"], 1e-30) >= 5) & (ref[line] > 0) & (den[line] > 0)
         entry = {
             "coverage": float(inside.mean()),
+            **_uncalibrated(fs, ref[line], factors),
             "n": n,
             **miss_sides(ref[line], lo, hi),
             "n_detected": int(det.sum()),
@@ -124,12 +132,26 @@ def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray) -> dict
         res[line] = entry
     o_ref = true_o3n2(ref)  # of the fitter's noise-free fluxes
     o_s = true_o3n2({k: samp[k].reshape(s, n) for k in SLOPE_LINES})
-    lo, hi = draw_interval(o_s)
+    lo, hi = draw_interval(o_s, factor=None if factors is None else factors["O3N2"])
     ok = np.isfinite(o_ref) & np.isfinite(lo)
     if ok.sum() >= 10:
         inside = (o_ref[ok] >= lo[ok]) & (o_ref[ok] <= hi[ok])
-        res["O3N2"] = {"coverage": float(inside.mean()), **miss_sides(o_ref[ok], lo[ok], hi[ok]), "n": int(ok.sum())}
+        raw = _uncalibrated(o_s[:, ok], o_ref[ok], factors)
+        res["O3N2"] = {
+            "coverage": float(inside.mean()),
+            **raw,
+            **miss_sides(o_ref[ok], lo[ok], hi[ok]),
+            "n": int(ok.sum()),
+        }
     return res
+
+
+def _uncalibrated(samples: np.ndarray, ref: np.ndarray, factors: dict | None) -> dict[str, float]:
+    """``coverage_uncalibrated`` of the draws' own intervals, where ``factors`` scale the reported ones."""
+    if factors is None:
+        return {}
+    lo, hi = draw_interval(samples)
+    return {"coverage_uncalibrated": float(np.mean((ref >= lo) & (ref <= hi)))}
 
 
 def _pixel_metrics(obs, mean, sd, lines_mask, classes) -> dict[str, Any]:
@@ -175,7 +197,7 @@ def snr_grid(model, clean, cat, wave, fitter, shapes, rng, n_samples: int = 30, 
             entry = _pixel_metrics(obs, mean, sd, lines_mask, classes)
             entry["coverage_raw"] = float(np.mean(np.abs(obs["truth"] - mean) <= raw_sd))
             draws = model.sample(obs["flux"], n_samples, seed=int(snr * 10), ivar=obs["ivar"])
-            entry["lines"] = line_metrics(fitter, obs, mean, draws)
+            entry["lines"] = line_metrics(fitter, obs, mean, draws, interval_factors(model, obs))
             out[f"{kind}/snr{snr:g}"] = entry
     return {"bins": out, "spectra_per_s": n_done / max(t_pred, 1e-9)}
 
@@ -204,12 +226,14 @@ def class_grid(model, pool, wave, fitter, seed: int, n_samples: int, kind: str =
         mean, sd, _ = model.predict(obs["flux"], obs["ivar"], scale="input")
         draws = model.sample(obs["flux"], n_samples, seed=int(snr * 10) + 7, ivar=obs["ivar"])
         row = {}
+        fac = interval_factors(model, obs)
         for c in np.unique(classes):
             sel = classes == c
             sub = {k: v[sel] for k, v in obs.items()}
             px = _pixel_metrics(sub, mean[sel], sd[sel], lines_mask, classes[sel])
             px.pop("per_class")
-            row[c] = {**px, "lines": line_metrics(fitter, sub, mean[sel], draws[:, sel])}
+            sub_fac = {k: v[sel] for k, v in fac.items()}
+            row[c] = {**px, "lines": line_metrics(fitter, sub, mean[sel], draws[:, sel], sub_fac)}
         out["bins"][f"{kind}/snr{snr:g}"] = row
     return out
 
@@ -315,20 +339,26 @@ def run_bench(
 def coverage_summary(res: dict[str, Any]) -> dict[str, Any]:
     """:func:`~specdenoise.evaluation.coverage_chance.coverage_vs_chance` of :func:`run_bench`'s line and
     O3N2 coverage cells: all universe cells (shape x S/N x line), each line's, each class's (H-alpha and
-    O3N2 of :func:`class_grid`) and those of :func:`prior_check` (where the posterior is exact)."""
+    O3N2 of :func:`class_grid`) and those of :func:`prior_check` (where the posterior is exact, with
+    the draws' own intervals); ``*_uncalibrated``: the universe and the classes with the draws' own
+    intervals, where the reported ones are scaled by the model's interval factors."""
     keys = (*SLOPE_LINES, "O3N2")
 
-    def cells(bins, names=keys) -> list[tuple[float, int]]:
-        return [(e["coverage"], e["n"]) for b in bins for k, e in b.items() if k in names and "n" in e]
+    def cells(bins, names=keys, key="coverage") -> list[tuple[float, int]]:
+        return [(e[key], e["n"]) for b in bins for k, e in b.items() if k in names and key in e and "n" in e]
 
     uni = [b["lines"] for b in res["universe"]["bins"].values()]
-    out = {"universe": coverage_vs_chance(cells(uni))}
-    out["universe_per_line"] = {k: coverage_vs_chance(cells(uni, (k,))) for k in keys}
-    if res.get("per_class"):
-        rows = res["per_class"]["bins"].values()
-        classes = res["per_class"]["n"]
-        out["per_class"] = {
-            c: coverage_vs_chance(cells([r[c]["lines"] for r in rows], ("Halpha", "O3N2"))) for c in classes
-        }
+    rows = list(res["per_class"]["bins"].values()) if res.get("per_class") else []
+    classes = res["per_class"]["n"] if rows else {}
+    out: dict[str, Any] = {}
+    for suffix, key in (("", "coverage"), ("_uncalibrated", "coverage_uncalibrated")):
+        if not cells(uni, key=key):
+            continue
+        out[f"universe{suffix}"] = coverage_vs_chance(cells(uni, key=key))
+        out[f"universe_per_line{suffix}"] = {k: coverage_vs_chance(cells(uni, (k,), key)) for k in keys}
+        if rows:
+            out[f"per_class{suffix}"] = {
+                c: coverage_vs_chance(cells([r[c]["lines"] for r in rows], ("Halpha", "O3N2"), key)) for c in classes
+            }
     out["prior_check"] = coverage_vs_chance(cells([b["lines"] for b in res["prior_check"]["bins"].values()]))
     return out

@@ -150,7 +150,9 @@ def _chance_table(cv: dict | None) -> list[str]:
         "Cells within 0.63-0.73, and how many a calibrated method would have (each cell's coverage a "
         "binomial share of its spectra; mean +- sd); chi^2 of the cells' deviations from 0.68 in binomial "
         "sds (its p-value with one degree of freedom per cell: small means more than chance); mean "
-        "deviation in sds (below 0: intervals too narrow).",
+        "deviation in sds (below 0: intervals too narrow). The intervals are the draws' 16-84 % scaled by "
+        "the model's interval factors per line and continuum S/N (fitted on its validation split); the "
+        "'draws' own' rows leave them unscaled, and so does the prior check (it checks the inference).",
         "",
         "| cells | n | within | calibrated: within | chi2 | p | mean coverage | mean z |",
         "|---|---|---|---|---|---|---|---|",
@@ -158,6 +160,11 @@ def _chance_table(cv: dict | None) -> list[str]:
     rows = {"universe (all)": cv["universe"]}
     rows |= {f"universe, {k}": v for k, v in cv["universe_per_line"].items()}
     rows |= {f"class {k} (H-alpha, O3N2)": v for k, v in (cv.get("per_class") or {}).items()}
+    if "universe_uncalibrated" in cv:
+        rows["universe (all), draws' own intervals"] = cv["universe_uncalibrated"]
+        rows |= {f"universe, {k}, draws' own": v for k, v in cv["universe_per_line_uncalibrated"].items()}
+        own = cv.get("per_class_uncalibrated") or {}
+        rows |= {f"class {k} (H-alpha, O3N2), draws' own": v for k, v in own.items()}
     rows["prior check (exact posterior)"] = cv["prior_check"]
     for name, r in rows.items():
         out.append(

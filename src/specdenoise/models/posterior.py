@@ -67,6 +67,7 @@ from specdenoise.models.posterior_amplitude import scale_grid
 from specdenoise.models.posterior_calibrate import CALIB_KEYS, calibrate, calibration_factor
 from specdenoise.models.posterior_config import PosteriorConfig
 from specdenoise.models.posterior_fit import LEVEL_LINE, fit_prior, halpha_level, line_windows
+from specdenoise.models.posterior_intervals import INTERVAL_KEYS, calibrate_intervals, interval_factor
 from specdenoise.models.posterior_linalg import one_blas_thread
 from specdenoise.models.posterior_noise import mixed_observations
 
@@ -102,6 +103,8 @@ class PosteriorDenoiser(DenoisingModel):
     searchable = False
     has_posterior = True
     calibrated_draws = True
+    #: line-flux / O3N2 intervals of its draws have factors per S/N (:meth:`interval_factor`)
+    calibrated_intervals = True
     #: ``denoise``/``posterior`` accept the input's per-pixel ``ivar`` (n, n_pix), normalised units
     noise_aware = True
     registry_candidate = True
@@ -144,20 +147,35 @@ class PosteriorDenoiser(DenoisingModel):
         self.arrays["default_sigma"] = np.broadcast_to(sigma, self.arrays["mu"].shape[1:]).copy()
         self.arrays["wave"] = wave
         if st.n_calib > 0:
-            self.calibrate_on(source, st.n_calib, seed, wave)
+            self.calibrate_on(source, st.n_calib, seed, wave, measure=data.meta.get("interval_measure"))
         self.arrays["fit_info"] = np.array([info["n_prior"], info["prior_cpu_s"]])
         return {}
 
-    def calibrate_on(self, source, n: int, seed: int, wave: np.ndarray, desi=None) -> None:
+    def calibrate_on(self, source, n: int, seed: int, wave: np.ndarray, desi=None, measure=None) -> None:
         """Calibrate in place on ``n`` fresh clean draws (stream 1 of ``source``) observed with
-        mixed noise shapes and log-uniform S/N (see :func:`.posterior_calibrate.calibrate`)."""
+        mixed noise shapes and log-uniform S/N (see :func:`.posterior_calibrate.calibrate`); with a
+        ``measure`` (spectra -> {quantity: values}, e.g. line fluxes), also the intervals of those
+        quantities on the first ``n_interval_calib`` of them (:func:`.posterior_intervals.calibrate_intervals`)."""
         clean, cat = next(iter(source(n, seed, 1, n)))
         z = cat["z"].to_numpy()
         obs = mixed_observations(clean, wave, z, np.random.default_rng([seed, 2]), desi=desi)
-        for k in CALIB_KEYS:
+        for k in CALIB_KEYS + INTERVAL_KEYS:
             self.arrays.pop(k, None)
         self.arrays.update(calib_log_snr=np.zeros(1), calib_scale=np.ones((1, clean.shape[1])))
         self.arrays.update(calibrate(self, obs, z))
+        n_iv = int(self.hyper.get("n_interval_calib") or 0)
+        if measure is not None and n_iv > 0:
+            sub = {k: v[:n_iv] for k, v in obs.items()}
+            draws = int(self.hyper.get("interval_draws") or 30)
+            self.arrays.update(calibrate_intervals(self, sub, measure, draws, seed))
+
+    def interval_factor(self, name: str, x: np.ndarray, ivar: np.ndarray, scale: str = "input") -> np.ndarray:
+        """Factor (n,) widening (> 1) or narrowing the 16-84 % interval of quantity ``name`` (a line
+        flux, O3N2) over this model's draws at ``scale`` about their median, from the input ``x`` and
+        ``ivar`` (n, P): per continuum S/N bin, fitted on the validation split
+        (:mod:`.posterior_intervals`); 1 where the model has no factor for it."""
+        x = np.asarray(x, dtype=np.float64)
+        return interval_factor(self.arrays, name, x, self._ivar(x, ivar), scale)
 
     def set_prior(self, mu: np.ndarray, w: np.ndarray, d: np.ndarray, log_pi: np.ndarray) -> None:
         """Set the prior directly: ``mu`` (K, P), ``w`` (K, P, q), ``d`` (K, P), ``log_pi`` (K,)."""

@@ -53,6 +53,13 @@ class PosteriorConfig(FamilySettings):
         None, gt=0, description="known amplitude of the clean spectrum (None: marginalise it, noisy-norm inputs)"
     )
     n_calib: int = Field(12000, ge=0, description="validation spectra for the coverage calibration")
+    n_interval_calib: int = Field(
+        1500,
+        ge=0,
+        description="of the validation spectra, those whose draws' line fluxes and O3N2 fit the interval factors "
+        "per continuum S/N (posterior_intervals; needs the training's line measure, the templates); 0 = none",
+    )
+    interval_draws: int = Field(30, gt=1, description="posterior draws per spectrum for the interval factors")
     chunk: int = Field(5000, gt=0, description="spectra synthesised per chunk (memory bound)")
 
     @model_validator(mode="after")

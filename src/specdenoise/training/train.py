@@ -141,6 +141,7 @@ def train_one(
     hyper: dict[str, Any] | None = None,
     seed_index: int = 0,
     level: float | None = None,
+    measure: Any = None,
 ) -> dict[str, Any]:
     """Search (searchable families), fit, score, save and log one model into ``out_dir``; return its record.
 
@@ -148,12 +149,16 @@ def train_one(
     re-trained with that architecture, as the paper re-trains its VAE on DESI-like spectra.
     ``sample`` tags the MLflow run (``main`` for the paper's sample, ``desi`` for the DESI-like one).
     ``seed_index`` picks the training seed (:func:`model_seed`); ``level`` (None: ``noise.sigma``)
-    is the noise level of ``noisy``, recorded with the model.
+    is the noise level of ``noisy``, recorded with the model. ``measure`` (spectra -> {line: flux},
+    :func:`specdenoise.evaluation.draw_coverage.interval_measure`): a ``calibrated_intervals`` family
+    fits its line-interval factors with it.
     """
     params = params_at_level(params, level)
     data, test = training_data(pre, noisy, params)
     test["ivar"] = added_ivar(noisy)
     cls = get_family(family)
+    if measure is not None and cls.calibrated_intervals:
+        data.meta["interval_measure"] = measure
     seed = model_seed(params, latent_dim, seed_index)
     ident = {"noise_level": params.noise.sigma, "seed_index": seed_index, "seed": seed}
     with TrainingRun(
@@ -235,9 +240,10 @@ def run(
     sample: str = "main",
     progress: bool = False,
     hyper_from: Path | None = None,
+    measure: Any = None,
 ) -> tuple[dict[str, Any], Path]:
     """The ``train`` stage: train into a hidden folder, then replace ``out`` (default
-    ``models/<family>_<dim>``) atomically; returns the record and the folder."""
+    ``models/<family>_<dim>``) atomically; returns the record and the folder (``measure``: :func:`train_one`)."""
     get_family(family)
     if latent_dim <= 0:
         raise ConfigError(f"--latent-dim: must be positive, got {latent_dim}")
@@ -251,9 +257,8 @@ def run(
     store.recover(final)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        rec = train_one(
-            family, latent_dim, params, pre, nz, tmp, tracking=tracking, sample=sample, progress=progress, hyper=hyper
-        )
+        opts = {"tracking": tracking, "sample": sample, "progress": progress, "hyper": hyper, "measure": measure}
+        rec = train_one(family, latent_dim, params, pre, nz, tmp, **opts)
         store.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -288,6 +293,7 @@ def run_axis(
     hyper_from: Path,
     tracking: bool = True,
     progress: bool = False,
+    measure: Any = None,
 ) -> list[dict[str, Any]]:
     """The ``train_axis`` stage: the other seeds and noise levels of one family and dimension
     (:func:`axis_jobs`), with the paper model's architecture (``hyper_from``, no search), into
@@ -306,21 +312,8 @@ def run_axis(
             if level is not None and get_family(family).noise_aware:
                 records.append(score_at_level(hyper_from.parent, params, pre, nz, tmp / name, level))
                 continue
-            records.append(
-                train_one(
-                    family,
-                    latent_dim,
-                    params,
-                    pre,
-                    nz,
-                    tmp / name,
-                    tracking=tracking,
-                    progress=progress,
-                    hyper=dict(hyper),
-                    seed_index=k,
-                    level=level,
-                )
-            )
+            opts = {"tracking": tracking, "progress": progress, "seed_index": k, "level": level, "measure": measure}
+            records.append(train_one(family, latent_dim, params, pre, nz, tmp / name, hyper=dict(hyper), **opts))
         store.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,133 @@
+"""Calibrating the 16-84 % intervals of quantities measured on posterior draws (line fluxes, O3N2).
+
+The exact draws hold the truth 68 % of the time only where the prior is the population's; on the
+universe the misfit has a sign per line (H-alpha intervals too narrow, [OIII] too wide: ``bench
+posterior``). :func:`calibrate_intervals` measures each quantity on draws of validation spectra
+and, per (quantity, continuum S/N bin), finds the factor by which the intervals must be widened
+or narrowed about the draws' median so that 68 % of them hold the truth; :func:`interval_factor`
+looks it up at inference and :func:`scaled_interval` applies it. The S/N is the spectrum's own,
+:func:`continuum_log_snr` of the input flux and ``ivar``: no label is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: inner edges (log10 continuum S/N per pixel) of the factor's S/N bins: between 0.5, 1, 3, 10, 30, 100
+INTERVAL_SNR_EDGES = np.array([-0.15, 0.24, 0.74, 1.24, 1.74])
+#: the arrays a calibration sets, at the input scale and (suffix ``_unit``) the unit scale
+INTERVAL_KEYS = ("interval_names", "interval_edges", "interval_table", "interval_table_unit")
+#: the share of the truths a calibrated 16-84 % interval holds
+TARGET = 0.68
+
+#: measures quantities on spectra: (m, P) -> {name: (m,)} (e.g. line fluxes and O3N2; NaN where none)
+Measure = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def continuum_log_snr(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
+    """log10 continuum S/N per pixel (n,) of observed spectra: the median of the input ``flux`` (n, P)
+    over the unmasked pixels (the noise is symmetric, so the median holds at S/N < 1), over the
+    median of their sigma (``ivar``, same units). This is how the benchmark sets its S/N (a noise
+    sigma = median flux / S/N); clipped to [1e-3, 1e5]."""
+    good = ivar > 0
+    sig = np.where(good, 1.0 / np.sqrt(np.where(good, ivar, 1.0)), np.nan)
+    with np.errstate(all="ignore"):
+        ratio = np.nanmedian(np.where(good, flux, np.nan), axis=1) / np.nanmedian(sig, axis=1)
+    return np.log10(np.clip(np.nan_to_num(ratio, nan=1e-3), 1e-3, 1e5))
+
+
+def weibull_interval(samples: np.ndarray, min_valid: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """16 %, 50 % and 84 % points (n,) of ``samples`` (S, n): the Weibull ((S + 1) q order statistic)
+    quantiles of the finite draws (a new draw falls in 16-84 % with probability 0.68 exactly); NaN
+    where fewer than ``min_valid`` of the draws are finite."""
+    ok = np.mean(np.isfinite(samples), axis=0) >= min_valid
+    lo, med, hi = (np.full(samples.shape[1], np.nan) for _ in range(3))
+    if ok.any():
+        lo[ok], med[ok], hi[ok] = np.nanquantile(samples[:, ok], [0.16, 0.5, 0.84], axis=0, method="weibull")
+    return lo, med, hi
+
+
+def scaled_interval(
+    samples: np.ndarray, factor: np.ndarray | float | None = None, min_valid: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """The draws' 16-84 % interval (n,) of :func:`weibull_interval`, each side's distance from the
+    median multiplied by ``factor`` (n,) (None: the draws' own interval)."""
+    lo, med, hi = weibull_interval(samples, min_valid)
+    if factor is None:
+        return lo, hi
+    f = np.asarray(factor, dtype=float)
+    return med - f * (med - lo), med + f * (hi - med)
+
+
+def needed_factor(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The smallest factor (n,) by which :func:`scaled_interval` must scale the draws' interval to hold
+    ``truth`` (n,): the truth's distance from the median over that side's half-width (0 at the
+    median, 1 at the interval's end); inf where the draws give no interval, NaN where the truth is
+    not finite."""
+    lo, med, hi = weibull_interval(samples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(truth >= med, (truth - med) / (hi - med), (med - truth) / (med - lo))
+    f = np.where(np.isnan(f) & np.isfinite(truth) & np.isfinite(med), 0.0, f)  # truth on a zero-width side
+    f = np.where(np.isfinite(lo), f, np.inf)
+    return np.where(np.isfinite(truth), f, np.nan)
+
+
+def factor_table(needed: np.ndarray, log_snr: np.ndarray, edges: np.ndarray, min_n: int = 50) -> np.ndarray:
+    """Factors (n_bins,) bringing the share of ``needed`` (n,) at or below them to :data:`TARGET` per S/N
+    bin of ``log_snr`` (n,) in ``edges`` (inner edges; the inverted-CDF quantile, so that the share is
+    at least 0.68); a bin with fewer than ``min_n`` finite entries gets the pooled factor."""
+    keep = ~np.isnan(needed)
+
+    def q(v: np.ndarray) -> float:
+        return float(np.quantile(v, TARGET, method="inverted_cdf"))
+
+    pooled = q(needed[keep]) if keep.sum() >= min_n else 1.0
+    b = np.digitize(log_snr, edges)
+    out = np.full(len(edges) + 1, pooled)
+    for j in range(len(out)):
+        sel = keep & (b == j)
+        if sel.sum() >= min_n:
+            out[j] = q(needed[sel])
+    return np.where(np.isfinite(out), out, 1.0)
+
+
+def calibrate_intervals(
+    model: Any, obs: dict[str, np.ndarray], measure: Measure, n_draws: int, seed: int, chunk: int = 250
+) -> dict[str, np.ndarray]:
+    """The interval arrays (:data:`INTERVAL_KEYS`) from validation ``obs`` (``flux``, ``ivar``, ``truth``
+    (n, P), input scale): every quantity ``measure`` gives is measured on ``n_draws`` exact draws of
+    each spectrum and on its truth, at both scales (unit: the truth divided by its norm, or by the
+    model's ``fixed_scale``), and :func:`factor_table` fits its factors per continuum S/N bin."""
+    log_snr = continuum_log_snr(obs["flux"], obs["ivar"])
+    fixed = model.hyper.get("fixed_scale")
+    norm = float(fixed) if fixed else np.linalg.norm(obs["truth"], axis=1, keepdims=True)
+    out: dict[str, np.ndarray] = {}
+    for scale, truth in (("input", obs["truth"]), ("unit", obs["truth"] / norm)):
+        need: dict[str, list[np.ndarray]] = {}
+        for c, start in enumerate(range(0, len(log_snr), chunk)):
+            sl = slice(start, start + chunk)
+            draws = model.sample(obs["flux"][sl], n_draws, seed=[seed, c], ivar=obs["ivar"][sl], scale=scale)
+            s, m, p = draws.shape
+            got, ref = measure(draws.reshape(s * m, p)), measure(truth[sl])
+            for name, values in got.items():
+                need.setdefault(name, []).append(needed_factor(np.asarray(values).reshape(s, m), ref[name]))
+        names = sorted(need)
+        table = np.stack([factor_table(np.concatenate(need[k]), log_snr, INTERVAL_SNR_EDGES) for k in names])
+        out["interval_table" if scale == "input" else "interval_table_unit"] = table
+    return {**out, "interval_names": np.array(names), "interval_edges": INTERVAL_SNR_EDGES.copy()}
+
+
+def interval_factor(
+    arrays: dict[str, np.ndarray], name: str, flux: np.ndarray, ivar: np.ndarray, scale: str = "input"
+) -> np.ndarray:
+    """Factor (n,) for the intervals of quantity ``name`` at ``scale`` (input or unit), looked up by the
+    continuum S/N (:func:`continuum_log_snr`) of the input ``flux`` (n, P) and ``ivar``; 1 for a
+    quantity or a model without a calibration."""
+    names = [str(v) for v in arrays.get("interval_names", [])]
+    if name not in names:
+        return np.ones(len(flux))
+    table = arrays["interval_table_unit" if scale == "unit" else "interval_table"][names.index(name)]
+    return table[np.digitize(continuum_log_snr(flux, ivar), arrays["interval_edges"])]
