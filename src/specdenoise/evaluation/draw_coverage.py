@@ -53,7 +53,7 @@ def draw_interval(
     Weibull ((S + 1) q order statistic) quantiles of the finite draws, which hold a new draw with
     probability 0.68 exactly (linear quantiles of 30 draws: 0.64); NaN where fewer than
     ``min_valid`` of the draws are finite. ``factor`` (n,): each side's distance from the draws'
-    median scaled by it (a ``calibrated_intervals`` model's :meth:`interval_factor`)."""
+    median scaled by it (a ``calibrated_intervals`` model's :meth:`interval_factors`)."""
     return scaled_interval(samples, factor, min_valid)
 
 
@@ -126,7 +126,8 @@ def draw_coverage_tables(
     x = np.asarray(x, dtype=np.float64)
     iv = np.broadcast_to(ivar, x.shape)
     cal = getattr(model, "calibrated_intervals", False)  # else: the draws' own intervals
-    fac = {q: model.interval_factor(q, x, iv, "unit") if cal else None for q in [*lines, "O3N2"]}
+    names = [*lines, "O3N2"]
+    fac = model.interval_factors(names, x, iv, "unit") if cal else dict.fromkeys(names)
     intervals = {ln: draw_interval(fl[ln] * norm[None], factor=fac[ln]) for ln in lines}
     oh_lo, oh_hi = draw_interval(oh_of_fluxes(fl), factor=fac["O3N2"])  # O/H is linear in O3N2 (PP04)
     snr_min = np.min(np.stack([snr[ln] for ln in MZR_LINES]), axis=0)

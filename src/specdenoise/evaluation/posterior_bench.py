@@ -87,7 +87,7 @@ def spread_check(fs: np.ndarray, ref: np.ndarray, input_err: np.ndarray) -> dict
 def interval_factors(model, obs: dict) -> dict[str, np.ndarray]:
     """The model's interval factor (n,) of each line of :data:`SLOPE_LINES` and O3N2 for inputs ``obs``
     (1 for a model without ``calibrated_intervals``)."""
-    return {q: model.interval_factor(q, obs["flux"], obs["ivar"]) for q in (*SLOPE_LINES, "O3N2")}
+    return model.interval_factors((*SLOPE_LINES, "O3N2"), obs["flux"], obs["ivar"])
 
 
 def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray, factors: dict | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ pipeline may do with it is declared by class attributes, never by its name:
     line-flux and O/H intervals are the quantiles of fits to the draws, which keep the pixels'
     correlations, instead of a per-pixel sigma propagated as independent errors.
 ``calibrated_intervals``
-    :meth:`DenoisingModel.interval_factor` widens or narrows the 16-84 % intervals of line fluxes
+    :meth:`DenoisingModel.interval_factors` widens or narrows the 16-84 % intervals of line fluxes
     and O3N2 over its draws, per continuum S/N, as fitted on a validation split when training is
     given a line measure (``TrainingData.meta["interval_measure"]``).
 ``registry_candidate``
@@ -147,7 +147,7 @@ class DenoisingModel(ABC):
     has_posterior: ClassVar[bool] = False
     #: ``sample`` draws whole spectra whose line / O/H intervals hold the truth (``bench posterior``)
     calibrated_draws: ClassVar[bool] = False
-    #: :meth:`interval_factor` scales the line-flux / O3N2 intervals of its draws (fitted in training)
+    #: :meth:`interval_factors` scales the line-flux / O3N2 intervals of its draws (fitted in training)
     calibrated_intervals: ClassVar[bool] = False
     #: registered in the MLflow model registry, eligible for the ``champion`` alias
     registry_candidate: ClassVar[bool] = False
@@ -252,10 +252,10 @@ class DenoisingModel(ABC):
         loaded model, everything it needs was saved)."""
         return self.has_posterior
 
-    def interval_factor(self, name: str, x: np.ndarray, ivar: np.ndarray, scale: str = "input") -> np.ndarray:
-        """Factor (n,) scaling the 16-84 % interval of quantity ``name`` over the draws of inputs ``x``
-        (n, P) about their median (``calibrated_intervals`` families override it); here 1."""
-        return np.ones(len(x))
+    def interval_factors(self, names, x: np.ndarray, ivar: np.ndarray, scale: str = "input") -> dict[str, np.ndarray]:
+        """Factor (n,) per quantity of ``names`` scaling the 16-84 % interval over the draws of inputs
+        ``x`` (n, P) about their median (``calibrated_intervals`` families override it); here 1."""
+        return {q: np.ones(len(x)) for q in names}
 
     def posterior(self, x: np.ndarray, n_samples: int, seed: int, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """De-noised spectra and the spread of decoded posterior samples (``has_posterior`` only).

@@ -60,6 +60,7 @@ import numpy as np
 
 from specdenoise.errors import ConfigError
 from specdenoise.models import posterior_infer as infer
+from specdenoise.models import posterior_intervals as intervals
 from specdenoise.models import posterior_moments as post_moments
 from specdenoise.models import posterior_prior
 from specdenoise.models.base import DenoisingModel, TrainingData, register
@@ -67,7 +68,6 @@ from specdenoise.models.posterior_amplitude import scale_grid
 from specdenoise.models.posterior_calibrate import CALIB_KEYS, calibrate, calibration_factor
 from specdenoise.models.posterior_config import PosteriorConfig
 from specdenoise.models.posterior_fit import LEVEL_LINE, fit_prior, halpha_level, line_windows
-from specdenoise.models.posterior_intervals import INTERVAL_KEYS, calibrate_intervals, interval_factor
 from specdenoise.models.posterior_linalg import one_blas_thread
 from specdenoise.models.posterior_noise import mixed_observations
 
@@ -103,7 +103,7 @@ class PosteriorDenoiser(DenoisingModel):
     searchable = False
     has_posterior = True
     calibrated_draws = True
-    #: line-flux / O3N2 intervals of its draws have factors per S/N (:meth:`interval_factor`)
+    #: line-flux / O3N2 intervals of its draws have factors per emission power and S/N (:meth:`interval_factors`)
     calibrated_intervals = True
     #: ``denoise``/``posterior`` accept the input's per-pixel ``ivar`` (n, n_pix), normalised units
     noise_aware = True
@@ -153,13 +153,12 @@ class PosteriorDenoiser(DenoisingModel):
 
     def calibrate_on(self, source, n: int, seed: int, wave: np.ndarray, desi=None, measure=None) -> None:
         """Calibrate in place on ``n`` fresh clean draws (stream 1 of ``source``) observed with
-        mixed noise shapes and log-uniform S/N (see :func:`.posterior_calibrate.calibrate`); with a
-        ``measure`` (spectra -> {quantity: values}, e.g. line fluxes), also the intervals of those
-        quantities on the first ``n_interval_calib`` of them (:func:`.posterior_intervals.calibrate_intervals`)."""
+        mixed noise shapes and log-uniform S/N (:func:`.posterior_calibrate.calibrate`); with a ``measure``
+        (spectra -> {quantity: values}), also the intervals of those quantities (:func:`.calibrate_intervals`)."""
         clean, cat = next(iter(source(n, seed, 1, n)))
         z = cat["z"].to_numpy()
         obs = mixed_observations(clean, wave, z, np.random.default_rng([seed, 2]), desi=desi)
-        for k in CALIB_KEYS + INTERVAL_KEYS:
+        for k in CALIB_KEYS + intervals.INTERVAL_KEYS:
             self.arrays.pop(k, None)
         self.arrays.update(calib_log_snr=np.zeros(1), calib_scale=np.ones((1, clean.shape[1])))
         self.arrays.update(calibrate(self, obs, z))
@@ -167,15 +166,16 @@ class PosteriorDenoiser(DenoisingModel):
         if measure is not None and n_iv > 0:
             sub = {k: v[:n_iv] for k, v in obs.items()}
             draws = int(self.hyper.get("interval_draws") or 30)
-            self.arrays.update(calibrate_intervals(self, sub, measure, draws, seed))
+            self.arrays.update(intervals.calibrate_intervals(self, sub, measure, draws, seed))
 
-    def interval_factor(self, name: str, x: np.ndarray, ivar: np.ndarray, scale: str = "input") -> np.ndarray:
-        """Factor (n,) widening (> 1) or narrowing the 16-84 % interval of quantity ``name`` (a line
-        flux, O3N2) over this model's draws at ``scale`` about their median, from the input ``x`` and
-        ``ivar`` (n, P): per continuum S/N bin, fitted on the validation split
-        (:mod:`.posterior_intervals`); 1 where the model has no factor for it."""
+    def interval_factors(self, names, x: np.ndarray, ivar: np.ndarray, scale: str = "input") -> dict[str, np.ndarray]:
+        """Factor (n,) per quantity of ``names`` (line fluxes, O3N2) scaling the 16-84 % interval of the
+        draws at ``scale`` about their median, for inputs ``x``, ``ivar`` (n, P) (:mod:`.posterior_intervals`)."""
+        if "interval_names" not in self.arrays:
+            return {q: np.ones(len(x)) for q in names}
         x = np.asarray(x, dtype=np.float64)
-        return interval_factor(self.arrays, name, x, self._ivar(x, ivar), scale)
+        log_snr, emis = intervals.interval_features(self, x, self._ivar(x, ivar))
+        return {q: intervals.interval_factor(self.arrays, q, log_snr, emis, scale) for q in names}
 
     def set_prior(self, mu: np.ndarray, w: np.ndarray, d: np.ndarray, log_pi: np.ndarray) -> None:
         """Set the prior directly: ``mu`` (K, P), ``w`` (K, P, q), ``d`` (K, P), ``log_pi`` (K,)."""

@@ -3,10 +3,11 @@
 The exact draws hold the truth 68 % of the time only where the prior is the population's; on the
 universe the misfit has a sign per line (H-alpha intervals too narrow, [OIII] too wide: ``bench
 posterior``). :func:`calibrate_intervals` measures each quantity on draws of validation spectra
-and, per (quantity, continuum S/N bin), finds the factor by which the intervals must be widened
-or narrowed about the draws' median so that 68 % of them hold the truth; :func:`interval_factor`
-looks it up at inference and :func:`scaled_interval` applies it. The S/N is the spectrum's own,
-:func:`continuum_log_snr` of the input flux and ``ivar``: no label is used.
+and, per (quantity, emission-line-power tertile, continuum S/N bin), finds the factor by which the
+intervals must be widened or narrowed about the draws' median so that 68 % of them hold the truth;
+:func:`interval_factor` looks it up at inference and :func:`scaled_interval` applies it. Both
+features are the spectrum's own (:func:`interval_features`, from the input and the posterior
+mean): no label of class or noise shape is used.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from specdenoise.models.posterior_calibrate import spectrum_features
+
 #: inner edges (log10 continuum S/N per pixel) of the factor's S/N bins: between 0.5, 1, 3, 10, 30, 100
 INTERVAL_SNR_EDGES = np.array([-0.15, 0.24, 0.74, 1.24, 1.74])
 #: the arrays a calibration sets, at the input scale and (suffix ``_unit``) the unit scale
-INTERVAL_KEYS = ("interval_names", "interval_edges", "interval_table", "interval_table_unit")
+INTERVAL_KEYS = ("interval_names", "interval_edges", "interval_emis_edges", "interval_table", "interval_table_unit")
+#: emission-line-power groups (tertiles of the validation spectra) of the factors
+N_EMIS = 3
 #: the share of the truths a calibrated 16-84 % interval holds
 TARGET = 0.68
 
@@ -75,23 +80,42 @@ def needed_factor(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(truth), f, np.nan)
 
 
-def factor_table(needed: np.ndarray, log_snr: np.ndarray, edges: np.ndarray, min_n: int = 50) -> np.ndarray:
-    """Factors (n_bins,) bringing the share of ``needed`` (n,) at or below them to :data:`TARGET` per S/N
-    bin of ``log_snr`` (n,) in ``edges`` (inner edges; the inverted-CDF quantile, so that the share is
-    at least 0.68); a bin with fewer than ``min_n`` finite entries gets the pooled factor."""
+def factor_table(
+    needed: np.ndarray,
+    log_snr: np.ndarray,
+    edges: np.ndarray,
+    group: np.ndarray | None = None,
+    n_groups: int = 1,
+    min_n: int = 50,
+) -> np.ndarray:
+    """Factors (n_groups, n_bins) bringing the share of ``needed`` (n,) at or below them to :data:`TARGET`
+    per (``group`` (n,) in 0..n_groups-1, S/N bin of ``log_snr`` (n,) in the inner ``edges``): the
+    inverted-CDF quantile, so that the share is at least 0.68. A cell with fewer than ``min_n``
+    finite entries gets its S/N bin's factor over all groups, a sparse bin the pooled factor."""
     keep = ~np.isnan(needed)
+    group = np.zeros(len(needed), dtype=int) if group is None else group
 
-    def q(v: np.ndarray) -> float:
-        return float(np.quantile(v, TARGET, method="inverted_cdf"))
+    def q(sel: np.ndarray, fallback: float) -> float:
+        return float(np.quantile(needed[sel], TARGET, method="inverted_cdf")) if sel.sum() >= min_n else fallback
 
-    pooled = q(needed[keep]) if keep.sum() >= min_n else 1.0
+    pooled = q(keep, 1.0)
     b = np.digitize(log_snr, edges)
-    out = np.full(len(edges) + 1, pooled)
-    for j in range(len(out)):
-        sel = keep & (b == j)
-        if sel.sum() >= min_n:
-            out[j] = q(needed[sel])
+    out = np.empty((n_groups, len(edges) + 1))
+    for j in range(out.shape[1]):
+        per_bin = q(keep & (b == j), pooled)
+        for g in range(n_groups):
+            out[g, j] = q(keep & (b == j) & (group == g), per_bin)
     return np.where(np.isfinite(out), out, 1.0)
+
+
+def interval_features(model: Any, flux: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the factors are looked up by, both known at inference (n,) each: the continuum S/N
+    (:func:`continuum_log_snr`) and the emission-line power of the input-scale posterior mean
+    (:func:`.posterior_calibrate.spectrum_features`, a stand-in for the galaxy's type: on the
+    universe the draws' intervals are too narrow for emitters' lines and too wide for absorption
+    and quiescent galaxies)."""
+    mean = model.predict(flux, ivar, calibrated=False, scale="input")[0]
+    return continuum_log_snr(flux, ivar), spectrum_features(mean, ivar)[:, 2]
 
 
 def calibrate_intervals(
@@ -100,8 +124,11 @@ def calibrate_intervals(
     """The interval arrays (:data:`INTERVAL_KEYS`) from validation ``obs`` (``flux``, ``ivar``, ``truth``
     (n, P), input scale): every quantity ``measure`` gives is measured on ``n_draws`` exact draws of
     each spectrum and on its truth, at both scales (unit: the truth divided by its norm, or by the
-    model's ``fixed_scale``), and :func:`factor_table` fits its factors per continuum S/N bin."""
-    log_snr = continuum_log_snr(obs["flux"], obs["ivar"])
+    model's ``fixed_scale``), and :func:`factor_table` fits its factors per (emission-line-power
+    tertile, continuum S/N bin) of :func:`interval_features`."""
+    log_snr, emis = interval_features(model, obs["flux"], obs["ivar"])
+    emis_edges = np.quantile(emis, np.arange(1, N_EMIS) / N_EMIS)
+    group = np.digitize(emis, emis_edges)
     fixed = model.hyper.get("fixed_scale")
     norm = float(fixed) if fixed else np.linalg.norm(obs["truth"], axis=1, keepdims=True)
     out: dict[str, np.ndarray] = {}
@@ -115,19 +142,20 @@ def calibrate_intervals(
             for name, values in got.items():
                 need.setdefault(name, []).append(needed_factor(np.asarray(values).reshape(s, m), ref[name]))
         names = sorted(need)
-        table = np.stack([factor_table(np.concatenate(need[k]), log_snr, INTERVAL_SNR_EDGES) for k in names])
-        out["interval_table" if scale == "input" else "interval_table_unit"] = table
-    return {**out, "interval_names": np.array(names), "interval_edges": INTERVAL_SNR_EDGES.copy()}
+        tables = [factor_table(np.concatenate(need[k]), log_snr, INTERVAL_SNR_EDGES, group, N_EMIS) for k in names]
+        out["interval_table" if scale == "input" else "interval_table_unit"] = np.stack(tables)
+    edges = {"interval_edges": INTERVAL_SNR_EDGES.copy(), "interval_emis_edges": emis_edges}
+    return {**out, **edges, "interval_names": np.array(names)}
 
 
 def interval_factor(
-    arrays: dict[str, np.ndarray], name: str, flux: np.ndarray, ivar: np.ndarray, scale: str = "input"
+    arrays: dict[str, np.ndarray], name: str, log_snr: np.ndarray, emis: np.ndarray, scale: str = "input"
 ) -> np.ndarray:
     """Factor (n,) for the intervals of quantity ``name`` at ``scale`` (input or unit), looked up by the
-    continuum S/N (:func:`continuum_log_snr`) of the input ``flux`` (n, P) and ``ivar``; 1 for a
-    quantity or a model without a calibration."""
+    :func:`interval_features` ``log_snr`` and ``emis`` (n,) each; 1 for a quantity or a model
+    without a calibration."""
     names = [str(v) for v in arrays.get("interval_names", [])]
     if name not in names:
-        return np.ones(len(flux))
+        return np.ones(len(log_snr))
     table = arrays["interval_table_unit" if scale == "unit" else "interval_table"][names.index(name)]
-    return table[np.digitize(continuum_log_snr(flux, ivar), arrays["interval_edges"])]
+    return table[np.digitize(emis, arrays["interval_emis_edges"]), np.digitize(log_snr, arrays["interval_edges"])]
