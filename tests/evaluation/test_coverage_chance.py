@@ -60,3 +60,23 @@ def test_the_bench_summary_and_its_table_read_every_cell():
     assert cv["prior_check"]["within"] == 5 and cv["prior_check"]["chi2"] == 0.0
     table = "\n".join(_chance_table(cv))
     assert "| universe (all) | 10 | 5 |" in table and "| class agn (H-alpha, O3N2) | 2 | 0 |" in table
+    assert "universe_uncalibrated" not in cv and "| universe (all), draws' own" not in table  # no factors: no rows
+
+
+def test_the_summary_keeps_the_draws_own_intervals_beside_the_scaled_ones():
+    def lines(cov, raw):
+        keys = ("Halpha", "Hbeta", "OIII_5007", "NII_6583", "O3N2")
+        return {k: {"coverage": cov, "coverage_uncalibrated": raw, "n": 300} for k in keys}
+
+    res = {
+        "universe": {"bins": {"sky/snr1": {"lines": lines(0.68, 0.60)}}},
+        "per_class": {"n": {"agn": 150}, "bins": {"sky/snr1": {"agn": {"lines": lines(0.68, 0.75)}}}},
+        "prior_check": {"bins": {"sky/snr1": {"lines": lines(0.68, 0.68)}}},
+    }
+    cv = coverage_summary(res)
+    assert cv["universe"]["within"] == 5 and cv["universe_uncalibrated"]["within"] == 0
+    assert cv["universe_per_line_uncalibrated"]["Halpha"]["mean_coverage"] == pytest.approx(0.60)
+    assert cv["per_class"]["agn"]["within"] == 2 and cv["per_class_uncalibrated"]["agn"]["mean_z"] > 2
+    table = "\n".join(_chance_table(cv))
+    assert "| universe (all), draws' own intervals | 5 | 0 |" in table
+    assert "| class agn (H-alpha, O3N2), draws' own | 2 | 0 |" in table

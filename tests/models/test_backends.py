@@ -25,6 +25,7 @@ print('RESULT ' + json.dumps({
 """
 
 
+@pytest.mark.slow  # a fresh process importing JAX, Keras and TensorFlow (~45 s on 2 shared cores); `make test-all`
 def test_vae_trains_on_jax():
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
