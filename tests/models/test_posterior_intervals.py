@@ -141,6 +141,8 @@ def test_training_with_a_measure_fits_the_factors_at_both_scales_and_they_are_sa
     x, iv = np.abs(np.random.default_rng(0).standard_normal((3, 825))), np.full((3, 825), 100.0)
     got = back.interval_factors(["band"], x, iv, "unit")["band"]
     np.testing.assert_array_equal(got, m.interval_factors(["band"], x, iv, "unit")["band"])
+    mean = m.predict(x, iv, calibrated=False, scale="input")[0]  # the caller's own mean: the same lookup
+    np.testing.assert_array_equal(got, back.interval_factors(["band"], x, iv, "unit", mean=mean)["band"])
     assert PCADenoiser(2).interval_factors(["band"], x, iv)["band"].tolist() == [1.0, 1.0, 1.0]  # no factors
 
 

@@ -84,10 +84,10 @@ def spread_check(fs: np.ndarray, ref: np.ndarray, input_err: np.ndarray) -> dict
     }
 
 
-def interval_factors(model, obs: dict) -> dict[str, np.ndarray]:
+def interval_factors(model, obs: dict, mean: np.ndarray) -> dict[str, np.ndarray]:
     """The model's interval factor (n,) of each line of :data:`SLOPE_LINES` and O3N2 for inputs ``obs``
-    (1 for a model without ``calibrated_intervals``)."""
-    return model.interval_factors((*SLOPE_LINES, "O3N2"), obs["flux"], obs["ivar"])
+    with input-scale posterior ``mean`` (n, P) (1 for a model without ``calibrated_intervals``)."""
+    return model.interval_factors((*SLOPE_LINES, "O3N2"), obs["flux"], obs["ivar"], mean=mean)
 
 
 def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray, factors: dict | None = None) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def snr_grid(model, clean, cat, wave, fitter, shapes, rng, n_samples: int = 30, 
             entry = _pixel_metrics(obs, mean, sd, lines_mask, classes)
             entry["coverage_raw"] = float(np.mean(np.abs(obs["truth"] - mean) <= raw_sd))
             draws = model.sample(obs["flux"], n_samples, seed=int(snr * 10), ivar=obs["ivar"])
-            entry["lines"] = line_metrics(fitter, obs, mean, draws, interval_factors(model, obs))
+            entry["lines"] = line_metrics(fitter, obs, mean, draws, interval_factors(model, obs, mean))
             out[f"{kind}/snr{snr:g}"] = entry
     return {"bins": out, "spectra_per_s": n_done / max(t_pred, 1e-9)}
 
@@ -226,7 +226,7 @@ def class_grid(model, pool, wave, fitter, seed: int, n_samples: int, kind: str =
         mean, sd, _ = model.predict(obs["flux"], obs["ivar"], scale="input")
         draws = model.sample(obs["flux"], n_samples, seed=int(snr * 10) + 7, ivar=obs["ivar"])
         row = {}
-        fac = interval_factors(model, obs)
+        fac = interval_factors(model, obs, mean)
         for c in np.unique(classes):
             sel = classes == c
             sub = {k: v[sel] for k, v in obs.items()}

@@ -252,9 +252,12 @@ class DenoisingModel(ABC):
         loaded model, everything it needs was saved)."""
         return self.has_posterior
 
-    def interval_factors(self, names, x: np.ndarray, ivar: np.ndarray, scale: str = "input") -> dict[str, np.ndarray]:
+    def interval_factors(
+        self, names, x: np.ndarray, ivar: np.ndarray, scale: str = "input", mean: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Factor (n,) per quantity of ``names`` scaling the 16-84 % interval over the draws of inputs
-        ``x`` (n, P) about their median (``calibrated_intervals`` families override it); here 1."""
+        ``x`` (n, P) about their median (``calibrated_intervals`` families override it; ``mean``, the
+        input-scale :meth:`predict` mean (n, P) where the caller has it); here 1."""
         return {q: np.ones(len(x)) for q in names}
 
     def posterior(self, x: np.ndarray, n_samples: int, seed: int, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:

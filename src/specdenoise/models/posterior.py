@@ -168,13 +168,16 @@ class PosteriorDenoiser(DenoisingModel):
             draws = int(self.hyper.get("interval_draws") or 30)
             self.arrays.update(intervals.calibrate_intervals(self, sub, measure, draws, seed))
 
-    def interval_factors(self, names, x: np.ndarray, ivar: np.ndarray, scale: str = "input") -> dict[str, np.ndarray]:
+    def interval_factors(
+        self, names, x: np.ndarray, ivar: np.ndarray, scale: str = "input", mean: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Factor (n,) per quantity of ``names`` (line fluxes, O3N2) scaling the 16-84 % interval of the
-        draws at ``scale`` about their median, for inputs ``x``, ``ivar`` (n, P) (:mod:`.posterior_intervals`)."""
+        draws at ``scale`` about their median, for inputs ``x``, ``ivar`` (n, P) (:mod:`.posterior_intervals`;
+        ``mean``: the input-scale :meth:`predict` mean, computed here when not given)."""
         if "interval_names" not in self.arrays:
             return {q: np.ones(len(x)) for q in names}
         x = np.asarray(x, dtype=np.float64)
-        log_snr, emis = intervals.interval_features(self, x, self._ivar(x, ivar))
+        log_snr, emis = intervals.interval_features(self, x, self._ivar(x, ivar), mean)
         return {q: intervals.interval_factor(self.arrays, q, log_snr, emis, scale) for q in names}
 
     def set_prior(self, mu: np.ndarray, w: np.ndarray, d: np.ndarray, log_pi: np.ndarray) -> None:

@@ -108,13 +108,16 @@ def factor_table(
     return np.where(np.isfinite(out), out, 1.0)
 
 
-def interval_features(model: Any, flux: np.ndarray, ivar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def interval_features(
+    model: Any, flux: np.ndarray, ivar: np.ndarray, mean: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """What the factors are looked up by, both known at inference (n,) each: the continuum S/N
     (:func:`continuum_log_snr`) and the emission-line power of the input-scale posterior mean
     (:func:`.posterior_calibrate.spectrum_features`, a stand-in for the galaxy's type: on the
     universe the draws' intervals are too narrow for emitters' lines and too wide for absorption
-    and quiescent galaxies)."""
-    mean = model.predict(flux, ivar, calibrated=False, scale="input")[0]
+    and quiescent galaxies). ``mean``: that posterior mean (n, P), computed here when not given."""
+    if mean is None:
+        mean = model.predict(flux, ivar, calibrated=False, scale="input")[0]
     return continuum_log_snr(flux, ivar), spectrum_features(mean, ivar)[:, 2]
 
 
