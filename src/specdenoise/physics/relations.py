@@ -25,14 +25,27 @@ def distance_table(z_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return z, dl_cm, dvdz, age_yr
 
 
+#: the redshift tops of the tables :func:`luminosity_distance_cm` and :func:`age_of_universe_yr`
+#: interpolate in: the smallest that covers the input, so that every chunk of a universe draw reuses
+#: one table (a table per chunk's own largest redshift cost ~1 s each and missed the cache)
+TABLE_TOPS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+
+
+def _table_for(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The :func:`distance_table` of the smallest :data:`TABLE_TOPS` entry covering ``max(z)``."""
+    z_max = float(np.max(z))
+    return distance_table(next((t for t in TABLE_TOPS if t >= z_max), z_max))
+
+
 def luminosity_distance_cm(z: np.ndarray) -> np.ndarray:
-    """Planck18 luminosity distance in cm (interpolated table)."""
-    zt, dl, _, _ = distance_table(float(np.max(z)))
+    """Planck18 luminosity distance in cm at redshifts ``z`` (interpolated table)."""
+    zt, dl, _, _ = _table_for(z)
     return np.interp(z, zt, dl)
 
 
 def age_of_universe_yr(z: np.ndarray) -> np.ndarray:
-    zt, _, _, age = distance_table(float(np.max(z)))
+    """Planck18 age of the universe in yr at redshifts ``z`` (interpolated table)."""
+    zt, _, _, age = _table_for(z)
     return np.interp(z, zt, age)
 
 
