@@ -15,9 +15,12 @@ from specdenoise.models.linear import PCADenoiser
 from specdenoise.models.posterior import PosteriorDenoiser
 from specdenoise.models.posterior_intervals import (
     INTERVAL_KEYS,
+    INTERVAL_SNR_EDGES,
+    bin_centres,
     calibrate_intervals,
     continuum_log_snr,
     factor_table,
+    interval_factor,
     needed_factor,
     scaled_interval,
 )
@@ -47,6 +50,36 @@ def test_factor_per_snr_bin_recovers_the_known_widening_and_restores_68_percent(
         inside = (truth >= lo) & (truth <= hi)
         got = (inside[log_snr < 0.5].mean(), inside[log_snr > 0.5].mean())
         assert got == pytest.approx(want, abs=0.03), (fac is None, got)  # binomial sd 0.007
+
+
+def test_factor_interpolated_in_log_snr_follows_a_trend_within_the_bins():
+    """The truth's scatter grows smoothly with log S/N (k = 1 + 0.4 log S/N): the interpolated factor
+    follows it inside a bin, where the bin's single factor is off by up to half the bin's change."""
+    rng = np.random.default_rng(4)
+    n = 60000
+    log_snr = rng.uniform(-0.5, 2.5, n)
+    k = 1.0 + 0.4 * log_snr
+    edges = INTERVAL_SNR_EDGES
+    need = needed_factor(*_draws(rng, n, k))
+    arrays = {
+        "interval_names": np.array(["x"]),
+        "interval_edges": edges,
+        "interval_centres": bin_centres(log_snr, edges),
+        "interval_emis_edges": np.array([np.inf]),
+        "interval_table": factor_table(need, log_snr, edges)[None],
+    }
+    test = np.linspace(arrays["interval_centres"][0], arrays["interval_centres"][-1], 27)  # constant beyond
+    want = 1.0 + 0.4 * test
+    got = interval_factor(arrays, "x", test, np.zeros(len(test)))
+    binned = interval_factor({k: v for k, v in arrays.items() if k != "interval_centres"}, "x", test, np.zeros(27))
+    assert np.max(np.abs(got - want)) < 0.05 < np.max(np.abs(binned - want)), (got - want, binned - want)
+    draws, truth = _draws(rng, n, k)  # fresh spectra: 68 % in every third of the S/N range
+    lo, hi = scaled_interval(draws, interval_factor(arrays, "x", log_snr, np.zeros(n)))
+    inside = (truth >= lo) & (truth <= hi)
+    for part in np.array_split(np.argsort(log_snr), 3):
+        assert inside[part].mean() == pytest.approx(0.68, abs=0.02)  # binomial sd 0.003
+    centres = bin_centres(np.array([0.0, 0.1, 2.0]), edges)
+    assert centres[1] == pytest.approx(0.05) and centres[5] == 2.0 and centres[0] == pytest.approx(-0.4)
 
 
 def test_needed_factor_edge_cases_and_sparse_bins_fall_back_to_the_pooled_factor():
@@ -135,6 +168,7 @@ def test_training_with_a_measure_fits_the_factors_at_both_scales_and_they_are_sa
     m = PosteriorDenoiser(4, hyper | {"n_calib": 120, "n_interval_calib": 60, "interval_draws": 8})
     m.fit(data, None, seed=3)
     assert set(INTERVAL_KEYS) <= set(m.arrays) and m.arrays["interval_table_unit"].shape == (1, 3, 6)
+    assert m.arrays["interval_centres"].shape == (6,) and np.all(np.diff(m.arrays["interval_centres"]) > 0)
     assert np.all(np.isfinite(m.arrays["interval_table"])) and np.all(m.arrays["interval_table"] > 0)
     m.save(tmp_path / "m")
     back = load_model(tmp_path / "m")

@@ -54,7 +54,7 @@ class PosteriorConfig(FamilySettings):
     )
     n_calib: int = Field(12000, ge=0, description="validation spectra for the coverage calibration")
     n_interval_calib: int = Field(
-        3000,
+        6000,
         ge=0,
         description="of the validation spectra, those whose draws' line fluxes and O3N2 fit the interval factors "
         "per continuum S/N (posterior_intervals; needs the training's line measure, the templates); 0 = none",

@@ -5,7 +5,8 @@ universe the misfit has a sign per line (H-alpha intervals too narrow, [OIII] to
 posterior``). :func:`calibrate_intervals` measures each quantity on draws of validation spectra
 and, per (quantity, emission-line-power tertile, continuum S/N bin), finds the factor by which the
 intervals must be widened or narrowed about the draws' median so that 68 % of them hold the truth;
-:func:`interval_factor` looks it up at inference and :func:`scaled_interval` applies it. Both
+:func:`interval_factor` looks it up at inference (interpolated in log S/N between the bins'
+centres) and :func:`scaled_interval` applies it. Both
 features are the spectrum's own (:func:`interval_features`, from the input and the posterior
 mean): no label of class or noise shape is used.
 """
@@ -22,7 +23,14 @@ from specdenoise.models.posterior_calibrate import spectrum_features
 #: inner edges (log10 continuum S/N per pixel) of the factor's S/N bins: between 0.5, 1, 3, 10, 30, 100
 INTERVAL_SNR_EDGES = np.array([-0.15, 0.24, 0.74, 1.24, 1.74])
 #: the arrays a calibration sets, at the input scale and (suffix ``_unit``) the unit scale
-INTERVAL_KEYS = ("interval_names", "interval_edges", "interval_emis_edges", "interval_table", "interval_table_unit")
+INTERVAL_KEYS = (
+    "interval_names",
+    "interval_edges",
+    "interval_centres",
+    "interval_emis_edges",
+    "interval_table",
+    "interval_table_unit",
+)
 #: emission-line-power groups (tertiles of the validation spectra) of the factors
 N_EMIS = 3
 #: the share of the truths a calibrated 16-84 % interval holds
@@ -108,6 +116,16 @@ def factor_table(
     return np.where(np.isfinite(out), out, 1.0)
 
 
+def bin_centres(log_snr: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The median ``log_snr`` (n,) of each S/N bin of the inner ``edges`` (n_bins,): where
+    :func:`interval_factor` places each bin's factor before interpolating between them. An empty
+    bin gets its middle (an outer bin: its edge -+ half the neighbouring bin's width)."""
+    b = np.digitize(log_snr, edges)
+    step = float(np.median(np.diff(edges))) if len(edges) > 1 else 1.0
+    mids = np.concatenate([[edges[0] - step / 2], (edges[1:] + edges[:-1]) / 2, [edges[-1] + step / 2]])
+    return np.array([np.median(log_snr[b == j]) if np.any(b == j) else mids[j] for j in range(len(edges) + 1)])
+
+
 def interval_features(
     model: Any, flux: np.ndarray, ivar: np.ndarray, mean: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +166,7 @@ def calibrate_intervals(
         tables = [factor_table(np.concatenate(need[k]), log_snr, INTERVAL_SNR_EDGES, group, N_EMIS) for k in names]
         out["interval_table" if scale == "input" else "interval_table_unit"] = np.stack(tables)
     edges = {"interval_edges": INTERVAL_SNR_EDGES.copy(), "interval_emis_edges": emis_edges}
+    edges["interval_centres"] = bin_centres(log_snr, INTERVAL_SNR_EDGES)
     return {**out, **edges, "interval_names": np.array(names)}
 
 
@@ -156,9 +175,15 @@ def interval_factor(
 ) -> np.ndarray:
     """Factor (n,) for the intervals of quantity ``name`` at ``scale`` (input or unit), looked up by the
     :func:`interval_features` ``log_snr`` and ``emis`` (n,) each; 1 for a quantity or a model
-    without a calibration."""
+    without a calibration. Within its emission-power group the factor is interpolated linearly in
+    log S/N between the bins' factors placed at their ``interval_centres`` (constant beyond the
+    outer ones); a model saved without centres gets its bin's factor."""
     names = [str(v) for v in arrays.get("interval_names", [])]
     if name not in names:
         return np.ones(len(log_snr))
     table = arrays["interval_table_unit" if scale == "unit" else "interval_table"][names.index(name)]
-    return table[np.digitize(emis, arrays["interval_emis_edges"]), np.digitize(log_snr, arrays["interval_edges"])]
+    group = np.digitize(emis, arrays["interval_emis_edges"])
+    if "interval_centres" not in arrays:
+        return table[group, np.digitize(log_snr, arrays["interval_edges"])]
+    per_group = np.stack([np.interp(log_snr, arrays["interval_centres"], row) for row in table])
+    return per_group[group, np.arange(len(log_snr))]
