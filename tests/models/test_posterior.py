@@ -539,7 +539,7 @@ def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
     from specdenoise.config import parse_params
     from specdenoise.evaluation.linefit import make_fast_fitter
     from specdenoise.evaluation.posterior_bench import class_grid, class_pool
-    from specdenoise.evaluation.posterior_bench_report import _class_table
+    from specdenoise.evaluation.posterior_bench_report import _class_table, _separability_table
 
     params = parse_params(TINY_PARAMS)
     edges, wave = rest_grid(params.preprocess)
@@ -555,6 +555,12 @@ def test_bench_per_class_table_draws_every_class_equally(small_universe_model):
     for row in res["bins"].values():  # every class row says where its H-alpha truths fall out
         ha = [r["lines"]["Halpha"] for r in row.values()]
         assert all(abs(h["coverage"] + h["below"] + h["above"] - 1) < 1e-9 for h in ha)
+    assert list(res["separability"]) == list(res["bins"])  # how well the data tell the classes apart, per S/N
+    for sep in res["separability"].values():
+        assert set(sep["auc"]) == set(res["n"]) and 0.0 <= sep["accuracy"] <= 1.0
+        assert sep["chance"] == pytest.approx(1 / len(res["n"]))
+    sep_table = _separability_table(res)
+    assert len(sep_table) == 3 + 2 + 6 and all(f"AUC {c}" in sep_table[3] for c in res["n"])
 
 
 def test_bench_prior_check_holds_pixel_coverage_on_spectra_from_the_prior(small_universe_model):

@@ -21,6 +21,7 @@ import numpy as np
 from specdenoise.config import load_params
 from specdenoise.data.noise import noisy_ivar
 from specdenoise.data.preprocess import rest_grid
+from specdenoise.evaluation.class_separability import features, separability
 from specdenoise.evaluation.coverage_chance import coverage_vs_chance
 from specdenoise.evaluation.draw_coverage import draw_interval
 from specdenoise.evaluation.linefit import make_fast_fitter
@@ -29,7 +30,9 @@ from specdenoise.evaluation.posterior_bench_exact import exact_by_class
 from specdenoise.evaluation.posterior_real import anomaly_rates, real_spectra_chi2
 from specdenoise.models import load_model
 from specdenoise.models.losses import pixel_weights, weighted_mse
+from specdenoise.models.posterior_calibrate import spectrum_features
 from specdenoise.models.posterior_fit import line_windows
+from specdenoise.models.posterior_intervals import continuum_log_snr
 from specdenoise.models.posterior_noise import observe_normalised
 from specdenoise.models.posterior_sim import draw_clean
 
@@ -90,16 +93,28 @@ def interval_factors(model, obs: dict, mean: np.ndarray) -> dict[str, np.ndarray
     return model.interval_factors((*SLOPE_LINES, "O3N2"), obs["flux"], obs["ivar"], mean=mean)
 
 
-def line_metrics(fitter, obs: dict, mean: np.ndarray, draws: np.ndarray, factors: dict | None = None) -> dict[str, Any]:
+def input_fits(fitter, obs: dict, mean: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """The fast fitter on the truth (``ref``), the input with its errors (``inp``, masked pixels at
+    sigma 1e3) and the posterior ``mean`` (``den``): ``{which: {line or line_err: (n,)}}``."""
+    sig = np.where(obs["ivar"] > 0, 1.0 / np.sqrt(np.where(obs["ivar"] > 0, obs["ivar"], 1.0)), 1e3)
+    return {
+        "ref": _fluxes(fitter, obs["truth"]),
+        "inp": _fluxes(fitter, obs["flux"], sig),
+        "den": _fluxes(fitter, mean),
+    }
+
+
+def line_metrics(
+    fitter, obs: dict, mean: np.ndarray, draws: np.ndarray, factors: dict | None = None, fits: dict | None = None
+) -> dict[str, Any]:
     """Interval coverage of lines and O3N2 (with the sides the truth falls out on; H-alpha also per
     tertile of its true flux, the median ratio of the draws' median to the truth and
     :func:`spread_check`), and slope /
     bias for lines the input detects at S/N >= 5. ``factors`` (:func:`interval_factors`): the
-    intervals are scaled by them, and ``coverage_uncalibrated`` keeps the draws' own."""
-    ref = _fluxes(fitter, obs["truth"])
-    sig = np.where(obs["ivar"] > 0, 1.0 / np.sqrt(np.where(obs["ivar"] > 0, obs["ivar"], 1.0)), 1e3)
-    inp = _fluxes(fitter, obs["flux"], sig)
-    den = _fluxes(fitter, mean)
+    intervals are scaled by them, and ``coverage_uncalibrated`` keeps the draws' own. ``fits``:
+    :func:`input_fits` of these spectra when already done."""
+    fits = input_fits(fitter, obs, mean) if fits is None else fits
+    ref, inp, den = fits["ref"], fits["inp"], fits["den"]
     s, n, p = draws.shape
     samp = _fluxes(fitter, draws.reshape(s * n, p))
     res: dict[str, Any] = {}
@@ -216,25 +231,35 @@ def class_pool(params, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarra
 def class_grid(model, pool, wave, fitter, seed: int, n_samples: int, kind: str = "sky") -> dict:
     """Pixel, line-pixel, line and O3N2 coverage per galaxy class and S/N on :func:`class_pool`'s
     ``pool``: the natural mix of :func:`snr_grid` leaves the rare classes (AGN 3 %, quiescent 6 %)
-    with a dozen spectra, too few to test a coverage to +-3 %."""
+    with a dozen spectra, too few to test a coverage to +-3 %. ``separability`` per S/N: how well
+    the data tell these classes apart (:func:`.class_separability.separability`, seed ``seed``),
+    the ceiling on what any interval rule that sees only the data can do per class."""
     clean, classes, z = pool
     lines_mask = line_pixels(wave)
     rng = np.random.default_rng([seed, 5])
-    out: dict[str, Any] = {"noise": kind, "n": {c: int((classes == c).sum()) for c in np.unique(classes)}, "bins": {}}
+    n = {c: int((classes == c).sum()) for c in np.unique(classes)}
+    out: dict[str, Any] = {"noise": kind, "n": n, "bins": {}, "separability": {}}
     for snr in SNRS:
         obs = observe_normalised(clean, wave, z, np.full(len(clean), snr), kind, rng)
         mean, sd, _ = model.predict(obs["flux"], obs["ivar"], scale="input")
         draws = model.sample(obs["flux"], n_samples, seed=int(snr * 10) + 7, ivar=obs["ivar"])
         row = {}
         fac = interval_factors(model, obs, mean)
+        fits = input_fits(fitter, obs, mean)
         for c in np.unique(classes):
             sel = classes == c
             sub = {k: v[sel] for k, v in obs.items()}
             px = _pixel_metrics(sub, mean[sel], sd[sel], lines_mask, classes[sel])
             px.pop("per_class")
             sub_fac = {k: v[sel] for k, v in fac.items()}
-            row[c] = {**px, "lines": line_metrics(fitter, sub, mean[sel], draws[:, sel], sub_fac)}
+            sub_fits = {w: {k: v[sel] for k, v in f.items()} for w, f in fits.items()}
+            row[c] = {**px, "lines": line_metrics(fitter, sub, mean[sel], draws[:, sel], sub_fac, sub_fits)}
         out["bins"][f"{kind}/snr{snr:g}"] = row
+        x = features(
+            fits["inp"], fits["den"], continuum_log_snr(obs["flux"], obs["ivar"]),
+            spectrum_features(mean, obs["ivar"]), SLOPE_LINES,
+        )  # fmt: skip
+        out["separability"][f"{kind}/snr{snr:g}"] = separability(x, classes, seed)
     return out
 
 

@@ -105,6 +105,23 @@ def _class_table(pc: dict | None) -> list[str]:
     return out
 
 
+def _separability_table(pc: dict | None) -> list[str]:
+    """Markdown rows of the class grid's ``separability`` (:mod:`.class_separability`)."""
+    sep = (pc or {}).get("separability")
+    if not sep:
+        return []
+    cls = list(pc["n"])
+    out = ["", "How well the data tell the classes apart (the same spectra; a logistic classifier on features "
+           "known at inference, 2-fold cross-validated): accuracy (chance) and each class's AUC against the rest "
+           "(0.5: the data do not tell it from the others). A calibration that sees only the data cannot hold "
+           "68 % within a class it cannot tell apart.", ""]  # fmt: skip
+    out += ["| S/N | accuracy (chance) | " + " | ".join(f"AUC {c}" for c in cls) + " |", "|---" * (len(cls) + 2) + "|"]
+    for key, r in sep.items():
+        aucs = " | ".join(_f(r["auc"].get(c), "{:.2f}") for c in cls)
+        out.append(f"| {key} | {r['accuracy']:.2f} ({r['chance']:.2f}) | {aucs} |")
+    return out
+
+
 def _exact_table(ex: dict | None, pc: dict | None) -> list[str]:
     """Markdown rows of :func:`.posterior_bench_exact.exact_by_class`, each cell beside the universe's
     own per-class value from :func:`.posterior_bench.class_grid` (``pc``) where given."""
@@ -213,6 +230,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         )
     lines += _miss_table(res["universe"]["bins"])
     lines += _class_table(res.get("per_class"))
+    lines += _separability_table(res.get("per_class"))
     lines += _exact_table(res.get("exact_by_class"), res.get("per_class"))
     lines += _prior_check_table(res.get("prior_check"))
     lines += _chance_table(res.get("coverage_vs_chance"))
