@@ -253,6 +253,13 @@ def test_bench_posterior_refuses_a_negative_per_class(tmp_path):
     assert not out.exists()
 
 
+def test_bench_posterior_refuses_a_negative_n_library(tmp_path):
+    out = tmp_path / "posterior.json"
+    res = cli("bench", "posterior", "--n-library", "-1", "--out", out, "--md", tmp_path / "p.md")
+    assert_fails(res, EXIT_USAGE, "--n-library")
+    assert not out.exists()
+
+
 def test_bench_posterior_refuses_a_negative_n_exact(tmp_path):
     out = tmp_path / "posterior.json"
     res = cli("bench", "posterior", "--n-exact", "-5", "--out", out, "--md", tmp_path / "p.md")

@@ -24,6 +24,7 @@ from specdenoise.data.preprocess import rest_grid
 from specdenoise.evaluation.class_separability import features, separability
 from specdenoise.evaluation.coverage_chance import coverage_vs_chance
 from specdenoise.evaluation.draw_coverage import draw_interval
+from specdenoise.evaluation.library_posterior import library_by_class
 from specdenoise.evaluation.linefit import make_fast_fitter
 from specdenoise.evaluation.mzr_truth import true_o3n2
 from specdenoise.evaluation.posterior_bench_exact import exact_by_class
@@ -231,9 +232,8 @@ def class_pool(params, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarra
 def class_grid(model, pool, wave, fitter, seed: int, n_samples: int, kind: str = "sky") -> dict:
     """Pixel, line-pixel, line and O3N2 coverage per galaxy class and S/N on :func:`class_pool`'s
     ``pool``: the natural mix of :func:`snr_grid` leaves the rare classes (AGN 3 %, quiescent 6 %)
-    with a dozen spectra, too few to test a coverage to +-3 %. ``separability`` per S/N: how well
-    the data tell these classes apart (:func:`.class_separability.separability`, seed ``seed``),
-    the ceiling on what any interval rule that sees only the data can do per class."""
+    with a dozen spectra, too few to test a coverage to +-3 %; ``separability``: how well the data
+    tell the classes apart per S/N (:func:`.class_separability.separability`, seed ``seed``)."""
     clean, classes, z = pool
     lines_mask = line_pixels(wave)
     rng = np.random.default_rng([seed, 5])
@@ -328,7 +328,7 @@ def paper_comparison(model, bench: Path) -> dict[str, Any]:
 
 
 def run_bench(
-    model, params, bench: Path, n_test: int, n_samples: int, shapes, seed: int, per_class: int = 150, n_exact: int = 0
+    model, params, bench: Path, n_test: int, n_samples: int, shapes, seed: int, per_class=150, n_exact=0, n_library=0
 ) -> dict[str, Any]:
     """All of the evidence as one JSON-ready dict."""
     wave = rest_grid(params.preprocess)[1]
@@ -352,6 +352,9 @@ def run_bench(
         "per_class": class_grid(model, pool, wave, fitter, seed, n_samples) if pool else None,
         "exact_by_class": exact_by_class(model, pool, wave, fitter, SNRS, seed, n_exact, n_samples)
         if pool and n_exact > 0
+        else None,
+        "library_by_class": library_by_class(params, pool, wave, fitter, seed, n_library)
+        if pool and n_library > 0
         else None,
         "prior_check": prior_check(model, wave, cat["z"].to_numpy(), fitter, n_test, seed + 6, n_samples),
         "paper_sigma_0.04": paper_comparison(model, bench),

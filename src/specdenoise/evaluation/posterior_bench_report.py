@@ -122,6 +122,32 @@ def _separability_table(pc: dict | None) -> list[str]:
     return out
 
 
+def _library_table(lib: dict | None, pc: dict | None) -> list[str]:
+    """Markdown rows of :func:`.library_posterior.library_by_class`, each cell beside the model's own
+    per-class value from :func:`.posterior_bench.class_grid` (``pc``) where given."""
+    if not lib:
+        return []
+    mix = ", ".join(f"{c} {n}" for c, n in lib["library_mix"].items())
+    first = next(iter(lib["bins"].values()))
+    cls = [c for c in first if c != "ess_median"]
+    out = ["", f"## Per class under the universe's own population ({lib['n_library']} library spectra: {mix})", ""]
+    out += ["H-alpha / O3N2 16-84 % coverage of the library posterior (importance-weighted library spectra; "
+            "median effective sample size); in brackets the model's own cell above. A class this posterior "
+            "misses too cannot be covered by any posterior that is right given the data.", ""]  # fmt: skip
+    out += ["| S/N | ESS | " + " | ".join(cls) + " |", "|---" * (len(cls) + 2) + "|"]
+    for key, row in lib["bins"].items():
+        own = (pc or {}).get("bins", {}).get(key, {})
+        cells = []
+        for c in cls:
+            ha, o3 = row[c]["Halpha"]["coverage"], row[c]["O3N2"]["coverage"]
+            ln = own.get(c, {}).get("lines", {})
+            m_ha, m_o3 = (_f(ln.get(k, {}).get("coverage"), "{:.2f}") for k in ("Halpha", "O3N2"))
+            lib_cov = f"{_f(ha, '{:.2f}')} / {_f(o3, '{:.2f}')}"
+            cells.append(lib_cov + (f" ({m_ha} / {m_o3})" if ln else ""))
+        out.append(f"| {key} | {row['ess_median']:.0f} | " + " | ".join(cells) + " |")
+    return out
+
+
 def _exact_table(ex: dict | None, pc: dict | None) -> list[str]:
     """Markdown rows of :func:`.posterior_bench_exact.exact_by_class`, each cell beside the universe's
     own per-class value from :func:`.posterior_bench.class_grid` (``pc``) where given."""
@@ -232,6 +258,7 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines += _class_table(res.get("per_class"))
     lines += _separability_table(res.get("per_class"))
     lines += _exact_table(res.get("exact_by_class"), res.get("per_class"))
+    lines += _library_table(res.get("library_by_class"), res.get("per_class"))
     lines += _prior_check_table(res.get("prior_check"))
     lines += _chance_table(res.get("coverage_vs_chance"))
     pc = res["paper_sigma_0.04"]
