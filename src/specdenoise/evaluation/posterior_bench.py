@@ -328,9 +328,9 @@ def paper_comparison(model, bench: Path) -> dict[str, Any]:
 
 
 def run_bench(
-    model, params, bench: Path, n_test: int, n_samples: int, shapes, seed: int, per_class=150, n_exact=0, n_library=0
+    model, params, bench: Path, n_test: int, n_samples: int, shapes, seed: int, per_class, n_exact, n_library
 ) -> dict[str, Any]:
-    """All of the evidence as one JSON-ready dict."""
+    """All of the evidence as one JSON-ready dict (sizes: the ``bench posterior`` command's options)."""
     wave = rest_grid(params.preprocess)[1]
     clean, cat = draw_clean(params.universe, params.preprocess, n_test, seed, stream=2, chunk=n_test)
     tpl = bench / "data/external/emiles_ppxf826.npz"
