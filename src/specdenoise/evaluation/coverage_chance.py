@@ -60,3 +60,10 @@ def coverage_vs_chance(cells: Iterable[tuple[float, int]], p: float = 0.68, half
         "mean_coverage": float(cov.mean()),
         "mean_z": float(z.mean()),
     }
+
+
+def miss_sides(ref: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, float]:
+    """Fractions of the truth ``ref`` (n,) below and above the intervals ``[lo, hi]`` (n,): a truth
+    below means the estimate sits above the galaxy. Unequal sides: the intervals are pulled towards
+    the population; equal sides with low coverage: they are too narrow."""
+    return {"below": float(np.mean(ref < lo)), "above": float(np.mean(ref > hi))}

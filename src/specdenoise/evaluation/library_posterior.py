@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from specdenoise.evaluation.coverage_chance import miss_sides
 from specdenoise.evaluation.mzr_truth import true_o3n2
 from specdenoise.models.posterior_noise import observe_normalised
 from specdenoise.models.posterior_sim import draw_clean
@@ -100,14 +101,11 @@ def library_by_class(params, pool, wave, fitter, seed: int, n_library: int, snrs
             for k in values:
                 r, lo, hi = ref[k][sel], iv[f"{k}_lo"][sel], iv[f"{k}_hi"][sel]
                 ok = np.isfinite(r) & np.isfinite(lo)
-                shares = {  # None where no truth is finite (O3N2 of galaxies without lines)
-                    "coverage": (r[ok] >= lo[ok]) & (r[ok] <= hi[ok]),
-                    "below": r[ok] < lo[ok],
-                    "above": r[ok] > hi[ok],
-                }
-                cell[k] = {key: float(v.mean()) if ok.any() else None for key, v in shares.items()} | {
-                    "n": int(ok.sum())
-                }
+                if not ok.any():  # no finite truth (O3N2 of galaxies without lines)
+                    cell[k] = {"coverage": None, "below": None, "above": None, "n": 0}
+                    continue
+                inside = float(np.mean((r[ok] >= lo[ok]) & (r[ok] <= hi[ok])))
+                cell[k] = {"coverage": inside, **miss_sides(r[ok], lo[ok], hi[ok]), "n": int(ok.sum())}
             row[str(c)] = cell
         out["bins"][f"sky/snr{snr:g}"] = row
     return out

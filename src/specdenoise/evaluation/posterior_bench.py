@@ -22,7 +22,7 @@ from specdenoise.config import load_params
 from specdenoise.data.noise import noisy_ivar
 from specdenoise.data.preprocess import rest_grid
 from specdenoise.evaluation.class_separability import features, separability
-from specdenoise.evaluation.coverage_chance import coverage_vs_chance
+from specdenoise.evaluation.coverage_chance import coverage_vs_chance, miss_sides
 from specdenoise.evaluation.draw_coverage import draw_interval
 from specdenoise.evaluation.library_posterior import library_by_class
 from specdenoise.evaluation.linefit import make_fast_fitter
@@ -52,13 +52,6 @@ def line_pixels(wave: np.ndarray, half: int = 2) -> np.ndarray:
 def _fluxes(fitter, spectra: np.ndarray, sigma: np.ndarray | None = None) -> dict[str, np.ndarray]:
     out = fitter(spectra, sigma)
     return {k: v["flux"] for k, v in out.items()} | {f"{k}_err": v["err"] for k, v in out.items()}
-
-
-def miss_sides(ref: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, float]:
-    """Fractions of the truth ``ref`` (n,) below and above the intervals ``[lo, hi]`` (n,): a truth
-    below means the estimate sits above the galaxy. Unequal sides: the intervals are pulled towards
-    the population; equal sides with low coverage: they are too narrow."""
-    return {"below": float(np.mean(ref < lo)), "above": float(np.mean(ref > hi))}
 
 
 def tertile_coverage(ref: np.ndarray, inside: np.ndarray) -> list[float]:

@@ -49,7 +49,7 @@ def _prior_check_table(pc: dict | None) -> list[str]:
 
 
 def _miss_table(bins: dict) -> list[str]:
-    """How the H-alpha and O3N2 intervals of the universe bins miss (:func:`.posterior_bench.miss_sides`)."""
+    """How the H-alpha and O3N2 intervals of the universe bins miss (:func:`.coverage_chance.miss_sides`)."""
     out = ["", "## How the intervals miss (universe bins)", ""]
     out += [
         "Truth below / above the 16-84 % interval (a truth below: the estimate sits above the galaxy); "
