@@ -105,6 +105,18 @@ def _class_table(pc: dict | None) -> list[str]:
     return out
 
 
+def _pair(ha: Any, o3: Any) -> str:
+    """An H-alpha / O3N2 coverage cell."""
+    return f"{_f(ha, '{:.2f}')} / {_f(o3, '{:.2f}')}"
+
+
+def _own_cell(pc: dict | None, key: str, c: str) -> str:
+    """`` (H-alpha / O3N2)`` of the class grid's (:func:`.posterior_bench.class_grid`) cell of class ``c``
+    in bin ``key``, to stand beside another table's cell; empty where the grid has none."""
+    u = ((pc or {}).get("bins", {}).get(key, {}).get(c) or {}).get("lines", {})
+    return f" ({_pair(u.get('Halpha', {}).get('coverage'), u.get('O3N2', {}).get('coverage'))})" if u else ""
+
+
 def _separability_table(pc: dict | None) -> list[str]:
     """Markdown rows of the class grid's ``separability`` (:mod:`.class_separability`)."""
     sep = (pc or {}).get("separability")
@@ -136,14 +148,7 @@ def _library_table(lib: dict | None, pc: dict | None) -> list[str]:
             "misses too cannot be covered by any posterior that is right given the data.", ""]  # fmt: skip
     out += ["| S/N | ESS | " + " | ".join(cls) + " |", "|---" * (len(cls) + 2) + "|"]
     for key, row in lib["bins"].items():
-        own = (pc or {}).get("bins", {}).get(key, {})
-        cells = []
-        for c in cls:
-            ha, o3 = row[c]["Halpha"]["coverage"], row[c]["O3N2"]["coverage"]
-            ln = own.get(c, {}).get("lines", {})
-            m_ha, m_o3 = (_f(ln.get(k, {}).get("coverage"), "{:.2f}") for k in ("Halpha", "O3N2"))
-            lib_cov = f"{_f(ha, '{:.2f}')} / {_f(o3, '{:.2f}')}"
-            cells.append(lib_cov + (f" ({m_ha} / {m_o3})" if ln else ""))
+        cells = [_pair(row[c]["Halpha"]["coverage"], row[c]["O3N2"]["coverage"]) + _own_cell(pc, key, c) for c in cls]
         out.append(f"| {key} | {row['ess_median']:.0f} | " + " | ".join(cells) + " |")
     return out
 
@@ -167,19 +172,11 @@ def _exact_table(ex: dict | None, pc: dict | None) -> list[str]:
         "|---" * (len(cls) + 3) + "|",
     ]
     for key, b in ex["bins"].items():
-        cells = []
-        for c in cls:
-            e = b["classes"][c]
-            u = ((pc or {}).get("bins", {}).get(key, {}).get(c) or {}).get("lines", {})
-            uh, uo = u.get("Halpha", {}).get("coverage"), u.get("O3N2", {}).get("coverage")
-            ref = f" ({_f(uh, '{:.2f}')} / {_f(uo, '{:.2f}')})" if u else ""
-            cells.append(f"{_f(e['Halpha'], '{:.2f}')} / {_f(e['O3N2'], '{:.2f}')}{ref}")
+        cells = [_pair(b["classes"][c]["Halpha"], b["classes"][c]["O3N2"]) + _own_cell(pc, key, c) for c in cls]
         comp = [v for v in b["per_component"]["Halpha"] if v is not None]
         span = f"{min(comp):.2f} / {max(comp):.2f}" if comp else "-"
         a = b["all"]
-        out.append(
-            f"| {key} | {_f(a['Halpha'], '{:.2f}')} / {_f(a['O3N2'], '{:.2f}')} | " + " | ".join(cells) + f" | {span} |"
-        )
+        out.append(f"| {key} | {_pair(a['Halpha'], a['O3N2'])} | " + " | ".join(cells) + f" | {span} |")
     return out
 
 
