@@ -246,27 +246,6 @@ def test_bench_posterior_refuses_a_model_that_is_not_noise_aware(tmp_path):
     assert not out.exists() and fingerprint(tmp_path) == before
 
 
-def test_bench_posterior_refuses_a_negative_per_class(tmp_path):
-    out = tmp_path / "posterior.json"
-    res = cli("bench", "posterior", "--per-class", "-1", "--out", out, "--md", tmp_path / "p.md")
-    assert_fails(res, EXIT_USAGE, "--per-class")
-    assert not out.exists()
-
-
-def test_bench_posterior_refuses_a_negative_n_library(tmp_path):
-    out = tmp_path / "posterior.json"
-    res = cli("bench", "posterior", "--n-library", "-1", "--out", out, "--md", tmp_path / "p.md")
-    assert_fails(res, EXIT_USAGE, "--n-library")
-    assert not out.exists()
-
-
-def test_bench_posterior_refuses_a_negative_n_exact(tmp_path):
-    out = tmp_path / "posterior.json"
-    res = cli("bench", "posterior", "--n-exact", "-5", "--out", out, "--md", tmp_path / "p.md")
-    assert_fails(res, EXIT_USAGE, "--n-exact")
-    assert not out.exists()
-
-
 def _dense_reference(m: PosteriorDenoiser, y: np.ndarray, ivar: np.ndarray, amplitudes):
     """Slow, obviously correct posterior: every (component, amplitude, log width) term that
     ``amplitudes(i)`` lists for spectrum ``i`` as a full-covariance Gaussian over the unmasked
